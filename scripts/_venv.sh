@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Shared by scripts/test, scripts/demo and .ci/run: make sure the virtual environment for the chosen
+# Airflow line exists and holds this package, its test extras and the pinned Airflow.
+#
+# Why a stamp file: `pip install` on an already complete environment still resolves every dependency
+# (10-30 s of registry traffic). The stamp records a hash of everything that decides what gets
+# installed (pyproject.toml, the Airflow pin, this file), so a second run skips pip entirely and the
+# commands stay quick, while any change to the dependencies reinstalls on the next run.
+#
+# Usage: source scripts/_venv.sh; ensure_venv   -> sets VENV, PY, AIRFLOW_VERSION
+
+# The two Airflow lines the provider supports; pinned here so CI tests exactly these.
+AIRFLOW_3_VERSION="3.3.2"
+AIRFLOW_2_VERSION="2.11.0"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+
+_pick_python() {
+    # A fresh machine may have only `python3`; honour an explicit choice first.
+    local candidate
+    for candidate in "${PYTHON:-}" python3.11 python3.12 python3.10 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    _log "no Python 3.10+ found (set PYTHON=/path/to/python3)"
+    return 1
+}
+
+ensure_venv() {
+    case "${AIRFLOW_LINE:-3}" in
+        3) VENV="$ROOT/.venv"; AIRFLOW_VERSION="$AIRFLOW_3_VERSION" ;;
+        2) VENV="$ROOT/.venv-af2"; AIRFLOW_VERSION="$AIRFLOW_2_VERSION" ;;
+        *) _log "AIRFLOW_LINE must be 2 or 3, got '${AIRFLOW_LINE}'"; return 2 ;;
+    esac
+    PY="$VENV/bin/python"
+
+    if [ ! -x "$PY" ]; then
+        local base_python
+        base_python="$(_pick_python)" || return 1
+        _log "creating $VENV with $base_python"
+        "$base_python" -m venv "$VENV" || {
+            # Debian's python3 ships venv support in a separate package.
+            if command -v apt-get >/dev/null 2>&1; then
+                apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+                "$base_python" -m venv "$VENV"
+            else
+                return 1
+            fi
+        }
+    fi
+
+    local stamp="$VENV/.crowdtwist-install-stamp" want
+    want="$(cat "$ROOT/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)-airflow-$AIRFLOW_VERSION"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    _log "installing the provider with test extras and apache-airflow==$AIRFLOW_VERSION into $VENV"
+    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+    (cd "$ROOT" && "$PY" -m pip install --quiet --disable-pip-version-check \
+        -e ".[test]" "apache-airflow==$AIRFLOW_VERSION") || return 1
+    echo "$want" >"$stamp"
+}
