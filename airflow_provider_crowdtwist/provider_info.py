@@ -1,9 +1,150 @@
-"""Static provider metadata; completed by the hook/sensor work (issue 2 and 6)."""
+"""Static provider metadata, and the one definition of the connection form.
+
+Airflow 3.2+ renders the connection form from ``connection-types[].conn-fields`` and
+``ui-field-behaviour`` without importing the hook, while Airflow 2.x asks the hook for WTForms widgets.
+Both are derived from :data:`CONN_FIELDS` and :data:`UI_FIELD_BEHAVIOUR` below, so the two forms cannot
+drift apart. This module imports nothing (not even the client) because Airflow reads it at start-up
+for every process that lists providers.
+"""
 
 from __future__ import annotations
 
-PROVIDER_INFO: dict = {
+from typing import Any
+
+CONN_TYPE = "crowdtwist"
+HOOK_NAME = "CrowdTwist"
+INTEGRATION_NAME = "Oracle CrowdTwist"
+
+# Kept in step with ``client.config.ID_TYPES`` by a unit test (importing the client here would make
+# provider discovery pay for ``requests``).
+ID_TYPES = (
+    "email",
+    "facebook_user_id",
+    "twitter_user_id",
+    "id",
+    "third_party_id",
+    "username",
+    "mobile_phone_number",
+)
+
+# Extras of the connection, in form order. ``schema`` is a JSON schema (Airflow 3 form); the Airflow 2
+# widget is derived from it in ``hooks.crowdtwist.CrowdTwistHook.get_connection_form_widgets``.
+# No field has a default that could contradict another field: ``scheme`` has none because the host may
+# carry its own scheme, and a pre-filled "https" would then conflict with "http://127.0.0.1:...".
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "auth_type": {
+        "label": "Auth type",
+        "description": "api_key: the password is the API key. hmac: login is the HMAC public key and "
+        "the password the HMAC private key.",
+        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac"]},
+    },
+    "api_key_in": {
+        "label": "Send API key in",
+        "description": "header (X-CT-Authorization, recommended: keeps the key out of URLs and logs) "
+        "or query (?api_key=).",
+        "schema": {"type": ["string", "null"], "default": "header", "enum": ["header", "query"]},
+    },
+    "hmac_timestamp_unit": {
+        "label": "HMAC timestamp unit",
+        "description": "s or ms. CrowdTwist's documentation is ambiguous; seconds is what working "
+        "signers send.",
+        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms"]},
+    },
+    "id_type": {
+        "label": "Default id_type",
+        "description": "How members are identified when a task does not say: " + ", ".join(ID_TYPES) + ".",
+        "schema": {"type": ["string", "null"], "default": "email", "enum": list(ID_TYPES)},
+    },
+    "scheme": {
+        "label": "Scheme",
+        "description": "https or http, only used when the host has no scheme of its own. Defaults "
+        "to https; http is accepted for loopback hosts only.",
+        "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+    },
+    "timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "How long to wait for an answer to one request.",
+        "schema": {"type": ["number", "null"], "default": 30, "exclusiveMinimum": 0},
+    },
+    "connect_timeout": {
+        "label": "Connect timeout (seconds)",
+        "description": "How long to wait for the TCP/TLS connection.",
+        "schema": {"type": ["number", "null"], "default": 5, "exclusiveMinimum": 0},
+    },
+    "requests_per_minute": {
+        "label": "Requests per minute",
+        "description": "The program's rate cap (CrowdTwist: 10000). 0 means no limit.",
+        "schema": {"type": ["integer", "null"], "default": 10000, "minimum": 0},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "description": "true, false, or the path of a CA bundle file.",
+        "schema": {"type": ["string", "null"], "default": "true"},
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port", "extra"],
+    "relabeling": {
+        "host": "API base URL",
+        "login": "HMAC public key",
+        "password": "API key / HMAC private key",
+    },
+    "placeholders": {
+        "host": "https://sbapi123.crowdtwist.com",
+        "login": "only for auth type hmac",
+        "password": "API key, or HMAC private key",
+        "auth_type": "api_key",
+        "api_key_in": "header",
+        "hmac_timestamp_unit": "s",
+        "id_type": "email",
+        "scheme": "https",
+        "timeout": "30",
+        "connect_timeout": "5",
+        "requests_per_minute": "10000",
+        "verify": "true",
+    },
+}
+
+
+def _ui_field_behaviour_kebab() -> dict[str, Any]:
+    """The provider-info spelling of :data:`UI_FIELD_BEHAVIOUR` (kebab-case keys)."""
+    return {
+        "hidden-fields": list(UI_FIELD_BEHAVIOUR["hidden_fields"]),
+        "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+        "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+    }
+
+
+def _modules(*modules: str) -> list[dict[str, Any]]:
+    return [{"integration-name": INTEGRATION_NAME, "python-modules": list(modules)}]
+
+
+PROVIDER_INFO: dict[str, Any] = {
     "package-name": "airflow-provider-crowdtwist",
     "name": "CrowdTwist",
     "description": "Sync warehouse rows into Oracle CrowdTwist loyalty programs.",
+    "integrations": [
+        {
+            "integration-name": INTEGRATION_NAME,
+            "external-doc-url": "https://docs.oracle.com/en/cloud/saas/crowdtwist/",
+            "tags": ["service"],
+        }
+    ],
+    "hooks": _modules("airflow_provider_crowdtwist.hooks.crowdtwist"),
+    "operators": _modules(
+        "airflow_provider_crowdtwist.operators.user_sync",
+        "airflow_provider_crowdtwist.operators.activity_credit",
+    ),
+    "sensors": _modules("airflow_provider_crowdtwist.sensors.crowdtwist"),
+    "triggers": _modules("airflow_provider_crowdtwist.triggers.crowdtwist"),
+    "connection-types": [
+        {
+            "connection-type": CONN_TYPE,
+            "hook-class-name": "airflow_provider_crowdtwist.hooks.crowdtwist.CrowdTwistHook",
+            "hook-name": HOOK_NAME,
+            "conn-fields": CONN_FIELDS,
+            "ui-field-behaviour": _ui_field_behaviour_kebab(),
+        }
+    ],
 }
