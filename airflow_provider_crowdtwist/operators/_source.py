@@ -1,0 +1,145 @@
+"""Source arguments shared by the sync operators -> DataFrame chunks for the engine.
+
+Both operators take the same three kinds of source -- ``sql`` + ``sql_conn_id`` (any common.sql
+connection), ``rows`` (a DataFrame, a list of dicts, an XCom) or ``source_path`` (a local file or an
+object-storage URL) -- and this module turns them into the engine's input: an iterator of DataFrame
+chunks. It is the only place that knows about Airflow connections and ``ObjectStoragePath``, which
+keeps ``sync/`` free of Airflow.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, iter_chunks
+
+_LOCAL_SCHEMES = ("file://",)
+
+
+def validate_source_args(
+    *, sql: str | None, sql_conn_id: str | None, rows: Any, source_path: Any, chunksize: int
+) -> None:
+    """Exactly one source must be given, and ``sql`` needs ``sql_conn_id``; fail with the field's name.
+
+    Runs in the operator's ``__init__`` (a DAG with a bad source never gets scheduled) for the
+    arguments that cannot change at render time; templated values are re-checked in ``execute``.
+    """
+    given = [
+        name
+        for name, value in (("sql", sql), ("rows", rows), ("source_path", source_path))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "Give exactly one source: sql (with sql_conn_id), rows, or source_path; "
+            f"got {', '.join(given) if given else 'none'}"
+        )
+    if sql is not None and not sql_conn_id:
+        raise ValueError("sql_conn_id is required when sql is given")
+    if sql is None and sql_conn_id:
+        raise ValueError("sql_conn_id is given but sql is not")
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
+
+
+def resolve_path(path: Any) -> Any:
+    """A local path stays a string; a URL (``s3://``, ``gs://``...) becomes an ``ObjectStoragePath``.
+
+    Path-like objects that already have ``.open()`` are returned unchanged.
+    """
+    if path is None:
+        return None
+    if not isinstance(path, str):
+        return path
+    text = path.strip()
+    if "://" in text:
+        if text.startswith(_LOCAL_SCHEMES):
+            return text[len("file://") :]
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(text)
+    return text
+
+
+def parse_rows(rows: Any) -> Any:
+    """Turn the ``rows`` argument into something ``iter_chunks`` reads.
+
+    A rendered template arrives as a string: JSON is accepted, and so is a Python literal (what
+    Jinja renders for a list of dicts pulled from XCom), parsed with ``ast.literal_eval`` (never
+    ``eval``). A lazy XCom sequence is materialised as a list of dicts.
+    """
+    if isinstance(rows, str):
+        text = rows.strip()
+        if not text:
+            return []
+        try:
+            return json.loads(text)
+        except ValueError:
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(
+                    "rows: a string must be JSON or a Python literal list of dicts (as rendered from an XCom)"
+                ) from None
+    if isinstance(rows, (pd.DataFrame, list, tuple, Mapping)):
+        return rows
+    if hasattr(rows, "__iter__"):
+        return list(rows)
+    raise ValueError(f"rows: expected a DataFrame, a list of dicts or an XCom, got {type(rows).__name__}")
+
+
+def sql_chunks(
+    sql: str, sql_conn_id: str, *, parameters: Any = None, chunksize: int = DEFAULT_CHUNKSIZE
+) -> Iterator[pd.DataFrame]:
+    """Run ``sql`` on any common.sql connection and yield pandas chunks (never the whole result).
+
+    The connection's hook must be a ``DbApiHook``; its ``get_df_by_chunks`` streams the result
+    (``df_type="pandas"`` is asked for explicitly: newer common-sql also offers polars).
+    """
+    from airflow.providers.common.compat.sdk import BaseHook
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    hook = BaseHook.get_connection(sql_conn_id).get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise ValueError(
+            f"sql_conn_id {sql_conn_id!r}: its hook {type(hook).__name__} is not a DbApiHook (common.sql); "
+            "use a database connection"
+        )
+    try:
+        yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize, df_type="pandas")
+    except TypeError as exc:
+        if "df_type" not in str(exc):
+            raise
+        yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize)
+
+
+def source_chunks(
+    *,
+    sql: str | None = None,
+    sql_conn_id: str | None = None,
+    parameters: Any = None,
+    rows: Any = None,
+    source_path: Any = None,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    file_format: str | None = None,
+) -> Iterator[pd.DataFrame]:
+    """The operator's source arguments -> an iterator of DataFrame chunks of at most ``chunksize`` rows."""
+    if isinstance(sql, str) and not sql.strip():
+        sql = None
+    if isinstance(source_path, str) and not source_path.strip():
+        source_path = None
+    validate_source_args(
+        sql=sql, sql_conn_id=sql_conn_id, rows=rows, source_path=source_path, chunksize=chunksize
+    )
+    if sql is not None:
+        return iter_chunks(
+            sql_chunks(sql, str(sql_conn_id), parameters=parameters, chunksize=chunksize), chunksize
+        )
+    if rows is not None:
+        return iter_chunks(parse_rows(rows), chunksize)
+    return iter_chunks(resolve_path(source_path), chunksize, file_format=file_format)

@@ -1,0 +1,301 @@
+"""Value conversion: from whatever a warehouse, a DataFrame or a file gives to what the API takes.
+
+CrowdTwist wants booleans as 0/1, dates as integer epoch seconds (UTC) and plain JSON. Sources give
+numpy scalars, pandas timestamps, ``Decimal``s from database drivers, floats where an integer column
+had a NULL, and ``NaN``/``None``/``NaT`` for missing values. The rules here are the single place where
+that is decided:
+
+* a missing value (``None``, ``NaN``, ``NaT``, ``pd.NA``, an empty or blank string) means "leave the
+  field out" -- never ``null`` and never the string ``"nan"``;
+* a value that cannot be read raises :class:`ConversionError` with a reason a person understands;
+  the caller adds the row number and field name.
+
+Every function is per value and cheap (no pandas operation in the common path), because it runs once
+per field of every row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+class ConversionError(ValueError):
+    """A value cannot be converted to what the API takes; the message says why, without the field."""
+
+
+class _Missing:
+    """Sentinel: the value is missing and the field must be left out of the payload."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: Returned by the converters for a missing value: leave the field out.
+MISSING: Any = _Missing()
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH_DATE = dt.date(1970, 1, 1)
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+_SHOW_MAX = 60
+
+
+def show(value: Any) -> str:
+    """A short, printable rendering of a value for error messages (never a whole blob)."""
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
+
+
+def is_missing(value: Any) -> bool:
+    """True when ``value`` means "no value": None, NaN, NaT, pd.NA, or an empty/blank string.
+
+    Blank strings count as missing because CSV files and many warehouses use them for "no value",
+    and sending ``""`` would overwrite (or fail to validate) a CrowdTwist field.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float):  # includes np.float64
+        return math.isnan(value)
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, np.floating):
+        return bool(np.isnan(value))
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(value))
+    return False
+
+
+def _integral_float_to_int(value: float) -> int | float:
+    if math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def to_plain(value: Any) -> Any:
+    """Convert a value to plain JSON (str, int, float, bool, list, dict), or :data:`MISSING`.
+
+    numpy scalars become Python numbers; integral floats become ints (a pandas integer column with a
+    NULL turns into floats, and ``5.0`` should travel as ``5``); ``Decimal``s become numbers; dates
+    and timestamps become epoch seconds; mappings and sequences are converted recursively, with
+    missing entries left out of mappings.
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        if not math.isfinite(f):
+            raise ConversionError(f"{show(value)} is not a finite number")
+        return _integral_float_to_int(f)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ConversionError(f"{show(value)} is not a finite number")
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.datetime, dt.date, np.datetime64)):
+        return to_epoch_seconds(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            pv = to_plain(v)
+            if pv is not MISSING:
+                out[str(k)] = pv
+        return out
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = [to_plain(v) for v in value]
+        return [None if v is MISSING else v for v in items]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConversionError("binary value is not UTF-8 text") from exc
+    raise ConversionError(f"cannot send a value of type {type(value).__name__} ({show(value)})")
+
+
+def to_text(value: Any) -> Any:
+    """Convert to a stripped string, or :data:`MISSING`.
+
+    Numbers are rendered without a spurious ``.0`` (a phone number or id that passed through a float
+    column must not become ``"5551234.0"``).
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (bool, np.bool_)):
+        raise ConversionError(f"expected text, got a boolean ({show(value)})")
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating, Decimal)):
+        plain = to_plain(value)
+        return str(plain)
+    if isinstance(value, bytes):
+        return str(to_plain(value)).strip()
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        raise ConversionError(f"expected text, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def to_bool01(value: Any) -> Any:
+    """Convert a boolean-ish value to ``0``/``1`` (how CrowdTwist takes booleans), or :data:`MISSING`.
+
+    Accepts bools, 0/1 numbers and the usual words (true/false, yes/no, y/n, on/off, t/f).
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return 1 if value else 0
+    if isinstance(value, (int, np.integer, float, np.floating, Decimal)):
+        if value == 1:
+            return 1
+        if value == 0:
+            return 0
+        raise ConversionError(f"expected a boolean (0/1, true/false), got {show(value)}")
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return 1
+        if word in _FALSE:
+            return 0
+    raise ConversionError(f"expected a boolean (0/1, true/false, yes/no), got {show(value)}")
+
+
+def to_int(value: Any) -> Any:
+    """Convert to a plain ``int`` (integral floats and numeric strings allowed), or :data:`MISSING`."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating, Decimal)):
+        f = float(value)
+        if math.isfinite(f) and f.is_integer():
+            return int(f)
+        raise ConversionError(f"expected a whole number, got {show(value)}")
+    if isinstance(value, str) and _INT_RE.match(value.strip()):
+        return int(value.strip())
+    raise ConversionError(f"expected a whole number, got {show(value)}")
+
+
+def _datetime_to_epoch(value: dt.datetime) -> int:
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        value = value.replace(tzinfo=dt.timezone.utc)  # naive means UTC, never the machine's zone
+    return (value - _EPOCH) // dt.timedelta(seconds=1)
+
+
+def to_epoch_seconds(value: Any) -> Any:
+    """Convert a date-like value to integer epoch seconds (UTC), or :data:`MISSING`.
+
+    Accepts ``datetime`` (naive = UTC), ``date`` (midnight UTC), pandas ``Timestamp``,
+    ``numpy.datetime64``, integers (already epoch seconds), digit strings, and ISO 8601 strings
+    (``1990-05-17``, ``1990-05-17T10:00:00Z``, ``1990-05-17 10:00:00+02:00``). Other text formats
+    are refused rather than guessed: ``01/02/1990`` means different days in different countries.
+    Dates before 1970 give negative numbers (birth dates).
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime(warn=False)
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value).to_pydatetime(warn=False)
+    if isinstance(value, dt.datetime):
+        return _datetime_to_epoch(value)
+    if isinstance(value, dt.date):
+        return (value - _EPOCH_DATE).days * 86_400
+    if isinstance(value, (bool, np.bool_)):
+        raise ConversionError(f"expected a date, got a boolean ({show(value)})")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating, Decimal)):
+        f = float(value)
+        if not math.isfinite(f):
+            raise ConversionError(f"cannot read {show(value)} as a date")
+        return math.floor(f)
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT_RE.match(text):
+            return int(text)
+        if _ISO_DATE_RE.match(text):
+            iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+            try:
+                parsed = dt.datetime.fromisoformat(iso)
+            except ValueError:
+                try:
+                    ts = pd.Timestamp(text)
+                except (ValueError, OverflowError):
+                    ts = None
+                if ts is None or ts is pd.NaT:
+                    raise ConversionError(
+                        f"cannot read {show(value)} as a date (expected ISO 8601 such as 1990-05-17 "
+                        "or 1990-05-17T10:00:00Z, or epoch seconds)"
+                    ) from None
+                parsed = ts.to_pydatetime(warn=False)
+            return _datetime_to_epoch(parsed)
+    raise ConversionError(
+        f"cannot read {show(value)} as a date (expected ISO 8601 such as 1990-05-17 "
+        "or 1990-05-17T10:00:00Z, or epoch seconds)"
+    )
+
+
+def to_object(value: Any) -> Any:
+    """Convert to a JSON object (dict) for ``custom_data``/``extra_data``, or :data:`MISSING`.
+
+    A JSON string holding an object is accepted (warehouses often store these as text).
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConversionError(f"expected a JSON object, got {show(value)}") from exc
+    if not isinstance(value, Mapping):
+        raise ConversionError(f"expected an object (mapping), got {type(value).__name__}")
+    plain = to_plain(value)
+    return plain if plain else MISSING
+
+
+#: Converter by attribute kind (see ``sync/attributes.py``).
+CONVERTERS = {
+    "text": to_text,
+    "bool01": to_bool01,
+    "int": to_int,
+    "epoch": to_epoch_seconds,
+    "object": to_object,
+    "plain": to_plain,
+}
+
+
+def convert(value: Any, kind: str) -> Any:
+    """Convert ``value`` for an attribute of ``kind`` (a key of :data:`CONVERTERS`)."""
+    try:
+        converter = CONVERTERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown value kind {kind!r}; expected one of {sorted(CONVERTERS)}") from None
+    return converter(value)

@@ -1,0 +1,71 @@
+"""What happened to one row: the outcome vocabulary shared by every sync.
+
+Every row read from a source ends in exactly one :class:`Outcome`. Keeping the vocabulary in one
+small module lets the member sync, the activity-credit sync, the summary and the rejects writer agree
+on it without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Outcome(str, Enum):
+    """The final state of one source row.
+
+    A ``str`` enum so that values serialise to plain strings in XComs, JSON lines and log tables.
+    """
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    CREDITED = "credited"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Outcomes written to the rejects file: the rows a human has to look at.
+PROBLEM_OUTCOMES: frozenset[Outcome] = frozenset({Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN})
+
+#: Outcomes in the order the summary table lists them.
+OUTCOME_ORDER: tuple[Outcome, ...] = (
+    Outcome.CREATED,
+    Outcome.UPDATED,
+    Outcome.UNCHANGED,
+    Outcome.CREDITED,
+    Outcome.SKIPPED,
+    Outcome.REJECTED,
+    Outcome.FAILED,
+    Outcome.UNKNOWN,
+)
+
+
+@dataclass
+class RowResult:
+    """The outcome of one row, with enough context to explain it.
+
+    ``row_number`` is 1-based in source order (the first data row is 1) so that a person can find the
+    row in the source. ``payload`` is what was (or would have been) sent; the rejects writer masks
+    secrets in it, so it may hold the raw values here.
+    """
+
+    row_number: int
+    identifier: str | None
+    outcome: Outcome
+    code: str | None = None
+    message: str | None = None
+    payload: dict[str, Any] | None = None
+    status: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_problem(self) -> bool:
+        """True for rows that go to the rejects file (rejected, failed, unknown)."""
+        return self.outcome in PROBLEM_OUTCOMES

@@ -1,0 +1,153 @@
+"""The rejects file: every rejected, failed or unknown row as one JSON line, secrets masked.
+
+The file is how a person fixes bad rows: it names the row number (1-based, source order), the
+identifier, the outcome, CrowdTwist's error code and message, and the payload that was (or would have
+been) sent -- with ``password`` and other secret-looking fields masked, because this file is copied
+around, attached to tickets and kept in buckets.
+
+The target is a local path or any path-like object with ``.open()`` (``ObjectStoragePath``). Object
+storage does not take appends, so remote targets are written to a local temporary file and uploaded
+once on :meth:`RejectsWriter.close`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import PurePath
+from typing import IO, Any
+
+from airflow_provider_crowdtwist.sync.outcomes import RowResult
+
+MASK = "***"
+
+#: Field names that always hold secrets.
+SECRET_FIELDS = frozenset({"password", "api_key", "apikey", "private_key", "hmac_private_key", "secret"})
+_SECRET_PARTS = ("password", "secret", "token", "api_key", "private_key")
+
+
+def is_secret_field(name: str) -> bool:
+    """True for field names that hold secrets (``password``, ``*_token``, ``*secret*``, ...)."""
+    lowered = name.lower()
+    return lowered in SECRET_FIELDS or any(part in lowered for part in _SECRET_PARTS)
+
+
+def mask_secrets(value: Any) -> Any:
+    """Return a copy of ``value`` with secret fields replaced by ``***``, recursively."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): (MASK if is_secret_field(str(k)) and v is not None else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def _is_local(target: Any) -> bool:
+    return isinstance(target, (str, PurePath)) or not hasattr(target, "open")
+
+
+def describe_target(target: Any) -> str:
+    """The location as a string for logs and the XCom summary."""
+    return os.fspath(target) if isinstance(target, PurePath) else str(target)
+
+
+class RejectsWriter:
+    """Writes :class:`RowResult` problems as JSON lines; a context manager.
+
+    ``redact`` (optional) is applied to every message before it is written, as a last line of
+    defence against a secret echoed in an error text. The file is created even when no row is bad,
+    so a downstream task can rely on it existing.
+    """
+
+    def __init__(self, target: Any, *, redact: Callable[[str], str] | None = None) -> None:
+        self.target = target
+        self.location = describe_target(target)
+        self.redact = redact
+        self.written = 0
+        self._tmp_path: str | None = None
+        if _is_local(target):
+            path = os.fspath(target)
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            self._handle: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        else:
+            fd, self._tmp_path = tempfile.mkstemp(prefix="crowdtwist-rejects-", suffix=".jsonl")
+            self._handle = os.fdopen(fd, "w", encoding="utf-8")
+        self._closed = False
+
+    def record(self, result: RowResult) -> dict[str, Any]:
+        """Build the JSON object written for ``result`` (secrets masked)."""
+        message = result.message
+        if message is not None and self.redact is not None:
+            message = self.redact(message)
+        record: dict[str, Any] = {
+            "row_number": result.row_number,
+            "identifier": result.identifier,
+            "outcome": str(result.outcome),
+            "error_code": result.code,
+            "status": result.status,
+            "message": message,
+            "payload": mask_secrets(result.payload) if result.payload is not None else None,
+        }
+        if result.extra:
+            record["extra"] = mask_secrets(result.extra)
+        return record
+
+    def write(self, result: RowResult) -> None:
+        """Append one row."""
+        self._handle.write(json.dumps(self.record(result), ensure_ascii=False, default=str) + "\n")
+        self.written += 1
+
+    def close(self) -> None:
+        """Flush and, for a remote target, upload the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._handle.close()
+        if self._tmp_path is not None:
+            try:
+                with open(self._tmp_path, "rb") as src, self.target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            finally:
+                os.unlink(self._tmp_path)
+
+    def __enter__(self) -> RejectsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NullRejectsWriter:
+    """Stands in when no ``rejects_path`` is given: writes nothing."""
+
+    location: str | None = None
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, result: RowResult) -> None:
+        """Nothing is written; ``written`` stays 0 so the summary does not claim a file."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def __enter__(self) -> NullRejectsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_rejects(
+    target: Any | None, *, redact: Callable[[str], str] | None = None
+) -> RejectsWriter | NullRejectsWriter:
+    """A writer for ``target``, or a no-op when ``target`` is ``None``."""
+    if target is None or (isinstance(target, str) and not target.strip()):
+        return NullRejectsWriter()
+    return RejectsWriter(target, redact=redact)

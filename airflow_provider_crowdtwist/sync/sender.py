@@ -1,0 +1,100 @@
+"""The concurrent sender: run one function over many items with a bounded number in flight.
+
+CrowdTwist has no bulk endpoint, so throughput comes from concurrency: with 100 ms per request, one
+thread does 10 requests a second and 64 threads do 640 -- more than the program's cap, which the
+shared ``RateLimiter`` inside the client enforces. This module only knows about threads: it is
+generic so that the member sync and the activity-credit sync share it.
+
+Design points:
+
+* at most ``max_in_flight`` items are submitted at a time (default ``2 * max_workers``), so the
+  item iterator (a spool cursor) is consumed lazily and memory stays flat for any row count;
+* results are yielded to the *calling* thread as they complete, so counting, writing the rejects file
+  and logging progress need no locks;
+* a ``stop`` event ends the submission of new items (e.g. after a 401); items already in flight
+  finish. Items never submitted stay in the caller's iterator, so the caller can give them an outcome;
+* ``heartbeat`` runs on the calling thread about once a second even when nothing completes (a long
+  429 pause), so progress keeps being logged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class SendFailure(Generic[T]):
+    """What :func:`send_all` yields in place of a result when ``work`` raised."""
+
+    __slots__ = ("error", "item")
+
+    def __init__(self, item: T, error: BaseException) -> None:
+        self.item = item
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"SendFailure({type(self.error).__name__}: {self.error})"
+
+
+def send_all(
+    items: Iterable[T],
+    work: Callable[[T], R],
+    *,
+    max_workers: int,
+    max_in_flight: int | None = None,
+    stop: threading.Event | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_interval: float = 1.0,
+    thread_name_prefix: str = "crowdtwist-sender",
+) -> Iterator[tuple[T, R | SendFailure[T]]]:
+    """Run ``work(item)`` for each item on ``max_workers`` threads; yield ``(item, result)``.
+
+    Results come in completion order, not input order. If ``work`` raises, the pair holds a
+    :class:`SendFailure` instead of a result, so one broken item never stops the others (the caller
+    decides the row's outcome). With ``max_workers == 1`` the work runs on a single worker thread,
+    still through the same path, so behaviour does not change with the setting.
+
+    Closing the generator early (``break``) stops submitting and waits for the in-flight items.
+    """
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
+    limit = max_in_flight if max_in_flight is not None else 2 * max_workers
+    if limit < 1:
+        raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
+    iterator = iter(items)
+    in_flight: dict[Future[R], T] = {}
+    exhausted = False
+
+    def _submit_more(pool: ThreadPoolExecutor) -> None:
+        nonlocal exhausted
+        while not exhausted and len(in_flight) < limit and not (stop is not None and stop.is_set()):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                exhausted = True
+                return
+            in_flight[pool.submit(work, item)] = item
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix) as pool:
+        try:
+            _submit_more(pool)
+            while in_flight:
+                done, _ = wait(list(in_flight), timeout=heartbeat_interval, return_when=FIRST_COMPLETED)
+                if heartbeat is not None:
+                    heartbeat()
+                for future in done:
+                    item = in_flight.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        yield item, SendFailure(item, error)
+                    else:
+                        yield item, future.result()
+                _submit_more(pool)
+        finally:
+            # On early close: no new submissions; in-flight items finish when the pool shuts down.
+            exhausted = True

@@ -1,0 +1,168 @@
+"""The summary of one sync run and the failure thresholds applied to it.
+
+The summary is what an operator returns as its XCom, so it holds counts and a location, never rows,
+payloads or secrets: small enough for any XCom backend, safe to show in the UI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome
+
+
+class SyncError(Exception):
+    """A sync could not finish as asked (aborted, or too many bad rows).
+
+    Carries the summary so that callers (the operator) can still report what happened.
+    """
+
+    def __init__(self, message: str, summary: SyncSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class SyncAbortedError(SyncError):
+    """The sync stopped early, e.g. CrowdTwist answered 401 (bad credentials)."""
+
+
+class ThresholdExceededError(SyncError):
+    """More rows failed or were rejected than ``max_failed_rows`` / ``max_failed_ratio`` allow."""
+
+
+@dataclass
+class SyncSummary:
+    """Counts by outcome and a few figures about one sync run.
+
+    ``rows_read`` is maintained independently of the counts (it is the number of rows the source
+    gave), so :meth:`is_consistent` really checks the promise that every row got one outcome.
+    """
+
+    counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in OUTCOME_ORDER})
+    rows_read: int = 0
+    requests_sent: int = 0
+    duration_seconds: float = 0.0
+    rejects_path: str | None = None
+    rejects_written: int = 0
+    dry_run: bool = False
+    aborted: str | None = None
+
+    def add(self, outcome: Outcome | str, n: int = 1) -> None:
+        """Count ``n`` rows as ``outcome``."""
+        key = Outcome(outcome).value
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def count(self, outcome: Outcome | str) -> int:
+        """Rows that ended as ``outcome``."""
+        return self.counts.get(Outcome(outcome).value, 0)
+
+    @property
+    def total_outcomes(self) -> int:
+        """Sum of all counts; equals ``rows_read`` when every row got exactly one outcome."""
+        return sum(self.counts.values())
+
+    def is_consistent(self) -> bool:
+        """True when the counts add up to the rows read."""
+        return self.total_outcomes == self.rows_read
+
+    @property
+    def bad_rows(self) -> int:
+        """Rows that did not make it: rejected + failed + unknown."""
+        return self.count(Outcome.REJECTED) + self.count(Outcome.FAILED) + self.count(Outcome.UNKNOWN)
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows finished per second of wall time (0 when nothing ran)."""
+        if self.duration_seconds <= 0:
+            return 0.0
+        return self.total_outcomes / self.duration_seconds
+
+    @property
+    def requests_per_row(self) -> float:
+        """HTTP attempts per row read (retries included); 1.0 is the ideal for members."""
+        if self.rows_read == 0:
+            return 0.0
+        return self.requests_sent / self.rows_read
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict: the operator's XCom."""
+        return {
+            "counts": {k: int(v) for k, v in self.counts.items()},
+            "rows_read": int(self.rows_read),
+            "requests_sent": int(self.requests_sent),
+            "duration_seconds": round(float(self.duration_seconds), 3),
+            "rows_per_second": round(self.rows_per_second, 2),
+            "rejects_path": self.rejects_path,
+            "rejects_written": int(self.rejects_written),
+            "dry_run": bool(self.dry_run),
+            "aborted": self.aborted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SyncSummary:
+        """Rebuild a summary from :meth:`to_dict` output (e.g. an XCom read downstream)."""
+        summary = cls()
+        summary.counts.update({str(k): int(v) for k, v in dict(data.get("counts", {})).items()})
+        summary.rows_read = int(data.get("rows_read", 0))
+        summary.requests_sent = int(data.get("requests_sent", 0))
+        summary.duration_seconds = float(data.get("duration_seconds", 0.0))
+        summary.rejects_path = data.get("rejects_path")
+        summary.rejects_written = int(data.get("rejects_written", 0))
+        summary.dry_run = bool(data.get("dry_run", False))
+        summary.aborted = data.get("aborted")
+        return summary
+
+
+def validate_thresholds(max_failed_rows: int | None, max_failed_ratio: float | None) -> None:
+    """Check threshold settings before any work, naming the bad field.
+
+    Raises ``ValueError`` because a bad threshold is a configuration error.
+    """
+    if max_failed_rows is not None and (
+        isinstance(max_failed_rows, bool) or not isinstance(max_failed_rows, int) or max_failed_rows < 0
+    ):
+        raise ValueError(f"max_failed_rows must be an integer >= 0 or None, got {max_failed_rows!r}")
+    if max_failed_ratio is not None and (
+        isinstance(max_failed_ratio, bool)
+        or not isinstance(max_failed_ratio, (int, float))
+        or math.isnan(max_failed_ratio)
+        or not 0.0 <= float(max_failed_ratio) <= 1.0
+    ):
+        raise ValueError(
+            f"max_failed_ratio must be a number between 0 and 1 or None, got {max_failed_ratio!r}"
+        )
+
+
+def threshold_violation(
+    summary: SyncSummary, max_failed_rows: int | None = None, max_failed_ratio: float | None = None
+) -> str | None:
+    """Return why the run should fail, or ``None`` when it is within the thresholds.
+
+    With neither threshold set, the default is the issue's: any ``failed`` (or ``unknown``) row fails
+    the run, ``rejected`` rows are tolerated (they are bad input, written to the rejects file). Once a
+    threshold is set, it applies to all bad rows together (rejected + failed + unknown): the row
+    count must not exceed ``max_failed_rows`` and the share of rows read must not exceed
+    ``max_failed_ratio``.
+    """
+    failed = summary.count(Outcome.FAILED) + summary.count(Outcome.UNKNOWN)
+    bad = summary.bad_rows
+    if max_failed_rows is None and max_failed_ratio is None:
+        if failed > 0:
+            return (
+                f"{failed} row(s) failed (default: any failed row fails the task; "
+                "set max_failed_rows or max_failed_ratio to tolerate some)"
+            )
+        return None
+    if max_failed_rows is not None and bad > max_failed_rows:
+        return f"{bad} row(s) failed or were rejected, more than max_failed_rows={max_failed_rows}"
+    if max_failed_ratio is not None and summary.rows_read > 0:
+        ratio = bad / summary.rows_read
+        if ratio > max_failed_ratio:
+            return (
+                f"{bad} of {summary.rows_read} row(s) failed or were rejected ({ratio:.2%}), "
+                f"more than max_failed_ratio={max_failed_ratio}"
+            )
+    return None
