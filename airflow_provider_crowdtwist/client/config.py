@@ -1,0 +1,238 @@
+"""Client configuration, validated before the first request.
+
+A wrong setting found after a sync has started costs a half-applied run, so :meth:`ClientConfig.validate`
+checks every field up front, and names each field the way the user wrote it: most users configure
+the client through an Airflow connection (host, login, password, extras), not through this class.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+
+#: The ``id_type`` values CrowdTwist accepts to identify a member (``id`` is CrowdTwist's own id).
+ID_TYPES: tuple[str, ...] = (
+    "email",
+    "facebook_user_id",
+    "twitter_user_id",
+    "id",
+    "third_party_id",
+    "username",
+    "mobile_phone_number",
+)
+
+#: The member attribute that holds each identifier, so that a create can carry the identifier the
+#: member was looked up by (``id`` is assigned by CrowdTwist and has no attribute).
+ID_TYPE_ATTRIBUTES: dict[str, str] = {
+    "email": "email_address",
+    "facebook_user_id": "facebook_user_id",
+    "twitter_user_id": "twitter_user_id",
+    "third_party_id": "third_party_id",
+    "username": "username",
+    "mobile_phone_number": "mobile_phone_number",
+}
+
+AUTH_TYPES = ("api_key", "hmac")
+API_KEY_LOCATIONS = ("header", "query")
+TIMESTAMP_UNITS = ("s", "ms")
+
+# How each field is known to a user who configured an Airflow connection.
+FIELD_LABELS: dict[str, str] = {
+    "base_url": "connection host (API base URL)",
+    "auth_type": "connection extra 'auth_type'",
+    "api_key": "password (API key)",
+    "api_key_in": "connection extra 'api_key_in'",
+    "hmac_public_key": "login (HMAC public key)",
+    "hmac_private_key": "password (HMAC private key)",
+    "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",
+    "id_type": "connection extra 'id_type'",
+    "connect_timeout": "connection extra 'timeout' (connect_timeout)",
+    "read_timeout": "connection extra 'timeout' (read_timeout)",
+    "verify": "connection extra 'verify'",
+    "requests_per_minute": "connection extra 'requests_per_minute'",
+}
+
+_SECRET_FIELDS = ("api_key", "hmac_private_key")
+
+
+def _label(name: str) -> str:
+    return FIELD_LABELS.get(name, f"client setting '{name}'")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for hosts that never leave this machine, where plain http cannot leak a key."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a :class:`CrowdTwistClient` needs (see docs/architecture.md)."""
+
+    base_url: str
+    auth_type: str = "api_key"
+    api_key: str | None = None
+    api_key_in: str = "header"
+    hmac_public_key: str | None = None
+    hmac_private_key: str | None = None
+    hmac_timestamp_unit: str = "s"
+    id_type: str = "email"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    verify: bool | str = True
+    requests_per_minute: int = 10_000
+    max_retries: int = 5
+    max_retry_wait: float = 120.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    pool_size: int = 64
+    # Not in the first contract draft; defaults keep every documented call working.
+    #: Wait before resending a credit whose first send was ambiguous: short, so the resend lands
+    #: inside CrowdTwist's duplicate window and is answered "Event already processed" if the first
+    #: one was applied.
+    credit_resend_delay: float = 0.2
+    #: A credit is never resent later than this many seconds after the ambiguous failure was seen:
+    #: past CrowdTwist's duplicate window a resend could award the points twice.
+    credit_resend_window: float = 5.0
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value:
+                shown.append(f"{f.name}='***'")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"ClientConfig({', '.join(shown)})"
+
+    @property
+    def api_root(self) -> str:
+        """The base URL without a trailing slash, ready for ``+ "/v2/..."``."""
+        return self.base_url.rstrip("/")
+
+    def validate(self) -> None:
+        """Raise :class:`CrowdTwistConfigError` naming the first bad field."""
+        self._validate_base_url()
+        self._validate_auth()
+        self._check_choice("id_type", ID_TYPES)
+        self._check_number("connect_timeout", positive=True)
+        self._check_number("read_timeout", positive=True)
+        self._check_number("max_retry_wait")
+        self._check_number("backoff_base")
+        self._check_number("backoff_max")
+        self._check_number("credit_resend_delay")
+        self._check_number("credit_resend_window")
+        self._check_int("requests_per_minute", minimum=0, note="0 means no limit")
+        self._check_int("max_retries", minimum=0)
+        self._check_int("pool_size", minimum=1)
+        if self.backoff_max < self.backoff_base:
+            raise CrowdTwistConfigError(
+                f"{_label('backoff_max')} ({self.backoff_max}) must not be smaller than "
+                f"{_label('backoff_base')} ({self.backoff_base})"
+            )
+        self._validate_verify()
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def _validate_base_url(self) -> None:
+        label = _label("base_url")
+        if not isinstance(self.base_url, str) or not self.base_url.strip():
+            raise CrowdTwistConfigError(
+                f"{label} is empty; give the whole base URL, e.g. https://api.example"
+            )
+        if self.base_url != self.base_url.strip():
+            raise CrowdTwistConfigError(f"{label} has leading or trailing whitespace")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("https", "http"):
+            raise CrowdTwistConfigError(
+                f"{label} must start with https:// (got scheme {parts.scheme or 'none'!r}); "
+                "is the scheme missing from host?"
+            )
+        if not parts.hostname:
+            raise CrowdTwistConfigError(f"{label} has no host name: {self.base_url!r}")
+        if parts.username or parts.password:
+            raise CrowdTwistConfigError(f"{label} must not carry credentials; put the key in password")
+        if parts.query or parts.fragment:
+            raise CrowdTwistConfigError(f"{label} must not have a query string or fragment")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise CrowdTwistConfigError(
+                f"{label} uses plain http for host {parts.hostname!r}: https is required "
+                "(http is only allowed for loopback hosts such as 127.0.0.1, localhost, ::1)"
+            )
+
+    def _validate_auth(self) -> None:
+        self._check_choice("auth_type", AUTH_TYPES)
+        if self.auth_type == "api_key":
+            self._check_choice("api_key_in", API_KEY_LOCATIONS)
+            self._check_secret("api_key", header_value=True)
+        else:
+            self._check_choice("hmac_timestamp_unit", TIMESTAMP_UNITS)
+            self._check_secret("hmac_public_key", header_value=True)
+            self._check_secret("hmac_private_key", header_value=False)
+
+    def _check_secret(self, name: str, *, header_value: bool) -> None:
+        value = getattr(self, name)
+        label = _label(name)
+        if value is None or not isinstance(value, str) or value == "":
+            raise CrowdTwistConfigError(f"{label} is empty; auth_type {self.auth_type!r} needs it")
+        # Never echo the value: it is (part of) a credential.
+        if header_value and (value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value)):
+            raise CrowdTwistConfigError(f"{label} contains whitespace or control characters")
+        if header_value and name == "hmac_public_key" and ":" in value:
+            raise CrowdTwistConfigError(f"{label} must not contain ':'")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise CrowdTwistConfigError(f"{_label(name)} must be one of {allowed}; got {value!r}")
+
+    def _check_number(self, name: str, *, positive: bool = False) -> None:
+        value: Any = getattr(self, name)
+        label = _label(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise CrowdTwistConfigError(f"{label} must be a number of seconds; got {value!r}")
+        if math.isinf(value):
+            raise CrowdTwistConfigError(f"{label} must be finite; got {value!r}")
+        if positive and value <= 0:
+            raise CrowdTwistConfigError(f"{label} must be greater than 0; got {value!r}")
+        if value < 0:
+            raise CrowdTwistConfigError(f"{label} must not be negative; got {value!r}")
+
+    def _check_int(self, name: str, *, minimum: int, note: str = "") -> None:
+        value: Any = getattr(self, name)
+        label = _label(name)
+        suffix = f" ({note})" if note else ""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CrowdTwistConfigError(f"{label} must be a whole number; got {value!r}{suffix}")
+        if value < minimum:
+            raise CrowdTwistConfigError(f"{label} must be at least {minimum}; got {value!r}{suffix}")
+
+    def _validate_verify(self) -> None:
+        label = _label("verify")
+        if isinstance(self.verify, bool):
+            return
+        if isinstance(self.verify, str) and self.verify:
+            if not os.path.exists(self.verify):
+                raise CrowdTwistConfigError(
+                    f"{label} must be true, false or the path of a CA bundle; no file at {self.verify!r}"
+                )
+            return
+        raise CrowdTwistConfigError(
+            f"{label} must be true, false or the path of a CA bundle; got {self.verify!r}"
+        )
+
+
+__all__ = ["ID_TYPES", "ID_TYPE_ATTRIBUTES", "ClientConfig", "is_loopback_host"]

@@ -1,0 +1,149 @@
+"""Typed errors of the CrowdTwist client.
+
+Callers (the sync engine above all) decide a row's outcome from the *type* of the error and from
+``ambiguous``, never by parsing text, so every failure the client can meet maps to exactly one class.
+
+Every error text is built by the client from already-redacted parts: an error never keeps the
+``requests`` response, request or exception that caused it, because those carry the API key (in a
+header or in the URL) and would leak it through ``repr``, ``__cause__`` or ``__context__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CrowdTwistError(Exception):
+    """Base of every client error; ``str(e)`` never holds a secret.
+
+    ``ambiguous`` is True when the request may have been applied by the server even though no
+    success answer came back (a read timeout, a connection dropped after the request was sent, a
+    5xx). The credit engine needs that distinction to stay exactly-once: an ambiguous credit must
+    not be blindly resent later, a non-ambiguous one may.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.method = method
+        self.path = path
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        if self.method or self.path:
+            parts.append(f"{self.method or ''} {self.path or ''}".strip())
+        head = []
+        if self.status is not None:
+            head.append(str(self.status))
+        if self.code:
+            head.append(self.code)
+        if head:
+            parts.append("-> " + " ".join(head))
+        prefix = " ".join(parts)
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        if self.ambiguous:
+            text += " (ambiguous: the request may have been applied)"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r}, method={self.method!r}, path={self.path!r}, "
+            f"ambiguous={self.ambiguous!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments break the default exception pickling; Airflow may
+        # pickle exceptions (e.g. across a process boundary), so rebuild from the full state.
+        return (_rebuild, (type(self), self.message, self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "code": self.code,
+            "method": self.method,
+            "path": self.path,
+            "ambiguous": self.ambiguous,
+            "retry_after": self.retry_after,
+        }
+
+
+def _rebuild(cls: type[CrowdTwistError], message: str, state: dict[str, Any]) -> CrowdTwistError:
+    return cls(message, **state)
+
+
+class CrowdTwistConfigError(CrowdTwistError, ValueError):
+    """Bad configuration, found before the first request; the message names the field."""
+
+
+class CrowdTwistAuthError(CrowdTwistError):
+    """401: the API key or the HMAC signature was refused."""
+
+
+class CrowdTwistForbiddenError(CrowdTwistError):
+    """403, e.g. "User is inactive."."""
+
+
+class CrowdTwistNotFoundError(CrowdTwistError):
+    """404, e.g. "User does not exist."."""
+
+
+class CrowdTwistValidationError(CrowdTwistError):
+    """400/422 and any other 4xx: the server refused the content; resending will not help."""
+
+
+class CrowdTwistRateLimitError(CrowdTwistError):
+    """429 after the retries ran out; ``retry_after`` holds the server's last hint, if any."""
+
+
+class CrowdTwistServerError(CrowdTwistError):
+    """5xx after the retries ran out."""
+
+
+class CrowdTwistConnectionError(CrowdTwistError):
+    """Connect/read errors and timeouts after the retries ran out (``status`` is None)."""
+
+
+def error_class_for_status(status: int) -> type[CrowdTwistError]:
+    """Map an HTTP status to the error class the callers switch on."""
+    if status == 401:
+        return CrowdTwistAuthError
+    if status == 403:
+        return CrowdTwistForbiddenError
+    if status == 404:
+        return CrowdTwistNotFoundError
+    if status == 429:
+        return CrowdTwistRateLimitError
+    if status >= 500:
+        return CrowdTwistServerError
+    if 400 <= status < 500:
+        return CrowdTwistValidationError
+    return CrowdTwistError
+
+
+__all__ = [
+    "CrowdTwistAuthError",
+    "CrowdTwistConfigError",
+    "CrowdTwistConnectionError",
+    "CrowdTwistError",
+    "CrowdTwistForbiddenError",
+    "CrowdTwistNotFoundError",
+    "CrowdTwistRateLimitError",
+    "CrowdTwistServerError",
+    "CrowdTwistValidationError",
+    "error_class_for_status",
+]

@@ -1,0 +1,117 @@
+"""Removing secrets from any text before it reaches a log line or an exception.
+
+``requests`` and ``urllib3`` put the full URL into their exception texts and DEBUG log lines; with
+the API key in the query string that URL *is* the secret. So every text the client emits goes through
+a :class:`Redactor`, and a log filter on urllib3's loggers does the same for the lines urllib3 writes
+itself (a logger's filters run before its records propagate to any handler, caplog included).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+# ``api_key=VALUE`` in a query string, whatever the key value is (even one we were never told).
+_QUERY_KEY = re.compile(r"(?i)((?:^|[?&;\s'\"(])api_key=)[^&#\s'\")]*")
+# ``CTApiKey VALUE`` / ``CTApiV2Auth public:signature`` in a dumped header.
+_HEADER_KEY = re.compile(r"(?i)(CTApiKey\s+|CTApiV2Auth\s+)[^\s'\",}]+")
+
+# urllib3 loggers that write URLs (request lines, retries, redirects).
+URLLIB3_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+    "urllib3.response",
+)
+
+
+class Redactor:
+    """Replaces registered secrets, their URL-encoded forms and ``api_key=`` values with ``***``."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        """Register a secret (and the forms it takes once URL-encoded)."""
+        if not secret:
+            return
+        variants = {secret, quote(secret, safe=""), quote_plus(secret)}
+        with self._lock:
+            merged = set(self._secrets) | variants
+            # Longest first, so that a secret containing another is replaced whole.
+            self._secrets = tuple(sorted(merged, key=len, reverse=True))
+
+    def redact(self, text: object, extra: Iterable[str | None] = ()) -> str:
+        """Return ``text`` as a string with every known secret masked.
+
+        ``extra`` holds per-call secrets (e.g. a member's ``password`` in the request body) that
+        must not be registered for the client's whole life.
+        """
+        out = text if isinstance(text, str) else str(text)
+        secrets = self._secrets
+        extras = [e for e in extra if e]
+        if extras:
+            more: set[str] = set()
+            for e in extras:
+                more |= {e, quote(e, safe=""), quote_plus(e)}
+            secrets = tuple(sorted(set(secrets) | more, key=len, reverse=True))
+        for secret in secrets:
+            if secret in out:
+                out = out.replace(secret, MASK)
+        out = _QUERY_KEY.sub(lambda m: m.group(1) + MASK, out)
+        out = _HEADER_KEY.sub(lambda m: m.group(1) + MASK, out)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} patterns)"
+
+
+#: Secrets of every client in this process, for the urllib3 log filter (which has no client).
+GLOBAL_REDACTOR = Redactor()
+
+
+class SecretLogFilter(logging.Filter):
+    """Rewrites a record's message with the secrets masked; never drops a record."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to fix; still mask the template
+            message = str(record.msg)
+        clean = self.redactor.redact(message)
+        if clean != message or record.args:
+            record.msg = clean
+            record.args = None
+        return True
+
+
+_install_lock = threading.Lock()
+_installed = False
+
+
+def install_urllib3_filter() -> None:
+    """Attach the global secret filter to urllib3's loggers, once per process."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        log_filter = SecretLogFilter(GLOBAL_REDACTOR)
+        for name in URLLIB3_LOGGERS:
+            logging.getLogger(name).addFilter(log_filter)
+        _installed = True
+
+
+__all__ = ["GLOBAL_REDACTOR", "MASK", "Redactor", "SecretLogFilter", "install_urllib3_filter"]
