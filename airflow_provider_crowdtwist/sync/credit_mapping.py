@@ -1,0 +1,335 @@
+"""Activity credits: one source row -> one credit request (or a clear rejection), and its dedupe key.
+
+Everything that can be decided without CrowdTwist is decided here, before anything is sent: a row
+with no member identifier, no activity, points that are not a whole number >= 0, or a date that cannot
+be read is rejected with a reason naming the row and the column. A thousand rows with a typo in the
+activity id give a thousand clear messages instead of a thousand HTTP 400s (when the program's active
+activities are known, see ``known_activities``).
+
+The dedupe key is what the ledger stores to keep a credit exactly-once. It is either the value of
+``dedupe_key_column`` (an order id, an event id: the best choice, because it is what the business
+means by "the same credit"), or a SHA-256 over a canonical JSON of everything that is sent — id type,
+member identifier, activity, points, date and extra data (keys sorted). The hash is stable across
+processes and Python versions (no ``hash()``), so a rerun next week computes the same keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_crowdtwist.sync.convert import (
+    MISSING,
+    ConversionError,
+    show,
+    to_epoch_seconds,
+    to_int,
+    to_plain,
+    to_text,
+)
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+
+__all__ = ["CreditMapping", "CreditRequest", "default_dedupe_key"]
+
+#: ``id_type`` values CrowdTwist accepts (the same list as ``client/config.py``; kept here too so the
+#: mapping can be checked without building a client).
+_ID_TYPES = (
+    "email",
+    "facebook_user_id",
+    "twitter_user_id",
+    "id",
+    "third_party_id",
+    "username",
+    "mobile_phone_number",
+)
+_MAX_LISTED_ACTIVITIES = 10
+
+
+def default_dedupe_key(
+    id_type: str,
+    user_id: str,
+    activity_id: str,
+    num_points: int | None,
+    activity_date: int | None,
+    extra_data: Mapping[str, Any] | None,
+) -> str:
+    """SHA-256 (hex) of a canonical JSON of the credit: the same credit gives the same key anywhere.
+
+    ``sort_keys`` makes the order of ``extra_data`` keys irrelevant; compact separators and
+    ``ensure_ascii`` remove every formatting freedom ``json.dumps`` has.
+    """
+    canonical = json.dumps(
+        {
+            "id_type": id_type,
+            "user_id": user_id,
+            "activity_id": activity_id,
+            "num_points": num_points,
+            "activity_date": activity_date,
+            "extra_data": dict(extra_data) if extra_data else None,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreditRequest:
+    """One credit, ready to send: the arguments of ``CrowdTwistClient.credit_activity`` and its key."""
+
+    row_number: int
+    dedupe_key: str
+    user_id: str
+    id_type: str
+    activity_id: str
+    num_points: int | None = None
+    activity_date: int | None = None
+    extra_data: dict[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body CrowdTwist receives (for the rejects file and dry runs)."""
+        body: dict[str, Any] = {"activity_id": self.activity_id}
+        if self.num_points is not None:
+            body["num_points"] = self.num_points
+        if self.activity_date is not None:
+            body["activity_date"] = self.activity_date
+        if self.extra_data:
+            body["extra_data"] = self.extra_data
+        return body
+
+
+class _RowRejected(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _name_list(value: str | Sequence[str] | Mapping[str, str] | None, arg: str) -> dict[str, str]:
+    """``extra_data_columns`` as {column: extra_data key}; a list keeps the column names."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, Sequence):
+        pairs = [(c, c) for c in value]
+    else:
+        raise ValueError(f"{arg} must be a list of column names or a mapping column -> key, got {value!r}")
+    out: dict[str, str] = {}
+    for column, key in pairs:
+        if not isinstance(column, str) or not column or not isinstance(key, str) or not key:
+            raise ValueError(
+                f"{arg}: column names and keys must be non-empty strings, got {column!r}: {key!r}"
+            )
+        out[column] = key
+    return out
+
+
+class CreditMapping:
+    """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects.
+
+    All arguments are checked in ``__init__`` (bad configuration fails before the first request, with
+    the argument named); the columns are checked against the first chunk by :meth:`check_columns`.
+    """
+
+    def __init__(
+        self,
+        *,
+        id_column: str,
+        id_type: str = "email",
+        activity_id: str | None = None,
+        activity_id_column: str | None = None,
+        points_column: str | None = None,
+        activity_date_column: str | None = None,
+        extra_data_columns: str | Sequence[str] | Mapping[str, str] | None = None,
+        dedupe_key_column: str | None = None,
+        known_activities: Collection[str] | None = None,
+    ) -> None:
+        for arg, value in (
+            ("id_column", id_column),
+            ("activity_id_column", activity_id_column),
+            ("points_column", points_column),
+            ("activity_date_column", activity_date_column),
+            ("dedupe_key_column", dedupe_key_column),
+        ):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{arg} must be a non-empty column name, got {value!r}")
+        if id_column is None:
+            raise ValueError("id_column is required: the column holding the member identifier")
+        if id_type not in _ID_TYPES:
+            raise ValueError(f"id_type must be one of {', '.join(_ID_TYPES)}; got {id_type!r}")
+        if (activity_id is None) == (activity_id_column is None):
+            raise ValueError(
+                "give exactly one of activity_id (the same activity for every row) or activity_id_column"
+            )
+        if activity_id is not None:
+            if isinstance(activity_id, bool) or not isinstance(activity_id, (str, int)):
+                raise ValueError(f"activity_id must be a string, got {activity_id!r}")
+            activity_id = str(activity_id).strip()
+            if not activity_id:
+                raise ValueError("activity_id must not be empty")
+        self.id_column = id_column
+        self.id_type = id_type
+        self.activity_id = activity_id
+        self.activity_id_column = activity_id_column
+        self.points_column = points_column
+        self.activity_date_column = activity_date_column
+        self.extra_data_columns = _name_list(extra_data_columns, "extra_data_columns")
+        self.dedupe_key_column = dedupe_key_column
+        self.known_activities: frozenset[str] | None = None
+        if known_activities is not None:
+            self.set_known_activities(known_activities)
+
+    def set_known_activities(self, activity_ids: Collection[str]) -> None:
+        """Use the program's active activities to reject unknown ids before sending.
+
+        A fixed ``activity_id`` that is not active is a configuration error: it would reject every
+        row, so it fails at once with one message.
+        """
+        self.known_activities = frozenset(str(a) for a in activity_ids)
+        if self.activity_id is not None and self.activity_id not in self.known_activities:
+            raise ValueError(
+                f"activity_id {self.activity_id!r} is not an active activity of the program "
+                f"({self._known_listing()}); check the id or set validate_activities=False"
+            )
+
+    def _known_listing(self) -> str:
+        known = sorted(self.known_activities or ())
+        shown = ", ".join(known[:_MAX_LISTED_ACTIVITIES])
+        more = f", ... ({len(known)} in all)" if len(known) > _MAX_LISTED_ACTIVITIES else ""
+        return f"active: {shown}{more}" if known else "the program has no active activities"
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Columns that must exist in the source."""
+        cols = [self.id_column]
+        for col in (
+            self.activity_id_column,
+            self.points_column,
+            self.activity_date_column,
+            self.dedupe_key_column,
+        ):
+            if col is not None:
+                cols.append(col)
+        cols.extend(self.extra_data_columns)
+        return cols
+
+    def check_columns(self, columns: Collection[str]) -> None:
+        """Fail with every missing column named (a configuration error, before the first request)."""
+        present = {str(c) for c in columns}
+        missing = [c for c in self.required_columns if c not in present]
+        if missing:
+            raise ValueError(
+                f"the source has no column(s) {', '.join(repr(c) for c in missing)} "
+                f"(columns found: {', '.join(sorted(present)) or 'none'})"
+            )
+
+    # ------------------------------------------------------------------ rows
+
+    def map_row(self, row_number: int, record: Mapping[str, Any]) -> CreditRequest | RowResult:
+        """A credit request, or a ``rejected`` :class:`RowResult` whose message names the row and field."""
+        identifier: str | None = None
+        try:
+            identifier = self._text(record, self.id_column, "member identifier", required=True)
+            activity_id = self._activity(record)
+            num_points = self._points(record)
+            activity_date = self._date(record)
+            extra_data = self._extra(record)
+            if self.dedupe_key_column is not None:
+                dedupe_key = self._text(record, self.dedupe_key_column, "dedupe key", required=True)
+            else:
+                dedupe_key = default_dedupe_key(
+                    self.id_type, identifier, activity_id, num_points, activity_date, extra_data
+                )
+        except _RowRejected as rej:
+            return RowResult(
+                row_number=row_number,
+                identifier=identifier,
+                outcome=Outcome.REJECTED,
+                code="invalid_row",
+                message=f"row {row_number}: {rej.message}",
+                extra={"field": rej.field},
+            )
+        return CreditRequest(
+            row_number=row_number,
+            dedupe_key=dedupe_key,
+            user_id=identifier,
+            id_type=self.id_type,
+            activity_id=activity_id,
+            num_points=num_points,
+            activity_date=activity_date,
+            extra_data=extra_data,
+        )
+
+    def _text(self, record: Mapping[str, Any], column: str, what: str, *, required: bool) -> Any:
+        try:
+            value = to_text(record.get(column))
+        except ConversionError as exc:
+            raise _RowRejected(column, f"column {column!r} ({what}): {exc}") from None
+        if value is MISSING:
+            if required:
+                raise _RowRejected(column, f"column {column!r} ({what}) is empty")
+            return None
+        return value
+
+    def _activity(self, record: Mapping[str, Any]) -> str:
+        if self.activity_id is not None:
+            return self.activity_id
+        assert self.activity_id_column is not None
+        activity_id = self._text(record, self.activity_id_column, "activity_id", required=True)
+        if self.known_activities is not None and activity_id not in self.known_activities:
+            raise _RowRejected(
+                self.activity_id_column,
+                f"column {self.activity_id_column!r}: activity_id {activity_id!r} is not an active "
+                f"activity of the program ({self._known_listing()})",
+            )
+        return activity_id
+
+    def _points(self, record: Mapping[str, Any]) -> int | None:
+        column = self.points_column
+        if column is None:
+            return None
+        raw = record.get(column)
+        if isinstance(raw, bool):
+            raise _RowRejected(
+                column, f"column {column!r} (num_points): expected a whole number, got {raw!r}"
+            )
+        try:
+            value = to_int(raw)
+        except ConversionError as exc:
+            raise _RowRejected(column, f"column {column!r} (num_points): {exc}") from None
+        if value is MISSING:
+            return None  # the activity's default points
+        if value < 0:
+            raise _RowRejected(
+                column, f"column {column!r} (num_points): must not be negative, got {show(raw)}"
+            )
+        return int(value)
+
+    def _date(self, record: Mapping[str, Any]) -> int | None:
+        column = self.activity_date_column
+        if column is None:
+            return None
+        try:
+            value = to_epoch_seconds(record.get(column))
+        except ConversionError as exc:
+            raise _RowRejected(column, f"column {column!r} (activity_date): {exc}") from None
+        return None if value is MISSING else int(value)
+
+    def _extra(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        for column, key in self.extra_data_columns.items():
+            try:
+                value = to_plain(record.get(column))
+            except ConversionError as exc:
+                raise _RowRejected(column, f"column {column!r} (extra_data.{key}): {exc}") from None
+            if value is not MISSING:
+                out[key] = value
+        return out or None
