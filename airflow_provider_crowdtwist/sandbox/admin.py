@@ -1,0 +1,78 @@
+"""``SandboxAdmin``: the tests' window onto the sandbox's end state, over plain HTTP.
+
+Uses only ``urllib`` so that it works against a sandbox in this process, in a child process or started
+by hand with ``crowdtwist-sandbox``, and so that it shares nothing (no session, no retries) with the
+client under test.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class SandboxAdminError(RuntimeError):
+    """An admin call was refused (for instance an unknown fault setting)."""
+
+
+class SandboxAdmin:
+    """Read members, credits and request counts; change faults; reset between tests."""
+
+    def __init__(self, admin_url: str, timeout: float = 10.0) -> None:
+        self.admin_url = admin_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, action: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            f"{self.admin_url}/{action}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if data is not None else {},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise SandboxAdminError(f"{method} /_admin/{action} -> {exc.code}: {detail}") from None
+
+    def members(self) -> list[dict[str, Any]]:
+        """Every stored member (API view plus ``password_set``), in CrowdTwist id order."""
+        return self._call("GET", "members")
+
+    def member(self, email: str) -> dict[str, Any] | None:
+        """The stored member with this email (case-insensitive), or None."""
+        wanted = email.lower()
+        for member in self.members():
+            if str(member.get("email_address", "")).lower() == wanted:
+                return member
+        return None
+
+    def credits(self) -> list[dict[str, Any]]:
+        """Every applied credit: user_id, email_address, activity_id, points, activity_date, extra_data."""
+        return self._call("GET", "credits")
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts: total, by_route, by_status, by_user, by_user_route, in_flight, max_in_flight."""
+        return self._call("GET", "stats")
+
+    def requests_for(self, user: str) -> int:
+        """How many API requests named this user identifier (path segment, or email on create)."""
+        return int(self.stats()["by_user"].get(user, 0))
+
+    def faults(self) -> dict[str, Any]:
+        return self._call("GET", "faults")
+
+    def set_faults(self, **changes: Any) -> dict[str, Any]:
+        """Change fault knobs at runtime (latency_ms, rate_limit_per_minute, error_rate, ...)."""
+        return self._call("POST", "faults", changes)
+
+    def reset(self) -> None:
+        """Clear members, credits and counts; faults back to the sandbox's start-up settings."""
+        self._call("POST", "reset", {})
+
+    def health(self) -> bool:
+        return bool(self._call("GET", "health").get("ok"))

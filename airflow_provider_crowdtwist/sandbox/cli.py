@@ -1,0 +1,177 @@
+"""``crowdtwist-sandbox``: run the sandbox from a shell, a Makefile or a CI service container.
+
+The ready line ``CrowdTwist sandbox listening on http://127.0.0.1:PORT`` is printed (and flushed) only
+once the socket listens, so scripts and ``SandboxProcess`` can wait for it instead of sleeping. With
+``--port 0`` the system picks a free port and the line tells which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from airflow_provider_crowdtwist.sandbox.app import SandboxApp
+from airflow_provider_crowdtwist.sandbox.faults import ERROR_STATUSES, FaultSettings
+from airflow_provider_crowdtwist.sandbox.http import HttpServer
+from airflow_provider_crowdtwist.sandbox.settings import (
+    AUTH_MODES,
+    DEFAULT_API_KEY,
+    DEFAULT_CUSTOM_ATTRIBUTES,
+    DEFAULT_HMAC_PRIVATE_KEY,
+    DEFAULT_HMAC_PUBLIC_KEY,
+    ActivityDef,
+    SandboxSettings,
+)
+
+HOST = "127.0.0.1"
+READY_PREFIX = "CrowdTwist sandbox listening on "
+PARENT_POLL_S = 0.25
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _activity(text: str) -> ActivityDef:
+    """``ID=POINTS`` or ``ID=POINTS:inactive``."""
+    ident, sep, rest = text.partition("=")
+    points_text, _, flag = rest.partition(":")
+    if not sep or not ident or not points_text.isdigit() or flag not in ("", "inactive"):
+        raise argparse.ArgumentTypeError(f"--activity expects ID=POINTS or ID=POINTS:inactive, got {text!r}")
+    return ActivityDef(
+        ident, ident.replace("_", " ").capitalize(), int(points_text), is_active=flag != "inactive"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crowdtwist-sandbox",
+        description="A local emulator of the CrowdTwist REST API v2 (loopback only), for testing DAGs.",
+    )
+    p.add_argument(
+        "--port", type=int, default=8765, help="port on 127.0.0.1; 0 picks a free one (default 8765)"
+    )
+    g = p.add_argument_group("authentication")
+    g.add_argument("--api-key", default=DEFAULT_API_KEY)
+    g.add_argument("--hmac-public-key", default=DEFAULT_HMAC_PUBLIC_KEY)
+    g.add_argument("--hmac-private-key", default=DEFAULT_HMAC_PRIVATE_KEY)
+    g.add_argument(
+        "--auth-modes",
+        type=_csv,
+        default=AUTH_MODES,
+        help="comma-separated: api_key,hmac (default both; a request is judged by what it carries)",
+    )
+    g.add_argument("--timestamp-unit", choices=("s", "ms"), default="s", help="unit of X-CT-Timestamp")
+    g.add_argument("--timestamp-window-s", type=float, default=900.0)
+    g = p.add_argument_group("program")
+    g.add_argument(
+        "--custom-attributes",
+        type=_csv,
+        default=DEFAULT_CUSTOM_ATTRIBUTES,
+        help="comma-separated custom_data keys configured for the program; '' for none",
+    )
+    g.add_argument(
+        "--activity",
+        dest="activities",
+        type=_activity,
+        action="append",
+        help="ID=POINTS[:inactive], repeatable; replaces the default activities",
+    )
+    g.add_argument("--dedupe-window-s", type=float, default=10.0, help="'Event already processed' window")
+    g.add_argument("--no-activity-date", action="store_true", help="refuse activity_date on credits")
+    g = p.add_argument_group("faults (also changeable at runtime: POST /_admin/faults)")
+    g.add_argument("--latency-ms", type=float, default=0.0)
+    g.add_argument("--rate-limit-per-minute", type=int, default=0, help="0 = no limit")
+    g.add_argument(
+        "--rate-limit-burst", type=int, default=None, help="bucket size (default one second's worth)"
+    )
+    g.add_argument("--no-retry-after", action="store_true", help="answer 429 without a Retry-After header")
+    g.add_argument("--error-rate", type=float, default=0.0)
+    g.add_argument("--error-status", type=int, choices=ERROR_STATUSES, default=500)
+    g.add_argument("--drop-rate", type=float, default=0.0)
+    g.add_argument("--applied-then-503-rate", type=float, default=0.0)
+    g.add_argument("--seed", type=int, default=None)
+    g = p.add_argument_group("process")
+    g.add_argument("--access-log", action="store_true", help="log each request to stderr (api_key redacted)")
+    g.add_argument("--exit-with-parent", type=int, default=None, metavar="PID", help=argparse.SUPPRESS)
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
+    faults = FaultSettings(
+        latency_ms=args.latency_ms,
+        rate_limit_per_minute=args.rate_limit_per_minute,
+        rate_limit_burst=args.rate_limit_burst,
+        retry_after=not args.no_retry_after,
+        error_rate=args.error_rate,
+        error_status=args.error_status,
+        drop_rate=args.drop_rate,
+        applied_then_503_rate=args.applied_then_503_rate,
+        seed=args.seed,
+    )
+    settings = SandboxSettings(
+        api_key=args.api_key,
+        hmac_public_key=args.hmac_public_key,
+        hmac_private_key=args.hmac_private_key,
+        auth_modes=tuple(args.auth_modes),
+        timestamp_unit=args.timestamp_unit,
+        timestamp_window_s=args.timestamp_window_s,
+        custom_attributes=tuple(args.custom_attributes),
+        dedupe_window_s=args.dedupe_window_s,
+        activity_date_enabled=not args.no_activity_date,
+        faults=faults,
+        **({"activities": tuple(args.activities)} if args.activities else {}),
+    )
+    settings.validate()
+    return settings
+
+
+async def serve(settings: SandboxSettings, port: int, access_log: bool, parent_pid: int | None) -> None:
+    app = SandboxApp(settings, access_log_enabled=access_log)
+    http = HttpServer(app)
+    bound = await http.start(HOST, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread / platform
+            loop.add_signal_handler(signum, stop.set)
+    if parent_pid is not None:
+        # The child outlives nothing: when the process that started it is gone (killed, crashed test
+        # session), getppid() changes and the sandbox exits instead of holding its port forever.
+        def watch_parent() -> None:
+            if os.getppid() != parent_pid:
+                stop.set()
+            else:
+                loop.call_later(PARENT_POLL_S, watch_parent)
+
+        watch_parent()
+    print(f"{READY_PREFIX}http://{HOST}:{bound}", flush=True)
+    await stop.wait()
+    await http.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"crowdtwist-sandbox: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    if args.access_log:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        asyncio.run(serve(settings, args.port, args.access_log, args.exit_with_parent))
+    except OSError as exc:
+        print(
+            f"crowdtwist-sandbox: cannot listen on {HOST}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,174 @@
+"""Misbehaviour on demand: the ways a real service fails, made reproducible.
+
+A sync engine is only as good as its handling of the bad days, and the bad days cannot be ordered from
+production. Each knob here reproduces one failure mode the provider must survive:
+
+- ``latency_ms``: every API request is held this long (``asyncio.sleep``, so hundreds can wait at once);
+- ``rate_limit_per_minute``: a token bucket; past it the request is answered 429 with ``Retry-After``
+  (the contract leaves open whether CrowdTwist sends the header, hence ``retry_after``);
+- ``error_rate`` / ``error_status``: a fraction answered 500 or 503 *before* anything is applied;
+- ``drop_rate``: a fraction whose connection is closed without an answer, before anything is applied;
+- ``applied_then_503_rate``: a fraction that is applied and *then* answered 503 -- the ambiguous outcome
+  that makes a naive retry award points twice.
+
+Decisions come from a seeded ``random.Random`` so a failing test can be replayed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+ERROR_STATUSES = (500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """The fault knobs; all off by default so a plain sandbox behaves like a healthy service."""
+
+    latency_ms: float = 0.0
+    rate_limit_per_minute: int = 0
+    rate_limit_burst: int | None = None
+    retry_after: bool = True
+    error_rate: float = 0.0
+    error_status: int = 500
+    drop_rate: float = 0.0
+    applied_then_503_rate: float = 0.0
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Reject impossible values with the field's name, before the server answers anything."""
+        if not _is_number(self.latency_ms) or self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be a number >= 0, got {self.latency_ms!r}")
+        if not _is_int(self.rate_limit_per_minute) or self.rate_limit_per_minute < 0:
+            raise ValueError(
+                "rate_limit_per_minute must be an integer >= 0 (0 = no limit), "
+                f"got {self.rate_limit_per_minute!r}"
+            )
+        if self.rate_limit_burst is not None and (
+            not _is_int(self.rate_limit_burst) or self.rate_limit_burst < 1
+        ):
+            raise ValueError(f"rate_limit_burst must be an integer >= 1, got {self.rate_limit_burst!r}")
+        if not isinstance(self.retry_after, bool):
+            raise ValueError(f"retry_after must be true or false, got {self.retry_after!r}")
+        for name in ("error_rate", "drop_rate", "applied_then_503_rate"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a fraction between 0 and 1, got {value!r}")
+        if self.error_status not in ERROR_STATUSES:
+            raise ValueError(f"error_status must be one of {ERROR_STATUSES}, got {self.error_status!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    def updated(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """A copy with ``changes`` applied; unknown names are refused so a typo is not silently ignored."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown fault setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        new = replace(self, **dict(changes))
+        new.validate()
+        return new
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class TokenBucket:
+    """A leaky-bucket rate limit like the one integrators report in front of CrowdTwist.
+
+    The bucket holds ``burst`` tokens (by default one second's worth) and refills at
+    ``per_minute / 60`` per second. A full-minute bucket would let a test run for a minute before the
+    first 429, which is useless for testing; one second's worth gets the 429s to appear at once while the
+    long-run rate is still exactly ``per_minute``.
+    """
+
+    def __init__(self, per_minute: int, burst: int | None, clock: Callable[[], float]) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst if burst is not None else max(1, math.ceil(self.rate)))
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+
+    def take(self) -> float:
+        """Take one token; return 0 when granted, else the seconds until a token is free."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+@dataclass
+class FaultDecision:
+    """What to do with one request, decided before it is handled."""
+
+    rate_limited_for: float = 0.0  # > 0: answer 429; seconds until the bucket has a token
+    drop: bool = False
+    error_status: int | None = None
+    applied_then_503: bool = False
+
+
+class FaultInjector:
+    """Holds the live fault settings and decides, request by request, what goes wrong.
+
+    Only the event-loop thread calls :meth:`decide`, so no lock is needed; settings changes come through
+    the admin endpoint, on the same thread.
+    """
+
+    def __init__(self, settings: FaultSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.configure(settings)
+
+    def configure(self, settings: FaultSettings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.rng = random.Random(settings.seed)
+        self.bucket = (
+            TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst, self._clock)
+            if settings.rate_limit_per_minute
+            else None
+        )
+
+    @property
+    def latency_s(self) -> float:
+        return self.settings.latency_ms / 1000.0
+
+    def decide(self) -> FaultDecision:
+        s = self.settings
+        decision = FaultDecision()
+        if self.bucket is not None:
+            wait = self.bucket.take()
+            if wait > 0:
+                decision.rate_limited_for = wait
+                return decision
+        if s.drop_rate and self.rng.random() < s.drop_rate:
+            decision.drop = True
+            return decision
+        if s.error_rate and self.rng.random() < s.error_rate:
+            decision.error_status = s.error_status
+            return decision
+        if s.applied_then_503_rate and self.rng.random() < s.applied_then_503_rate:
+            decision.applied_then_503 = True
+        return decision
+
+    @staticmethod
+    def retry_after_header(wait_s: float) -> str:
+        """``Retry-After`` in whole seconds (HTTP allows no fractions), never 0 so clients do wait."""
+        return str(max(1, math.ceil(wait_s)))

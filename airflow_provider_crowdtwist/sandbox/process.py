@@ -1,0 +1,190 @@
+"""``SandboxProcess``: the sandbox as a child process, for isolation and for honest benchmarks.
+
+A child has its own interpreter and GIL, so a load generator or a sync engine in the parent does not
+steal the sandbox's CPU (and vice versa), and a test can kill it to see a connection refused. It is
+started on port 0 and the parent reads the bound port from the ready line, so there is no race for a
+"free" port. It must never outlive the parent: ``stop()`` / the context manager / ``atexit`` end it, and
+if the parent is killed outright the child notices its parent changed (``--exit-with-parent``) and exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from airflow_provider_crowdtwist.sandbox.admin import SandboxAdmin
+from airflow_provider_crowdtwist.sandbox.cli import READY_PREFIX
+from airflow_provider_crowdtwist.sandbox.settings import (
+    DEFAULT_API_KEY,
+    DEFAULT_HMAC_PRIVATE_KEY,
+    DEFAULT_HMAC_PUBLIC_KEY,
+)
+
+
+def options_to_args(options: dict[str, Any]) -> list[str]:
+    """``latency_ms=200, custom_attributes=("a",), access_log=True`` -> command-line flags."""
+    args: list[str] = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args.extend([flag, ",".join(str(v) for v in value)])
+        else:
+            args.extend([flag, str(value)])
+    return args
+
+
+class SandboxProcess:
+    """``with SandboxProcess(latency_ms=200) as sb: ... sb.base_url ...``; options are CLI flags by name."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        startup_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        self.port_requested = port
+        self.startup_timeout = startup_timeout
+        self.options = options
+        self.args = [*options_to_args(options), *extra_args]
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self._stderr: IO[bytes] | None = None
+        self.api_key = str(options.get("api_key", DEFAULT_API_KEY))
+        self.hmac_public_key = str(options.get("hmac_public_key", DEFAULT_HMAC_PUBLIC_KEY))
+        self.hmac_private_key = str(options.get("hmac_private_key", DEFAULT_HMAC_PRIVATE_KEY))
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "airflow_provider_crowdtwist.sandbox",
+            "--port",
+            str(self.port_requested),
+            "--exit-with-parent",
+            str(os.getpid()),
+            *self.args,
+        ]
+
+    def start(self) -> SandboxProcess:
+        if self.process is not None:
+            raise RuntimeError("SandboxProcess already started")
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the child
+        self.process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=self.env,
+        )
+        atexit.register(self.stop)
+        try:
+            self.port = self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> int:
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + self.startup_timeout
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        buffer = b""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(
+                        f"crowdtwist sandbox did not start within {self.startup_timeout:.0f} s"
+                        + self._stderr_tail()
+                    )
+                if not selector.select(remaining):
+                    continue
+                chunk = os.read(self.process.stdout.fileno(), 4096)
+                if not chunk:
+                    code = self.process.wait(5)
+                    raise RuntimeError(
+                        f"crowdtwist sandbox exited with code {code} before it was ready{self._stderr_tail()}"
+                    )
+                buffer += chunk
+                for line in buffer.decode(errors="replace").splitlines():
+                    if line.startswith(READY_PREFIX):
+                        return int(line.rsplit(":", 1)[1])
+        finally:
+            selector.close()
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace").strip()
+        return f": {text[-2000:]}" if text else ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self.process = self.process, None
+        atexit.unregister(self.stop)
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout)
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> SandboxProcess:
+        if self.process is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("SandboxProcess is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.base_url}/_admin"
+
+    @property
+    def admin(self) -> SandboxAdmin:
+        return SandboxAdmin(self.admin_url)
+
+    def reset(self) -> None:
+        self.admin.reset()
+
+    def set_faults(self, **changes: Any) -> None:
+        self.admin.set_faults(**changes)

@@ -1,0 +1,129 @@
+"""What a sandbox is configured with: credentials, the program's activities and custom attributes.
+
+The defaults are the ones the demo, the docs and every test use, so a connection written once
+(``sandbox-api-key``, ``sandbox-public`` / ``sandbox-private``) works against any sandbox started
+without options.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from airflow_provider_crowdtwist.sandbox.faults import FaultSettings
+
+DEFAULT_API_KEY = "sandbox-api-key"
+DEFAULT_HMAC_PUBLIC_KEY = "sandbox-public"
+DEFAULT_HMAC_PRIVATE_KEY = "sandbox-private"
+AUTH_MODES = ("api_key", "hmac")
+TIMESTAMP_UNITS = ("s", "ms")
+
+
+@dataclass(frozen=True)
+class ActivityDef:
+    """One activity of the loyalty program, as ``GET /v2/activities`` lists it."""
+
+    id: str
+    name: str
+    points: int
+    is_active: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "points": self.points, "is_active": self.is_active}
+
+
+DEFAULT_ACTIVITIES: tuple[ActivityDef, ...] = (
+    ActivityDef("purchase", "Purchase", 10),
+    ActivityDef("signup", "Sign up", 50),
+    ActivityDef("review", "Write a review", 5),
+    ActivityDef("birthday", "Birthday", 100),
+    ActivityDef("legacy_survey", "Legacy survey", 20, is_active=False),
+)
+
+DEFAULT_CUSTOM_ATTRIBUTES: tuple[str, ...] = (
+    "favorite_store",
+    "loyalty_segment",
+    "preferred_channel",
+    "lifetime_value",
+)
+
+_ACTIVITY_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Everything that makes one sandbox differ from another; immutable so a reset can restore it."""
+
+    api_key: str = DEFAULT_API_KEY
+    hmac_public_key: str = DEFAULT_HMAC_PUBLIC_KEY
+    hmac_private_key: str = DEFAULT_HMAC_PRIVATE_KEY
+    auth_modes: tuple[str, ...] = AUTH_MODES
+    # The contract's OPEN point: Oracle's example signs 13-digit (ms) timestamps, the public signer sends
+    # seconds. The sandbox accepts exactly one unit, so a client set to the wrong one fails loudly (401).
+    timestamp_unit: str = "s"
+    timestamp_window_s: float = 15 * 60
+    activities: tuple[ActivityDef, ...] = DEFAULT_ACTIVITIES
+    custom_attributes: tuple[str, ...] = DEFAULT_CUSTOM_ATTRIBUTES
+    # An identical credit inside this window is refused with "Event already processed".
+    dedupe_window_s: float = 10.0
+    activity_date_enabled: bool = True
+    first_member_id: int = 100001
+    faults: FaultSettings = field(default_factory=FaultSettings)
+
+    def validate(self) -> None:
+        """Fail at start-up, naming the setting, rather than serve a sandbox that cannot work."""
+        for name in ("api_key", "hmac_public_key", "hmac_private_key"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+                raise ValueError(f"{name} must be a non-empty string without spaces")
+        if not self.auth_modes or any(m not in AUTH_MODES for m in self.auth_modes):
+            raise ValueError(
+                f"auth_modes must be a non-empty subset of {AUTH_MODES}, got {self.auth_modes!r}"
+            )
+        if self.timestamp_unit not in TIMESTAMP_UNITS:
+            raise ValueError(f"timestamp_unit must be one of {TIMESTAMP_UNITS}, got {self.timestamp_unit!r}")
+        if self.timestamp_window_s <= 0:
+            raise ValueError("timestamp_window_s must be > 0")
+        if self.dedupe_window_s < 0:
+            raise ValueError("dedupe_window_s must be >= 0 (0 disables the duplicate check)")
+        seen: set[str] = set()
+        for activity in self.activities:
+            if not _ACTIVITY_ID.match(activity.id):
+                raise ValueError(f"activities: invalid activity id {activity.id!r}")
+            if activity.id in seen:
+                raise ValueError(f"activities: duplicate activity id {activity.id!r}")
+            if (
+                isinstance(activity.points, bool)
+                or not isinstance(activity.points, int)
+                or activity.points < 0
+            ):
+                raise ValueError(f"activities: points of {activity.id!r} must be an integer >= 0")
+            seen.add(activity.id)
+        for name in self.custom_attributes:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"custom_attributes: invalid attribute name {name!r}")
+        self.faults.validate()
+
+    def with_overrides(self, **overrides: Any) -> SandboxSettings:
+        """A copy with settings *or fault knobs* replaced, so callers can write ``latency_ms=200`` flat."""
+        own = {f.name for f in fields(self)}
+        fault_names = {f.name for f in fields(FaultSettings)}
+        unknown = sorted(set(overrides) - own - fault_names)
+        if unknown:
+            raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}")
+        mine = {k: v for k, v in overrides.items() if k in own}
+        faults = {k: v for k, v in overrides.items() if k in fault_names}
+        for key in ("auth_modes", "custom_attributes", "activities"):
+            if key in mine:
+                mine[key] = tuple(mine[key])
+        new = replace(self, **mine)
+        if faults:
+            new = replace(new, faults=replace(new.faults, **faults))
+        return new
+
+    def activity(self, activity_id: str) -> ActivityDef | None:
+        for activity in self.activities:
+            if activity.id == activity_id:
+                return activity
+        return None

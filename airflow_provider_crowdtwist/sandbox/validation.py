@@ -1,0 +1,223 @@
+"""The contract's input rules, as the sandbox enforces them on member and credit bodies.
+
+Written from ``crowdtwist-api.md`` alone and independently of the provider's own ``sync/validation.py``:
+if both were the same code, a mistake in it would pass every test. Where the contract is silent the
+sandbox leans strict (a string where a string is documented, 0/1 where a flag is documented), because a
+DAG that passes a strict emulator also passes a lenient service, never the other way round.
+
+Messages quoted by the contract are used verbatim (clients may match on them); the others name the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_crowdtwist.sandbox.errors import ApiError, input_error
+from airflow_provider_crowdtwist.sandbox.settings import SandboxSettings
+
+LOCATION_REQUIRED = "US zip code or country/city combo is required"
+NO_CUSTOM_ATTRIBUTES = "No custom attributes setup for client"
+UNRECOGNIZED_ATTRIBUTE = "Unrecognized attribute name"
+EMAIL_TAKEN = "email_address already taken"
+EVENT_ALREADY_PROCESSED = "Event already processed"
+
+NAME_FIELDS = ("first_name", "last_name", "middle_name")
+FLAG_FIELDS = ("email_is_verified", "receive_email_updates", "password_generated")
+EPOCH_FIELDS = ("date_of_birth",)
+# Identifier-like values arrive from warehouses as numbers as often as strings; both are accepted and
+# stored as text, which is how lookups by id_type compare them.
+ID_LIKE_FIELDS = (
+    "third_party_id",
+    "mobile_phone_number",
+    "facebook_user_id",
+    "twitter_user_id",
+    "city_id",
+    "gender_id",
+)
+STRING_FIELDS = (
+    "email_address",
+    "postal_code",
+    "country_code",
+    "city_name",
+    "invite_code",
+    "lang_pref",
+    "username",
+    "password",
+    "tier_override",
+    "facebook_access_token",
+    "twitter_access_token",
+    "twitter_access_token_secret",
+)
+OBJECT_FIELDS = ("custom_data", "extra_data")
+SOCIAL_PREFIXES = ("instagram_", "foursquare_")
+
+CREATE_FIELDS = frozenset(
+    NAME_FIELDS + FLAG_FIELDS + EPOCH_FIELDS + ID_LIKE_FIELDS + STRING_FIELDS + OBJECT_FIELDS
+)
+UPDATE_ONLY_FIELDS = frozenset({"is_active", "remove_points"})
+UPDATE_FIELDS = CREATE_FIELDS | UPDATE_ONLY_FIELDS
+CREATE_REQUIRED = ("first_name", "last_name", "email_address")
+LOCATION_FIELDS = ("postal_code", "country_code", "city_id", "city_name")
+CREDIT_FIELDS = frozenset({"activity_id", "num_points", "activity_date", "extra_data"})
+
+_NAME_CHARS = set(" -\u2019_@.,")  # the contract lists a typographic apostrophe
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+_CA_POSTAL = re.compile(r"^[A-Za-z]\d[A-Za-z] \d[A-Za-z]\d$")
+_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _known(name: str, allowed: frozenset[str]) -> bool:
+    return name in allowed or name.startswith(SOCIAL_PREFIXES)
+
+
+def _check_value(name: str, value: Any, settings: SandboxSettings) -> Any:
+    """Check one attribute; return it as stored (id-like numbers become text)."""
+    if value is None:
+        raise input_error(f"{name} must not be null (leave the attribute out instead)")
+    if name in NAME_FIELDS:
+        if not isinstance(value, str) or not value.strip():
+            raise input_error(f"{name} must be a non-empty string")
+        bad = sorted({c for c in value if not (c.isalnum() or c in _NAME_CHARS)})
+        if bad:
+            raise input_error(f"{name} contains characters that are not allowed: {''.join(bad)!r}")
+        return value
+    if name in FLAG_FIELDS or name == "is_active":
+        if not _is_int(value) or value not in (0, 1):
+            raise input_error(f"{name} must be 0 or 1, got {value!r}")
+        return value
+    if name in EPOCH_FIELDS:
+        if not _is_int(value):
+            raise input_error(f"{name} must be an integer epoch timestamp (seconds), got {value!r}")
+        return value
+    if name == "remove_points":
+        if not _is_int(value) or value < 0:
+            raise input_error(f"remove_points must be an integer >= 0, got {value!r}")
+        return value
+    if name in ID_LIKE_FIELDS:
+        if _is_int(value):
+            return str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise input_error(f"{name} must be a non-empty string or an integer")
+        return value
+    if name in OBJECT_FIELDS:
+        if not isinstance(value, dict):
+            raise input_error(f"{name} must be a JSON object")
+        if name == "custom_data":
+            _check_custom_data(value, settings)
+        return dict(value)
+    if name == "email_address":
+        if not isinstance(value, str) or not _EMAIL.match(value):
+            raise input_error("email_address is not a valid email address")
+        return value
+    if name == "country_code":
+        if not isinstance(value, str) or not _COUNTRY.match(value):
+            raise input_error("country_code must be a two-letter ISO country code")
+        return value.upper()
+    # plain strings (and social ids/tokens by prefix)
+    if not isinstance(value, str):
+        raise input_error(f"{name} must be a string")
+    return value
+
+
+def _check_custom_data(data: Mapping[str, Any], settings: SandboxSettings) -> None:
+    if not data:
+        return
+    if not settings.custom_attributes:
+        raise input_error(NO_CUSTOM_ATTRIBUTES)
+    for key, value in data.items():
+        if key not in settings.custom_attributes:
+            raise input_error(UNRECOGNIZED_ATTRIBUTE)
+        if isinstance(value, (dict, list)):
+            raise input_error(f"custom_data.{key} must be a scalar value")
+
+
+def _check_location(attrs: Mapping[str, Any]) -> None:
+    """US zip, or Canada + ``L#L #L#``, or another country with a city; else the contract's message."""
+    country = attrs.get("country_code")
+    postal = attrs.get("postal_code")
+    if country in (None, "US"):
+        ok = isinstance(postal, str) and bool(_US_ZIP.match(postal))
+    elif country == "CA":
+        ok = isinstance(postal, str) and bool(_CA_POSTAL.match(postal))
+    else:
+        ok = bool(attrs.get("city_id") or attrs.get("city_name"))
+    if not ok:
+        raise input_error(LOCATION_REQUIRED)
+
+
+def _object_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise input_error("Request body must be a JSON object")
+    return body
+
+
+def validate_create(body: Any, settings: SandboxSettings) -> dict[str, Any]:
+    """Check a ``POST /v2/users`` body; return the attributes to store."""
+    body = _object_body(body)
+    for name in body:
+        if not _known(name, CREATE_FIELDS):
+            hint = " (only accepted on update)" if name in UPDATE_ONLY_FIELDS else ""
+            raise input_error(f"Unknown attribute '{name}'{hint}")
+    for name in CREATE_REQUIRED:
+        if name not in body or body[name] in (None, ""):
+            raise input_error(f"{name} is required")
+    attrs = {name: _check_value(name, value, settings) for name, value in body.items()}
+    _check_location(attrs)
+    return attrs
+
+
+def validate_update(body: Any, current: Mapping[str, Any], settings: SandboxSettings) -> dict[str, Any]:
+    """Check a ``PUT /v2/users/{id}`` body against the member as stored; return the changes."""
+    body = _object_body(body)
+    for name in body:
+        if not _known(name, UPDATE_FIELDS):
+            raise input_error(f"Unknown attribute '{name}'")
+    changes = {name: _check_value(name, value, settings) for name, value in body.items()}
+    if any(name in changes for name in LOCATION_FIELDS):
+        merged = {name: current.get(name) for name in LOCATION_FIELDS}
+        merged.update({k: v for k, v in changes.items() if k in LOCATION_FIELDS})
+        _check_location(merged)
+    return changes
+
+
+def validate_credit(body: Any, settings: SandboxSettings) -> dict[str, Any]:
+    """Check a credit body (activity existence is checked by the caller, which knows the program)."""
+    body = _object_body(body)
+    for name in body:
+        if name not in CREDIT_FIELDS:
+            raise input_error(f"Unknown attribute '{name}'")
+    activity_id = body.get("activity_id")
+    if activity_id is None or activity_id == "":
+        raise input_error("activity_id is required")
+    if not isinstance(activity_id, str):
+        raise input_error("activity_id must be a string")
+    num_points = body.get("num_points")
+    if num_points is not None and (not _is_int(num_points) or num_points < 0):
+        raise input_error(f"num_points must be an integer >= 0, got {num_points!r}")
+    activity_date = body.get("activity_date")
+    if activity_date is not None:
+        if not settings.activity_date_enabled:
+            raise input_error("activity_date is not enabled for this client")
+        if not _is_int(activity_date) or activity_date < 0:
+            raise input_error(
+                f"activity_date must be an integer epoch timestamp (seconds), got {activity_date!r}"
+            )
+    extra_data = body.get("extra_data")
+    if extra_data is not None and not isinstance(extra_data, dict):
+        raise input_error("extra_data must be a JSON object")
+    return {
+        "activity_id": activity_id,
+        "num_points": num_points,
+        "activity_date": activity_date,
+        "extra_data": extra_data,
+    }
+
+
+__all__ = ["ApiError", "validate_create", "validate_credit", "validate_update"]
