@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
-from airflow_provider_crowdtwist.client.config import ID_TYPES, ClientConfig
+from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth, hmac_string_to_sign
+from airflow_provider_crowdtwist.client.client import CrowdTwistClient, quote_path_value
+from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES, ClientConfig
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistAuthError,
     CrowdTwistConfigError,
@@ -15,12 +16,18 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistServerError,
     CrowdTwistValidationError,
 )
+from airflow_provider_crowdtwist.client.models import Activity, parse_activities
+from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.client.redact import Redactor
 
 __all__ = [
     "ID_TYPES",
+    "ID_TYPE_ATTRIBUTES",
+    "Activity",
     "ApiKeyAuth",
     "ClientConfig",
     "CrowdTwistAuthError",
+    "CrowdTwistClient",
     "CrowdTwistConfigError",
     "CrowdTwistConnectionError",
     "CrowdTwistError",
@@ -30,4 +37,9 @@ __all__ = [
     "CrowdTwistServerError",
     "CrowdTwistValidationError",
     "HmacAuth",
+    "RateLimiter",
+    "Redactor",
+    "hmac_string_to_sign",
+    "parse_activities",
+    "quote_path_value",
 ]

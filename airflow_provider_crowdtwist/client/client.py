@@ -1,0 +1,581 @@
+"""``CrowdTwistClient``: one ``requests.Session`` shared by many worker threads.
+
+Design points (see docs/architecture.md for the contract):
+
+* Configuration is validated in ``__init__``: bad settings fail before the first request.
+* Every attempt, retries included, first takes a token from the shared :class:`RateLimiter` and is
+  counted in ``requests_sent``; a 429 pauses the limiter so every worker slows down.
+* Retries follow :mod:`.retry` (only 429, 5xx, connection errors; backoff with full jitter,
+  ``Retry-After`` honoured, total wait capped), driven by ``tenacity``.
+* Errors are typed and carry ``ambiguous``; they are built *outside* any ``except`` block from
+  redacted text, so neither their text nor ``__cause__``/``__context__`` can hold a ``requests``
+  exception whose message embeds a URL with the API key.
+* Redirects are not followed: a redirect to another host would carry the ``X-CT-Authorization``
+  header there.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+import tenacity
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_crowdtwist import __version__
+from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
+from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES, ClientConfig
+from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistConfigError,
+    CrowdTwistConnectionError,
+    CrowdTwistError,
+    CrowdTwistNotFoundError,
+    CrowdTwistValidationError,
+    error_class_for_status,
+)
+from airflow_provider_crowdtwist.client.models import Activity, parse_activities, parse_error_body
+from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
+from airflow_provider_crowdtwist.client.retry import (
+    AttemptResult,
+    RetryPlan,
+    classify_transport_error,
+    is_ambiguous_status,
+    is_retryable_status,
+    parse_retry_after,
+)
+
+USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
+
+ALREADY_PROCESSED = "already processed"
+_ALREADY_TAKEN = ("already taken", "already exists")
+
+
+@dataclass
+class _CallContext:
+    """State of one logical call across its attempts."""
+
+    method: str
+    url: str
+    shown: str  # redacted "path?query" for logs and errors
+    params: dict[str, str] | None
+    body: bytes | None
+    headers: dict[str, str]
+    credit: bool
+    extra_secrets: tuple[str, ...]
+    any_ambiguous: bool = False
+    ambiguous_since: float | None = None
+    waited: float = 0.0
+    planned: dict[int, float | None] = field(default_factory=dict)
+    last: AttemptResult | None = None
+
+
+class CrowdTwistClient:
+    """Talks to the CrowdTwist REST API v2; safe to share between threads."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        session: requests.Session | None = None,
+        logger: logging.Logger | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.rate_limiter = rate_limiter
+        self.log = logger or logging.getLogger(__name__)
+        self._sleep = sleep
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng
+        secrets = [config.api_key, config.hmac_private_key]
+        self._redactor = Redactor(secrets)
+        for secret in secrets:
+            GLOBAL_REDACTOR.add(secret)
+        install_urllib3_filter()
+        self._auth: requests.auth.AuthBase
+        if config.auth_type == "hmac":
+            self._auth = HmacAuth(
+                config.hmac_public_key or "",
+                config.hmac_private_key or "",
+                config.hmac_timestamp_unit,
+                clock=wall_clock,
+            )
+        else:
+            self._auth = ApiKeyAuth(config.api_key or "", config.api_key_in)
+        self._owns_session = session is None
+        self._session = session if session is not None else self._new_session(config)
+        self._counter_lock = threading.Lock()
+        self._requests_sent = 0
+
+    @staticmethod
+    def _new_session(config: ClientConfig) -> requests.Session:
+        session = requests.Session()
+        # Our own retries (tenacity) decide; urllib3 must not resend anything behind our back.
+        adapter = HTTPAdapter(
+            pool_connections=4,
+            pool_maxsize=config.pool_size,
+            max_retries=urllib3.util.Retry(total=0, read=False, redirect=False),
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def __repr__(self) -> str:
+        return f"CrowdTwistClient(base_url={self.config.base_url!r}, auth={self._auth!r})"
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def requests_sent(self) -> int:
+        """Every HTTP attempt sent so far, retries included."""
+        with self._counter_lock:
+            return self._requests_sent
+
+    def _count(self) -> None:
+        with self._counter_lock:
+            self._requests_sent += 1
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> CrowdTwistClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def redact(self, text: object) -> str:
+        """Mask this client's secrets in ``text`` (for callers that log texts of their own)."""
+        return self._redactor.redact(text)
+
+    # -- the generic request -------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> requests.Response:
+        """Send one logical request (with retries) and return the 2xx response, else raise.
+
+        ``path`` is already URL-encoded (see :func:`quote_path_value`), relative to the base URL.
+        """
+        return self._call(method, path, params=params, body=json)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        credit: bool = False,
+        extra_secrets: tuple[str | None, ...] = (),
+    ) -> requests.Response:
+        ctx = self._context(method, path, params, body, credit, extra_secrets)
+        plan = RetryPlan(
+            max_retries=self.config.max_retries,
+            max_retry_wait=self.config.max_retry_wait,
+            backoff_base=self.config.backoff_base,
+            backoff_max=self.config.backoff_max,
+            credit_mode=credit,
+            credit_resend_delay=self.config.credit_resend_delay,
+            credit_resend_window=self.config.credit_resend_window,
+            rng=self._rng,
+        )
+
+        def planned_wait(state: tenacity.RetryCallState) -> float | None:
+            number = state.attempt_number
+            if number not in ctx.planned:
+                result: AttemptResult = state.outcome.result()  # type: ignore[union-attr]
+                ctx.planned[number] = plan.next_wait(
+                    result, number - 1, ctx.waited, ctx.ambiguous_since, self._clock()
+                )
+            return ctx.planned[number]
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            wait = planned_wait(state) or 0.0
+            result: AttemptResult = state.outcome.result()  # type: ignore[union-attr]
+            ctx.waited += wait
+            if result.status == 429 and self.rate_limiter is not None:
+                self.rate_limiter.pause(wait)
+            what = str(result.status) if result.status is not None else _short(result.error)
+            self.log.warning(
+                "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s%s",
+                ctx.method,
+                ctx.shown,
+                what,
+                state.attempt_number,
+                self.config.max_retries,
+                wait,
+                " (resending at once: the last attempt may have been applied)"
+                if credit and ctx.ambiguous_since is not None
+                else "",
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda r: r.retryable),
+            stop=lambda state: planned_wait(state) is None,
+            wait=lambda state: planned_wait(state) or 0.0,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        )
+        result: AttemptResult = retrying(self._attempt, ctx)
+        response = result.response
+        if response is not None and 200 <= response.status_code < 300:
+            return response
+        raise self._error(ctx, result)
+
+    def _context(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        credit: bool,
+        extra_secrets: tuple[str | None, ...],
+    ) -> _CallContext:
+        method = method.upper()
+        if not path.startswith("/"):
+            path = "/" + path
+        clean_params = {k: str(v) for k, v in params.items() if v is not None} if params else None
+        extras = tuple(s for s in extra_secrets if isinstance(s, str) and s)
+        shown = path + ("?" + urlencode(clean_params) if clean_params else "")
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        data: bytes | None = None
+        if body is not None:
+            # Serialised once: the HMAC MD5 must be of exactly the bytes that are sent.
+            try:
+                data = jsonlib.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                problem = type(exc).__name__
+                detail = str(exc) if isinstance(exc, TypeError) else "NaN or infinite number"
+            else:
+                problem = ""
+            if problem:
+                raise CrowdTwistValidationError(
+                    f"request body is not valid JSON ({problem}: {self._redactor.redact(detail, extras)})",
+                    method=method,
+                    path=self._redactor.redact(shown, extras),
+                ) from None
+            headers["Content-Type"] = "application/json"
+        return _CallContext(
+            method=method,
+            url=self.config.api_root + path,
+            shown=self._redactor.redact(shown, extras),
+            params=clean_params,
+            body=data,
+            headers=headers,
+            credit=credit,
+            extra_secrets=extras,
+        )
+
+    def _attempt(self, ctx: _CallContext) -> AttemptResult:
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        if (
+            ctx.credit
+            and ctx.ambiguous_since is not None
+            and ctx.last is not None
+            and self._clock() - ctx.ambiguous_since > self.config.credit_resend_window
+        ):
+            # The limiter held us past the duplicate window: a resend now could award twice.
+            self.log.warning(
+                "CrowdTwist %s %s not resent: more than %.1f s since the ambiguous failure",
+                ctx.method,
+                ctx.shown,
+                self.config.credit_resend_window,
+            )
+            return AttemptResult(
+                response=ctx.last.response,
+                error=ctx.last.error,
+                retryable=False,
+                ambiguous=True,
+                retry_after=ctx.last.retry_after,
+                finished_at=self._clock(),
+            )
+        self._count()
+        started = self._clock()
+        response: requests.Response | None = None
+        failure = None
+        detail = ""
+        try:
+            response = self._session.request(
+                ctx.method,
+                ctx.url,
+                params=ctx.params,
+                data=ctx.body,
+                headers=ctx.headers,
+                auth=self._auth,
+                timeout=(self.config.connect_timeout, self.config.read_timeout),
+                verify=self.config.verify,
+                allow_redirects=False,
+            )
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            failure = classify_transport_error(exc)
+            detail = self._redactor.redact(f"{type(exc).__name__}: {exc}", ctx.extra_secrets)
+        finished = self._clock()
+        if failure is not None or response is None:
+            assert failure is not None
+            if len(detail) > 400:
+                detail = detail[:397] + "..."
+            error = CrowdTwistConnectionError(
+                f"{failure.description} ({detail})",
+                method=ctx.method,
+                path=ctx.shown,
+                ambiguous=failure.ambiguous,
+            )
+            result = AttemptResult(
+                error=error,
+                retryable=failure.retryable,
+                ambiguous=failure.ambiguous,
+                finished_at=finished,
+            )
+            self.log.debug("CrowdTwist %s %s -> %s", ctx.method, ctx.shown, failure.description)
+        else:
+            status = response.status_code
+            retryable = is_retryable_status(status)
+            retry_after = (
+                parse_retry_after(response.headers.get("Retry-After"), self._wall_clock)
+                if retryable
+                else None
+            )
+            result = AttemptResult(
+                response=response,
+                retryable=retryable,
+                ambiguous=is_ambiguous_status(status),
+                retry_after=retry_after,
+                finished_at=finished,
+            )
+            self.log.debug(
+                "CrowdTwist %s %s -> %d in %.0f ms",
+                ctx.method,
+                ctx.shown,
+                status,
+                (finished - started) * 1000,
+            )
+        if result.ambiguous:
+            ctx.any_ambiguous = True
+            if ctx.ambiguous_since is None:
+                ctx.ambiguous_since = finished
+        ctx.last = result
+        return result
+
+    def _error(self, ctx: _CallContext, result: AttemptResult) -> CrowdTwistError:
+        """The typed error for a final failed attempt; ``ambiguous`` if *any* attempt was."""
+        if result.error is not None:
+            error = result.error
+            error.ambiguous = ctx.any_ambiguous
+            return error
+        response = result.response
+        assert response is not None
+        status = response.status_code
+        if 300 <= status < 400:
+            code = None
+            location = self._redactor.redact(response.headers.get("Location", "?"), ctx.extra_secrets)
+            message = f"unexpected redirect to {location}; check the connection host (API base URL)"
+        else:
+            code, message = parse_error_body(response.content)
+            message = self._redactor.redact(message or response.reason or "no message", ctx.extra_secrets)
+            code = self._redactor.redact(code, ctx.extra_secrets) if code else None
+        cls = error_class_for_status(status)
+        return cls(
+            message,
+            status=status,
+            code=code,
+            method=ctx.method,
+            path=ctx.shown,
+            ambiguous=ctx.any_ambiguous,
+            retry_after=result.retry_after,
+        )
+
+    def _json(self, response: requests.Response, method: str, path: str) -> Any:
+        if not response.content or not response.content.strip():
+            return {}
+        try:
+            return jsonlib.loads(response.content)
+        except ValueError:
+            pass
+        raise CrowdTwistError(
+            "the response is not JSON",
+            status=response.status_code,
+            method=method,
+            path=self._redactor.redact(path),
+        )
+
+    # -- id helpers ----------------------------------------------------------------------------
+
+    def _id_type(self, id_type: str | None) -> str:
+        chosen = id_type or self.config.id_type
+        if chosen not in ID_TYPES:
+            raise CrowdTwistConfigError(
+                f"id_type must be one of {', '.join(repr(t) for t in ID_TYPES)}; got {chosen!r}"
+            )
+        return chosen
+
+    @staticmethod
+    def _user_path(user_id: Any, suffix: str = "") -> str:
+        if user_id is None or str(user_id).strip() == "":
+            raise CrowdTwistValidationError("user_id is empty")
+        return f"/v2/users/{quote_path_value(user_id)}{suffix}"
+
+    # -- API calls -----------------------------------------------------------------------------
+
+    def list_activities(self) -> list[Activity]:
+        """``GET /v2/activities``: the program's active activities (also the connection test)."""
+        response = self._call("GET", "/v2/activities")
+        return parse_activities(self._json(response, "GET", "/v2/activities"))
+
+    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
+        """``GET /v2/users/{user_id}?id_type=T``: the member's profile."""
+        path = self._user_path(user_id)
+        params = {"id_type": self._id_type(id_type)}
+        return _as_dict(self._json(self._call("GET", path, params=params), "GET", path))
+
+    def create_user(self, fields: Mapping[str, Any]) -> dict:
+        """``POST /v2/users``: a new member."""
+        body = dict(fields)
+        response = self._call("POST", "/v2/users", body=body, extra_secrets=_body_secrets(body))
+        return _as_dict(self._json(response, "POST", "/v2/users"))
+
+    def update_user(self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None) -> dict:
+        """``PUT /v2/users/{user_id}?id_type=T``; 404 (:class:`CrowdTwistNotFoundError`) when unknown."""
+        path = self._user_path(user_id)
+        params = {"id_type": self._id_type(id_type)}
+        body = dict(fields)
+        response = self._call("PUT", path, params=params, body=body, extra_secrets=_body_secrets(body))
+        return _as_dict(self._json(response, "PUT", path))
+
+    def upsert_user(
+        self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None
+    ) -> tuple[str, dict]:
+        """PUT first (one request in the common case); POST on 404.
+
+        The create carries the identifier it was looked up by (e.g. ``email_address`` for
+        ``id_type=email``) when the fields lack it, so that the next PUT finds the member.
+        If the POST is refused as "already taken", either our own earlier, ambiguous attempt
+        created the member (then the profile is read back and "created" returned) or another
+        writer created it meanwhile (then the update is applied once more).
+        """
+        chosen = self._id_type(id_type)
+        try:
+            return "updated", self.update_user(user_id, fields, chosen)
+        except CrowdTwistNotFoundError:
+            pass
+        body = dict(fields)
+        attribute = ID_TYPE_ATTRIBUTES.get(chosen)
+        if attribute and body.get(attribute) in (None, ""):
+            body[attribute] = user_id
+        taken: CrowdTwistValidationError | None = None
+        try:
+            return "created", self.create_user(body)
+        except CrowdTwistValidationError as err:
+            if not any(word in err.message.lower() for word in _ALREADY_TAKEN):
+                raise
+            taken = err
+        if taken.ambiguous:
+            return "created", self.get_user(user_id, chosen)
+        try:
+            return "updated", self.update_user(user_id, fields, chosen)
+        except CrowdTwistNotFoundError:
+            pass
+        raise taken
+
+    def delete_user(self, user_id: str, id_type: str | None = None) -> None:
+        """``DELETE /v2/users/{user_id}?id_type=T`` (seen in third-party code only)."""
+        self._call("DELETE", self._user_path(user_id), params={"id_type": self._id_type(id_type)})
+
+    def credit_activity(
+        self,
+        user_id: str,
+        activity_id: str,
+        *,
+        id_type: str | None = None,
+        num_points: int | None = None,
+        activity_date: int | None = None,
+        extra_data: Mapping | None = None,
+    ) -> dict:
+        """``POST /v2/users/{user_id}/activities?id_type=T``.
+
+        CrowdTwist has no idempotency key. Its only guard is that a duplicate credit sent in rapid
+        succession is refused with "Event already processed". So an ambiguous failure (timeout,
+        dropped connection, 5xx) is followed at once by the identical request, inside that window:
+        either it is applied now (the first never landed) or it is refused as a duplicate (the first
+        did land) -- both mean "credited once", returned as ``{"awarded": True,
+        "already_processed": True}`` in the second case. Still ambiguous when the retries or the
+        window run out: the error has ``ambiguous=True`` and the caller must not resend blindly.
+        """
+        if activity_id is None or str(activity_id).strip() == "":
+            raise CrowdTwistValidationError("activity_id is empty")
+        path = self._user_path(user_id, "/activities")
+        params = {"id_type": self._id_type(id_type)}
+        body: dict[str, Any] = {"activity_id": str(activity_id)}
+        if num_points is not None:
+            body["num_points"] = num_points
+        if activity_date is not None:
+            body["activity_date"] = activity_date
+        if extra_data is not None:
+            body["extra_data"] = dict(extra_data)
+        duplicate: CrowdTwistValidationError | None = None
+        try:
+            response = self._call("POST", path, params=params, body=body, credit=True)
+        except CrowdTwistValidationError as err:
+            if ALREADY_PROCESSED not in err.message.lower():
+                raise
+            duplicate = err
+        if duplicate is not None:
+            self.log.info(
+                "CrowdTwist %s: %s; the credit was already applied (%s)",
+                duplicate.path,
+                duplicate.message,
+                "by the ambiguous first attempt" if duplicate.ambiguous else "before this call",
+            )
+            return {"awarded": True, "already_processed": True}
+        data = self._json(response, "POST", path)
+        return data if isinstance(data, dict) else {"awarded": True, "response": data}
+
+
+def quote_path_value(value: Any) -> str:
+    """URL-encode a value for one path segment (``a+b@c.com`` -> ``a%2Bb%40c.com``)."""
+    return quote(str(value), safe="")
+
+
+def _as_dict(data: Any) -> dict:
+    return data if isinstance(data, dict) else {"response": data}
+
+
+def _body_secrets(body: Mapping[str, Any]) -> tuple[str | None, ...]:
+    password = body.get("password")
+    return (password if isinstance(password, str) else None,)
+
+
+def _short(error: CrowdTwistError | None) -> str:
+    return error.message if error is not None else "error"
+
+
+__all__ = ["USER_AGENT", "CrowdTwistClient", "quote_path_value"]

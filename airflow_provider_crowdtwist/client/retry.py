@@ -1,0 +1,191 @@
+"""Which failures are retried, and how long to wait before the next attempt.
+
+The rules, from the API contract and from what users of similar providers asked for:
+
+* retry only 429, 5xx and connection errors/timeouts; never another 4xx (resending a refused row
+  cannot succeed and burns the program's request budget);
+* exponential backoff with *full jitter* (a uniform draw in ``[0, min(cap, base * 2**n)]``), so that
+  many workers hit by the same outage do not come back in lockstep;
+* a ``Retry-After`` header (delta seconds or an HTTP date) wins over the backoff;
+* the total time spent waiting between attempts of one call is capped (``max_retry_wait``): a
+  ``Retry-After`` longer than what is left ends the retries instead of being shortened;
+* for activity credits, once an attempt was *ambiguous* (it may have been applied), the identical
+  request is resent after a short fixed delay and only inside CrowdTwist's duplicate window, where a
+  duplicate is answered "Event already processed" rather than awarded twice.
+
+This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client
+drives ``tenacity`` with them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+from airflow_provider_crowdtwist.client.errors import CrowdTwistError
+
+
+def is_retryable_status(status: int) -> bool:
+    """429 (rate limited) and 5xx (server trouble, maintenance windows) are worth another try."""
+    return status == 429 or 500 <= status <= 599
+
+
+def is_ambiguous_status(status: int) -> bool:
+    """A 5xx may come after the server applied the request; a 429 or other 4xx was not applied."""
+    return 500 <= status <= 599
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP date); None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - now()
+    if seconds != seconds or seconds == float("inf"):  # NaN / inf
+        return None
+    return max(0.0, seconds)
+
+
+def backoff_delay(
+    retry_number: int, base: float, cap: float, rng: Callable[[float, float], float] = random.uniform
+) -> float:
+    """Full-jitter exponential backoff for the ``retry_number``-th retry (1-based)."""
+    exponent = min(max(retry_number - 1, 0), 62)
+    ceiling = min(cap, base * (2**exponent))
+    return rng(0.0, ceiling) if ceiling > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TransportFailure:
+    """How the client must treat an exception raised by ``requests``."""
+
+    description: str  # short, secret-free kind, e.g. "read timeout"
+    retryable: bool
+    ambiguous: bool
+
+
+def classify_transport_error(exc: BaseException) -> TransportFailure:
+    """Decide retry and ambiguity from the exception *type*, never from its (URL-bearing) text.
+
+    A request that never reached the server (connect refused, DNS, connect timeout, TLS handshake)
+    is not ambiguous. One that was sent but got no complete answer (read timeout, connection reset
+    or closed mid-response) may have been applied.
+    """
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportFailure("TLS error", retryable=False, ambiguous=False)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return TransportFailure("connect timeout", retryable=True, ambiguous=False)
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return TransportFailure("read timeout", retryable=True, ambiguous=True)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return TransportFailure("timeout", retryable=True, ambiguous=True)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return TransportFailure("proxy error", retryable=True, ambiguous=False)
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return TransportFailure("connection broken while reading the response", True, True)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        inner = exc.args[0] if exc.args else None
+        if isinstance(inner, MaxRetryError) and isinstance(
+            inner.reason, (NewConnectionError, ConnectTimeoutError)
+        ):
+            return TransportFailure("could not connect", retryable=True, ambiguous=False)
+        # Reset / aborted / remote closed after the request went out: may have been applied.
+        return TransportFailure("connection error", retryable=True, ambiguous=True)
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.URLRequired,
+        ),
+    ):
+        return TransportFailure("invalid request", retryable=False, ambiguous=False)
+    return TransportFailure("request failed", retryable=False, ambiguous=True)
+
+
+@dataclass
+class AttemptResult:
+    """The outcome of one HTTP attempt, in the form the retry decisions need.
+
+    Either ``response`` (any status) or ``error`` (a wrapped transport failure) is set. The
+    response is kept only until the client turns it into a return value or a typed error.
+    """
+
+    response: requests.Response | None = None
+    error: CrowdTwistError | None = None
+    retryable: bool = False
+    ambiguous: bool = False
+    retry_after: float | None = None
+    finished_at: float = 0.0
+
+    @property
+    def status(self) -> int | None:
+        return self.response.status_code if self.response is not None else None
+
+
+@dataclass
+class RetryPlan:
+    """The wait before the next attempt of one call, or None to stop retrying."""
+
+    max_retries: int
+    max_retry_wait: float
+    backoff_base: float
+    backoff_max: float
+    credit_mode: bool = False
+    credit_resend_delay: float = 0.2
+    credit_resend_window: float = 5.0
+    rng: Callable[[float, float], float] = random.uniform
+
+    def next_wait(
+        self,
+        attempt: AttemptResult,
+        retries_done: int,
+        waited: float,
+        ambiguous_since: float | None,
+        now: float,
+    ) -> float | None:
+        if not attempt.retryable or retries_done >= self.max_retries:
+            return None
+        remaining = self.max_retry_wait - waited
+        if self.credit_mode and ambiguous_since is not None:
+            # Resend at once: only inside the duplicate window is a resend safe for a credit.
+            wait = max(self.credit_resend_delay, attempt.retry_after or 0.0)
+            if wait > remaining or (now - ambiguous_since) + wait > self.credit_resend_window:
+                return None
+            return wait
+        if attempt.retry_after is not None:
+            return attempt.retry_after if attempt.retry_after <= remaining else None
+        if remaining <= 0:
+            return None
+        return min(backoff_delay(retries_done + 1, self.backoff_base, self.backoff_max, self.rng), remaining)
+
+
+__all__ = [
+    "AttemptResult",
+    "RetryPlan",
+    "TransportFailure",
+    "backoff_delay",
+    "classify_transport_error",
+    "is_ambiguous_status",
+    "is_retryable_status",
+    "parse_retry_after",
+]
