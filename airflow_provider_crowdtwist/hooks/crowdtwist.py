@@ -1,0 +1,661 @@
+"""CrowdTwistHook: turns an Airflow connection into a ready, validated CrowdTwist client.
+
+The hook is the only place that knows how connection fields map to :class:`ClientConfig`; everything
+below it (the client, the sync engine) is plain Python that never sees an Airflow connection. Three
+rules shape it:
+
+* the connection is fetched lazily, never in ``__init__``, so building a hook in a DAG file costs
+  nothing and needs no metadata database;
+* every configuration problem is reported before the first request, naming the connection and the
+  field (``host``, ``login``, ``password`` or ``extra 'x'``) the user has to fix;
+* secrets (the API key or HMAC private key) are registered with Airflow's secrets masker as soon as
+  the connection is read, and every message this module builds is scrubbed of them as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_crowdtwist.client.client import CrowdTwistClient
+from airflow_provider_crowdtwist.client.config import ClientConfig
+from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAuthError,
+    CrowdTwistConfigError,
+    CrowdTwistConnectionError,
+    CrowdTwistError,
+    CrowdTwistForbiddenError,
+    CrowdTwistNotFoundError,
+    CrowdTwistRateLimitError,
+    CrowdTwistServerError,
+)
+from airflow_provider_crowdtwist.provider_info import (
+    CONN_FIELDS,
+    CONN_TYPE,
+    HOOK_NAME,
+    ID_TYPES,
+    UI_FIELD_BEHAVIOUR,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+
+_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
+
+#: Outcomes of :meth:`CrowdTwistHook.check_api`. ``waiting`` is transient (5xx, 429, network); the
+#: others are final: waiting longer will not fix a refused key, a missing activity or a wrong URL.
+CHECK_SUCCESS = "success"
+CHECK_WAITING = "waiting"
+CHECK_AUTH_ERROR = "auth_error"
+CHECK_MISSING_ACTIVITIES = "missing_activities"
+CHECK_ERROR = "error"
+
+
+def mask_secret(secret: str) -> None:
+    """Register ``secret`` with Airflow's secrets masker, on Airflow 2 and 3 alike.
+
+    Imported lazily because the compat layer resolves the masker of the running Airflow line; a
+    masker that cannot be reached must not break a hook (the client redacts its own texts anyway).
+    """
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret as _mask
+    except ImportError:  # pragma: no cover - very old compat provider
+        from airflow.utils.log.secrets_masker import mask_secret as _mask
+    _mask(secret)
+
+
+@dataclass(frozen=True)
+class ApiCheck:
+    """What one ``GET /v2/activities`` said about the API, classified for sensors and the UI test.
+
+    ``status`` is one of ``success``, ``waiting``, ``auth_error``, ``missing_activities``, ``error``.
+    ``message`` is safe to log and to put in a trigger event: it never holds a secret.
+    """
+
+    status: str
+    message: str
+    http_status: int | None = None
+    activity_count: int | None = None
+    missing_activity_ids: tuple[str, ...] = ()
+
+    @property
+    def final(self) -> bool:
+        """True when asking again will give the same answer (no point in waiting)."""
+        return self.status != CHECK_WAITING
+
+    def to_event(self) -> dict[str, Any]:
+        """A JSON-serializable dict for a ``TriggerEvent`` (no secret in it)."""
+        return {
+            "status": self.status,
+            "message": self.message,
+            "http_status": self.http_status,
+            "activity_count": self.activity_count,
+            "missing_activity_ids": list(self.missing_activity_ids),
+        }
+
+
+class CrowdTwistHook(BaseHook):
+    """Connect to an Oracle CrowdTwist program (REST API v2).
+
+    :param crowdtwist_conn_id: the Airflow connection (type ``crowdtwist``).
+    :param client_overrides: :class:`ClientConfig` fields that replace what the connection says, e.g.
+        ``{"max_retries": 0}`` for a sensor whose poke interval is the retry, or a task-level
+        ``requests_per_minute``. Unknown field names fail with a clear message.
+    :param rate_limiter: shared limiter for every request of this hook's client (a sync passes one
+        limiter shared by all its workers).
+    """
+
+    conn_name_attr = "crowdtwist_conn_id"
+    default_conn_name = "crowdtwist_default"
+    conn_type = CONN_TYPE
+    hook_name = HOOK_NAME
+
+    def __init__(
+        self,
+        crowdtwist_conn_id: str = default_conn_name,
+        *,
+        client_overrides: Mapping[str, Any] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.crowdtwist_conn_id = crowdtwist_conn_id
+        self.client_overrides: dict[str, Any] = dict(client_overrides or {})
+        self.rate_limiter = rate_limiter
+        self._connection: Any = None
+        self._client: CrowdTwistClient | None = None
+        self._secrets: tuple[str, ...] = ()
+        self._extras_cache: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ UI form (both Airflow lines)
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """WTForms widgets for Airflow 2's connection form, derived from ``provider_info.CONN_FIELDS``.
+
+        Airflow 3.2+ reads ``conn-fields`` from the provider info instead and never calls this; the
+        imports stay inside the method because Airflow 3 does not ship flask_appbuilder or wtforms.
+        """
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import AnyOf, NumberRange, Optional
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            schema = spec["schema"]
+            types = schema["type"]
+            default = schema.get("default")
+            label = lazy_gettext(spec["label"])
+            description = spec.get("description")
+            enum = [value for value in schema.get("enum", []) if value is not None]
+            if "integer" in types:
+                widgets[name] = IntegerField(
+                    label,
+                    widget=BS3TextFieldWidget(),
+                    validators=[Optional(), NumberRange(min=schema.get("minimum"))],
+                    default=default,
+                    description=description,
+                )
+            else:
+                validators: list[Any] = [Optional()]
+                if enum:
+                    validators.append(AnyOf(enum))
+                widgets[name] = StringField(
+                    label,
+                    widget=BS3TextFieldWidget(),
+                    validators=validators,
+                    default=None if default is None else str(default),
+                    description=description,
+                )
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabel and hide the standard fields (Airflow 2; Airflow 3 reads ``ui-field-behaviour``)."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden_fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    # ------------------------------------------------------------------ connection -> config
+
+    @property
+    def connection(self) -> Any:
+        """The Airflow connection, fetched on first use and its secrets registered with the masker."""
+        if self._connection is None:
+            conn = self.get_connection(self.crowdtwist_conn_id)
+            secrets = [s for s in (conn.password,) if s]
+            expanded: list[str] = []
+            for secret in secrets:
+                expanded.append(secret)
+                # the query-string and path spellings of a key are what would leak through a URL
+                expanded.extend({quote(secret, safe=""), quote_plus(secret)} - {secret})
+            for secret in expanded:
+                mask_secret(secret)
+            self._secrets = tuple(expanded)
+            self._connection = conn
+        return self._connection
+
+    def _fail(self, text: str) -> CrowdTwistConfigError:
+        return _config_error(f"Connection '{self.crowdtwist_conn_id}': {self.scrub(text)}")
+
+    def scrub(self, text: str) -> str:
+        """Remove this connection's secrets from ``text`` (a second line of defence after the masker)."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def _extras(self) -> dict[str, Any]:
+        if self._extras_cache is None:
+            self._extras_cache = self._read_extras()
+        return self._extras_cache
+
+    def _read_extras(self) -> dict[str, Any]:
+        conn = self.connection
+        try:
+            extras = conn.extra_dejson
+        except Exception as exc:  # a malformed extra is a configuration error, not a crash
+            raise self._fail(f"extra is not valid JSON ({type(exc).__name__})") from None
+        if not isinstance(extras, Mapping):
+            raise self._fail("extra must be a JSON object")
+        prefix = f"extra__{CONN_TYPE}__"
+        out: dict[str, Any] = {}
+        for key, value in extras.items():
+            # Airflow 2 forms of some versions store prefixed names; both spellings are accepted.
+            name = key[len(prefix) :] if key.startswith(prefix) else key
+            if value is None or (isinstance(value, str) and value.strip() == ""):
+                continue
+            out[name] = value
+        unknown = sorted(set(out) - set(CONN_FIELDS))
+        if unknown:
+            self.log.warning(
+                "Connection '%s': ignoring unknown extra(s) %s; known extras are %s",
+                self.crowdtwist_conn_id,
+                ", ".join(repr(u) for u in unknown),
+                ", ".join(CONN_FIELDS),
+            )
+        return out
+
+    def _choice(self, extras: Mapping[str, Any], name: str, allowed: Sequence[str], default: str) -> str:
+        value = extras.get(name, default)
+        text = str(value).strip().lower() if isinstance(value, str) else value
+        if text not in allowed:
+            raise self._fail(
+                f"extra '{name}' must be one of {', '.join(repr(a) for a in allowed)}, got {_short(value)}"
+            )
+        return text
+
+    def _number(self, extras: Mapping[str, Any], name: str, default: float) -> float:
+        value = extras.get(name, default)
+        if isinstance(value, bool):
+            raise self._fail(f"extra '{name}' must be a number of seconds, got {_short(value)}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self._fail(f"extra '{name}' must be a number of seconds, got {_short(value)}") from None
+        if not number > 0 or number == float("inf"):
+            raise self._fail(f"extra '{name}' must be a positive number of seconds, got {_short(value)}")
+        return number
+
+    def _integer(self, extras: Mapping[str, Any], name: str, default: int) -> int:
+        value = extras.get(name, default)
+        if isinstance(value, bool):
+            raise self._fail(f"extra '{name}' must be a whole number, got {_short(value)}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self._fail(f"extra '{name}' must be a whole number, got {_short(value)}") from None
+        if number != int(number) or number < 0:
+            raise self._fail(f"extra '{name}' must be a whole number >= 0, got {_short(value)}")
+        return int(number)
+
+    def _verify(self, extras: Mapping[str, Any]) -> bool | str:
+        value = extras.get("verify", True)
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            raise self._fail(f"extra 'verify' must be true, false or a CA bundle path, got {_short(value)}")
+        text = value.strip()
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        if not os.path.exists(text):
+            raise self._fail(f"extra 'verify': CA bundle file {text!r} does not exist")
+        return text
+
+    def _base_url(self, extras: Mapping[str, Any]) -> str:
+        conn = self.connection
+        host = (conn.host or "").strip()
+        if not host:
+            raise self._fail("host (the API base URL, e.g. https://sbapi123.crowdtwist.com) is empty")
+        scheme_extra = None
+        if "scheme" in extras:
+            scheme_extra = self._choice(extras, "scheme", ("https", "http"), "https")
+        if "://" in host:
+            parts = urlsplit(host)
+            scheme = parts.scheme.lower()
+            netloc, path = parts.netloc, parts.path
+            if parts.query or parts.fragment:
+                raise self._fail(f"host {host!r} must not carry a query string or fragment")
+            if scheme_extra and scheme_extra != scheme:
+                raise self._fail(
+                    f"host says {scheme!r} but extra 'scheme' says {scheme_extra!r}; drop one of them"
+                )
+        else:
+            # A URI such as crowdtwist://user:key@host gives a bare host. https unless told otherwise:
+            # a plain-text default would send keys in clear to any non-loopback host.
+            scheme = scheme_extra or "https"
+            netloc, _, rest = host.partition("/")
+            path = f"/{rest}" if rest else ""
+        if scheme not in ("https", "http"):
+            raise self._fail(f"host {host!r}: scheme must be https (or http for loopback), got {scheme!r}")
+        if not netloc:
+            raise self._fail(f"host {host!r} has no host name")
+        if conn.port:
+            try:
+                existing_port = urlsplit(f"//{netloc}").port
+            except ValueError:
+                raise self._fail(f"host {host!r} has an invalid port") from None
+            if existing_port is None:
+                netloc = f"{netloc}:{int(conn.port)}"
+            elif existing_port != int(conn.port):
+                raise self._fail(f"host says port {existing_port} but port says {conn.port}; drop one")
+        schema = (getattr(conn, "schema", None) or "").strip("/")
+        if schema:
+            # A URI path (crowdtwist://...@host/prefix) lands in `schema`: a path prefix (API gateway).
+            path = f"{path.rstrip('/')}/{schema}"
+        # http for a non-loopback host is refused by ClientConfig.validate(), naming the host field.
+        base_url = f"{scheme}://{netloc}{path.rstrip('/')}"
+        return base_url
+
+    def get_client_config(self, **overrides: Any) -> ClientConfig:
+        """Map the connection to a validated :class:`ClientConfig`.
+
+        ``overrides`` (and the hook's ``client_overrides``) replace single fields, e.g. ``max_retries``.
+        Raises :class:`CrowdTwistConfigError` naming the connection and the field to fix.
+        """
+        conn = self.connection
+        extras = self._extras()
+        auth_type_given = "auth_type" in extras
+        auth_type = self._choice(extras, "auth_type", ("api_key", "hmac"), "api_key")
+        login = (conn.login or "").strip() or None
+        password = conn.password or None
+        if auth_type == "api_key":
+            if not auth_type_given and login:
+                raise self._fail(
+                    "login (the HMAC public key) is set but extra 'auth_type' is not; set "
+                    "auth_type to 'hmac' (login + private key in password) or 'api_key' (key in password)"
+                )
+            if not password:
+                raise self._fail("password (the API key) is empty; auth_type is 'api_key'")
+        else:
+            if not login:
+                raise self._fail("login (the HMAC public key) is empty; extra 'auth_type' is 'hmac'")
+            if not password:
+                raise self._fail("password (the HMAC private key) is empty; extra 'auth_type' is 'hmac'")
+        id_type = extras.get("id_type", "email")
+        id_type = id_type.strip() if isinstance(id_type, str) else id_type
+        if id_type not in ID_TYPES:
+            raise self._fail(f"extra 'id_type' must be one of {', '.join(ID_TYPES)}, got {_short(id_type)}")
+        fields: dict[str, Any] = {
+            "base_url": self._base_url(extras),
+            "auth_type": auth_type,
+            "api_key": password if auth_type == "api_key" else None,
+            "api_key_in": self._choice(extras, "api_key_in", ("header", "query"), "header"),
+            "hmac_public_key": login if auth_type == "hmac" else None,
+            "hmac_private_key": password if auth_type == "hmac" else None,
+            "hmac_timestamp_unit": self._choice(extras, "hmac_timestamp_unit", ("s", "ms"), "s"),
+            "id_type": id_type,
+            "connect_timeout": self._number(extras, "connect_timeout", 5.0),
+            "read_timeout": self._number(extras, "timeout", 30.0),
+            "verify": self._verify(extras),
+            "requests_per_minute": self._integer(extras, "requests_per_minute", 10_000),
+        }
+        known = {f.name for f in dataclasses.fields(ClientConfig)}
+        for name, value in {**self.client_overrides, **overrides}.items():
+            if name not in known:
+                raise _config_error(
+                    f"CrowdTwistHook: unknown client setting {name!r}; known: {', '.join(sorted(known))}"
+                )
+            fields[name] = value
+        config = ClientConfig(**fields)
+        try:
+            config.validate()
+        except CrowdTwistConfigError as exc:
+            # the client's messages already name the connection field (host, password, extra 'x')
+            raise self._fail(_error_text(exc)) from None
+        return config
+
+    # ------------------------------------------------------------------ client
+
+    def new_client(self, **overrides: Any) -> CrowdTwistClient:
+        """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it."""
+        return CrowdTwistClient(self.get_client_config(**overrides), rate_limiter=self.rate_limiter)
+
+    def get_conn(self) -> CrowdTwistClient:
+        """The hook's client, built on first use and reused (one HTTP connection pool per hook)."""
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    def close(self) -> None:
+        """Close the cached client's HTTP connections."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> CrowdTwistHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ API (delegates to the client)
+
+    def list_activities(self) -> list[Any]:
+        """The program's active activities (``GET /v2/activities``)."""
+        return self.get_conn().list_activities()
+
+    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
+        """A member's profile; ``id_type`` defaults to the connection's ``id_type``."""
+        return self.get_conn().get_user(user_id, id_type=id_type)
+
+    def create_user(self, fields: Mapping[str, Any]) -> dict:
+        """Create a member (``POST /v2/users``)."""
+        return self.get_conn().create_user(fields)
+
+    def update_user(self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None) -> dict:
+        """Update a member (``PUT /v2/users/{id}``); unknown member -> ``CrowdTwistNotFoundError``."""
+        return self.get_conn().update_user(user_id, fields, id_type=id_type)
+
+    def upsert_user(
+        self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None
+    ) -> tuple[str, dict]:
+        """Update a member, creating it on 404; returns ``("updated" | "created", user)``."""
+        return self.get_conn().upsert_user(user_id, fields, id_type=id_type)
+
+    def credit_activity(
+        self,
+        user_id: str,
+        activity_id: str,
+        *,
+        id_type: str | None = None,
+        num_points: int | None = None,
+        activity_date: int | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> dict:
+        """Credit one activity to a member. Not idempotent on CrowdTwist's side: use the credit operator
+        (with its ledger) for anything that may be retried."""
+        return self.get_conn().credit_activity(
+            user_id,
+            activity_id,
+            id_type=id_type,
+            num_points=num_points,
+            activity_date=activity_date,
+            extra_data=extra_data,
+        )
+
+    # ------------------------------------------------------------------ health checks
+
+    def check_api(
+        self, activity_ids: Iterable[str] | None = None, *, client: CrowdTwistClient | None = None
+    ) -> ApiCheck:
+        """Ask ``GET /v2/activities`` once and classify the answer; never raises for API answers.
+
+        Used by the sensor's poke, the trigger and :meth:`test_connection`, so all three apply the
+        same rules. A configuration error becomes an ``error`` check (it cannot heal by waiting).
+        ``client`` lets a caller reuse one client across checks; by default the hook's own is used.
+        """
+        wanted = [str(a).strip() for a in (activity_ids or [])]
+        try:
+            api = client if client is not None else self.get_conn()
+            activities = api.list_activities()
+        except CrowdTwistConfigError as exc:
+            return ApiCheck(CHECK_ERROR, self.scrub(f"Bad configuration: {_error_text(exc)}"))
+        except CrowdTwistError as exc:
+            return self._classify(exc)
+        except ValueError as exc:  # a body that is not JSON: not the CrowdTwist API
+            return ApiCheck(
+                CHECK_ERROR,
+                self.scrub(
+                    "The server answered GET /v2/activities with something that is not CrowdTwist JSON "
+                    f"({type(exc).__name__}); check the host (API base URL)"
+                ),
+            )
+        active = {str(_activity_id(a)) for a in activities if _activity_is_active(a)}
+        count = len(active)
+        missing = tuple(a for a in wanted if a not in active)
+        if missing:
+            known_inactive = {str(_activity_id(a)) for a in activities} - active
+            detail = [f"{a!r} ({'inactive' if a in known_inactive else 'not found'})" for a in missing]
+            return ApiCheck(
+                CHECK_MISSING_ACTIVITIES,
+                self.scrub(
+                    f"Activity id(s) not active in the program: {', '.join(detail)}; "
+                    f"{count} active activities exist"
+                ),
+                http_status=200,
+                activity_count=count,
+                missing_activity_ids=missing,
+            )
+        return ApiCheck(
+            CHECK_SUCCESS,
+            f"Connected: {count} active activities",
+            http_status=200,
+            activity_count=count,
+        )
+
+    def _classify(self, exc: CrowdTwistError) -> ApiCheck:
+        status = getattr(exc, "status", None)
+        text = _error_text(exc)
+        if isinstance(exc, (CrowdTwistAuthError, CrowdTwistForbiddenError)) or status in (401, 403):
+            kind = "HMAC public/private key" if self._auth_type() == "hmac" else "API key"
+            message = (
+                f"Authentication failed (HTTP {status}): CrowdTwist refused the {kind}; check the "
+                f"connection's password/login and extra 'auth_type'. Server said: {text}"
+            )
+            return ApiCheck(CHECK_AUTH_ERROR, self.scrub(message), http_status=status)
+        if isinstance(exc, CrowdTwistRateLimitError) or status == 429:
+            return ApiCheck(CHECK_WAITING, self.scrub(f"Rate limited (HTTP 429): {text}"), http_status=status)
+        if isinstance(exc, CrowdTwistServerError) or (status is not None and status >= 500):
+            return ApiCheck(
+                CHECK_WAITING,
+                self.scrub(f"CrowdTwist server error (HTTP {status}), maybe maintenance: {text}"),
+                http_status=status,
+            )
+        if isinstance(exc, CrowdTwistConnectionError) or status is None:
+            return ApiCheck(
+                CHECK_WAITING,
+                self.scrub(f"Cannot reach {self._base_url_or_host()}: {_describe_connection_error(exc)}"),
+            )
+        if isinstance(exc, CrowdTwistNotFoundError) or status == 404:
+            return ApiCheck(
+                CHECK_ERROR,
+                self.scrub(
+                    f"Wrong base URL: {self._base_url_or_host()}/v2/activities answered 404; the host "
+                    f"must be the API root, e.g. https://sbapi123.crowdtwist.com. Server said: {text}"
+                ),
+                http_status=status,
+            )
+        if 200 <= status < 400:
+            return ApiCheck(
+                CHECK_ERROR,
+                self.scrub(
+                    f"Wrong base URL: {self._base_url_or_host()} answered HTTP {status} with something "
+                    f"that is not the CrowdTwist API ({text})"
+                ),
+                http_status=status,
+            )
+        return ApiCheck(
+            CHECK_ERROR,
+            self.scrub(f"CrowdTwist rejected GET /v2/activities (HTTP {status}): {text}"),
+            http_status=status,
+        )
+
+    def _auth_type(self) -> str:
+        try:
+            value = self._extras().get("auth_type", "api_key")
+        except Exception:
+            return "api_key"
+        return str(value).strip().lower()
+
+    def _base_url_or_host(self) -> str:
+        try:
+            return self._base_url(self._extras())
+        except Exception:
+            return repr(getattr(self._connection, "host", None))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: one ``GET /v2/activities`` without retries; never raises.
+
+        The message tells apart a refused key, an unreachable host, a wrong base URL and success, and
+        never contains a secret.
+        """
+        client: CrowdTwistClient | None = None
+        try:
+            self.connection  # load first, so that scrub() knows the secrets whatever fails next
+            client = self.new_client(max_retries=0)
+            result = self.check_api(client=client)
+        except CrowdTwistConfigError as exc:
+            return False, self.scrub(_error_text(exc))
+        except Exception as exc:  # the UI must get an answer, not a stack trace
+            return False, self.scrub(f"Connection test failed: {type(exc).__name__}: {exc}")
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        return result.status == CHECK_SUCCESS, result.message
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _config_error(message: str) -> CrowdTwistConfigError:
+    return CrowdTwistConfigError(message)
+
+
+def _error_text(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    return str(message) if message else str(exc)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _activity_id(activity: Any) -> Any:
+    if isinstance(activity, Mapping):
+        return activity.get("id", activity.get("activity_id"))
+    return getattr(activity, "id", getattr(activity, "activity_id", None))
+
+
+def _activity_is_active(activity: Any) -> bool:
+    """``GET /v2/activities`` lists active activities; a flag saying otherwise is still honoured."""
+    for name in ("active", "is_active", "enabled"):
+        value = activity.get(name) if isinstance(activity, Mapping) else getattr(activity, name, None)
+        if value is not None:
+            if isinstance(value, str):
+                return value.strip().lower() in _TRUE
+            return bool(value)
+    status = activity.get("status") if isinstance(activity, Mapping) else getattr(activity, "status", None)
+    if isinstance(status, str) and status.strip():
+        return status.strip().lower() in ("active", "enabled", "live")
+    return True
+
+
+def _describe_connection_error(exc: BaseException) -> str:
+    """Say in words whether the host refused, was not found, or timed out (from the cause chain)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    names = " ".join(type(e).__name__ for e in chain)
+    texts = " ".join(str(e) for e in chain).lower()
+    if "timeout" in names.lower() or "timed out" in texts or "timeout" in texts:
+        return "the request timed out (host unreachable or too slow; see extras 'timeout'/'connect_timeout')"
+    if (
+        "name or service not known" in texts
+        or "nodename nor servname" in texts
+        or "getaddrinfo" in texts
+        or "name resolution" in texts
+        or "no address associated" in texts
+    ):
+        return "the host name does not resolve (DNS); check the host"
+    if "refused" in texts:
+        return "connection refused (nothing listens there); check the host and port"
+    if "ssl" in texts or "certificate" in texts:
+        return "TLS handshake failed; check the host and extra 'verify'"
+    return f"network error ({_error_text(exc)})"
