@@ -1,0 +1,83 @@
+"""Shared fixtures: a CrowdTwist sandbox for every test that needs one, and a client pointed at it.
+
+One in-process sandbox serves the whole session (it starts in milliseconds, but a socket per test adds
+up); the function-scoped ``sandbox`` fixture resets it first, so every test starts from no members, no
+credits, zero counts and no faults. ``sandbox_process`` is a separate child process for tests that must
+kill or isolate the server. Neither leaves anything running when a test fails: fixtures stop them in
+``finally``, and the child also exits by itself when this process dies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
+from airflow_provider_crowdtwist.sandbox.server import SandboxServer
+
+# Retry timings for tests: the production defaults (0.5 s first backoff, up to 120 s) would make every
+# fault test slow, and the behaviour under test is *whether* the client retries, not how long it waits.
+FAST_RETRIES: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "max_retry_wait": 5.0}
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """The session's in-process sandbox (default settings). Prefer ``sandbox``, which resets it."""
+    server = SandboxServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
+    """A clean sandbox: ``.base_url``, ``.admin`` (SandboxAdmin), ``.api_key``, ``.hmac_*_key``."""
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[SandboxProcess]:
+    """A sandbox in its own child process (default settings), stopped after the test whatever happens."""
+    process = SandboxProcess().start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def client_for(sandbox: Any, **overrides: Any) -> Any:
+    """A ``CrowdTwistClient`` for ``sandbox`` (anything with ``.base_url`` and the default credentials).
+
+    API-key auth in the header unless overridden; ``auth_type="hmac"`` fills in the sandbox's HMAC keys.
+    Fast retry timings (``FAST_RETRIES``) unless overridden. The caller closes it (it is a context manager).
+    """
+    from airflow_provider_crowdtwist.client.client import CrowdTwistClient
+    from airflow_provider_crowdtwist.client.config import ClientConfig
+
+    options: dict[str, Any] = {"base_url": sandbox.base_url, **FAST_RETRIES}
+    if overrides.get("auth_type", "api_key") == "hmac":
+        options["hmac_public_key"] = sandbox.hmac_public_key
+        options["hmac_private_key"] = sandbox.hmac_private_key
+    else:
+        options["api_key"] = sandbox.api_key
+    options.update(overrides)
+    return CrowdTwistClient(ClientConfig(**options))
+
+
+@pytest.fixture(name="client_for")
+def client_for_fixture() -> Iterator[Callable[..., Any]]:
+    """``client_for(sandbox, **overrides)`` as a fixture; every client it built is closed afterwards."""
+    made: list[Any] = []
+
+    def make(sandbox: Any, **overrides: Any) -> Any:
+        client = client_for(sandbox, **overrides)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
