@@ -1,0 +1,81 @@
+"""The CrowdTwist member attribute catalogue: which attributes exist and what kind of value each takes.
+
+Written from the contract (``crowdtwist-api.md``, "Bodies"). The kind decides the converter
+(``convert.CONVERTERS``): flags travel as 0/1, dates as epoch seconds, ids and codes as text (a phone
+number that went through a float column must not arrive as ``5551234.0``). An attribute outside this
+catalogue in ``field_mapping`` is a configuration error, found before the first request.
+"""
+
+from __future__ import annotations
+
+#: Attribute -> value kind, for attributes accepted on create (and on update).
+CREATE_ATTRIBUTES: dict[str, str] = {
+    "first_name": "text",
+    "last_name": "text",
+    "middle_name": "text",
+    "email_address": "text",
+    "postal_code": "text",
+    "country_code": "text",
+    "city_id": "text",
+    "city_name": "text",
+    "date_of_birth": "epoch",
+    "email_is_verified": "bool01",
+    "receive_email_updates": "bool01",
+    "password_generated": "bool01",
+    "invite_code": "text",
+    "lang_pref": "text",
+    "username": "text",
+    "password": "text",
+    "third_party_id": "text",
+    "gender_id": "text",
+    "mobile_phone_number": "text",
+    "tier_override": "text",
+    "facebook_user_id": "text",
+    "facebook_access_token": "text",
+    "twitter_user_id": "text",
+    "twitter_access_token": "text",
+    "twitter_access_token_secret": "text",
+    "instagram_user_id": "text",
+    "instagram_access_token": "text",
+    "foursquare_user_id": "text",
+    "foursquare_access_token": "text",
+    "custom_data": "object",
+    "extra_data": "object",
+}
+
+#: Attributes accepted only on update.
+UPDATE_ONLY_ATTRIBUTES: dict[str, str] = {
+    "is_active": "bool01",
+    "remove_points": "int",
+}
+
+#: Every attribute a member payload may carry.
+MEMBER_ATTRIBUTES: dict[str, str] = {**CREATE_ATTRIBUTES, **UPDATE_ONLY_ATTRIBUTES}
+
+#: Attributes required to create a member (plus a location, see ``validation.check_create``).
+CREATE_REQUIRED: tuple[str, ...] = ("first_name", "last_name", "email_address")
+
+#: Attributes that make up a member's location.
+LOCATION_ATTRIBUTES: tuple[str, ...] = ("postal_code", "country_code", "city_id", "city_name")
+
+#: Attributes restricted to letters, digits, space and ``-\u2019_@.,`` (\u2019 is the typographic apostrophe).
+NAME_ATTRIBUTES: tuple[str, ...] = ("first_name", "last_name", "middle_name")
+
+#: Prefix for ``field_mapping`` targets that go into ``custom_data`` under a key of their own.
+CUSTOM_DATA_PREFIX = "custom_data."
+
+#: Social network ids/tokens: the contract lists ``instagram_*`` and ``foursquare_*`` by prefix.
+SOCIAL_PREFIXES: tuple[str, ...] = ("instagram_", "foursquare_")
+
+
+def attribute_kind(name: str) -> str | None:
+    """The value kind of attribute ``name``, or ``None`` when CrowdTwist has no such attribute."""
+    kind = MEMBER_ATTRIBUTES.get(name)
+    if kind is None and name.startswith(SOCIAL_PREFIXES) and len(name) > len("instagram_"):
+        return "text"
+    return kind
+
+
+def is_attribute(name: str) -> bool:
+    """True when ``name`` is a CrowdTwist member attribute."""
+    return attribute_kind(name) is not None

@@ -1,0 +1,286 @@
+"""From a source row to a CrowdTwist member payload, or to a row-level rejection.
+
+``MemberMapping`` holds the mapping settings (``id_column``, ``id_type``, ``field_mapping``,
+``unmapped_columns``, ``mode``). Settings are checked by :meth:`MemberMapping.validate` and the
+source's columns by :meth:`MemberMapping.plan`, both before the first request: a typo in a mapping
+must fail the task, not reject ten thousand rows one by one.
+
+Per row, :meth:`MemberMapping.map_record` only walks a precompiled plan (column -> attribute ->
+converter); no pandas work happens per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES
+from airflow_provider_crowdtwist.sync.attributes import (
+    CUSTOM_DATA_PREFIX,
+    UPDATE_ONLY_ATTRIBUTES,
+    attribute_kind,
+    is_attribute,
+)
+from airflow_provider_crowdtwist.sync.convert import CONVERTERS, MISSING, ConversionError, to_plain, to_text
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.validation import check_create, check_email, check_fields
+
+MODES = ("upsert", "insert", "update")
+UNMAPPED_POLICIES = ("custom_data", "ignore", "error")
+
+# Error codes of row-level rejections made before any request.
+MISSING_IDENTIFIER = "missing_identifier"
+INVALID_VALUE = "invalid_value"
+CREATE_REQUIREMENTS = "create_requirements"
+DUPLICATE_IDENTIFIER = "duplicate_identifier"
+
+
+class MemberSyncConfigError(ValueError):
+    """A sync setting is wrong; the message names the setting. Raised before the first request."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    column: str
+    attribute: str  # "custom_data" for custom keys
+    kind: str
+    custom_key: str | None = None
+
+
+@dataclass
+class MappedRow:
+    """A row that passed mapping and validation: ready to spool and send."""
+
+    row_number: int
+    identifier: str
+    dedupe_key: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class _Plan:
+    targets: tuple[_Target, ...]
+    ignored: tuple[str, ...]
+    unmapped_to_custom: tuple[str, ...]
+
+
+@dataclass
+class MemberMapping:
+    """Mapping settings for member rows; see the module docstring."""
+
+    id_column: str = "user_id"
+    id_type: str = "email"
+    field_mapping: Mapping[str, str] | None = None
+    unmapped_columns: str = "custom_data"
+    mode: str = "upsert"
+    _plans: dict[tuple[str, ...], _Plan] = field(default_factory=dict, repr=False)
+    _checked_first: bool = field(default=False, repr=False)
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check the settings that do not depend on the source; raise :class:`MemberSyncConfigError`."""
+        if not isinstance(self.id_column, str) or not self.id_column.strip():
+            raise MemberSyncConfigError(f"id_column must be a non-empty column name, got {self.id_column!r}")
+        if self.id_type not in ID_TYPES:
+            raise MemberSyncConfigError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
+        if self.mode not in MODES:
+            raise MemberSyncConfigError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.unmapped_columns not in UNMAPPED_POLICIES:
+            raise MemberSyncConfigError(
+                f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
+            )
+        if self.mode == "insert" and self.id_type == "id":
+            # CrowdTwist assigns ``id`` itself; a create cannot carry it, so a later run could not find
+            # the member again: inserting by id would create duplicates.
+            raise MemberSyncConfigError(
+                "id_type 'id' cannot be used with mode 'insert': CrowdTwist assigns ids; use 'update'"
+            )
+        mapping = self.field_mapping or {}
+        if not isinstance(mapping, Mapping):
+            raise MemberSyncConfigError(
+                "field_mapping must be a mapping of source column -> CrowdTwist attribute, "
+                f"got {type(mapping).__name__}"
+            )
+        seen: dict[str, str] = {}
+        for column, attribute in mapping.items():
+            if not isinstance(column, str) or not isinstance(attribute, str) or not attribute:
+                raise MemberSyncConfigError(
+                    f"field_mapping: {column!r} -> {attribute!r} must map text to text"
+                )
+            if attribute.startswith(CUSTOM_DATA_PREFIX):
+                if not attribute[len(CUSTOM_DATA_PREFIX) :]:
+                    raise MemberSyncConfigError(
+                        f"field_mapping: {column!r} -> {attribute!r} names no custom_data key"
+                    )
+            elif not is_attribute(attribute):
+                raise MemberSyncConfigError(
+                    f"field_mapping: column {column!r} maps to {attribute!r}, which is not a CrowdTwist "
+                    "member attribute (use 'custom_data.<key>' for custom attributes)"
+                )
+            if self.mode == "insert" and attribute in UPDATE_ONLY_ATTRIBUTES:
+                raise MemberSyncConfigError(
+                    f"field_mapping: {attribute!r} (column {column!r}) is only accepted on update, "
+                    "not with mode 'insert'"
+                )
+            if attribute in seen:
+                raise MemberSyncConfigError(
+                    f"field_mapping: columns {seen[attribute]!r} and {column!r} both map to {attribute!r}"
+                )
+            seen[attribute] = column
+
+    @property
+    def identifier_attribute(self) -> str | None:
+        """The attribute that stores the identifier (``email_address`` for ``id_type='email'``)."""
+        return ID_TYPE_ATTRIBUTES.get(self.id_type)
+
+    def plan(self, columns: Sequence[str]) -> _Plan:
+        """Compile (and cache) the column plan for a chunk's columns; raise on column-level config errors.
+
+        The first chunk is checked strictly: ``id_column`` and every ``field_mapping`` column must be
+        present. Later chunks (JSON lines can differ) only add new columns.
+        """
+        key = tuple(columns)
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        mapping = dict(self.field_mapping or {})
+        present = set(columns)
+        if not self._checked_first:
+            if self.id_column not in present:
+                raise MemberSyncConfigError(
+                    f"id_column {self.id_column!r} is not a column of the source (columns: {_list(columns)})"
+                )
+            missing = [c for c in mapping if c not in present]
+            if missing:
+                raise MemberSyncConfigError(
+                    f"field_mapping names column(s) {_list(missing)} that the source does not have "
+                    f"(columns: {_list(columns)})"
+                )
+            self._checked_first = True
+        targets: list[_Target] = []
+        ignored: list[str] = []
+        unmapped: list[str] = []
+        mapped_attrs = set(mapping.values())
+        for column in columns:
+            if column in mapping:
+                attribute = mapping[column]
+                if attribute.startswith(CUSTOM_DATA_PREFIX):
+                    targets.append(
+                        _Target(column, "custom_data", "plain", attribute[len(CUSTOM_DATA_PREFIX) :])
+                    )
+                else:
+                    targets.append(_Target(column, attribute, attribute_kind(attribute) or "plain"))
+            elif column == self.id_column:
+                continue
+            elif is_attribute(column) and column not in mapped_attrs:
+                if self.mode == "insert" and column in UPDATE_ONLY_ATTRIBUTES:
+                    ignored.append(column)
+                    continue
+                targets.append(_Target(column, column, attribute_kind(column) or "plain"))
+            elif self.unmapped_columns == "custom_data":
+                targets.append(_Target(column, "custom_data", "plain", column))
+                unmapped.append(column)
+            elif self.unmapped_columns == "ignore":
+                ignored.append(column)
+            else:
+                unmapped.append(column)
+        if self.unmapped_columns == "error" and unmapped:
+            raise MemberSyncConfigError(
+                f"unmapped_columns='error': column(s) {_list(unmapped)} are neither CrowdTwist attributes "
+                "nor in field_mapping"
+            )
+        # custom_data objects first, then single keys, so that explicit keys win over a whole object.
+        targets.sort(key=lambda t: 0 if (t.attribute == "custom_data" and t.custom_key is None) else 1)
+        plan = _Plan(tuple(targets), tuple(ignored), tuple(unmapped))
+        self._plans[key] = plan
+        return plan
+
+    # ---- rows ------------------------------------------------------------------------------
+
+    def dedupe_key(self, identifier: str) -> str:
+        """Key under which two rows are the same member (emails compare case-insensitively)."""
+        return identifier.lower() if self.id_type == "email" else identifier
+
+    def map_record(self, row_number: int, record: Mapping[str, Any], plan: _Plan) -> MappedRow | RowResult:
+        """Map one row to a :class:`MappedRow`, or a ``rejected`` :class:`RowResult` naming row and field."""
+        raw_id = record.get(self.id_column)
+        try:
+            identifier = to_text(raw_id)
+        except ConversionError as exc:
+            return self._reject(row_number, None, MISSING_IDENTIFIER, f"{self.id_column}: {exc}", None)
+        if identifier is MISSING:
+            return self._reject(
+                row_number, None, MISSING_IDENTIFIER, f"{self.id_column}: the identifier is missing", None
+            )
+        payload: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for target in plan.targets:
+            value = record.get(target.column)
+            try:
+                if target.custom_key is not None:
+                    converted = to_plain(value)
+                else:
+                    converted = CONVERTERS[target.kind](value)
+            except ConversionError as exc:
+                where = (
+                    f"custom_data.{target.custom_key}" if target.custom_key is not None else target.attribute
+                )
+                label = where if where == target.column else f"{where} (column {target.column!r})"
+                return self._reject(row_number, identifier, INVALID_VALUE, f"{label}: {exc}", payload)
+            if converted is MISSING:
+                continue
+            if target.attribute == "custom_data":
+                if target.custom_key is None:
+                    custom.update(converted)
+                else:
+                    custom[target.custom_key] = converted
+            else:
+                payload[target.attribute] = converted
+        if custom:
+            payload["custom_data"] = custom
+        country = payload.get("country_code")
+        if isinstance(country, str):
+            payload["country_code"] = country.upper()
+        id_attr = self.identifier_attribute
+        if id_attr is not None and id_attr not in payload:
+            payload[id_attr] = identifier
+        if self.id_type == "email":
+            reason = check_email(identifier)
+            if reason:
+                return self._reject(
+                    row_number,
+                    identifier,
+                    INVALID_VALUE,
+                    f"{self.id_column} (id_type email): {reason}",
+                    payload,
+                )
+        problem = check_fields(payload)
+        if problem:
+            name, reason = problem
+            return self._reject(row_number, identifier, INVALID_VALUE, f"{name}: {reason}", payload)
+        if self.mode == "insert":
+            problem = check_create(payload)
+            if problem:
+                name, reason = problem
+                return self._reject(row_number, identifier, CREATE_REQUIREMENTS, f"{name}: {reason}", payload)
+        return MappedRow(row_number, identifier, self.dedupe_key(identifier), payload)
+
+    @staticmethod
+    def _reject(
+        row_number: int, identifier: str | None, code: str, reason: str, payload: dict[str, Any] | None
+    ) -> RowResult:
+        return RowResult(
+            row_number=row_number,
+            identifier=identifier,
+            outcome=Outcome.REJECTED,
+            code=code,
+            message=f"row {row_number}: {reason}",
+            payload=dict(payload) if payload else None,
+        )
+
+
+def _list(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in list(names)[:20])
+    return shown + (", ..." if len(names) > 20 else "")

@@ -1,0 +1,486 @@
+"""The member sync: source chunks -> CrowdTwist members created or updated, every row accounted for.
+
+Flow (see ``docs/member-sync.md``):
+
+1. read the source chunk by chunk; map and validate each row (``MemberMapping``); rejections are
+   recorded at once; good rows go to a temporary SQLite :class:`~.spool.Spool`;
+2. duplicates resolve last-wins in the spool; the losers are ``skipped``; the total is now known;
+3. the survivors are sent by :func:`~.sender.send_all` on ``max_workers`` threads over ONE client
+   (whose ONE ``RateLimiter`` is shared by every worker, so a 429 slows everybody);
+4. each :class:`RowResult` is counted, written to the rejects file if it is a problem, and shown in
+   the progress log; the summary is returned, or raised with the error when a threshold is exceeded
+   or CrowdTwist said 401 (bad credentials: the sync stops instead of burning the whole source).
+
+No Airflow import: the operator is a thin adapter over :func:`sync_members`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAuthError,
+    CrowdTwistError,
+    CrowdTwistForbiddenError,
+    CrowdTwistNotFoundError,
+    CrowdTwistValidationError,
+)
+from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.sync.attributes import UPDATE_ONLY_ATTRIBUTES
+from airflow_provider_crowdtwist.sync.member_mapping import (
+    CREATE_REQUIREMENTS,
+    DUPLICATE_IDENTIFIER,
+    MappedRow,
+    MemberMapping,
+    MemberSyncConfigError,
+)
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
+from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
+from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
+from airflow_provider_crowdtwist.sync.sources import iter_records
+from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
+from airflow_provider_crowdtwist.sync.state import SyncState
+from airflow_provider_crowdtwist.sync.summary import (
+    SyncAbortedError,
+    SyncSummary,
+    ThresholdExceededError,
+    threshold_violation,
+    validate_thresholds,
+)
+from airflow_provider_crowdtwist.sync.validation import check_create
+
+log_default = logging.getLogger(__name__)
+
+EMAIL_TAKEN = "already taken"
+NOT_SENT_AFTER_ABORT = "not_sent"
+MAX_LOGGED_PROBLEMS = 20
+
+
+@dataclass
+class MemberSyncConfig:
+    """Settings of one member sync (the operator's arguments, minus the source and the connection).
+
+    ``id_type=None`` takes the client's (the connection's) default. ``max_failed_rows`` and
+    ``max_failed_ratio`` both ``None`` means: fail on any failed row, tolerate rejected rows.
+    """
+
+    id_column: str = "user_id"
+    id_type: str | None = None
+    field_mapping: Mapping[str, str] | None = None
+    unmapped_columns: str = "custom_data"
+    mode: str = "upsert"
+    max_workers: int = 16
+    max_failed_rows: int | None = None
+    max_failed_ratio: float | None = None
+    rejects_path: Any = None
+    state_path: Any = None
+    dry_run: bool = False
+    progress_interval: float = 10.0
+    spool_dir: str | None = None
+
+    def mapping(self, default_id_type: str = "email") -> MemberMapping:
+        """The :class:`MemberMapping` for these settings (validated)."""
+        mapping = MemberMapping(
+            id_column=self.id_column,
+            id_type=self.id_type or default_id_type,
+            field_mapping=dict(self.field_mapping or {}),
+            unmapped_columns=self.unmapped_columns,
+            mode=self.mode,
+        )
+        mapping.validate()
+        return mapping
+
+    def validate(self, default_id_type: str = "email") -> None:
+        """Check every setting; raise :class:`MemberSyncConfigError` naming the field."""
+        if (
+            isinstance(self.max_workers, bool)
+            or not isinstance(self.max_workers, int)
+            or self.max_workers < 1
+        ):
+            raise MemberSyncConfigError(f"max_workers must be a positive integer, got {self.max_workers!r}")
+        if self.max_workers > 256:
+            raise MemberSyncConfigError(f"max_workers must be at most 256, got {self.max_workers!r}")
+        try:
+            validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
+        except ValueError as exc:
+            raise MemberSyncConfigError(str(exc)) from None
+        if not isinstance(self.dry_run, bool):
+            raise MemberSyncConfigError(f"dry_run must be true or false, got {self.dry_run!r}")
+        if not isinstance(self.progress_interval, (int, float)) or self.progress_interval <= 0:
+            raise MemberSyncConfigError(
+                f"progress_interval must be > 0 seconds, got {self.progress_interval!r}"
+            )
+        self.mapping(default_id_type)
+
+
+class _MemberSender:
+    """The per-row work done on a worker thread: one member, one (or in upsert's 404 case, two) requests."""
+
+    def __init__(
+        self, client: Any, mapping: MemberMapping, *, dry_run: bool, redact: Callable[[str], str]
+    ) -> None:
+        self.client = client
+        self.mapping = mapping
+        self.mode = mapping.mode
+        self.id_type = mapping.id_type
+        self.dry_run = dry_run
+        self.redact = redact
+
+    def __call__(self, row: SpooledRow) -> RowResult:
+        payload = json.loads(row.payload_json)
+        try:
+            if self.dry_run:
+                return self._dry_run(row, payload)
+            if self.mode == "insert":
+                self.client.create_user(_create_body(payload))
+                return self._ok(row, Outcome.CREATED)
+            if self.mode == "update":
+                self.client.update_user(row.identifier, payload, id_type=self.id_type)
+                return self._ok(row, Outcome.UPDATED)
+            return self._upsert(row, payload)
+        except CrowdTwistAuthError as exc:
+            return self._problem(row, payload, Outcome.FAILED, exc, code=exc.code or "unauthorized")
+        except CrowdTwistForbiddenError as exc:
+            return self._problem(row, payload, Outcome.REJECTED, exc)
+        except CrowdTwistNotFoundError as exc:
+            return self._problem(
+                row, payload, Outcome.REJECTED, exc, message=f"member not found ({exc.message})"
+            )
+        except CrowdTwistValidationError as exc:
+            return self._problem(row, payload, Outcome.REJECTED, exc)
+        except CrowdTwistError as exc:
+            return self._problem(row, payload, Outcome.FAILED, exc, message=str(exc))
+        except Exception as exc:  # a bug or an unexpected library error must not lose the row
+            return self._problem(
+                row, payload, Outcome.FAILED, None, code="internal", message=f"{type(exc).__name__}: {exc}"
+            )
+
+    def _upsert(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult:
+        try:
+            self.client.update_user(row.identifier, payload, id_type=self.id_type)
+            return self._ok(row, Outcome.UPDATED)
+        except CrowdTwistNotFoundError as not_found:
+            if self.id_type == "id":
+                return self._problem(
+                    row,
+                    payload,
+                    Outcome.REJECTED,
+                    not_found,
+                    message="member not found (id_type 'id': CrowdTwist assigns ids, it cannot be created)",
+                )
+            problem = check_create(payload)
+            if problem:
+                name, reason = problem
+                return RowResult(
+                    row.row_number,
+                    row.identifier,
+                    Outcome.REJECTED,
+                    code=CREATE_REQUIREMENTS,
+                    message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
+                    payload=payload,
+                )
+        try:
+            self.client.create_user(_create_body(payload))
+            return self._ok(row, Outcome.CREATED)
+        except CrowdTwistValidationError as exc:
+            # The PUT said "no such member" and the POST says "already taken": either our own earlier
+            # POST landed without an answer (a dropped connection, retried), or another writer created
+            # it meanwhile. Either way the member now exists: update it, once.
+            if EMAIL_TAKEN in (exc.message or "") and self.id_type == "email":
+                self.client.update_user(row.identifier, payload, id_type=self.id_type)
+                return self._ok(row, Outcome.UPDATED)
+            raise
+
+    def _dry_run(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult:
+        # No writes: find out whether the member exists (a read) to report what would happen.
+        if self.mode == "insert":
+            return self._ok(row, Outcome.CREATED)
+        try:
+            self.client.get_user(row.identifier, id_type=self.id_type)
+            return self._ok(row, Outcome.UPDATED)
+        except CrowdTwistNotFoundError as exc:
+            if self.mode == "update" or self.id_type == "id":
+                return self._problem(row, payload, Outcome.REJECTED, exc, message="member not found")
+            problem = check_create(payload)
+            if problem:
+                name, reason = problem
+                return RowResult(
+                    row.row_number,
+                    row.identifier,
+                    Outcome.REJECTED,
+                    code=CREATE_REQUIREMENTS,
+                    message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
+                    payload=payload,
+                )
+            return self._ok(row, Outcome.CREATED)
+
+    @staticmethod
+    def _ok(row: SpooledRow, outcome: Outcome) -> RowResult:
+        return RowResult(row.row_number, row.identifier, outcome)
+
+    def _problem(
+        self,
+        row: SpooledRow,
+        payload: dict[str, Any],
+        outcome: Outcome,
+        exc: CrowdTwistError | None,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> RowResult:
+        text = message if message is not None else (exc.message if exc is not None else "")
+        password = payload.get("password")
+        if isinstance(password, str) and password:
+            text = text.replace(password, "***")
+        return RowResult(
+            row_number=row.row_number,
+            identifier=row.identifier,
+            outcome=outcome,
+            code=code or (exc.code if exc is not None else None),
+            message=f"row {row.row_number}: {self.redact(text)}",
+            payload=payload,
+            status=exc.status if exc is not None else None,
+            extra={"auth_failed": True} if isinstance(exc, CrowdTwistAuthError) else {},
+        )
+
+
+def _create_body(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A create takes no update-only attributes (``is_active``, ``remove_points``)."""
+    return {k: v for k, v in payload.items() if k not in UPDATE_ONLY_ATTRIBUTES}
+
+
+def _redactor_for(client: Any) -> Callable[[str], str]:
+    config = getattr(client, "config", None)
+    secrets = [getattr(config, "api_key", None), getattr(config, "hmac_private_key", None)]
+    redactor = Redactor([s for s in secrets if isinstance(s, str)])
+    return redactor.redact
+
+
+class _Accountant:
+    """Counts results, writes problems to the rejects file, logs a few, feeds progress; one thread."""
+
+    def __init__(self, summary: SyncSummary, rejects: Any, progress: ProgressReporter, log: Any) -> None:
+        self.summary = summary
+        self.rejects = rejects
+        self.progress = progress
+        self.log = log
+        self.problems_logged = 0
+
+    def __call__(self, result: RowResult) -> None:
+        self.summary.add(result.outcome)
+        if result.is_problem:
+            self.rejects.write(result)
+            if self.problems_logged < MAX_LOGGED_PROBLEMS:
+                self.problems_logged += 1
+                self.log.warning("%s %s: %s", result.outcome, result.code or "", result.message)
+            elif self.problems_logged == MAX_LOGGED_PROBLEMS:
+                self.problems_logged += 1
+                self.log.warning("More rejected/failed rows are not logged; see the rejects file.")
+        self.progress.record(result.outcome)
+
+
+def sync_members(
+    client: Any,
+    chunks: Iterable[pd.DataFrame],
+    config: MemberSyncConfig,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+) -> SyncSummary:
+    """Sync source rows into CrowdTwist members; return the summary.
+
+    ``client`` is a ``CrowdTwistClient`` (shared by all workers; its rate limiter paces them).
+    ``chunks`` is any iterable of DataFrames (see ``sources.iter_chunks``). Raises
+    :class:`MemberSyncConfigError` before the first request on bad settings or columns,
+    :class:`SyncAbortedError` after a 401, :class:`ThresholdExceededError` when too many rows failed
+    -- in the last two cases after the rejects file is written, with ``.summary`` attached.
+    """
+    log = log or log_default
+    started = time.monotonic()
+    default_id_type = getattr(getattr(client, "config", None), "id_type", None) or "email"
+    config.validate(default_id_type)
+    mapping = config.mapping(default_id_type)
+    redact = _redactor_for(client)
+    requests_before = int(getattr(client, "requests_sent", 0) or 0)
+    summary = SyncSummary(dry_run=config.dry_run)
+    progress = ProgressReporter(log, interval=config.progress_interval)
+    abort_reason: str | None = None
+
+    state = SyncState(config.state_path, namespace=mapping.id_type) if config.state_path else None
+    try:
+        with open_rejects(config.rejects_path, redact=redact) as rejects, Spool(config.spool_dir) as spool:
+            summary.rejects_path = getattr(rejects, "location", None)
+            account = _Accountant(summary, rejects, progress, log)
+
+            # 1. read, map, validate, spool
+            for batch in _mapped_batches(chunks, mapping, summary, account):
+                spool.add_many(batch)
+                progress.maybe_log()
+            progress.set_total(summary.rows_read)
+            log.info(
+                "Read %d row(s); %d to send after validation and de-duplication%s.",
+                summary.rows_read,
+                spool.count_survivors(),
+                " (dry run: no writes)" if config.dry_run else "",
+            )
+
+            # 2. duplicates: last wins
+            for lost in spool.superseded():
+                account(
+                    RowResult(
+                        lost.row_number,
+                        lost.identifier,
+                        Outcome.SKIPPED,
+                        code=DUPLICATE_IDENTIFIER,
+                        message=(
+                            f"row {lost.row_number}: duplicate identifier: row {lost.winner_row_number} "
+                            "has the same identifier and wins (last row wins)"
+                        ),
+                    )
+                )
+
+            # 3. send
+            survivors = _filter_unchanged(spool.survivors(), state, mapping, account)
+            if config.dry_run:
+                survivors = _log_dry_run_samples(survivors, log)
+            stop = threading.Event()
+            work = _MemberSender(client, mapping, dry_run=config.dry_run, redact=redact)
+            pending_state: dict[int, tuple[str, str]] = {}
+            for row, outcome in send_all(
+                _remember(survivors, pending_state, mapping) if state else survivors,
+                work,
+                max_workers=config.max_workers,
+                stop=stop,
+                heartbeat=progress.maybe_log,
+            ):
+                if isinstance(outcome, SendFailure):
+                    outcome = RowResult(
+                        row.row_number,
+                        row.identifier,
+                        Outcome.FAILED,
+                        code="internal",
+                        message=f"row {row.row_number}: {type(outcome.error).__name__}: "
+                        f"{redact(str(outcome.error))}",
+                        payload=row.payload,
+                    )
+                if outcome.extra.get("auth_failed") and not stop.is_set():
+                    stop.set()
+                    abort_reason = (
+                        "CrowdTwist answered 401 Unauthorized: the API key or HMAC keys of the connection "
+                        "are wrong; the sync stopped"
+                    )
+                    log.error("%s.", abort_reason)
+                outcome.extra.pop("auth_failed", None)
+                if state is not None:
+                    key_payload = pending_state.pop(row.row_number, None)
+                    if (
+                        key_payload
+                        and outcome.outcome in (Outcome.CREATED, Outcome.UPDATED)
+                        and not config.dry_run
+                    ):
+                        state.record(*key_payload)
+                account(outcome)
+            if abort_reason:
+                for row in survivors:
+                    account(
+                        RowResult(
+                            row.row_number,
+                            row.identifier,
+                            Outcome.FAILED,
+                            code=NOT_SENT_AFTER_ABORT,
+                            message=f"row {row.row_number}: not sent: {abort_reason}",
+                            payload=row.payload,
+                        )
+                    )
+            summary.rejects_written = rejects.written
+    finally:
+        if state is not None:
+            state.close()
+        summary.requests_sent = int(getattr(client, "requests_sent", 0) or 0) - requests_before
+        summary.duration_seconds = time.monotonic() - started
+    summary.aborted = abort_reason
+    if not summary.is_consistent():  # pragma: no cover - would be a bug in this module
+        log.error(
+            "Row accounting mismatch: %d rows read, %d outcomes", summary.rows_read, summary.total_outcomes
+        )
+    log.info(
+        "%s", summary_table(summary, "CrowdTwist member sync" + (" (dry run)" if config.dry_run else ""))
+    )
+    if abort_reason:
+        raise SyncAbortedError(abort_reason, summary)
+    violation = threshold_violation(summary, config.max_failed_rows, config.max_failed_ratio)
+    if violation:
+        raise ThresholdExceededError(violation, summary)
+    return summary
+
+
+def _mapped_batches(
+    chunks: Iterable[pd.DataFrame], mapping: MemberMapping, summary: SyncSummary, account: _Accountant
+) -> Iterator[list[tuple[int, str, str, str]]]:
+    """Map every row of every chunk; yield the spool rows of each chunk, account rejections at once."""
+    row_number = 0
+    for chunk in chunks:
+        columns = [str(c) for c in chunk.columns]
+        plan = mapping.plan(columns)
+        batch: list[tuple[int, str, str, str]] = []
+        for _, record in iter_records([chunk]):
+            row_number += 1
+            summary.rows_read += 1
+            mapped = mapping.map_record(row_number, record, plan)
+            if isinstance(mapped, MappedRow):
+                batch.append(
+                    (
+                        mapped.row_number,
+                        mapped.dedupe_key,
+                        mapped.identifier,
+                        json.dumps(mapped.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+                    )
+                )
+            else:
+                account(mapped)
+        yield batch
+
+
+def _filter_unchanged(
+    rows: Iterator[SpooledRow], state: SyncState | None, mapping: MemberMapping, account: _Accountant
+) -> Iterator[SpooledRow]:
+    """Drop (as ``unchanged``) rows whose payload equals the last one sent successfully."""
+    for row in rows:
+        if state is not None and state.is_unchanged(mapping.dedupe_key(row.identifier), row.payload_json):
+            account(
+                RowResult(
+                    row.row_number,
+                    row.identifier,
+                    Outcome.UNCHANGED,
+                    message=f"row {row.row_number}: same payload as the last successful sync (state_path)",
+                )
+            )
+            continue
+        yield row
+
+
+def _remember(
+    rows: Iterator[SpooledRow], pending: dict[int, tuple[str, str]], mapping: MemberMapping
+) -> Iterator[SpooledRow]:
+    for row in rows:
+        pending[row.row_number] = (mapping.dedupe_key(row.identifier), row.payload_json)
+        yield row
+
+
+def _log_dry_run_samples(rows: Iterator[SpooledRow], log: Any, samples: int = 3) -> Iterator[SpooledRow]:
+    for i, row in enumerate(rows):
+        if i < samples:
+            log.info(
+                "Dry run: row %d (%s) would send %s",
+                row.row_number,
+                row.identifier,
+                json.dumps(mask_secrets(row.payload), sort_keys=True),
+            )
+        yield row
