@@ -584,7 +584,7 @@ class CrowdTwistHook(BaseHook):
         """
         client: CrowdTwistClient | None = None
         try:
-            self.connection  # load first, so that scrub() knows the secrets whatever fails next
+            _ = self.connection  # load first, so that scrub() knows the secrets whatever fails next
             client = self.new_client(max_retries=0)
             result = self.check_api(client=client)
         except CrowdTwistConfigError as exc:
