@@ -237,8 +237,7 @@ class _CreditRun:
         self.summary = CreditSyncSummary(dry_run=config.dry_run)
         self.summary.ledger_path = None if config.allow_duplicates else ledger.location
         self.summary.recovered_unknown = ledger.recovered_unknown
-        redactor = getattr(client, "redactor", None)
-        redact: Callable[[str], str] | None = getattr(redactor, "redact", None)
+        redact: Callable[[str], str] | None = getattr(client, "redact", None)
         self.rejects = open_rejects(config.rejects_path, redact=redact)
         self.summary.rejects_path = getattr(self.rejects, "location", None)
         self.progress = ProgressReporter(log, interval=config.progress_interval, label="credits")
