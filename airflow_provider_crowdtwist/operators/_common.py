@@ -1,0 +1,70 @@
+"""What the sync operators share: a rate-limited client from the connection, and failure reporting.
+
+Kept here so that both operators build their client the same way (ONE client, ONE ``RateLimiter``
+for all workers of the task, an HTTP pool as large as the worker count) and turn engine errors into
+Airflow task failures the same way (summary still pushed to XCom, a clear message, no retry where a
+retry cannot help).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow_provider_crowdtwist.client.client import CrowdTwistClient
+from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
+
+SUMMARY_XCOM_KEY = "summary"
+
+
+def validate_requests_per_minute(value: Any) -> None:
+    """``requests_per_minute`` must be ``None`` (the connection's) or an integer >= 0 (0 = no limit)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"requests_per_minute must be an integer >= 0 (0 = no limit) or None, got {value!r}")
+
+
+def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int) -> CrowdTwistClient:
+    """A client for ``hook``'s connection with one shared rate limiter and a pool for ``max_workers``.
+
+    ``requests_per_minute`` given on the task overrides the connection's extra. Bad connection
+    settings raise ``CrowdTwistConfigError`` here, before the first request.
+    """
+    overrides: dict[str, Any] = {}
+    if requests_per_minute is not None:
+        overrides["requests_per_minute"] = requests_per_minute
+    config = hook.get_client_config(**overrides)
+    if config.pool_size < max_workers:
+        overrides["pool_size"] = max_workers
+        config = hook.get_client_config(**overrides)
+    limiter = RateLimiter(config.requests_per_minute)
+    hook.rate_limiter = limiter
+    return CrowdTwistClient(config, rate_limiter=limiter)
+
+
+def push_summary(context: Any, summary: dict[str, Any]) -> None:
+    """Push the summary under ``summary`` so that it is visible even when the task fails."""
+    ti = (context or {}).get("ti") if hasattr(context, "get") else None
+    if ti is None:
+        return
+    try:
+        ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+    except Exception as exc:  # reporting must never hide the real failure
+        logging.getLogger(__name__).warning("Could not push the summary to XCom: %s", exc)
+
+
+def fail_task(error: BaseException, context: Any) -> BaseException:
+    """Map an engine error to the Airflow exception to raise (summary pushed first).
+
+    Configuration errors and bad credentials fail without retry (``AirflowFailException``): a retry
+    cannot fix them. Threshold failures are ordinary failures: failed rows may succeed on a retry.
+    """
+    from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+    summary = getattr(error, "summary", None)
+    if summary is not None:
+        push_summary(context, summary.to_dict())
+    if isinstance(error, (SyncAbortedError, CrowdTwistConfigError, ValueError)):
+        return AirflowFailException(str(error))
+    return AirflowException(str(error))

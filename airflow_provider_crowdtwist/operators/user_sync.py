@@ -1,0 +1,195 @@
+"""``CrowdTwistUserSyncOperator``: warehouse rows -> CrowdTwist members, created or updated.
+
+A thin adapter: it checks arguments, turns the source arguments into DataFrame chunks
+(``_source.py``), builds ONE rate-limited client from the connection, and calls the engine
+(``sync.member_sync.sync_members``), which has no Airflow import. It returns the engine's small
+summary (counts by outcome, duration, requests, rejects location) as its XCom -- never rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_crowdtwist.client.config import ID_TYPES
+from airflow_provider_crowdtwist.operators._common import (
+    build_client,
+    fail_task,
+    validate_requests_per_minute,
+)
+from airflow_provider_crowdtwist.operators._source import resolve_path, source_chunks, validate_source_args
+from airflow_provider_crowdtwist.sync.member_mapping import MODES, UNMAPPED_POLICIES, MemberSyncConfigError
+from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
+from airflow_provider_crowdtwist.sync.summary import SyncError
+
+
+def _templated(value: Any) -> bool:
+    """True when ``value`` still holds Jinja (checked at render time instead of in ``__init__``)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_templated(k) or _templated(v) for k, v in value.items())
+    return False
+
+
+class CrowdTwistUserSyncOperator(BaseOperator):
+    """Create or update CrowdTwist members from rows, one request a row, at the program's rate cap.
+
+    Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
+    allowed; read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path``
+    (CSV / JSON lines / Parquet, local or an object-storage URL; read in chunks).
+
+    :param crowdtwist_conn_id: the CrowdTwist connection.
+    :param id_column: the column holding each member's identifier (default ``user_id``).
+    :param id_type: what the identifier is (``email``, ``third_party_id``...); default: the connection's.
+    :param field_mapping: source column -> CrowdTwist attribute (or ``custom_data.<key>``). Columns
+        already named like an attribute map themselves.
+    :param unmapped_columns: what to do with other columns: ``custom_data`` (default), ``ignore``, ``error``.
+    :param mode: ``upsert`` (PUT, then POST on 404), ``insert`` (POST only) or ``update`` (PUT only).
+    :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
+    :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
+    :param max_failed_rows: fail the task when failed + rejected rows exceed this.
+    :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
+        With neither set: any failed row fails the task, rejected rows are tolerated.
+    :param rejects_path: where to write rejected/failed rows as JSON lines (local or object storage).
+    :param state_path: optional SQLite file remembering what was sent; unchanged rows are not resent.
+    :param dry_run: do everything but the writes (reads tell created from updated) and report.
+    :param chunksize: rows per chunk read from the source (default 10,000).
+    """
+
+    template_fields: Sequence[str] = (
+        "sql",
+        "parameters",
+        "rows",
+        "source_path",
+        "rejects_path",
+        "state_path",
+        "field_mapping",
+    )
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "field_mapping": "json", "parameters": "json"}
+    ui_color = "#f7d9c4"
+
+    def __init__(
+        self,
+        *,
+        crowdtwist_conn_id: str = "crowdtwist_default",
+        sql: str | None = None,
+        sql_conn_id: str | None = None,
+        parameters: Any = None,
+        rows: Any = None,
+        source_path: Any = None,
+        file_format: str | None = None,
+        chunksize: int = DEFAULT_CHUNKSIZE,
+        id_column: str = "user_id",
+        id_type: str | None = None,
+        field_mapping: dict[str, str] | None = None,
+        unmapped_columns: str = "custom_data",
+        mode: str = "upsert",
+        max_workers: int = 16,
+        requests_per_minute: int | None = None,
+        max_failed_rows: int | None = None,
+        max_failed_ratio: float | None = None,
+        rejects_path: Any = None,
+        state_path: Any = None,
+        dry_run: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.crowdtwist_conn_id = crowdtwist_conn_id
+        self.sql = sql
+        self.sql_conn_id = sql_conn_id
+        self.parameters = parameters
+        self.rows = rows
+        self.source_path = source_path
+        self.file_format = file_format
+        self.chunksize = chunksize
+        self.id_column = id_column
+        self.id_type = id_type
+        self.field_mapping = field_mapping
+        self.unmapped_columns = unmapped_columns
+        self.mode = mode
+        self.max_workers = max_workers
+        self.requests_per_minute = requests_per_minute
+        self.max_failed_rows = max_failed_rows
+        self.max_failed_ratio = max_failed_ratio
+        self.rejects_path = rejects_path
+        self.state_path = state_path
+        self.dry_run = dry_run
+        self._validate_arguments()
+
+    def _validate_arguments(self) -> None:
+        """Fail at DAG parse time on arguments that templates cannot change."""
+        validate_source_args(
+            sql=self.sql,
+            sql_conn_id=self.sql_conn_id,
+            rows=self.rows,
+            source_path=self.source_path,
+            chunksize=self.chunksize,
+        )
+        if self.id_type is not None and self.id_type not in ID_TYPES:
+            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.unmapped_columns not in UNMAPPED_POLICIES:
+            raise ValueError(
+                f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
+            )
+        validate_requests_per_minute(self.requests_per_minute)
+        config = self._sync_config(check_mapping=not _templated(self.field_mapping))
+        config.validate(self.id_type or "email")
+
+    def _sync_config(self, *, check_mapping: bool = True) -> MemberSyncConfig:
+        return MemberSyncConfig(
+            id_column=self.id_column,
+            id_type=self.id_type,
+            field_mapping=self.field_mapping if check_mapping else None,
+            unmapped_columns=self.unmapped_columns,
+            mode=self.mode,
+            max_workers=self.max_workers,
+            max_failed_rows=self.max_failed_rows,
+            max_failed_ratio=self.max_failed_ratio,
+            rejects_path=resolve_path(self.rejects_path) if self.rejects_path else None,
+            state_path=resolve_path(self.state_path) if self.state_path else None,
+            dry_run=self.dry_run,
+        )
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Read, map, validate and send; return the summary dict (XCom)."""
+        from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+        try:
+            config = self._sync_config()
+            hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
+            client = build_client(
+                hook, requests_per_minute=self.requests_per_minute, max_workers=self.max_workers
+            )
+        except (MemberSyncConfigError, ValueError) as exc:
+            raise fail_task(exc, context) from None
+        with client:
+            try:
+                config.validate(client.config.id_type)
+                chunks = source_chunks(
+                    sql=self.sql,
+                    sql_conn_id=self.sql_conn_id,
+                    parameters=self.parameters,
+                    rows=self.rows,
+                    source_path=self.source_path,
+                    chunksize=self.chunksize,
+                    file_format=self.file_format,
+                )
+                self.log.info(
+                    "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
+                    self.mode,
+                    self.id_type or client.config.id_type,
+                    self.max_workers,
+                    client.config.requests_per_minute or "unlimited",
+                    ", dry run" if self.dry_run else "",
+                )
+                summary = sync_members(client, chunks, config, self.log)
+            except (SyncError, MemberSyncConfigError, ValueError) as exc:
+                raise fail_task(exc, context) from None
+        return summary.to_dict()
