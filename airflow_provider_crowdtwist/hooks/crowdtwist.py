@@ -656,6 +656,10 @@ def _describe_connection_error(exc: BaseException) -> str:
         return "the host name does not resolve (DNS); check the host"
     if "refused" in texts:
         return "connection refused (nothing listens there); check the host and port"
+    if "remotedisconnected" in texts or "without response" in texts or "connection aborted" in texts:
+        return "the server closed the connection without an answer"
+    if "connection reset" in texts:
+        return "the connection was reset by the server"
     if "ssl" in texts or "certificate" in texts:
         return "TLS handshake failed; check the host and extra 'verify'"
     return f"network error ({_error_text(exc)})"
