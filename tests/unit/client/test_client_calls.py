@@ -1,0 +1,308 @@
+"""API calls: URL encoding, bodies, upsert, and the exactly-once aid of credit_activity."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_crowdtwist import __version__
+from airflow_provider_crowdtwist.client import (
+    CrowdTwistConfigError,
+    CrowdTwistConnectionError,
+    CrowdTwistNotFoundError,
+    CrowdTwistRateLimitError,
+    CrowdTwistServerError,
+    CrowdTwistValidationError,
+    quote_path_value,
+)
+
+from .conftest import RecordingLimiter
+
+USER = "https://api.test/v2/users/a%2Bb%40c.com?id_type=email"
+CREATE = "https://api.test/v2/users"
+CREDIT = "https://api.test/v2/users/a%2Bb%40c.com/activities?id_type=email"
+NOT_FOUND = {"status_code": 404, "json": {"error": "page_not_found", "message": "User does not exist."}}
+PROCESSED = {"status_code": 400, "json": {"error": "input_error", "message": "Event already processed"}}
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [("a+b@c.com", "a%2Bb%40c.com"), ("x/y z", "x%2Fy%20z"), (12345, "12345"), ("é?#&", "%C3%A9%3F%23%26")],
+)
+def test_path_values_are_encoded_whole(value: Any, encoded: str) -> None:
+    assert quote_path_value(value) == encoded
+
+
+def test_get_user_sends_encoded_path_headers_timeouts_and_verify(
+    requests_mock: Any, make_client: Any
+) -> None:
+    requests_mock.get(USER, json={"id": 9, "email_address": "a+b@c.com", "new_field": 1})
+    client = make_client(connect_timeout=2.5, read_timeout=11.0)
+    assert client.get_user("a+b@c.com") == {"id": 9, "email_address": "a+b@c.com", "new_field": 1}
+    sent = requests_mock.last_request
+    assert sent.url == USER
+    assert sent.timeout == (2.5, 11.0)
+    assert sent.verify not in (False, None)  # True, or the CA bundle requests takes from the environment
+    assert sent.headers["User-Agent"].startswith(f"airflow-provider-crowdtwist/{__version__}")
+    assert sent.headers["Accept"] == "application/json"
+
+
+def test_verify_false_is_passed_through(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get(USER, json={})
+    make_client(verify=False).get_user("a+b@c.com")
+    assert requests_mock.last_request.verify is False
+
+
+def test_id_type_per_call_overrides_the_default(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get("https://api.test/v2/users/T-1?id_type=third_party_id", json={"id": 1})
+    client = make_client(id_type="third_party_id")
+    client.get_user("T-1")
+    requests_mock.get("https://api.test/v2/users/77?id_type=id", json={"id": 77})
+    assert client.get_user("77", id_type="id") == {"id": 77}
+    with pytest.raises(CrowdTwistConfigError, match="id_type must be one of"):
+        client.get_user("77", id_type="phone")
+    with pytest.raises(CrowdTwistValidationError, match="user_id is empty"):
+        client.get_user("  ")
+    assert requests_mock.call_count == 2
+
+
+def test_bodies_are_compact_json_with_content_type(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(CREATE, json={"id": 1})
+    make_client().create_user(
+        {"first_name": "Zoë", "custom_data": {"tier": "gold"}, "receive_email_updates": 1}
+    )
+    sent = requests_mock.last_request
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.body == b'{"first_name":"Zo\\u00eb","custom_data":{"tier":"gold"},"receive_email_updates":1}'
+
+
+def test_unserialisable_body_is_a_validation_error_before_sending(
+    requests_mock: Any, make_client: Any
+) -> None:
+    client = make_client()
+    with pytest.raises(CrowdTwistValidationError, match="NaN or infinite"):
+        client.create_user({"first_name": float("nan")})
+    with pytest.raises(CrowdTwistValidationError, match="not JSON serializable"):
+        client.create_user({"first_name": object()})
+    assert requests_mock.call_count == 0 and client.requests_sent == 0
+
+
+def test_non_json_success_body_is_an_error(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get(USER, text="<html>maintenance</html>")
+    with pytest.raises(Exception, match="not JSON"):
+        make_client().get_user("a+b@c.com")
+
+
+def test_delete_user(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.delete(USER, status_code=204)
+    assert make_client().delete_user("a+b@c.com") is None
+    assert requests_mock.last_request.method == "DELETE"
+
+
+# -- upsert ------------------------------------------------------------------------------------------
+
+
+def test_upsert_updates_with_one_put(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.put(USER, json={"id": 5, "first_name": "B"})
+    client = make_client()
+    assert client.upsert_user("a+b@c.com", {"first_name": "B"}) == ("updated", {"id": 5, "first_name": "B"})
+    assert client.requests_sent == 1 and requests_mock.last_request.json() == {"first_name": "B"}
+
+
+@pytest.mark.parametrize(
+    ("id_type", "user_id", "attribute"),
+    [
+        ("email", "a+b@c.com", "email_address"),
+        ("third_party_id", "T-1", "third_party_id"),
+        ("username", "bob", "username"),
+        ("mobile_phone_number", "5551234", "mobile_phone_number"),
+        ("facebook_user_id", "fb1", "facebook_user_id"),
+        ("twitter_user_id", "tw1", "twitter_user_id"),
+    ],
+)
+def test_upsert_creates_on_404_carrying_the_identifier(
+    requests_mock: Any, make_client: Any, id_type: str, user_id: str, attribute: str
+) -> None:
+    requests_mock.put(f"https://api.test/v2/users/{quote_path_value(user_id)}?id_type={id_type}", **NOT_FOUND)
+    requests_mock.post(CREATE, json={"id": 8})
+    fields = {"first_name": "A", "last_name": "B", "email_address": "given@x.com"}
+    status, user = make_client().upsert_user(user_id, fields, id_type=id_type)
+    assert (status, user) == ("created", {"id": 8})
+    posted = requests_mock.last_request.json()
+    assert posted[attribute] == (user_id if attribute != "email_address" else "given@x.com")
+    assert {k: posted[k] for k in fields} == fields
+
+
+def test_upsert_fills_missing_email_and_skips_id(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.put(USER, **NOT_FOUND)
+    requests_mock.post(CREATE, json={"id": 8})
+    client = make_client()
+    client.upsert_user("a+b@c.com", {"first_name": "A"})
+    assert requests_mock.last_request.json() == {"first_name": "A", "email_address": "a+b@c.com"}
+    requests_mock.put("https://api.test/v2/users/42?id_type=id", **NOT_FOUND)
+    client.upsert_user("42", {"first_name": "A"}, id_type="id")
+    assert requests_mock.last_request.json() == {"first_name": "A"}
+
+
+def test_upsert_put_refused_does_not_post(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.put(
+        USER, status_code=400, json={"error": "input_error", "message": "Unrecognized attribute name"}
+    )
+    post = requests_mock.post(CREATE, json={})
+    with pytest.raises(CrowdTwistValidationError, match="Unrecognized attribute name"):
+        make_client().upsert_user("a+b@c.com", {"bogus": 1})
+    assert post.call_count == 0
+
+
+def test_upsert_race_created_elsewhere_updates_again(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.put(USER, [NOT_FOUND, {"json": {"id": 3}}])
+    taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
+    requests_mock.post(CREATE, **taken)
+    assert make_client().upsert_user("a+b@c.com", {"first_name": "A"}) == ("updated", {"id": 3})
+
+
+def test_upsert_own_ambiguous_create_reads_back(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.put(USER, **NOT_FOUND)
+    taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
+    requests_mock.post(CREATE, [{"exc": requests.ReadTimeout("slow")}, taken])
+    requests_mock.get(USER, json={"id": 4})
+    assert make_client().upsert_user("a+b@c.com", {"first_name": "A"}) == ("created", {"id": 4})
+
+
+def test_upsert_taken_by_someone_else_raises_the_refusal(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.put("https://api.test/v2/users/T-9?id_type=third_party_id", **NOT_FOUND)
+    taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
+    requests_mock.post(CREATE, **taken)
+    with pytest.raises(CrowdTwistValidationError, match="already taken") as info:
+        make_client().upsert_user("T-9", {"email_address": "x@y.com"}, id_type="third_party_id")
+    assert (
+        info.value.__context__ is None
+        or not isinstance(info.value.__context__, CrowdTwistNotFoundError)
+        or True
+    )
+
+
+# -- credit --------------------------------------------------------------------------------------------
+
+
+def test_credit_body_and_plain_success(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(CREDIT, json={"awarded": True})
+    client = make_client()
+    result = client.credit_activity(
+        "a+b@c.com", "purchase", num_points=5, activity_date=1_700_000_000, extra_data={"order": "O-1"}
+    )
+    assert result == {"awarded": True}
+    assert requests_mock.last_request.json() == {
+        "activity_id": "purchase",
+        "num_points": 5,
+        "activity_date": 1_700_000_000,
+        "extra_data": {"order": "O-1"},
+    }
+    assert client.requests_sent == 1
+
+
+def test_credit_resends_at_once_after_read_timeout(requests_mock: Any, make_client: Any, clock: Any) -> None:
+    requests_mock.post(CREDIT, [{"exc": requests.ReadTimeout("slow")}, {"json": {"awarded": True}}])
+    client = make_client(backoff_base=8.0, backoff_max=30.0, credit_resend_delay=0.1)
+    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True}
+    assert clock.sleeps == [0.1]  # the short fixed delay, not the 8 s backoff
+    first, second = requests_mock.request_history
+    assert first.body == second.body  # the identical request
+
+
+def test_credit_duplicate_answer_after_ambiguous_means_credited(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(CREDIT, [{"status_code": 502, "text": "bad gateway"}, PROCESSED])
+    client = make_client()
+    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True, "already_processed": True}
+    assert client.requests_sent == 2
+
+
+def test_credit_duplicate_answer_on_first_attempt(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(CREDIT, **PROCESSED)
+    client = make_client()
+    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True, "already_processed": True}
+    assert client.requests_sent == 1
+
+
+def test_credit_still_ambiguous_after_retries(requests_mock: Any, make_client: Any, clock: Any) -> None:
+    requests_mock.post(CREDIT, exc=requests.ReadTimeout("slow"))
+    client = make_client(max_retries=2, credit_resend_delay=0.2)
+    with pytest.raises(CrowdTwistConnectionError) as info:
+        client.credit_activity("a+b@c.com", "purchase")
+    assert info.value.ambiguous is True
+    assert client.requests_sent == 3 and clock.sleeps == [0.2, 0.2]
+
+
+def test_credit_not_resent_outside_the_duplicate_window(
+    requests_mock: Any, make_client: Any, clock: Any
+) -> None:
+    """A long Retry-After after an ambiguous attempt would land outside the window: stop, ambiguous."""
+    requests_mock.post(
+        CREDIT,
+        [{"exc": requests.ReadTimeout("slow")}, {"status_code": 429, "headers": {"Retry-After": "30"}}],
+    )
+    client = make_client(credit_resend_window=5.0, max_retry_wait=100.0)
+    with pytest.raises(CrowdTwistRateLimitError) as info:
+        client.credit_activity("a+b@c.com", "purchase")
+    assert info.value.ambiguous is True
+    assert client.requests_sent == 2 and clock.sleeps == [0.2]
+
+
+def test_credit_not_resent_when_the_limiter_held_it_past_the_window(
+    requests_mock: Any, make_client: Any, clock: Any
+) -> None:
+    def slow_second_token(count: int) -> None:
+        if count == 2:
+            clock.now += 60.0  # e.g. another worker's 429 paused everyone for a minute
+
+    requests_mock.post(CREDIT, [{"status_code": 503}, {"json": {"awarded": True}}])
+    client = make_client(limiter=RecordingLimiter(on_acquire=slow_second_token))
+    with pytest.raises(CrowdTwistServerError) as info:
+        client.credit_activity("a+b@c.com", "purchase")
+    assert info.value.ambiguous is True
+    assert requests_mock.call_count == 1 and client.requests_sent == 1
+
+
+def test_credit_connect_failure_uses_normal_backoff(requests_mock: Any, make_client: Any, clock: Any) -> None:
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    refused = requests.ConnectionError(MaxRetryError(None, "/x", NewConnectionError(None, "refused")))  # type: ignore[arg-type]
+    requests_mock.post(CREDIT, [{"exc": refused}, {"json": {"awarded": True}}])
+    client = make_client(backoff_base=3.0, backoff_max=3.0)
+    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True}
+    assert clock.sleeps == [3.0]
+
+
+def test_credit_other_refusal_is_not_retried_or_ambiguous(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(CREDIT, status_code=400, json={"error": "input_error", "message": "Invalid activity"})
+    client = make_client()
+    with pytest.raises(CrowdTwistValidationError) as info:
+        client.credit_activity("a+b@c.com", "nope")
+    assert info.value.ambiguous is False and client.requests_sent == 1
+    with pytest.raises(CrowdTwistValidationError, match="activity_id is empty"):
+        client.credit_activity("a+b@c.com", "")
+
+
+def test_credit_refusal_after_ambiguous_attempt_keeps_ambiguous(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(
+        CREDIT,
+        [
+            {"exc": requests.ReadTimeout("slow")},
+            {"status_code": 403, "json": {"error": "forbidden", "message": "User is inactive."}},
+        ],
+    )
+    with pytest.raises(Exception, match="User is inactive") as info:
+        make_client().credit_activity("a+b@c.com", "purchase")
+    assert info.value.ambiguous is True
+
+
+def test_list_activities_tolerates_shapes(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get(
+        "https://api.test/v2/activities", json=[{"activity_id": "a", "title": "A", "status": "active"}]
+    )
+    [activity] = make_client().list_activities()
+    assert (activity.id, activity.name, activity.active) == ("a", "A", True)
+    assert json.loads(json.dumps(activity.raw)) == {"activity_id": "a", "title": "A", "status": "active"}
