@@ -319,7 +319,7 @@ class SandboxApp:
                 changes = json.loads(request.body or b"{}")
                 if not isinstance(changes, dict):
                     raise ValueError("the body must be a JSON object of fault settings")
-                self.faults.configure(self.faults.settings.updated(changes))
+                self.faults.update(changes)
             except (ValueError, TypeError) as exc:
                 return Response.json(400, {"error": "input_error", "message": str(exc)})
             return Response.json(200, self.faults.settings.as_dict())

@@ -146,6 +146,29 @@ class FaultInjector:
             else None
         )
 
+    def update(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """Apply a runtime change (the admin call) without forgetting what it does not touch.
+
+        The rate-limit bucket keeps its level unless the limit itself changes (turning on
+        ``retry_after=False`` must not hand out a fresh burst), and the random sequence restarts
+        only when a ``seed`` is given, so setting the same seed twice replays the same faults.
+        """
+        old = self.settings
+        new = old.updated(changes)
+        self.settings = new
+        if "seed" in changes:
+            self.rng = random.Random(new.seed)
+        if (new.rate_limit_per_minute, new.rate_limit_burst) != (
+            old.rate_limit_per_minute,
+            old.rate_limit_burst,
+        ):
+            self.bucket = (
+                TokenBucket(new.rate_limit_per_minute, new.rate_limit_burst, self._clock)
+                if new.rate_limit_per_minute
+                else None
+            )
+        return new
+
     @property
     def latency_s(self) -> float:
         return self.settings.latency_ms / 1000.0

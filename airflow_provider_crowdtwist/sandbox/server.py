@@ -159,4 +159,4 @@ class SandboxServer:
         self._on_loop(self.app.reset)
 
     def set_faults(self, **changes: Any) -> None:
-        self._on_loop(lambda: self.app.faults.configure(self.app.faults.settings.updated(changes)))
+        self._on_loop(self.app.faults.update, changes)
