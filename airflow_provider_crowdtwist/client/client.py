@@ -58,6 +58,7 @@ from airflow_provider_crowdtwist.client.retry import (
 USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
 
 ALREADY_PROCESSED = "already processed"
+_MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
 
 
@@ -342,8 +343,8 @@ class CrowdTwistClient:
         finished = self._clock()
         if failure is not None or response is None:
             assert failure is not None
-            if len(detail) > 400:
-                detail = detail[:397] + "..."
+            if len(detail) > _MESSAGE_LIMIT:
+                detail = detail[: _MESSAGE_LIMIT - 3] + "..."
             error = CrowdTwistConnectionError(
                 f"{failure.description} ({detail})",
                 method=ctx.method,
@@ -402,6 +403,8 @@ class CrowdTwistClient:
         else:
             code, message = parse_error_body(response.content)
             message = self._redactor.redact(message or response.reason or "no message", ctx.extra_secrets)
+            if len(message) > _MESSAGE_LIMIT:  # cut only after redaction: never half a secret
+                message = message[: _MESSAGE_LIMIT - 3] + "..."
             code = self._redactor.redact(code, ctx.extra_secrets) if code else None
         cls = error_class_for_status(status)
         return cls(

@@ -111,11 +111,12 @@ def parse_activities(payload: Any) -> list[Activity]:
     return activities
 
 
-def parse_error_body(text: str | bytes | None, limit: int = 300) -> tuple[str | None, str]:
+def parse_error_body(text: str | bytes | None, limit: int | None = None) -> tuple[str | None, str]:
     """``(code, message)`` from an error body: ``{"error": CODE, "message": TEXT}`` and variants.
 
     Tolerates ``{"error": {"code":..,"message":..}}``, ``{"errors": [...]}``, plain text and HTML
-    (whitespace collapsed, cut to ``limit`` characters) and an empty body.
+    (whitespace collapsed) and an empty body. ``limit`` cuts the message; the client cuts only
+    *after* redaction, so that a cut can never leave half a secret behind.
     """
     if text is None:
         return None, ""
@@ -149,9 +150,13 @@ def parse_error_body(text: str | bytes | None, limit: int = 300) -> tuple[str | 
         message = data
     if message is None:
         message = " ".join(stripped.split()) if data is None else ""
-    if len(message) > limit:
-        message = message[: limit - 3] + "..."
-    return code, message
+    return code, _cut(message, limit)
+
+
+def _cut(message: str, limit: int | None) -> str:
+    if limit is not None and len(message) > limit:
+        return message[: limit - 3] + "..."
+    return message
 
 
 def _str_or_none(value: Any) -> str | None:
