@@ -22,8 +22,8 @@ The outcome of a sent credit follows the client's typed errors, never their text
 answer                                        outcome     ledger            a later run
 ============================================  ==========  ================  ======================
 200 (or "Event already processed" on resend)  credited    credited          skips it
-404 member                                    rejected    failed            sends it again
-other 4xx, 429 after retries, connect error   failed      failed            sends it again
+404 member, 400/422, 403 (inactive member)    rejected    failed            sends it again
+429 after retries, connection refused         failed      failed            sends it again
 timeout, dropped connection, 5xx (ambiguous)  unknown     unknown           skips it (reported)
 ============================================  ==========  ================  ======================
 """
@@ -43,7 +43,9 @@ import pandas as pd
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistAuthError,
     CrowdTwistError,
+    CrowdTwistForbiddenError,
     CrowdTwistNotFoundError,
+    CrowdTwistValidationError,
 )
 from airflow_provider_crowdtwist.sync.credit_mapping import CreditMapping, CreditRequest
 from airflow_provider_crowdtwist.sync.ledger import (
@@ -62,6 +64,7 @@ from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncSummary,
+    ThresholdExceededError,
     threshold_violation,
     validate_thresholds,
 )
@@ -74,6 +77,7 @@ __all__ = [
 ]
 
 _UNKNOWN_KEYS_IN_SUMMARY = 20
+_MAX_LOGGED_PROBLEMS = 20
 
 
 @dataclass
@@ -243,6 +247,7 @@ class _CreditRun:
         self.progress = ProgressReporter(log, interval=config.progress_interval, label="credits")
         self.stop = threading.Event()
         self.abort_reason: str | None = None
+        self.problems_logged = 0
 
     # ------------------------------------------------------------------ outcomes
 
@@ -251,6 +256,11 @@ class _CreditRun:
         self.progress.record(result.outcome)
         if result.is_problem:
             self.rejects.write(result)
+            if self.problems_logged < _MAX_LOGGED_PROBLEMS:
+                self.log.warning("%s %s: %s", result.outcome, result.code or "", result.message)
+            elif self.problems_logged == _MAX_LOGGED_PROBLEMS:
+                self.log.warning("More rejected/failed/unknown credits are not logged; see the rejects file.")
+            self.problems_logged += 1
 
     def finish_request(self, req: CreditRequest, outcome: Outcome, message: str | None, **kw: Any) -> None:
         extra = {"dedupe_key": req.dedupe_key}
@@ -291,6 +301,10 @@ class _CreditRun:
             sent = _Sent(
                 Outcome.REJECTED, f"member not found ({exc.message})", exc.code or "not_found", exc.status
             )
+            state = FAILED
+        except (CrowdTwistForbiddenError, CrowdTwistValidationError) as exc:
+            # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
+            sent = _Sent(Outcome.REJECTED, str(exc), exc.code or type(exc).__name__, exc.status)
             state = FAILED
         except CrowdTwistAuthError as exc:
             # Credentials are wrong: every further request would fail the same way.
@@ -437,8 +451,9 @@ def sync_credits(
 
     ``ledger`` is required unless ``config.allow_duplicates``. The caller owns it (and closes it); this
     function uploads a remote ledger after each chunk and on every exit path. A 401 aborts the run
-    (:class:`SyncAbortedError`, carrying the summary). Thresholds are not applied here: see
-    :func:`credit_threshold_violation`.
+    (:class:`SyncAbortedError`, carrying the summary); a run over the thresholds, or with ``unknown``
+    credits while ``fail_on_unknown``, raises :class:`ThresholdExceededError` carrying the summary
+    (see :func:`credit_threshold_violation`).
     """
     log = log or logging.getLogger(__name__)
     config.validate()
@@ -488,6 +503,14 @@ def sync_credits(
     _log_end(log, summary, config)
     if run.abort_reason:
         raise SyncAbortedError(f"credit sync aborted: {run.abort_reason}", summary)
+    violation = credit_threshold_violation(
+        summary,
+        max_failed_rows=config.max_failed_rows,
+        max_failed_ratio=config.max_failed_ratio,
+        fail_on_unknown=config.fail_on_unknown,
+    )
+    if violation:
+        raise ThresholdExceededError(violation, summary)
     return summary
 
 

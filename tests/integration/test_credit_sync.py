@@ -26,7 +26,7 @@ from airflow_provider_crowdtwist.sync.credit_sync import (
 )
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
-from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +90,13 @@ def credit_requests(sandbox: Any) -> int:
 def run_sync(
     client: Any, rows: Any, cfg: CreditSyncConfig, ledger_path: Any, chunksize: int = 500
 ) -> CreditSyncSummary:
+    """One run; a threshold failure (e.g. unknown credits) still gives its summary for the asserts."""
     with CreditLedger.open(ledger_path, run_id=cfg.run_id) as ledger:
-        return sync_credits(client, iter_chunks(pd.DataFrame(rows), chunksize), cfg, ledger)
+        try:
+            return sync_credits(client, iter_chunks(pd.DataFrame(rows), chunksize), cfg, ledger)
+        except ThresholdExceededError as exc:
+            assert isinstance(exc.summary, CreditSyncSummary)
+            return exc.summary
 
 
 @pytest.fixture
@@ -255,7 +260,13 @@ def test_ambiguous_failures_become_unknown_and_are_not_resent(
 
     more = credit_rows(10, emails, start=100)
     sandbox.admin.set_faults(drop_rate=1.0)  # the connection drops, nobody knows
-    lost = run_sync(client, more, config(run_id="dropped", validate_activities=False), ledger_path)
+    with (
+        CreditLedger.open(ledger_path, run_id="dropped") as ledger,
+        pytest.raises(ThresholdExceededError, match="10 credit\\(s\\) are 'unknown'") as info,
+    ):
+        sync_credits(client, iter_chunks(pd.DataFrame(more)), config(validate_activities=False), ledger)
+    lost = info.value.summary
+    assert isinstance(lost, CreditSyncSummary)
     sandbox.admin.set_faults(drop_rate=0.0)
     assert lost.counts["unknown"] == 10
     assert lost.ledger_counts["unknown"] == 10

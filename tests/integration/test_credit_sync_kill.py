@@ -20,9 +20,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
+from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, CreditSyncSummary, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
+from airflow_provider_crowdtwist.sync.summary import ThresholdExceededError
 from tests.integration.credit_worker import WORKER_CONFIG, FileRemote
 from tests.integration.test_credit_sync import applied_per_key, create_members, credit_requests, credit_rows
 
@@ -78,7 +79,10 @@ def test_sigkill_mid_run_then_rerun_credits_each_key_at_most_once(
     config = CreditSyncConfig(**WORKER_CONFIG, run_id="rerun")
     with CreditLedger.open(location, run_id="rerun") as ledger:
         recovered = ledger.recovered_unknown
-        summary = sync_credits(client, iter_chunks(pd.DataFrame(rows), 1000), config, ledger)
+        with pytest.raises(ThresholdExceededError, match="are 'unknown'") as info:
+            sync_credits(client, iter_chunks(pd.DataFrame(rows), 1000), config, ledger)
+        summary = info.value.summary
+        assert isinstance(summary, CreditSyncSummary)
         states = {e.dedupe_key: e.state for e in ledger.entries()}
 
     applied = applied_per_key(sandbox)
@@ -113,7 +117,9 @@ def test_sigkill_mid_run_then_rerun_credits_each_key_at_most_once(
     # A second rerun sends zero credit requests.
     before = credit_requests(sandbox)
     with CreditLedger.open(location, run_id="rerun-2") as ledger:
-        again = sync_credits(client, iter_chunks(pd.DataFrame(rows), 1000), config, ledger)
+        with pytest.raises(ThresholdExceededError) as info:
+            sync_credits(client, iter_chunks(pd.DataFrame(rows), 1000), config, ledger)
+        again = info.value.summary
     assert credit_requests(sandbox) == before
     assert again.count("skipped") == ROWS - recovered
     assert again.count("unknown") == recovered
