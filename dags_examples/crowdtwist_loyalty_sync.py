@@ -7,7 +7,8 @@
 * ``sync_members``: upserts every member from a SQL query (update when CrowdTwist knows the email,
   create otherwise). Rows CrowdTwist would refuse -- a broken email, a US member with no postal code --
   are *rejected* with a row-level reason into a rejects file; the run fails only when more than 5 % of
-  the rows are bad.
+  the rows are bad. A state file remembers what was sent, so members whose data did not change since
+  the last run are not sent again (outcome ``unchanged``).
 * ``credit_events``: credits an activity for each event of the run's data interval (the query uses
   ``data_interval_start``/``data_interval_end``), and only after the members exist: the task depends
   on ``sync_members``. ``event_id`` is the dedupe key kept in a ledger file, so a retry or a rerun of
@@ -45,8 +46,8 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
 
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
-from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 
+from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 from airflow_provider_crowdtwist.sensors.crowdtwist import CrowdTwistApiSensor
 
 CROWDTWIST_CONN_ID = os.environ.get("CROWDTWIST_CONN_ID", "crowdtwist_default")
@@ -110,6 +111,8 @@ with DAG(
         max_workers=8,
         max_failed_ratio=0.05,
         rejects_path=f"{WORK_DIR}/rejects/members-{{{{ ds }}}}.jsonl",
+        # Remembers what was last sent per member: tomorrow, only members whose data changed are sent.
+        state_path=f"{WORK_DIR}/state/member-state.sqlite",
     )
 
     credit_events = CrowdTwistActivityCreditOperator(

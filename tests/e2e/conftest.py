@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -329,3 +329,76 @@ def postgres_warehouse(postgres_server: PostgresServer, warehouse_rows: Warehous
         "schema": "warehouse",
     }
     return {"AIRFLOW_CONN_WAREHOUSE": json.dumps(conn)}
+
+
+# --------------------------------------------------------------------------------------------------
+# The sandbox, with key values that look real so that the secret checks mean something
+
+E2E_API_KEY = "ctk_live_7f3a9c1e5b2d48a6b0e4c8d2f6a1b3e5"
+E2E_HMAC_PUBLIC = "ctpub_9d8c7b6a5f4e"
+E2E_HMAC_PRIVATE = "ctpriv_Q2hhbmdlTWVQbGVhc2UxMjM0NTY3ODkw"
+SECRETS = (E2E_API_KEY, E2E_HMAC_PRIVATE)
+
+
+@pytest.fixture(scope="session")
+def e2e_sandbox_server() -> Iterator[Any]:
+    """One in-process sandbox for the e2e session (the Airflow child processes reach it over loopback)."""
+    from airflow_provider_crowdtwist.sandbox.server import SandboxServer
+
+    server = SandboxServer(
+        api_key=E2E_API_KEY, hmac_public_key=E2E_HMAC_PUBLIC, hmac_private_key=E2E_HMAC_PRIVATE
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def e2e_sandbox(e2e_sandbox_server: Any) -> Any:
+    """The e2e sandbox, emptied: no members, no credits, zero counts, no faults."""
+    e2e_sandbox_server.reset()
+    return e2e_sandbox_server
+
+
+def api_key_conn(sandbox: Any) -> str:
+    """``AIRFLOW_CONN_...`` JSON of an API-key connection to ``sandbox``."""
+    return json.dumps(
+        {
+            "conn_type": "crowdtwist",
+            "host": sandbox.base_url,
+            "password": E2E_API_KEY,
+            "extra": {"auth_type": "api_key"},
+        }
+    )
+
+
+def hmac_conn(sandbox: Any) -> str:
+    """``AIRFLOW_CONN_...`` JSON of an HMAC connection to ``sandbox``."""
+    return json.dumps(
+        {
+            "conn_type": "crowdtwist",
+            "host": sandbox.base_url,
+            "login": E2E_HMAC_PUBLIC,
+            "password": E2E_HMAC_PRIVATE,
+            "extra": {"auth_type": "hmac", "hmac_timestamp_unit": "s"},
+        }
+    )
+
+
+def files_under(*roots: Path) -> Iterator[Path]:
+    for root in roots:
+        if root.exists():
+            yield from (p for p in root.rglob("*") if p.is_file())
+
+
+def assert_no_secrets(*texts: str, paths: Iterable[Path] = ()) -> None:
+    """No secret value in any of the texts or files (logs, XComs, rejects, ledgers)."""
+    path_list = list(paths)
+    assert texts or path_list, "nothing to check"
+    for secret in SECRETS:
+        for text in texts:
+            assert secret not in text, "a secret leaked into process output"
+        for path in path_list:
+            data = path.read_bytes()
+            assert secret.encode() not in data, f"a secret leaked into {path}"
