@@ -22,6 +22,11 @@ from airflow_provider_crowdtwist.sandbox.server import SandboxServer
 FAST_RETRIES: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "max_retry_wait": 5.0}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Slow tests stay in the suite (they are still fast enough); the mark lets a developer skip them.
+    config.addinivalue_line("markers", "slow: takes more than a second or two; deselect with -m 'not slow'")
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     """The session's in-process sandbox (default settings). Prefer ``sandbox``, which resets it."""
