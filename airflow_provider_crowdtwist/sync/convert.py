@@ -81,6 +81,8 @@ def is_missing(value: Any) -> bool:
         return not value.strip()
     if isinstance(value, np.floating):
         return bool(np.isnan(value))
+    if isinstance(value, Decimal):
+        return value.is_nan()
     if isinstance(value, (np.datetime64, np.timedelta64)):
         return bool(np.isnat(value))
     return False
