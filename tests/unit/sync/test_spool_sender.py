@@ -1,0 +1,119 @@
+"""The spool (last wins, flat memory) and the bounded concurrent sender."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
+from airflow_provider_crowdtwist.sync.spool import Spool
+
+
+def test_spool_last_row_wins_and_losers_are_listed(tmp_path):
+    with Spool(str(tmp_path)) as spool:
+        spool.add_many([(1, "a", "A", "{}"), (2, "b", "B", "{}"), (3, "a", "a", '{"v":3}')])
+        spool.add_many([(4, "c", "C", "{}"), (5, "a", "A", '{"v":5}')])
+        assert spool.count_survivors() == 3
+        survivors = list(spool.survivors())
+        assert [(r.row_number, r.identifier) for r in survivors] == [(2, "B"), (4, "C"), (5, "A")]
+        assert survivors[2].payload == {"v": 5}
+        lost = list(spool.superseded())
+        assert [(r.row_number, r.winner_row_number) for r in lost] == [(1, 5), (3, 5)]
+        path = spool.path
+        assert os.path.exists(path)
+    assert not os.path.exists(path)  # removed on close
+
+
+def test_spool_handles_many_rows(tmp_path):
+    with Spool(str(tmp_path)) as spool:
+        spool.add_many((n, f"k{n % 1000}", f"id{n}", "{}") for n in range(1, 5001))
+        assert spool.count_survivors() == 1000
+        assert sum(1 for _ in spool.superseded()) == 4000
+        assert min(r.row_number for r in spool.survivors()) == 4001
+
+
+def test_sender_runs_every_item_once_and_reports_exceptions():
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def work(item: int) -> int:
+        with lock:
+            seen.append(item)
+        if item % 10 == 3:
+            raise RuntimeError(f"boom {item}")
+        return item * 2
+
+    results = dict(send_all(range(100), work, max_workers=8))
+    assert sorted(seen) == list(range(100))
+    assert len(results) == 100
+    failures = {k: v for k, v in results.items() if isinstance(v, SendFailure)}
+    assert sorted(failures) == [3, 13, 23, 33, 43, 53, 63, 73, 83, 93]
+    assert str(failures[3].error) == "boom 3"
+    assert results[4] == 8
+
+
+def test_sender_keeps_in_flight_bounded_and_uses_the_workers():
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+    pulled = 0
+
+    def items():
+        nonlocal pulled
+        for i in range(200):
+            pulled += 1
+            yield i
+
+    def work(item: int) -> int:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.002)
+        with lock:
+            in_flight -= 1
+        return item
+
+    gen = send_all(items(), work, max_workers=4, max_in_flight=8)
+    next(gen)
+    assert pulled <= 9  # lazily consumed: never more than max_in_flight ahead (+ the one finished)
+    rest = list(gen)
+    assert len(rest) == 199
+    assert 2 <= peak <= 4
+
+
+def test_sender_stop_leaves_the_rest_in_the_iterator():
+    stop = threading.Event()
+    source = iter(range(1000))
+
+    def work(item: int) -> int:
+        if item == 5:
+            stop.set()
+        time.sleep(0.001)
+        return item
+
+    done = [item for item, _ in send_all(source, work, max_workers=2, max_in_flight=4, stop=stop)]
+    remaining = list(source)
+    assert len(done) + len(remaining) == 1000
+    assert sorted(done + remaining) == list(range(1000))
+    assert len(done) < 20
+
+
+def test_sender_heartbeat_runs_while_waiting():
+    beats = []
+
+    def work(item: int) -> int:
+        time.sleep(0.25)
+        return item
+
+    list(send_all([1], work, max_workers=1, heartbeat=lambda: beats.append(1), heartbeat_interval=0.05))
+    assert len(beats) >= 3
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 1.5])
+def test_sender_refuses_bad_worker_counts(workers):
+    with pytest.raises(ValueError, match="max_workers"):
+        list(send_all([1], lambda x: x, max_workers=workers))
