@@ -36,24 +36,26 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Auth type",
         "description": "api_key: the password is the API key. hmac: login is the HMAC public key and "
         "the password the HMAC private key.",
-        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac"]},
+        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac", None]},
     },
     "api_key_in": {
         "label": "Send API key in",
         "description": "header (X-CT-Authorization, recommended: keeps the key out of URLs and logs) "
         "or query (?api_key=).",
-        "schema": {"type": ["string", "null"], "default": "header", "enum": ["header", "query"]},
+        # No default here on purpose: Airflow's secrets masker treats any name containing "api_key"
+        # as sensitive and would show (and could save back) the default as "***". Unset = header.
+        "schema": {"type": ["string", "null"], "enum": ["header", "query", None]},
     },
     "hmac_timestamp_unit": {
         "label": "HMAC timestamp unit",
         "description": "s or ms. CrowdTwist's documentation is ambiguous; seconds is what working "
         "signers send.",
-        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms"]},
+        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms", None]},
     },
     "id_type": {
         "label": "Default id_type",
         "description": "How members are identified when a task does not say: " + ", ".join(ID_TYPES) + ".",
-        "schema": {"type": ["string", "null"], "default": "email", "enum": list(ID_TYPES)},
+        "schema": {"type": ["string", "null"], "default": "email", "enum": [*ID_TYPES, None]},
     },
     "scheme": {
         "label": "Scheme",

@@ -47,6 +47,7 @@ from airflow_provider_crowdtwist.provider_info import (
 if TYPE_CHECKING:
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 
+_MASK = "***"
 _TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
 
@@ -236,6 +237,14 @@ class CrowdTwistHook(BaseHook):
             if value is None or (isinstance(value, str) and value.strip() == ""):
                 continue
             out[name] = value
+        if out.get("api_key_in") == _MASK:
+            # "api_key_in" contains "api_key", so Airflow's UI masks its value; a form saved with the
+            # mask would otherwise fail. The mask carries no choice: fall back to the default.
+            self.log.warning(
+                "Connection '%s': extra 'api_key_in' holds the UI mask '***'; using 'header'",
+                self.crowdtwist_conn_id,
+            )
+            del out["api_key_in"]
         unknown = sorted(set(out) - set(CONN_FIELDS))
         if unknown:
             self.log.warning(

@@ -479,3 +479,15 @@ def test_test_connection_reports_bad_configuration(monkeypatch: pytest.MonkeyPat
     ok, message = CrowdTwistHook("ct_tc_bad").test_connection()
     assert ok is False
     assert "extra 'auth_type'" in message and API_KEY not in message
+
+
+def test_masked_api_key_in_from_the_ui_falls_back_to_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow masks any extra whose name contains "api_key"; a form saved with the mask must still work
+    set_json_conn(
+        monkeypatch,
+        "ct_masked",
+        host="https://api.example.com",
+        password=API_KEY,
+        extra={"api_key_in": "***"},
+    )
+    assert CrowdTwistHook("ct_masked").get_client_config().api_key_in == "header"
