@@ -343,8 +343,8 @@ class CrowdTwistClient:
         finished = self._clock()
         if failure is not None or response is None:
             assert failure is not None
-            if len(detail) > _MESSAGE_LIMIT:
-                detail = detail[: _MESSAGE_LIMIT - 3] + "..."
+            if len(detail) > 2 * _MESSAGE_LIMIT:
+                detail = detail[: 2 * _MESSAGE_LIMIT - 3] + "..."
             error = CrowdTwistConnectionError(
                 f"{failure.description} ({detail})",
                 method=ctx.method,

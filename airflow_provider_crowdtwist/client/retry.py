@@ -24,9 +24,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from http.client import RemoteDisconnected
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+)
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistError
 
@@ -102,11 +109,20 @@ def classify_transport_error(exc: BaseException) -> TransportFailure:
         return TransportFailure("connection broken while reading the response", True, True)
     if isinstance(exc, requests.exceptions.ConnectionError):
         inner = exc.args[0] if exc.args else None
-        if isinstance(inner, MaxRetryError) and isinstance(
-            inner.reason, (NewConnectionError, ConnectTimeoutError)
-        ):
-            return TransportFailure("could not connect", retryable=True, ambiguous=False)
+        reason = inner.reason if isinstance(inner, MaxRetryError) else None
+        if isinstance(reason, NameResolutionError):
+            return TransportFailure("could not connect: the host name does not resolve (DNS)", True, False)
+        if isinstance(reason, NewConnectionError):  # (a subclass of ConnectTimeoutError in urllib3 2)
+            what = "connection refused" if "refused" in str(reason).lower() else "no connection"
+            return TransportFailure(f"could not connect: {what}", retryable=True, ambiguous=False)
+        if isinstance(reason, ConnectTimeoutError):
+            return TransportFailure("could not connect: connect timeout", retryable=True, ambiguous=False)
         # Reset / aborted / remote closed after the request went out: may have been applied.
+        cause = inner.args[1] if isinstance(inner, ProtocolError) and len(inner.args) > 1 else None
+        if isinstance(cause, RemoteDisconnected):  # (a subclass of ConnectionResetError)
+            return TransportFailure("connection error: closed without an answer", True, True)
+        if isinstance(cause, ConnectionResetError):
+            return TransportFailure("connection error: the connection was reset", True, True)
         return TransportFailure("connection error", retryable=True, ambiguous=True)
     if isinstance(
         exc,

@@ -226,3 +226,31 @@ def test_every_attempt_takes_a_token(requests_mock: Any, make_client: Any) -> No
     client = make_client(limiter=limiter)
     client.list_activities()
     assert limiter.acquired == 3 == client.requests_sent == requests_mock.call_count
+
+
+def test_transport_failures_are_described_from_their_types() -> None:
+    from http.client import RemoteDisconnected
+
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
+
+    from airflow_provider_crowdtwist.client.retry import classify_transport_error
+
+    def via_pool(reason: Exception) -> requests.ConnectionError:
+        return requests.ConnectionError(MaxRetryError(None, "/x", reason))  # type: ignore[arg-type]
+
+    cases = {
+        "could not connect: the host name does not resolve (DNS)": via_pool(
+            NameResolutionError("h.invalid", None, OSError("Name or service not known"))  # type: ignore[arg-type]
+        ),
+        "could not connect: connection refused": _refused(),
+        "could not connect: connect timeout": via_pool(ConnectTimeoutError("slow")),
+        "connection error: the connection was reset": _reset(),
+        "connection error: closed without an answer": requests.ConnectionError(
+            ProtocolError("Connection aborted.", RemoteDisconnected("Remote end closed connection"))
+        ),
+    }
+    for description, exc in cases.items():
+        failure = classify_transport_error(exc)
+        assert failure.description == description
+        assert failure.retryable is True
+        assert failure.ambiguous is description.startswith("connection error")
