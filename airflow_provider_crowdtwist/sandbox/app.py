@@ -263,7 +263,7 @@ class SandboxApp:
         if self.state.is_duplicate(key, self.settings.dedupe_window_s, now):
             raise input_error(validation.EVENT_ALREADY_PROCESSED)
         points = credit["num_points"] if credit["num_points"] is not None else activity.points
-        self.state.apply_credit(member_id, credit, points, key, now)
+        self.state.apply_credit(member_id, credit, points, key, now, self.settings.dedupe_window_s)
         return {"awarded": True}
 
     def _extended(self, query: dict[str, str]) -> dict[str, Any]:
