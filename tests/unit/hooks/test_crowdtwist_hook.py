@@ -491,3 +491,27 @@ def test_masked_api_key_in_from_the_ui_falls_back_to_header(monkeypatch: pytest.
         extra={"api_key_in": "***"},
     )
     assert CrowdTwistHook("ct_masked").get_client_config().api_key_in == "header"
+
+
+@pytest.mark.parametrize(
+    "host", ["https://sbapi123.crowdtwist.com", "http://127.0.0.1:8080", "api.example.com"]
+)
+@pytest.mark.parametrize("auth", ["api_key", "hmac"])
+def test_ui_test_button_uri_round_trip(monkeypatch: pytest.MonkeyPatch, host: str, auth: str) -> None:
+    """The UI's "Test" exports the form as ``conn.get_uri()``; the hook must read the same config back."""
+    from airflow.models.connection import Connection
+
+    extra = {"auth_type": auth, "timeout": 9, "verify": False, "requests_per_minute": 600, "id_type": "id"}
+    conn = Connection(
+        conn_id="ct_form",
+        conn_type="crowdtwist",
+        host=host,
+        login="pub-key" if auth == "hmac" else None,
+        password=API_KEY,
+        extra=json.dumps(extra),
+    )
+    set_json_conn(monkeypatch, "ct_as_json", host=host, login=conn.login, password=API_KEY, extra=extra)
+    expected = CrowdTwistHook("ct_as_json").get_client_config()
+    set_uri_conn(monkeypatch, "ct_as_uri", conn.get_uri())
+    assert CrowdTwistHook("ct_as_uri").get_client_config() == expected
+    assert expected.base_url.startswith("https://" if "127.0.0.1" not in host else "http://")
