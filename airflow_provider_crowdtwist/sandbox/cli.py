@@ -32,6 +32,11 @@ from airflow_provider_crowdtwist.sandbox.settings import (
 HOST = "127.0.0.1"
 READY_PREFIX = "CrowdTwist sandbox listening on "
 PARENT_POLL_S = 0.25
+# Secrets may come from the environment instead of argv, where any local user could read them in `ps`.
+SECRET_ENV = {
+    "api_key": "CROWDTWIST_SANDBOX_API_KEY",
+    "hmac_private_key": "CROWDTWIST_SANDBOX_HMAC_PRIVATE_KEY",
+}
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -57,10 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port", type=int, default=8765, help="port on 127.0.0.1; 0 picks a free one (default 8765)"
     )
-    g = p.add_argument_group("authentication")
-    g.add_argument("--api-key", default=DEFAULT_API_KEY)
+    g = p.add_argument_group(
+        "authentication",
+        f"Keys can also come from the environment ({', '.join(SECRET_ENV.values())}), which keeps them out "
+        "of the process list.",
+    )
+    g.add_argument("--api-key", default=os.environ.get(SECRET_ENV["api_key"], DEFAULT_API_KEY))
     g.add_argument("--hmac-public-key", default=DEFAULT_HMAC_PUBLIC_KEY)
-    g.add_argument("--hmac-private-key", default=DEFAULT_HMAC_PRIVATE_KEY)
+    g.add_argument(
+        "--hmac-private-key", default=os.environ.get(SECRET_ENV["hmac_private_key"], DEFAULT_HMAC_PRIVATE_KEY)
+    )
     g.add_argument(
         "--auth-modes",
         type=_csv,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from airflow_provider_crowdtwist.sandbox.admin import SandboxAdmin
-from airflow_provider_crowdtwist.sandbox.cli import READY_PREFIX
+from airflow_provider_crowdtwist.sandbox.cli import READY_PREFIX, SECRET_ENV
 from airflow_provider_crowdtwist.sandbox.settings import (
     DEFAULT_API_KEY,
     DEFAULT_HMAC_PRIVATE_KEY,
@@ -59,8 +59,10 @@ class SandboxProcess:
         self.port_requested = port
         self.startup_timeout = startup_timeout
         self.options = options
-        self.args = [*options_to_args(options), *extra_args]
-        self.env = env
+        # Keys travel in the child's environment, not on its command line (visible to `ps`).
+        secrets = {SECRET_ENV[k]: str(options[k]) for k in SECRET_ENV if options.get(k) is not None}
+        self.args = [*options_to_args({k: v for k, v in options.items() if k not in SECRET_ENV}), *extra_args]
+        self.env = {**(env if env is not None else os.environ), **secrets}
         self.process: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self._stderr: IO[bytes] | None = None

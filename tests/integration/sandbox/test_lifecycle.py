@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from airflow_provider_crowdtwist.client.errors import CrowdTwistAuthError
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
 from airflow_provider_crowdtwist.sandbox.server import SandboxServer
 from tests.integration.sandbox._helpers import API_KEY_HEADER
@@ -187,3 +188,15 @@ def test_console_command_custom_activities_and_hmac_only(tmp_path):
             child.base_url + "/v2/activities", headers=sign("GET", "/v2/activities"), timeout=5
         )
         assert [a["id"] for a in listed.json()["activities"]] == ["visit"]
+
+
+def test_child_keys_travel_in_the_environment_not_the_command_line(client_for):
+    api_key, private_key = "ck_live_5f2d9a7e1b3c", "pk_live_0e9d8c7b6a5f"
+    with SandboxProcess(api_key=api_key, hmac_private_key=private_key) as child:
+        cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes().decode()
+        assert api_key not in cmdline
+        assert private_key not in cmdline
+        assert client_for(child, api_key=api_key).list_activities()
+        assert client_for(child, auth_type="hmac", hmac_private_key=private_key).list_activities()
+        with pytest.raises(CrowdTwistAuthError):
+            client_for(child, api_key="sandbox-api-key", max_retries=0).list_activities()
