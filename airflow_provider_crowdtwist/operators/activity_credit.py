@@ -1,0 +1,310 @@
+"""``CrowdTwistActivityCreditOperator``: warehouse rows -> activity credits, exactly once per dedupe key.
+
+A thin adapter, like the member operator: it checks arguments, turns the source arguments into
+DataFrame chunks (``_source.py``), builds ONE rate-limited client from the connection, opens the credit
+ledger (``sync/ledger.py``; a local file or an object-storage URL) and calls the engine
+(``sync.credit_sync.sync_credits``). It returns the engine's summary as its XCom: counts by outcome
+(``credited``, ``skipped``, ``rejected``, ``failed``, ``unknown``), the ledger location and counts, and
+the first ``unknown`` dedupe keys -- never rows.
+
+Run the member sync first in the DAG: a credit for a member CrowdTwist does not know is ``rejected``
+("member not found"), and is sent again by the next run once the member exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_crowdtwist.client.config import ID_TYPES
+from airflow_provider_crowdtwist.operators._common import (
+    build_client,
+    fail_task,
+    validate_requests_per_minute,
+)
+from airflow_provider_crowdtwist.operators._source import resolve_path, source_chunks, validate_source_args
+from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
+from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
+from airflow_provider_crowdtwist.sync.summary import SyncError
+
+
+def _templated(value: Any) -> bool:
+    """True when ``value`` still holds Jinja (checked at render time instead of in ``__init__``)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_templated(k) or _templated(v) for k, v in value.items())
+    return False
+
+
+class CrowdTwistActivityCreditOperator(BaseOperator):
+    """Credit CrowdTwist activities from rows, each dedupe key at most once across retries and reruns.
+
+    CrowdTwist has no idempotency key: a credit sent twice can award points twice. The ledger
+    (``ledger_path``) records every dedupe key before its request is sent and what became of it, so a
+    retried task, a rerun of the DAG or a worker killed mid-run never credits a key twice; a credit
+    whose fate nobody knows (a timeout after the request was sent, still unresolved after the
+    client's immediate identical resend) is ``unknown``, reported, and not resent by later runs unless
+    ``resend_unknown=True``.
+
+    Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files allowed;
+    read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path`` (CSV / JSON
+    lines / Parquet, local or an object-storage URL; read in chunks).
+
+    :param crowdtwist_conn_id: the CrowdTwist connection.
+    :param id_column: the column holding each member's identifier (default ``user_id``).
+    :param id_type: what the identifier is (``email``, ``third_party_id``...); default: the connection's.
+    :param activity_id: the activity credited for every row; or
+    :param activity_id_column: the column holding each row's activity id.
+    :param points_column: optional column of points (``num_points``; whole numbers >= 0). Empty:
+        the activity's default points.
+    :param activity_date_column: optional column of dates (any date form -> epoch seconds).
+    :param extra_data_columns: columns sent in ``extra_data``: a list, or a mapping column -> key.
+    :param dedupe_key_column: the column that identifies a credit (an order id, an event id). Without
+        it the key is a SHA-256 of member, activity, points, date and extra data: identical rows are
+        then one credit.
+    :param ledger_path: the ledger (a SQLite file): a local path or an object-storage URL
+        (``s3://...``, ``file://...``). Required unless ``allow_duplicates=True``. ``state_path`` is
+        accepted as another name for it (the member operator's argument name).
+    :param allow_duplicates: credit without a ledger. Must be set explicitly: a retry may credit twice.
+    :param resend_unknown: send keys the ledger holds as ``unknown`` again (after a human checked
+        that they did not land).
+    :param fail_on_unknown: fail the task when any credit is ``unknown`` (default True: a human must
+        look). The summary is pushed to XCom (key ``summary``) first.
+    :param validate_activities: fetch the program's active activities once at start and reject rows
+        naming another one (default True).
+    :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
+    :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
+    :param max_failed_rows: fail the task when failed + rejected rows exceed this.
+    :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
+        With neither set: any failed row fails the task, rejected rows are tolerated.
+    :param rejects_path: where to write rejected/failed/unknown rows as JSON lines.
+    :param dry_run: map, validate and look up the ledger, but send nothing and write no credit.
+    :param chunksize: rows per chunk read from the source (default 10,000).
+    """
+
+    template_fields: Sequence[str] = (
+        "sql",
+        "parameters",
+        "rows",
+        "source_path",
+        "rejects_path",
+        "ledger_path",
+        "state_path",
+        "activity_id",
+    )
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    ui_color = "#f7e6c4"
+
+    def __init__(
+        self,
+        *,
+        crowdtwist_conn_id: str = "crowdtwist_default",
+        sql: str | None = None,
+        sql_conn_id: str | None = None,
+        parameters: Any = None,
+        rows: Any = None,
+        source_path: Any = None,
+        file_format: str | None = None,
+        chunksize: int = DEFAULT_CHUNKSIZE,
+        id_column: str = "user_id",
+        id_type: str | None = None,
+        activity_id: str | None = None,
+        activity_id_column: str | None = None,
+        points_column: str | None = None,
+        activity_date_column: str | None = None,
+        extra_data_columns: Sequence[str] | Mapping[str, str] | None = None,
+        dedupe_key_column: str | None = None,
+        ledger_path: Any = None,
+        state_path: Any = None,
+        allow_duplicates: bool = False,
+        resend_unknown: bool = False,
+        fail_on_unknown: bool = True,
+        validate_activities: bool = True,
+        max_workers: int = 16,
+        requests_per_minute: int | None = None,
+        max_failed_rows: int | None = None,
+        max_failed_ratio: float | None = None,
+        rejects_path: Any = None,
+        dry_run: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.crowdtwist_conn_id = crowdtwist_conn_id
+        self.sql = sql
+        self.sql_conn_id = sql_conn_id
+        self.parameters = parameters
+        self.rows = rows
+        self.source_path = source_path
+        self.file_format = file_format
+        self.chunksize = chunksize
+        self.id_column = id_column
+        self.id_type = id_type
+        self.activity_id = activity_id
+        self.activity_id_column = activity_id_column
+        self.points_column = points_column
+        self.activity_date_column = activity_date_column
+        self.extra_data_columns = extra_data_columns
+        self.dedupe_key_column = dedupe_key_column
+        self.ledger_path = ledger_path
+        self.state_path = state_path
+        self.allow_duplicates = allow_duplicates
+        self.resend_unknown = resend_unknown
+        self.fail_on_unknown = fail_on_unknown
+        self.validate_activities = validate_activities
+        self.max_workers = max_workers
+        self.requests_per_minute = requests_per_minute
+        self.max_failed_rows = max_failed_rows
+        self.max_failed_ratio = max_failed_ratio
+        self.rejects_path = rejects_path
+        self.dry_run = dry_run
+        self._validate_arguments()
+
+    # ------------------------------------------------------------------ arguments
+
+    def _ledger_location(self) -> Any:
+        """``ledger_path`` (or its alias ``state_path``), blank meaning none."""
+        ledger = self.ledger_path if self.ledger_path not in ("", None) else None
+        state = self.state_path if self.state_path not in ("", None) else None
+        if ledger is not None and state is not None and str(ledger) != str(state):
+            raise ValueError(
+                "ledger_path and state_path name the credit ledger twice with different values; give one"
+            )
+        return ledger if ledger is not None else state
+
+    def _validate_arguments(self) -> None:
+        """Fail at DAG parse time on arguments that templates cannot change."""
+        validate_source_args(
+            sql=self.sql,
+            sql_conn_id=self.sql_conn_id,
+            rows=self.rows,
+            source_path=self.source_path,
+            chunksize=self.chunksize,
+        )
+        if self.id_type is not None and self.id_type not in ID_TYPES:
+            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
+        validate_requests_per_minute(self.requests_per_minute)
+        self._check_ledger_given()
+        activity_id = None if _templated(self.activity_id) else self.activity_id
+        config = self._sync_config(self.id_type or "email", activity_id_placeholder=activity_id is None)
+        config.validate()
+
+    def _check_ledger_given(self) -> None:
+        if not isinstance(self.allow_duplicates, bool):
+            raise ValueError(f"allow_duplicates must be True or False, got {self.allow_duplicates!r}")
+        location = self._ledger_location()
+        if location is None and not self.allow_duplicates:
+            raise ValueError(
+                "ledger_path is required: the ledger keeps each credit exactly once across retries and "
+                "reruns (CrowdTwist has no idempotency key). Give a local path or an object-storage URL, "
+                "or set allow_duplicates=True explicitly to credit without one"
+            )
+        if location is not None and self.allow_duplicates:
+            raise ValueError("allow_duplicates=True and a ledger_path contradict each other; give one")
+
+    def _sync_config(self, id_type: str, *, activity_id_placeholder: bool = False) -> CreditSyncConfig:
+        activity_id = self.activity_id
+        if activity_id_placeholder and activity_id is not None:
+            activity_id = "templated"  # checked again once rendered
+        return CreditSyncConfig(
+            id_column=self.id_column,
+            id_type=id_type,
+            activity_id=activity_id,
+            activity_id_column=self.activity_id_column,
+            points_column=self.points_column,
+            activity_date_column=self.activity_date_column,
+            extra_data_columns=self.extra_data_columns,
+            dedupe_key_column=self.dedupe_key_column,
+            validate_activities=self.validate_activities,
+            resend_unknown=self.resend_unknown,
+            allow_duplicates=self.allow_duplicates,
+            max_workers=self.max_workers,
+            max_failed_rows=self.max_failed_rows,
+            max_failed_ratio=self.max_failed_ratio,
+            fail_on_unknown=self.fail_on_unknown,
+            rejects_path=resolve_path(self.rejects_path) if self.rejects_path else None,
+            dry_run=self.dry_run,
+        )
+
+    @staticmethod
+    def _run_id(context: Any) -> str:
+        """Who wrote a ledger row: DAG, task, run and try, so a human can trace it."""
+        context = context if hasattr(context, "get") else {}
+        ti = context.get("ti")
+        run_id = context.get("run_id") or getattr(ti, "run_id", None)
+        parts = [
+            str(getattr(ti, "dag_id", None) or "?"),
+            str(getattr(ti, "task_id", None) or "?"),
+            str(run_id or "?"),
+        ]
+        try_number = getattr(ti, "try_number", None)
+        if try_number is not None:
+            parts.append(f"try{try_number}")
+        return "/".join(parts)
+
+    # ------------------------------------------------------------------ run
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Read, map, validate, dedupe and send; return the summary dict (XCom)."""
+        from airflow.providers.common.compat.sdk import AirflowException
+
+        from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+        try:
+            self._check_ledger_given()
+            hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
+            client = build_client(
+                hook, requests_per_minute=self.requests_per_minute, max_workers=self.max_workers
+            )
+        except ValueError as exc:
+            raise fail_task(exc, context) from None
+        with client:
+            try:
+                config = self._sync_config(self.id_type or client.config.id_type)
+                config.run_id = self._run_id(context)
+                config.validate()
+                location = self._ledger_location()
+                chunks = source_chunks(
+                    sql=self.sql,
+                    sql_conn_id=self.sql_conn_id,
+                    parameters=self.parameters,
+                    rows=self.rows,
+                    source_path=self.source_path,
+                    chunksize=self.chunksize,
+                    file_format=self.file_format,
+                )
+            except ValueError as exc:
+                raise fail_task(exc, context) from None
+            try:
+                ledger = (
+                    CreditLedger.open(resolve_path(location), run_id=config.run_id, log=self.log)
+                    if location is not None
+                    else None
+                )
+            except LedgerError as exc:
+                # Not a configuration error: the ledger may be busy or storage briefly down; a retry helps.
+                raise AirflowException(str(exc)) from None
+            self.log.info(
+                "Crediting CrowdTwist activities: id_type=%s, max_workers=%d, %s requests/min, ledger %s%s",
+                config.id_type,
+                self.max_workers,
+                client.config.requests_per_minute or "unlimited",
+                ledger.location if ledger is not None else "none (allow_duplicates=True)",
+                ", dry run" if self.dry_run else "",
+            )
+            try:
+                summary = sync_credits(client, chunks, config, ledger, self.log)
+            except (SyncError, ValueError) as exc:
+                # The summary goes to XCom first; thresholds (and unknown credits) are ordinary
+                # failures, aborts and bad configuration fail without retry.
+                raise fail_task(exc, context) from None
+            except LedgerError as exc:
+                raise AirflowException(str(exc)) from None
+            finally:
+                if ledger is not None:
+                    ledger.close()
+        return summary.to_dict()
