@@ -250,6 +250,11 @@ class CrowdTwistClient:
         response = result.response
         if response is not None and 200 <= response.status_code < 300:
             return response
+        if result.status == 429 and self.rate_limiter is not None:
+            # Out of retries, but the program is still over its cap: the other workers must slow too.
+            self.rate_limiter.pause(
+                result.retry_after if result.retry_after is not None else self.config.backoff_base
+            )
         raise self._error(ctx, result)
 
     def _context(

@@ -306,3 +306,46 @@ def test_list_activities_tolerates_shapes(requests_mock: Any, make_client: Any) 
     [activity] = make_client().list_activities()
     assert (activity.id, activity.name, activity.active) == ("a", "A", True)
     assert json.loads(json.dumps(activity.raw)) == {"activity_id": "a", "title": "A", "status": "active"}
+
+
+def test_shared_between_threads_counts_every_request(requests_mock: Any, make_client: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests_mock.get("https://api.test/v2/activities", [{"status_code": 503}] + [{"json": []}] * 400)
+    client = make_client()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: client.list_activities(), range(200)))
+    assert results == [[]] * 200
+    assert client.requests_sent == 201 == requests_mock.call_count
+
+
+def test_own_session_pool_is_sized_and_closed() -> None:
+    from airflow_provider_crowdtwist.client import CrowdTwistClient
+
+    from .conftest import make_config
+
+    client = CrowdTwistClient(make_config(pool_size=17))
+    adapter = client._session.get_adapter("https://api.test/")
+    assert adapter._pool_maxsize == 17
+    assert adapter.max_retries.total == 0  # only our own retries
+    closed: list[bool] = []
+    client._session.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    with client:
+        pass
+    assert closed == [True]
+
+
+def test_given_session_is_used_and_not_closed(requests_mock: Any) -> None:
+    from airflow_provider_crowdtwist.client import CrowdTwistClient
+
+    from .conftest import make_config
+
+    session = requests.Session()
+    session.headers["X-Trace"] = "t-1"
+    closed: list[bool] = []
+    session.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    requests_mock.get("https://api.test/v2/activities", json=[])
+    with CrowdTwistClient(make_config(), session=session) as client:
+        client.list_activities()
+    assert requests_mock.last_request.headers["X-Trace"] == "t-1"
+    assert closed == []  # the caller owns it

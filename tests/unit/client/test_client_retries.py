@@ -254,3 +254,11 @@ def test_transport_failures_are_described_from_their_types() -> None:
         assert failure.description == description
         assert failure.retryable is True
         assert failure.ambiguous is description.startswith("connection error")
+
+
+def test_final_429_still_pauses_the_other_workers(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get(ACTIVITIES, status_code=429, headers={"Retry-After": "40"})
+    limiter = RecordingLimiter()
+    with pytest.raises(CrowdTwistRateLimitError):
+        make_client(limiter=limiter, max_retry_wait=10.0).list_activities()
+    assert limiter.pauses == [40.0]
