@@ -125,6 +125,7 @@ class HttpProtocol(asyncio.Protocol):
         self._buffer = bytearray()
         self._busy = False
         self._closed = False
+        self._continued = False
         self._transport: asyncio.Transport | None = None
         self._peer: Any = None
 
@@ -195,7 +196,13 @@ class HttpProtocol(asyncio.Protocol):
             raise _BadRequest(413, "Request body too large")
         total = end + 4 + length
         if len(buffer) < total:
+            # curl sends "Expect: 100-continue" for bodies over 1 KiB and waits a second without it.
+            if headers.get("expect", "").lower() == "100-continue" and not self._continued:
+                self._continued = True
+                assert self._transport is not None
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return None
+        self._continued = False
         body = bytes(buffer[end + 4 : total])
         del buffer[:total]
         connection = headers.get("connection", "").lower()

@@ -89,3 +89,19 @@ def test_body_split_across_packets_is_reassembled(sandbox):
             sock.sendall(piece)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
     assert sandbox.admin.member("split@example.com") is not None
+
+
+def test_expect_100_continue_is_honoured(sandbox):
+    port = int(sandbox.base_url.rsplit(":", 1)[1])
+    body = b'{"first_name":"A","last_name":"B","email_address":"curl@example.com","postal_code":"12345"}'
+    head = (
+        b"POST /v2/users HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"X-CT-Authorization: CTApiKey sandbox-api-key\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
