@@ -86,7 +86,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port", "extra"],
+    "hidden_fields": ["schema", "port"],
     "relabeling": {
         "host": "API base URL",
         "login": "HMAC public key",
