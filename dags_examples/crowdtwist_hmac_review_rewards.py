@@ -25,9 +25,9 @@ import os
 import pendulum
 from airflow import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
+
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
-
 from airflow_provider_crowdtwist.sensors.crowdtwist import CrowdTwistApiSensor
 
 HMAC_CONN_ID = os.environ.get("CROWDTWIST_HMAC_CONN_ID", "crowdtwist_hmac")
@@ -87,7 +87,7 @@ with DAG(
         id_type="email",
         activity_id="review",
         activity_date_column="event_time",
-        state_path=f"{WORK_DIR}/state/hmac-review-ledger.sqlite",
+        ledger_path=f"{WORK_DIR}/state/hmac-review-ledger.sqlite",
         rejects_path=f"{WORK_DIR}/rejects/hmac-reviews-{{{{ ds }}}}.jsonl",
     )
     wait_for_crowdtwist >> upsert_reviewers >> credit_reviews

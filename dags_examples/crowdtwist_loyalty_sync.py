@@ -46,7 +46,6 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
 
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
-
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 from airflow_provider_crowdtwist.sensors.crowdtwist import CrowdTwistApiSensor
 
@@ -108,7 +107,7 @@ with DAG(
         id_type="email",
         field_mapping=CUSTOM_ATTRIBUTES,
         mode="upsert",
-        max_workers=8,
+        max_workers=16,
         max_failed_ratio=0.05,
         rejects_path=f"{WORK_DIR}/rejects/members-{{{{ ds }}}}.jsonl",
         # Remembers what was last sent per member: tomorrow, only members whose data changed are sent.
@@ -127,8 +126,8 @@ with DAG(
         activity_date_column="event_time",
         extra_data_columns={"event_id": "order_id", "store": "store"},
         dedupe_key_column="event_id",
-        state_path=f"{WORK_DIR}/state/credit-ledger.sqlite",
-        max_workers=8,
+        ledger_path=f"{WORK_DIR}/state/credit-ledger.sqlite",
+        max_workers=16,
         max_failed_ratio=0.02,
         rejects_path=f"{WORK_DIR}/rejects/credits-{{{{ ds }}}}.jsonl",
     )

@@ -105,12 +105,46 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def reject_reasons(path: Path) -> list[tuple[int, str]]:
+    """``(count, example message)`` per kind of problem in a rejects file, most frequent first.
+
+    A kind is the error code plus the part of the message that names the field ("row 7: first_name:
+    contains ..." -> first_name), so a thousand rows with one problem read as one line.
+    """
+    kinds: dict[tuple[str, str], list[Any]] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            message = str(record.get("message") or "")
+            body = message.split(": ", 1)[1] if message.startswith("row ") and ": " in message else message
+            key = (str(record.get("error_code") or record.get("outcome")), body.split(":", 1)[0])
+            entry = kinds.setdefault(key, [0, message])
+            entry[0] += 1
+    return sorted(((n, example) for n, example in kinds.values()), key=lambda x: -x[0])
+
+
+def format_reasons(summaries: dict[str, dict[str, Any]], width: int = 160) -> str:
+    """Per task, the kinds of rejected rows with a count and one example (local rejects files only)."""
+    out: list[str] = []
+    for task_id, s in summaries.items():
+        target = s.get("rejects_path")
+        if not target or "://" in str(target) or not Path(target).is_file():
+            continue
+        for n, example in reject_reasons(Path(target)):
+            text = example if len(example) <= width else example[: width - 3] + "..."
+            out.append(f"{task_id}: {n:>5} x {text}")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--airflow-home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", ".")))
     parser.add_argument("--dag-id", required=True)
     parser.add_argument("--run-id")
     parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    parser.add_argument("--reasons", action="store_true", help="also group the rejected rows by reason")
     args = parser.parse_args(argv)
     db = args.airflow_home / "airflow.db"
     if not db.exists():
@@ -118,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     summaries = read_summaries(db, args.dag_id, args.run_id)
     print(json.dumps(summaries, indent=2, sort_keys=True) if args.json else format_table(summaries))
+    if args.reasons and not args.json:
+        reasons = format_reasons(summaries)
+        if reasons:
+            print("\nrejected rows by reason (count x first example):")
+            print(reasons)
     return 0 if summaries else 1
 
 
