@@ -7,11 +7,13 @@ the sandbox does not (HTML pages, silence) are tiny stdlib servers on loopback.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -93,13 +95,17 @@ def test_success_with_hmac(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> Non
     assert message.startswith("Connected: ")
 
 
-def test_bad_api_key(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
-    wrong = "wrong-key-4f9d2b7c1a"
+def test_bad_api_key(monkeypatch: pytest.MonkeyPatch, sandbox: Any, caplog: pytest.LogCaptureFixture) -> None:
+    wrong = "wrong-key/4f9d+2b7c1a"  # in the query string this travels URL-encoded
     set_conn(monkeypatch, "ct_badkey", sandbox.base_url, wrong, auth_type="api_key", api_key_in="query")
-    ok, message = CrowdTwistHook("ct_badkey").test_connection()
+    with caplog.at_level(logging.DEBUG):
+        ok, message = CrowdTwistHook("ct_badkey").test_connection()
     assert not ok
     assert "Authentication failed (HTTP 401)" in message
-    assert wrong not in message
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    for spelling in (wrong, quote(wrong, safe=""), quote_plus(wrong)):
+        assert spelling not in message
+        assert spelling not in logged
 
 
 def test_wrong_hmac_timestamp_unit_is_an_auth_failure(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
