@@ -42,6 +42,16 @@ ROUTE_CREDIT = "POST /v2/users/{user_id}/activities"
 ROUTE_ACTIVITIES = "GET /v2/activities"
 ROUTE_EXTENDED = "GET /v2.1/activities/extended"
 ROUTE_UNKNOWN = "unknown"
+# The short names ``fault_routes`` uses.
+ROUTE_SHORT_NAMES = {
+    ROUTE_CREATE: "create",
+    ROUTE_GET: "get",
+    ROUTE_UPDATE: "update",
+    ROUTE_DELETE: "delete",
+    ROUTE_CREDIT: "credit",
+    ROUTE_ACTIVITIES: "activities",
+    ROUTE_EXTENDED: "extended",
+}
 
 
 def _route(method: str, segments: list[str]) -> str:
@@ -126,7 +136,7 @@ class SandboxApp:
     async def _api_inner(self, request: Request, route: str, segments: list[str]) -> Response | _Drop:
         if self.faults.latency_s:
             await asyncio.sleep(self.faults.latency_s)
-        decision = self.faults.decide()
+        decision = self.faults.decide(ROUTE_SHORT_NAMES.get(route))
         if decision.rate_limited_for:
             headers = (
                 {"Retry-After": FaultInjector.retry_after_header(decision.rate_limited_for)}
@@ -157,6 +167,8 @@ class SandboxApp:
             return Response.json(exc.status, exc.body(), exc.headers or None)
         if decision.applied_then_503:
             return self._fault_status(503)
+        if decision.applied_then_drop:
+            return DROP
         return Response.json(status, payload)
 
     @staticmethod

@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--error-status", type=int, choices=ERROR_STATUSES, default=500)
     g.add_argument("--drop-rate", type=float, default=0.0)
     g.add_argument("--applied-then-503-rate", type=float, default=0.0)
+    g.add_argument("--applied-then-drop-rate", type=float, default=0.0)
+    g.add_argument(
+        "--fault-routes",
+        type=_csv,
+        default=(),
+        help="limit drop/error/applied-then-* faults to these endpoints: create,get,update,delete,credit,"
+        "activities,extended (default all)",
+    )
     g.add_argument("--seed", type=int, default=None)
     g = p.add_argument_group("process")
     g.add_argument("--access-log", action="store_true", help="log each request to stderr (api_key redacted)")
@@ -124,6 +132,8 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         error_status=args.error_status,
         drop_rate=args.drop_rate,
         applied_then_503_rate=args.applied_then_503_rate,
+        applied_then_drop_rate=args.applied_then_drop_rate,
+        fault_routes=tuple(args.fault_routes),
         seed=args.seed,
     )
     settings = SandboxSettings(

@@ -9,7 +9,11 @@ production. Each knob here reproduces one failure mode the provider must survive
 - ``error_rate`` / ``error_status``: a fraction answered 500 or 503 *before* anything is applied;
 - ``drop_rate``: a fraction whose connection is closed without an answer, before anything is applied;
 - ``applied_then_503_rate``: a fraction that is applied and *then* answered 503 -- the ambiguous outcome
-  that makes a naive retry award points twice.
+  that makes a naive retry award points twice;
+- ``applied_then_drop_rate``: a fraction that is applied and then has its connection closed unanswered
+  (a reset or a proxy timeout after the work was done);
+- ``fault_routes``: limit drop/error/applied-then-* to some endpoints (say, only ``credit``), so a test
+  can break credits while member creation stays healthy. Latency and the rate limit apply everywhere.
 
 Decisions come from a seeded ``random.Random`` so a failing test can be replayed.
 """
@@ -24,6 +28,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 ERROR_STATUSES = (500, 502, 503, 504)
+ROUTE_NAMES = ("create", "get", "update", "delete", "credit", "activities", "extended")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class FaultSettings:
     error_status: int = 500
     drop_rate: float = 0.0
     applied_then_503_rate: float = 0.0
+    applied_then_drop_rate: float = 0.0
+    fault_routes: tuple[str, ...] = ()
     seed: int | None = None
 
     def validate(self) -> None:
@@ -55,7 +62,9 @@ class FaultSettings:
             raise ValueError(f"rate_limit_burst must be an integer >= 1, got {self.rate_limit_burst!r}")
         if not isinstance(self.retry_after, bool):
             raise ValueError(f"retry_after must be true or false, got {self.retry_after!r}")
-        for name in ("error_rate", "drop_rate", "applied_then_503_rate"):
+        if not isinstance(self.fault_routes, tuple) or any(r not in ROUTE_NAMES for r in self.fault_routes):
+            raise ValueError(f"fault_routes must be names from {ROUTE_NAMES}, got {self.fault_routes!r}")
+        for name in ("error_rate", "drop_rate", "applied_then_503_rate", "applied_then_drop_rate"):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a fraction between 0 and 1, got {value!r}")
@@ -72,7 +81,11 @@ class FaultSettings:
             raise ValueError(
                 f"unknown fault setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        new = replace(self, **dict(changes))
+        changes = dict(changes)
+        if isinstance(changes.get("fault_routes"), (list, str)):
+            routes = changes["fault_routes"]
+            changes["fault_routes"] = tuple(routes.split(",") if isinstance(routes, str) else routes)
+        new = replace(self, **changes)
         new.validate()
         return new
 
@@ -123,6 +136,7 @@ class FaultDecision:
     drop: bool = False
     error_status: int | None = None
     applied_then_503: bool = False
+    applied_then_drop: bool = False
 
 
 class FaultInjector:
@@ -173,7 +187,8 @@ class FaultInjector:
     def latency_s(self) -> float:
         return self.settings.latency_ms / 1000.0
 
-    def decide(self) -> FaultDecision:
+    def decide(self, route: str | None = None) -> FaultDecision:
+        """The fate of one request to ``route`` (a name from ``ROUTE_NAMES``, None when unknown)."""
         s = self.settings
         decision = FaultDecision()
         if self.bucket is not None:
@@ -181,6 +196,8 @@ class FaultInjector:
             if wait > 0:
                 decision.rate_limited_for = wait
                 return decision
+        if s.fault_routes and route not in s.fault_routes:
+            return decision
         if s.drop_rate and self.rng.random() < s.drop_rate:
             decision.drop = True
             return decision
@@ -189,6 +206,8 @@ class FaultInjector:
             return decision
         if s.applied_then_503_rate and self.rng.random() < s.applied_then_503_rate:
             decision.applied_then_503 = True
+        elif s.applied_then_drop_rate and self.rng.random() < s.applied_then_drop_rate:
+            decision.applied_then_drop = True
         return decision
 
     @staticmethod

@@ -117,6 +117,8 @@ class SandboxSettings:
         for key in ("auth_modes", "custom_attributes", "activities"):
             if key in mine:
                 mine[key] = tuple(mine[key])
+        if "fault_routes" in faults:
+            faults["fault_routes"] = tuple(faults["fault_routes"])
         new = replace(self, **mine)
         if faults:
             new = replace(new, faults=replace(new.faults, **faults))

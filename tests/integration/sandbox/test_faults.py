@@ -200,3 +200,35 @@ def test_bad_fault_settings_are_refused_naming_the_field(sandbox, changes, fragm
         sandbox.admin.set_faults(**changes)
     assert fragment in str(caught.value)
     assert sandbox.admin.faults()["error_rate"] == 0.0
+
+
+def test_applied_then_drop_is_applied_and_unanswered(sandbox, client_for):
+    client = client_for(sandbox)
+    client.create_user(member("reset@example.com"))
+    sandbox.admin.set_faults(applied_then_drop_rate=1.0)
+    result = client.credit_activity("reset@example.com", "signup")
+    assert result == {"awarded": True, "already_processed": True}  # the resend met the duplicate check
+    assert [c["points"] for c in sandbox.admin.credits()] == [50]
+    assert sandbox.admin.stats()["by_status"]["dropped"] == 1
+
+
+def test_fault_routes_limit_faults_to_some_endpoints(sandbox, client_for):
+    sandbox.admin.set_faults(error_rate=1.0, fault_routes=["credit"])
+    client = client_for(sandbox, max_retries=1)
+    client.create_user(member("route@example.com"))  # healthy
+    assert client.get_user("route@example.com")
+    with pytest.raises(CrowdTwistServerError):
+        client.credit_activity("route@example.com", "purchase")
+    assert sandbox.admin.faults()["fault_routes"] == ["credit"]
+    with pytest.raises(SandboxAdminError, match="fault_routes must be names from"):
+        sandbox.admin.set_faults(fault_routes=["credits"])
+
+
+def test_fault_flags_reach_a_child_process(client_for):
+    from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
+
+    with SandboxProcess(applied_then_503_rate=1.0, fault_routes=("create",), seed=5) as child:
+        answer = raw(child, "POST", "/v2/users", json=member("child@example.com"), headers=API_KEY_HEADER)
+        assert answer.status_code == 503
+        assert raw(child, "GET", "/v2/users/child%40example.com?id_type=email", headers=API_KEY_HEADER).ok
+        assert child.admin.faults()["seed"] == 5
