@@ -108,6 +108,9 @@ class CreditSyncConfig:
     dry_run: bool = False
     run_id: str | None = None
     progress_interval: float = 10.0
+    #: With an object-storage ledger: credits whose intents are uploaded together before they are sent
+    #: (the most a killed worker can leave 'unknown'; each batch costs one upload of the ledger file).
+    remote_ledger_batch: int = 1000
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field; called before anything is read or sent."""
@@ -118,6 +121,9 @@ class CreditSyncConfig:
         ):
             raise ValueError(f"max_workers must be a positive integer, got {self.max_workers!r}")
         validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
+        batch = self.remote_ledger_batch
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"remote_ledger_batch must be a positive integer, got {batch!r}")
         for name in (
             "validate_activities",
             "resend_unknown",
@@ -257,7 +263,15 @@ class _CreditRun:
         if result.is_problem:
             self.rejects.write(result)
             if self.problems_logged < _MAX_LOGGED_PROBLEMS:
-                self.log.warning("%s %s: %s", result.outcome, result.code or "", result.message)
+                key = result.extra.get("dedupe_key")
+                self.log.warning(
+                    "%s: row %d%s [%s] %s",
+                    result.outcome,
+                    result.row_number,
+                    f" (dedupe key {key})" if key else "",
+                    result.code or "",
+                    result.message,
+                )
             elif self.problems_logged == _MAX_LOGGED_PROBLEMS:
                 self.log.warning("More rejected/failed/unknown credits are not logged; see the rejects file.")
             self.problems_logged += 1
@@ -283,7 +297,7 @@ class _CreditRun:
         if self.stop.is_set():
             if self.ledger.is_remote:  # its chunk intent was recorded, but it is not sent after all
                 self.ledger.discard_pending([req.dedupe_key])
-            return _Sent(Outcome.FAILED, f"not sent: the sync was aborted ({self.abort_reason})", "aborted")
+            return _Sent(Outcome.FAILED, f"not sent: the sync was aborted ({self.abort_reason})", "not_sent")
         if not self.ledger.is_remote:
             accepted = self.ledger.mark_pending([_intent(req)], resend_unknown=self.config.resend_unknown)
             if req.dedupe_key not in accepted:
@@ -387,19 +401,39 @@ class _CreditRun:
             for req in to_send:
                 self.finish_request(req, Outcome.CREDITED, "dry run: not sent")
             return
-        if self.ledger.is_remote and to_send:
+        if not self.ledger.is_remote:
+            self._send_batch(to_send)
+            return
+        # A remote copy cannot be uploaded per key: intents go up per batch, before the batch is sent,
+        # so a killed worker leaves at most one batch 'unknown'.
+        size = self.config.remote_ledger_batch
+        for start in range(0, len(to_send), size):
+            batch = to_send[start : start + size]
+            if self.stop.is_set():
+                self._not_sent(batch)
+                continue
             accepted = self.ledger.mark_pending(
-                (_intent(r) for r in to_send), resend_unknown=self.config.resend_unknown
+                (_intent(r) for r in batch), resend_unknown=self.config.resend_unknown
             )
             try:
                 self.ledger.sync()
             except LedgerError:
                 self.ledger.discard_pending(accepted)
+                self._not_sent(batch, "the ledger could not be uploaded")
                 raise
-            refused = [r for r in to_send if r.dedupe_key not in accepted]
-            for req in refused:
-                self.finish_request(req, Outcome.SKIPPED, "already in the ledger (written by another run)")
-            to_send = [r for r in to_send if r.dedupe_key in accepted]
+            for req in batch:
+                if req.dedupe_key not in accepted:
+                    self.finish_request(
+                        req, Outcome.SKIPPED, "already in the ledger (written by another run)"
+                    )
+            self._send_batch([r for r in batch if r.dedupe_key in accepted])
+
+    def _not_sent(self, batch: Sequence[CreditRequest], reason: str | None = None) -> None:
+        why = reason or f"the sync was aborted ({self.abort_reason})"
+        for req in batch:
+            self.finish_request(req, Outcome.FAILED, f"not sent: {why}", code="not_sent")
+
+    def _send_batch(self, to_send: list[CreditRequest]) -> None:
         pending = iter(to_send)
         for req, result in send_all(
             pending,
@@ -428,10 +462,7 @@ class _CreditRun:
         unsent = list(pending)  # left in the iterator after an abort: never sent
         if unsent and self.ledger.is_remote:
             self.ledger.discard_pending(r.dedupe_key for r in unsent)
-        for req in unsent:
-            self.finish_request(
-                req, Outcome.FAILED, f"not sent: the sync was aborted ({self.abort_reason})", code="aborted"
-            )
+        self._not_sent(unsent)
 
 
 def _intent(req: CreditRequest) -> CreditIntent:

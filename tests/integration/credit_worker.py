@@ -1,6 +1,7 @@
 """A credit sync in its own process, for the test that kills the worker with SIGKILL mid-run.
 
-Usage: ``python credit_worker.py BASE_URL API_KEY ROWS_JSONL LEDGER [--remote] [--chunksize N]``
+Usage: ``python credit_worker.py BASE_URL API_KEY ROWS_JSONL LEDGER [--remote] [--chunksize N]
+[--remote-batch N]``
 
 ``--remote`` treats LEDGER as an object-storage file (reached only through ``.open()``), so the
 remote code path (chunk intents uploaded before sending) is what gets killed.
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remote", action="store_true")
     parser.add_argument("--chunksize", type=int, default=250)
     parser.add_argument("--run-id", default="worker")
+    parser.add_argument("--remote-batch", type=int, default=1000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = ClientConfig(base_url=args.base_url, api_key=args.api_key, backoff_base=0.01, backoff_max=0.05)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = sync_credits(
             client,
             iter_chunks(args.rows, args.chunksize),
-            CreditSyncConfig(**WORKER_CONFIG, run_id=args.run_id),
+            CreditSyncConfig(**WORKER_CONFIG, run_id=args.run_id, remote_ledger_batch=args.remote_batch),
             ledger,
         )
     print(summary.to_dict(), flush=True)

@@ -44,7 +44,8 @@ def test_sigkill_mid_run_then_rerun_credits_each_key_at_most_once(
     rows_path = tmp_path / "rows.jsonl"
     rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ledger_path = tmp_path / "ledger.sqlite"
-    chunksize = 250
+    chunksize = 500
+    remote_batch = 100
     sandbox.admin.set_faults(latency_ms=50)
 
     command = [
@@ -55,7 +56,8 @@ def test_sigkill_mid_run_then_rerun_credits_each_key_at_most_once(
         str(rows_path),
         str(ledger_path),
     ]
-    command += ["--chunksize", str(chunksize), "--run-id", "killed"] + (["--remote"] if remote else [])
+    command += ["--chunksize", str(chunksize), "--run-id", "killed"]
+    command += ["--remote", "--remote-batch", str(remote_batch)] if remote else []
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
     worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
@@ -107,8 +109,8 @@ def test_sigkill_mid_run_then_rerun_credits_each_key_at_most_once(
     unknown_keys = {k for k, s in states.items() if s == "unknown"}
     assert set(summary.unknown_keys) <= unknown_keys
     # The killed run loses at most the credits in flight: one per worker thread with a local ledger
-    # (intents per key), at most a chunk with a remote one (intents uploaded per chunk).
-    limit = chunksize if remote else WORKER_CONFIG["max_workers"]
+    # (intents per key), at most a batch with a remote one (intents uploaded per batch).
+    limit = remote_batch if remote else WORKER_CONFIG["max_workers"]
     assert recovered <= limit
     # Keys the killed run had already confirmed were skipped, not resent.
     assert summary.count("skipped") == sum(applied_before_rerun.values()) - sum(
