@@ -76,6 +76,9 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
         look). The summary is pushed to XCom (key ``summary``) first.
     :param validate_activities: fetch the program's active activities once at start and reject rows
         naming another one (default True).
+    :param remote_ledger_batch: with an object-storage ledger, how many credits have their intents
+        uploaded together before they are sent (default 1,000): the most a killed worker can leave
+        ``unknown``, at the cost of one upload of the ledger file per batch.
     :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
     :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
@@ -125,6 +128,7 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
         resend_unknown: bool = False,
         fail_on_unknown: bool = True,
         validate_activities: bool = True,
+        remote_ledger_batch: int = 1000,
         max_workers: int = 16,
         requests_per_minute: int | None = None,
         max_failed_rows: int | None = None,
@@ -156,6 +160,7 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
         self.resend_unknown = resend_unknown
         self.fail_on_unknown = fail_on_unknown
         self.validate_activities = validate_activities
+        self.remote_ledger_batch = remote_ledger_batch
         self.max_workers = max_workers
         self.requests_per_minute = requests_per_minute
         self.max_failed_rows = max_failed_rows
@@ -220,6 +225,7 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
             extra_data_columns=self.extra_data_columns,
             dedupe_key_column=self.dedupe_key_column,
             validate_activities=self.validate_activities,
+            remote_ledger_batch=self.remote_ledger_batch,
             resend_unknown=self.resend_unknown,
             allow_duplicates=self.allow_duplicates,
             max_workers=self.max_workers,
