@@ -13,6 +13,29 @@ import urllib.request
 from typing import Any
 
 
+class SandboxAddresses:
+    """``base_url``, ``admin_url`` and ``admin`` of a running sandbox, from its ``port``.
+
+    Shared by ``SandboxServer`` and ``SandboxProcess`` so that tests treat both the same way.
+    """
+
+    port: int | None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.base_url}/_admin"
+
+    @property
+    def admin(self) -> SandboxAdmin:
+        return SandboxAdmin(self.admin_url)
+
+
 class SandboxAdminError(RuntimeError):
     """An admin call was refused (for instance an unknown fault setting)."""
 

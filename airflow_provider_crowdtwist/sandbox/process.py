@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from airflow_provider_crowdtwist.sandbox.admin import SandboxAdmin
+from airflow_provider_crowdtwist.sandbox.admin import SandboxAddresses
 from airflow_provider_crowdtwist.sandbox.cli import READY_PREFIX, SECRET_ENV
 from airflow_provider_crowdtwist.sandbox.settings import (
     DEFAULT_API_KEY,
@@ -44,7 +44,7 @@ def options_to_args(options: dict[str, Any]) -> list[str]:
     return args
 
 
-class SandboxProcess:
+class SandboxProcess(SandboxAddresses):
     """``with SandboxProcess(latency_ms=200) as sb: ... sb.base_url ...``; options are CLI flags by name."""
 
     def __init__(
@@ -170,20 +170,6 @@ class SandboxProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("SandboxProcess is not started")
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"{self.base_url}/_admin"
-
-    @property
-    def admin(self) -> SandboxAdmin:
-        return SandboxAdmin(self.admin_url)
 
     def reset(self) -> None:
         self.admin.reset()

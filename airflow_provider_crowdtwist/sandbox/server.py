@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from airflow_provider_crowdtwist.sandbox.admin import SandboxAdmin
+from airflow_provider_crowdtwist.sandbox.admin import SandboxAddresses
 from airflow_provider_crowdtwist.sandbox.app import SandboxApp
 from airflow_provider_crowdtwist.sandbox.http import HttpServer
 from airflow_provider_crowdtwist.sandbox.settings import SandboxSettings
@@ -22,7 +22,7 @@ from airflow_provider_crowdtwist.sandbox.state import SandboxState
 HOST = "127.0.0.1"
 
 
-class SandboxServer:
+class SandboxServer(SandboxAddresses):
     """A running sandbox: ``with SandboxServer() as sb: ... sb.base_url ...``.
 
     ``overrides`` are settings or fault knobs by name (``SandboxServer(timestamp_unit="ms",
@@ -116,20 +116,6 @@ class SandboxServer:
         return self._thread is not None and self._thread.is_alive()
 
     # ---- addresses and credentials -------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("SandboxServer is not started")
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"{self.base_url}/_admin"
-
-    @property
-    def admin(self) -> SandboxAdmin:
-        return SandboxAdmin(self.admin_url)
 
     @property
     def api_key(self) -> str:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def _exchange(sandbox, payload: bytes) -> bytes:
-    port = int(sandbox.base_url.rsplit(":", 1)[1])
+    port = sandbox.port
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(payload)
         chunks = []
@@ -29,7 +29,7 @@ def test_keep_alive_reuses_one_connection(sandbox):
     with requests.Session() as session:
         for _ in range(5):
             assert session.get(sandbox.base_url + "/v2/activities", headers=API_KEY_HEADER, timeout=5).ok
-    port = int(sandbox.base_url.rsplit(":", 1)[1])
+    port = sandbox.port
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         request = (
             b"GET /v2/activities HTTP/1.1\r\nHost: x\r\nX-CT-Authorization: CTApiKey sandbox-api-key\r\n\r\n"
@@ -74,16 +74,21 @@ def test_unknown_endpoint_is_page_not_found(sandbox):
     assert patch.status_code == 404
 
 
-def test_body_split_across_packets_is_reassembled(sandbox):
-    port = int(sandbox.base_url.rsplit(":", 1)[1])
-    body = b'{"first_name":"A","last_name":"B","email_address":"split@example.com","postal_code":"12345"}'
+def _create_request(email: str, extra_headers: bytes = b"") -> tuple[bytes, bytes]:
+    """The head and body of a raw ``POST /v2/users`` for ``email``."""
+    body = b'{"first_name":"A","last_name":"B","email_address":"%s","postal_code":"12345"}' % email.encode()
     head = (
         b"POST /v2/users HTTP/1.1\r\nContent-Type: application/json\r\n"
-        b"X-CT-Authorization: CTApiKey sandbox-api-key\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
+        + extra_headers
+        + b"X-CT-Authorization: "
+        b"CTApiKey sandbox-api-key\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    return head, body
+
+
+def test_body_split_across_packets_is_reassembled(sandbox):
+    head, body = _create_request("split@example.com")
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for piece in (head[:10], head[10:], body[:7], body[7:]):
             sock.sendall(piece)
@@ -92,16 +97,10 @@ def test_body_split_across_packets_is_reassembled(sandbox):
 
 
 def test_expect_100_continue_is_honoured(sandbox):
-    port = int(sandbox.base_url.rsplit(":", 1)[1])
-    body = b'{"first_name":"A","last_name":"B","email_address":"curl@example.com","postal_code":"12345"}'
-    head = (
-        b"POST /v2/users HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
-        b"X-CT-Authorization: CTApiKey sandbox-api-key\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    head, body = _create_request("curl@example.com", b"Expect: 100-continue\r\n")
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as sock:
         sock.sendall(head)
         assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    assert sandbox.admin.member("curl@example.com") is not None
