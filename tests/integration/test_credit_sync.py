@@ -138,15 +138,23 @@ def test_credits_once_and_rerun_sends_zero_credit_requests(
 def test_5000_credits_with_faults_each_key_exactly_once(
     sandbox: Any, client_for: Any, emails: list[str], tmp_path: pathlib.Path
 ) -> None:
-    """503s, dropped connections and 'applied then 503' never credit a key twice or lose one."""
+    """503s, dropped connections, 'applied then 503' and 'applied then dropped' never credit a key
+    twice or lose one."""
     client = client_for(sandbox)
     sandbox.admin.set_faults(
-        error_rate=0.05, error_status=503, drop_rate=0.03, applied_then_503_rate=0.05, seed=20261123
+        error_rate=0.05,
+        error_status=503,
+        drop_rate=0.03,
+        applied_then_503_rate=0.05,
+        applied_then_drop_rate=0.03,
+        seed=20261123,
     )
     rows = credit_rows(5000, emails)
     ledger_path = tmp_path / "ledger.sqlite"
     summary = run_sync(client, rows, config(), ledger_path, chunksize=1000)
-    sandbox.admin.set_faults(error_rate=0.0, drop_rate=0.0, applied_then_503_rate=0.0)
+    sandbox.admin.set_faults(
+        error_rate=0.0, drop_rate=0.0, applied_then_503_rate=0.0, applied_then_drop_rate=0.0
+    )
     assert summary.is_consistent()
     assert summary.rows_read == 5000
     assert summary.count("credited") + summary.count("unknown") == 5000
