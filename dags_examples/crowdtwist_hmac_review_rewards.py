@@ -42,7 +42,7 @@ REVIEWERS_SQL = f"""
 SELECT user_id, first_name, last_name, postal_code, country_code, city_name
 FROM members
 WHERE user_id IN (SELECT user_email FROM events WHERE activity_id = 'review' AND {INTERVAL})
-ORDER BY user_id
+ORDER BY updated_at, user_id
 """
 REVIEWS_SQL = f"""
 SELECT event_id, user_email, event_time

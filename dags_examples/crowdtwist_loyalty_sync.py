@@ -56,12 +56,13 @@ WORK_DIR = os.environ.get("CROWDTWIST_DEMO_DIR", "/tmp/crowdtwist-demo")
 ACTIVITIES = ["purchase", "signup", "review", "birthday"]
 
 # Columns named like CrowdTwist attributes (first_name, postal_code, ...) are sent as they are; the
-# program's custom attributes are mapped explicitly.
+# program's custom attributes are mapped explicitly. A member listed twice is sent once, with the row
+# that comes last: ordering by updated_at makes that the most recent one on every database.
 MEMBERS_SQL = """
 SELECT user_id, first_name, last_name, postal_code, country_code, city_name, date_of_birth,
        receive_email_updates, favorite_store, loyalty_segment, preferred_channel, lifetime_value
 FROM members
-ORDER BY user_id
+ORDER BY updated_at, user_id
 """
 CUSTOM_ATTRIBUTES = {
     "favorite_store": "custom_data.favorite_store",

@@ -100,7 +100,7 @@ def _member(rng: random.Random, index: int, end: dt.datetime) -> dict[str, Any]:
         "loyalty_segment": rng.choice(SEGMENTS),
         "preferred_channel": rng.choice(CHANNELS),
         "lifetime_value": round(rng.uniform(0, 5000), 2),
-        "updated_at": (end - dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 30))).strftime(
+        "updated_at": (end - dt.timedelta(minutes=rng.randrange(1, 60 * 24 * 30))).strftime(
             "%Y-%m-%d %H:%M:%S"
         ),
     }
@@ -121,8 +121,11 @@ def generate_members(count: int, *, seed: int = 42, end: dt.datetime | None = No
     rows = [_member(rng, i, end) for i in range(count)]
     if count >= 10:
         # A warehouse that lists a member twice (say, after an address change): same user_id.
+        # The later row (by updated_at) is the current one: a query ordered by updated_at puts it last,
+        # and a sync resolves duplicates last-wins.
         twin = dict(rows[3])
         twin["city_name"], twin["postal_code"], twin["country_code"] = None, "10001", "US"
+        twin["updated_at"] = end.strftime("%Y-%m-%d %H:%M:%S")
         rows.append(twin)
     return rows
 

@@ -108,14 +108,18 @@ def test_example_dags_load_without_import_errors(airflow_env: AirflowEnv) -> Non
             from airflow.dag_processing.dagbag import DagBag
         except ImportError:
             from airflow.models.dagbag import DagBag
-        bag = DagBag(dag_folder={str(DAGS_DIR)!r}, include_examples=False)
+        bag = DagBag(dag_folder={str(DAGS_DIR)!r})  # no examples: AIRFLOW__CORE__LOAD_EXAMPLES=False
         out = {{
             "errors": {{str(k): str(v) for k, v in bag.import_errors.items()}},
             "dags": {{
                 dag_id: {{
                     "tasks": sorted(t.task_id for t in dag.tasks),
                     "catchup": dag.catchup,
-                    "schedule": str(getattr(dag, "timetable", None).summary),
+                    "schedule": str(
+                        getattr(dag.timetable, "summary", None)
+                        or getattr(dag.timetable, "_expression", None)
+                        or getattr(dag, "schedule", None)
+                    ),
                     "edges": sorted(
                         [t.task_id, d] for t in dag.tasks for d in sorted(t.downstream_task_ids)
                     ),
