@@ -24,7 +24,7 @@ from airflow_provider_crowdtwist.sync.credit_sync import (
     credit_threshold_violation,
     sync_credits,
 )
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 
@@ -424,3 +424,38 @@ def test_default_dedupe_key_and_dry_run(
         again = sync_credits(client, iter_chunks(str(csv), 15), cfg, ledger)
     assert again.counts["skipped"] == 40
     assert len(sandbox.admin.credits()) == 40
+
+
+class FailingRemote(DirRemote):
+    """Uploads work ``ok_uploads`` times, then object storage refuses them."""
+
+    def __init__(self, target: pathlib.Path, ok_uploads: int) -> None:
+        super().__init__(target)
+        self.ok_uploads = ok_uploads
+
+    def open(self, mode: str = "rb") -> Any:
+        if "w" in mode and self.uploads >= self.ok_uploads:
+            raise PermissionError("AccessDenied")
+        return super().open(mode)
+
+
+def test_remote_ledger_upload_failure_stops_before_sending(
+    sandbox: Any, client_for: Any, emails: list[str], tmp_path: pathlib.Path
+) -> None:
+    """No credit goes out whose intent is not durable in object storage."""
+    client = client_for(sandbox)
+    remote = FailingRemote(tmp_path / "remote.sqlite", ok_uploads=3)  # open, batch 1 intents, after chunk 1
+    rows = credit_rows(200, emails)
+    with pytest.raises(LedgerError, match="cannot upload the credit ledger"):
+        run_sync(client, rows, config(), remote, chunksize=100)
+    applied = applied_per_key(sandbox)
+    assert len(applied) == 100  # the first chunk only: the second chunk's intents could not be uploaded
+    remote.ok_uploads = 10**6
+    with CreditLedger.open(remote) as ledger:
+        counts = ledger.counts()
+    # The last good upload knows the first chunk as credited; nothing was left pending.
+    assert counts == {"pending": 0, "credited": 100, "unknown": 0, "failed": 0}
+    again = run_sync(client, rows, config(run_id="after-outage"), remote, chunksize=100)
+    assert again.counts["skipped"] == 100
+    assert again.counts["credited"] == 100
+    assert set(applied_per_key(sandbox).values()) == {1}

@@ -254,3 +254,14 @@ def test_allow_duplicates_runs_without_ledger(conn: Any, members: list[str]) -> 
     result = operator(rows=rows_for(members, 6), allow_duplicates=True).execute(context())
     assert result["counts"]["credited"] == 6
     assert result["ledger_path"] is None
+
+
+def test_ledger_in_use_by_another_run_is_a_retryable_failure(
+    conn: Any, members: list[str], tmp_path: pathlib.Path
+) -> None:
+    ledger_path = tmp_path / "ledger.sqlite"
+    with CreditLedger.open(ledger_path, run_id="other-run"):
+        with pytest.raises(AirflowException, match="in use by another running sync") as info:
+            operator(rows=rows_for(members), ledger_path=str(ledger_path)).execute(context())
+        assert not isinstance(info.value, AirflowFailException)
+    assert credit_requests(conn) == 0
