@@ -311,26 +311,8 @@ class _CreditRun:
                 activity_date=req.activity_date,
                 extra_data=req.extra_data,
             )
-        except CrowdTwistNotFoundError as exc:
-            sent = _Sent(
-                Outcome.REJECTED, f"member not found ({exc.message})", exc.code or "not_found", exc.status
-            )
-            state = FAILED
-        except (CrowdTwistForbiddenError, CrowdTwistValidationError) as exc:
-            # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
-            sent = _Sent(Outcome.REJECTED, str(exc), exc.code or type(exc).__name__, exc.status)
-            state = FAILED
-        except CrowdTwistAuthError as exc:
-            # Credentials are wrong: every further request would fail the same way.
-            sent = _Sent(Outcome.FAILED, str(exc), exc.code or "unauthorized", exc.status, abort=str(exc))
-            state = FAILED
         except CrowdTwistError as exc:
-            if exc.ambiguous:
-                sent = _Sent(Outcome.UNKNOWN, f"unresolved: {exc}", exc.code or "ambiguous", exc.status)
-                state = UNKNOWN
-            else:
-                sent = _Sent(Outcome.FAILED, str(exc), exc.code or type(exc).__name__, exc.status)
-                state = FAILED
+            sent, state = self._classify(exc)
         except Exception as exc:  # a bug or an unexpected library error: the request may have gone out
             sent = _Sent(Outcome.UNKNOWN, f"unresolved: unexpected {type(exc).__name__}", "unexpected_error")
             state = UNKNOWN
@@ -353,6 +335,32 @@ class _CreditRun:
             state = CREDITED
         self.ledger.record(req.dedupe_key, state, sent.message)
         return sent
+
+    @staticmethod
+    def _classify(exc: CrowdTwistError) -> tuple[_Sent, str]:
+        """A client error -> the row's outcome and the key's ledger state.
+
+        ``ambiguous`` comes first: the client sets it when *any* attempt may have been applied, so
+        even a final 400 or 404 after an earlier dropped attempt is ``unknown``, never retried later.
+        """
+        abort = str(exc) if isinstance(exc, CrowdTwistAuthError) else None
+        if exc.ambiguous:
+            return _Sent(
+                Outcome.UNKNOWN, f"unresolved: {exc}", exc.code or "ambiguous", exc.status, abort=abort
+            ), UNKNOWN
+        if isinstance(exc, CrowdTwistNotFoundError):
+            return _Sent(
+                Outcome.REJECTED, f"member not found ({exc.message})", exc.code or "not_found", exc.status
+            ), FAILED
+        if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
+            # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
+            return _Sent(Outcome.REJECTED, str(exc), exc.code or type(exc).__name__, exc.status), FAILED
+        if abort is not None:
+            # Credentials are wrong: every further request would fail the same way.
+            return _Sent(
+                Outcome.FAILED, str(exc), exc.code or "unauthorized", exc.status, abort=abort
+            ), FAILED
+        return _Sent(Outcome.FAILED, str(exc), exc.code or type(exc).__name__, exc.status), FAILED
 
     # ------------------------------------------------------------------ one chunk (calling thread)
 

@@ -459,3 +459,29 @@ def test_remote_ledger_upload_failure_stops_before_sending(
     assert again.counts["skipped"] == 100
     assert again.counts["credited"] == 100
     assert set(applied_per_key(sandbox).values()) == {1}
+
+
+def test_a_4xx_after_an_ambiguous_attempt_stays_unknown(
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+) -> None:
+    """A dropped first attempt then a 404 on the resend: the key must not become retryable."""
+    client = client_for(sandbox, max_retries=3)
+    rows = [
+        {
+            "email": f"ghost{i}@example.com",
+            "order_id": f"g{i}",
+            "activity": "purchase",
+            "points": 1,
+            "ordered_at": None,
+        }
+        for i in range(40)
+    ]
+    sandbox.admin.set_faults(drop_rate=0.5, fault_routes=["credit"], seed=7)
+    summary = run_sync(client, rows, config(), tmp_path / "l.sqlite")
+    sandbox.admin.set_faults(drop_rate=0.0, fault_routes=[])
+    assert summary.is_consistent()
+    assert summary.counts["unknown"] > 0  # some rows had a dropped attempt before their 404
+    assert summary.counts["rejected"] + summary.counts["unknown"] == 40
+    with CreditLedger.open(tmp_path / "l.sqlite") as ledger:
+        assert ledger.counts()["unknown"] == summary.counts["unknown"]
+        assert ledger.counts()["failed"] == summary.counts["rejected"]
