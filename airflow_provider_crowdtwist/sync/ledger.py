@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS credits (
 CREATE INDEX IF NOT EXISTS credits_state ON credits (state);
 """
 
+_COLUMNS = ("dedupe_key", "state", "user_id", "activity_id", "num_points", "run_id", "updated_at", "message")
+
 _log = logging.getLogger(__name__)
 
 
@@ -201,9 +203,17 @@ class CreditLedger:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(credits)")}
+            missing = sorted(set(_COLUMNS) - columns)
+            if missing:
+                raise sqlite3.DatabaseError(
+                    f"it has a 'credits' table without the column(s) {', '.join(missing)}: not a credit ledger"
+                )
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_keys (dedupe_key TEXT PRIMARY KEY)")
         except sqlite3.DatabaseError as exc:
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._release_file_lock()
             raise LedgerError(f"cannot open the credit ledger {self.location}: {exc}") from exc
         if recover:

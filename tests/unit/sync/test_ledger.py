@@ -263,3 +263,13 @@ def test_remote_upload_failure_is_a_ledger_error(tmp_path: pathlib.Path) -> None
     remote = FakeRemote(tmp_path / "remote.sqlite", fail_writes=True)
     with pytest.raises(LedgerError, match="cannot upload the credit ledger"):
         CreditLedger.open(remote)
+
+
+def test_foreign_sqlite_file_is_not_taken_for_a_ledger(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "member-state.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE credits (id INTEGER PRIMARY KEY, amount REAL)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match=r"without the column\(s\) .*dedupe_key.*not a credit ledger"):
+        CreditLedger.open(path)
