@@ -87,8 +87,8 @@ CREATE TABLE IF NOT EXISTS credits (
     updated_at  TEXT NOT NULL,
     message     TEXT
 );
-CREATE INDEX IF NOT EXISTS credits_state ON credits (state);
 """
+_INDEX = "CREATE INDEX IF NOT EXISTS credits_state ON credits (state)"
 
 _COLUMNS = ("dedupe_key", "state", "user_id", "activity_id", "num_points", "run_id", "updated_at", "message")
 
@@ -207,8 +207,9 @@ class CreditLedger:
             missing = sorted(set(_COLUMNS) - columns)
             if missing:
                 raise sqlite3.DatabaseError(
-                    f"it has a 'credits' table without the column(s) {', '.join(missing)}: not a credit ledger"
+                    f"its 'credits' table lacks the column(s) {', '.join(missing)}: not a credit ledger"
                 )
+            self._conn.execute(_INDEX)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_keys (dedupe_key TEXT PRIMARY KEY)")
         except sqlite3.DatabaseError as exc:

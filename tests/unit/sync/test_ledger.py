@@ -271,5 +271,5 @@ def test_foreign_sqlite_file_is_not_taken_for_a_ledger(tmp_path: pathlib.Path) -
     conn.execute("CREATE TABLE credits (id INTEGER PRIMARY KEY, amount REAL)")
     conn.commit()
     conn.close()
-    with pytest.raises(LedgerError, match=r"without the column\(s\) .*dedupe_key.*not a credit ledger"):
+    with pytest.raises(LedgerError, match=r"lacks the column\(s\) .*dedupe_key.*not a credit ledger"):
         CreditLedger.open(path)
