@@ -12,6 +12,7 @@ once on :meth:`RejectsWriter.close`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,6 +46,18 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [mask_secrets(v) for v in value]
     return value
+
+
+def make_parent(target: Any) -> None:
+    """Create the parent "directory" of a path-like target where the store has directories.
+
+    Local file systems need it; object stores (s3, gs) have no directories and may refuse: ignored.
+    """
+    parent = getattr(target, "parent", None)
+    if parent is None or not hasattr(parent, "mkdir"):
+        return
+    with contextlib.suppress(Exception):
+        parent.mkdir(parents=True, exist_ok=True)
 
 
 def _is_local(target: Any) -> bool:
@@ -111,6 +124,7 @@ class RejectsWriter:
         self._handle.close()
         if self._tmp_path is not None:
             try:
+                make_parent(self.target)
                 with open(self._tmp_path, "rb") as src, self.target.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
             finally:

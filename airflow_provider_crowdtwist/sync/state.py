@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
 
+from airflow_provider_crowdtwist.sync.rejects import make_parent
+
 
 def payload_hash(payload_json: str) -> str:
     """Stable hash of a payload's canonical JSON (the spool stores payloads with sorted keys)."""
@@ -100,6 +102,7 @@ class SyncState:
             self._db.close()
         if self._remote and self._tmp_dir is not None:
             try:
+                make_parent(self.target)
                 with open(self.path, "rb") as src, self.target.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
             finally:
