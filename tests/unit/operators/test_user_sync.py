@@ -241,3 +241,31 @@ def test_object_storage_paths_for_source_and_rejects(conn, tmp_path):
     assert result["rejects_path"] == str(rejects)
     text = (tmp_path / "out" / "rejects.jsonl").read_text()
     assert '"row_number": 4' in text and "ObjSt0re-Secret" not in text
+
+
+# ---- source argument helpers (operators/_source.py) -------------------------------------------------
+
+
+def test_parse_rows_accepts_json_and_rendered_python_literals():
+    from airflow_provider_crowdtwist.operators._source import parse_rows
+
+    assert parse_rows('[{"user_id": "a@b.co"}]') == [{"user_id": "a@b.co"}]
+    assert parse_rows("[{'user_id': 'a@b.co', 'vip': True, 'n': None}]") == [
+        {"user_id": "a@b.co", "vip": True, "n": None}
+    ]
+    assert parse_rows("") == []
+    assert parse_rows(x for x in [{"a": 1}]) == [{"a": 1}]
+    with pytest.raises(ValueError, match="JSON or a Python literal"):
+        parse_rows("__import__('os').system('echo no')")
+    with pytest.raises(ValueError, match="expected a DataFrame"):
+        parse_rows(42)
+
+
+def test_resolve_path_keeps_local_paths_and_strips_file_scheme(tmp_path):
+    from airflow_provider_crowdtwist.operators._source import resolve_path
+
+    assert resolve_path("/data/m.csv") == "/data/m.csv"
+    assert resolve_path("file:///data/m.csv") == "/data/m.csv"
+    assert resolve_path(None) is None
+    marker = object()
+    assert resolve_path(marker) is marker
