@@ -139,10 +139,17 @@ class CrowdTwistUserSyncOperator(BaseOperator):
                 f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
             )
         validate_requests_per_minute(self.requests_per_minute)
-        config = self._sync_config(check_mapping=not _templated(self.field_mapping))
+        # Paths are not resolved here: an object-storage URL may be templated and must not touch the
+        # store at DAG parse time.
+        config = self._sync_config(check_mapping=not _templated(self.field_mapping), resolve_paths=False)
         config.validate(self.id_type or "email")
 
-    def _sync_config(self, *, check_mapping: bool = True) -> MemberSyncConfig:
+    def _sync_config(self, *, check_mapping: bool = True, resolve_paths: bool = True) -> MemberSyncConfig:
+        def path(value: Any) -> Any:
+            if not value:
+                return None
+            return resolve_path(value) if resolve_paths else value
+
         return MemberSyncConfig(
             id_column=self.id_column,
             id_type=self.id_type,
@@ -152,8 +159,8 @@ class CrowdTwistUserSyncOperator(BaseOperator):
             max_workers=self.max_workers,
             max_failed_rows=self.max_failed_rows,
             max_failed_ratio=self.max_failed_ratio,
-            rejects_path=resolve_path(self.rejects_path) if self.rejects_path else None,
-            state_path=resolve_path(self.state_path) if self.state_path else None,
+            rejects_path=path(self.rejects_path),
+            state_path=path(self.state_path),
             dry_run=self.dry_run,
         )
 

@@ -320,9 +320,16 @@ def sync_members(
             account = _Accountant(summary, rejects, progress, log)
 
             # 1. read, map, validate, spool
+            last_read_log = time.monotonic()
             for batch in _mapped_batches(chunks, mapping, summary, account):
                 spool.add_many(batch)
-                progress.maybe_log()
+                if time.monotonic() - last_read_log >= config.progress_interval:
+                    last_read_log = time.monotonic()
+                    log.info(
+                        "Reading the source: %d row(s) read so far, %d rejected by validation.",
+                        summary.rows_read,
+                        summary.count(Outcome.REJECTED),
+                    )
             progress.set_total(summary.rows_read)
             log.info(
                 "Read %d row(s); %d to send after validation and de-duplication%s.",

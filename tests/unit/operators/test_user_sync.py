@@ -269,3 +269,8 @@ def test_resolve_path_keeps_local_paths_and_strips_file_scheme(tmp_path):
     assert resolve_path(None) is None
     marker = object()
     assert resolve_path(marker) is marker
+
+
+def test_object_storage_urls_are_not_touched_at_parse_time():
+    op = operator(rejects_path="s3://bucket/rejects/{{ ds }}.jsonl", state_path="gs://b/state.sqlite")
+    assert op.rejects_path == "s3://bucket/rejects/{{ ds }}.jsonl"
