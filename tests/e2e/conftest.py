@@ -199,6 +199,22 @@ def _pg_bindir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def _install_postgres() -> str | None:
+    """Install Debian's PostgreSQL when running as root with apt (``scripts/test`` does it first).
+
+    Returns why it could not, or None. Here too so that a bare ``python -m pytest`` on a fresh machine
+    gets the server as well.
+    """
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return "not root, or no apt-get"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
+        proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            return f"{' '.join(args)} failed: {proc.stderr[-2000:]}"
+    return None
+
+
 def _as_postgres(args: list[str]) -> list[str]:
     """initdb and postgres refuse to run as root: run them as the ``postgres`` user then."""
     if os.geteuid() == 0:
@@ -223,9 +239,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on a free loopback port, for the session; always stopped afterwards."""
     bindir = _pg_bindir()
     if bindir is None:
+        why_not = _install_postgres()
+        bindir = _pg_bindir()
+    if bindir is None:
         reason = (
-            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb); "
-            "`bash scripts/test` installs them with apt-get install postgresql"
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb) and could not be "
+            f"installed ({why_not}); `apt-get install postgresql` provides them"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
