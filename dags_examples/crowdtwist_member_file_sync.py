@@ -25,6 +25,7 @@ import os
 
 import pendulum
 from airflow import DAG
+
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 
 CROWDTWIST_CONN_ID = os.environ.get("CROWDTWIST_CONN_ID", "crowdtwist_default")
