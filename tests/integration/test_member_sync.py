@@ -161,7 +161,8 @@ def test_10000_members_created_then_updated_one_request_per_row(sandbox_process,
 
 
 def test_10000_members_with_503s_429s_and_dropped_connections(sandbox_process, tmp_path):
-    """5% 503, ~2% 429 (a leaky bucket just under the client's pace, no Retry-After), 1% dropped."""
+    """5% 503, ~2% 429 (a leaky bucket just under the client's pace, no Retry-After), 1% dropped,
+    and 1% applied-then-503 (the ambiguous case: the retried create finds the member already there)."""
     db = tmp_path / "warehouse.sqlite"
     write_sqlite(db, N)
     admin = sandbox_process.admin
@@ -169,6 +170,7 @@ def test_10000_members_with_503s_429s_and_dropped_connections(sandbox_process, t
         error_rate=0.05,
         error_status=503,
         drop_rate=0.01,
+        applied_then_503_rate=0.01,  # applied, then 503: a retried POST meets "already taken"
         rate_limit_per_minute=28_800,
         rate_limit_burst=20,
         retry_after=False,
@@ -189,7 +191,8 @@ def test_10000_members_with_503s_429s_and_dropped_connections(sandbox_process, t
     # no row lost: every row is created, or updated when a dropped answer hid a create that landed
     assert summary.rows_read == N and summary.is_consistent()
     assert summary.count("created") + summary.count("updated") == N, counts(summary)
-    admin.set_faults(error_rate=0.0, drop_rate=0.0, rate_limit_per_minute=0)
+    assert summary.count("updated") > 0  # the applied-then-503 creates were recovered by a PUT
+    admin.set_faults(error_rate=0.0, drop_rate=0.0, applied_then_503_rate=0.0, rate_limit_per_minute=0)
     assert_end_state_equals_source(admin, N, generation=0)
 
 
