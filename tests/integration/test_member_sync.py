@@ -171,7 +171,7 @@ def test_10000_members_with_503s_429s_and_dropped_connections(sandbox_process, t
         error_status=503,
         drop_rate=0.01,
         applied_then_503_rate=0.01,  # applied, then 503: a retried POST meets "already taken"
-        rate_limit_per_minute=28_800,
+        rate_limit_per_minute=28_200,
         rate_limit_burst=20,
         retry_after=False,
         seed=20261123,
