@@ -8,6 +8,7 @@ summary (counts by outcome, duration, requests, rejects location) as its XCom --
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -119,6 +120,7 @@ class CrowdTwistUserSyncOperator(BaseOperator):
         self.rejects_path = rejects_path
         self.state_path = state_path
         self.dry_run = dry_run
+        self._stop: threading.Event | None = None  # made in execute: an Event cannot be deep-copied
         self._validate_arguments()
 
     def _validate_arguments(self) -> None:
@@ -162,12 +164,19 @@ class CrowdTwistUserSyncOperator(BaseOperator):
             rejects_path=path(self.rejects_path),
             state_path=path(self.state_path),
             dry_run=self.dry_run,
+            stop_event=self._stop if resolve_paths else None,
         )
+
+    def on_kill(self) -> None:
+        """Stop sending: rows in flight finish, the rest are reported as not sent."""
+        if self._stop is not None:
+            self._stop.set()
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Read, map, validate and send; return the summary dict (XCom)."""
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
+        self._stop = threading.Event()
         try:
             config = self._sync_config()
             hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)

@@ -86,6 +86,9 @@ class MemberSyncConfig:
     dry_run: bool = False
     progress_interval: float = 10.0
     spool_dir: str | None = None
+    #: Set it from another thread (the operator's ``on_kill``) to stop sending; rows not sent yet end
+    #: as ``failed`` ("not sent") and the report is still written.
+    stop_event: threading.Event | None = None
 
     def mapping(self, default_id_type: str = "email") -> MemberMapping:
         """The :class:`MemberMapping` for these settings (validated)."""
@@ -357,7 +360,7 @@ def sync_members(
             survivors = _filter_unchanged(spool.survivors(), state, mapping, account)
             if config.dry_run:
                 survivors = _log_dry_run_samples(survivors, log)
-            stop = threading.Event()
+            stop = config.stop_event if config.stop_event is not None else threading.Event()
             work = _MemberSender(client, mapping, dry_run=config.dry_run, redact=redact)
             pending_state: dict[int, tuple[str, str]] = {}
             for row, outcome in send_all(
@@ -394,6 +397,9 @@ def sync_members(
                     ):
                         state.record(*key_payload)
                 account(outcome)
+            if stop.is_set() and abort_reason is None:
+                abort_reason = "the sync was stopped before every row was sent (task killed)"
+                log.error("%s.", abort_reason)
             if abort_reason:
                 for row in survivors:
                     account(

@@ -274,3 +274,12 @@ def test_resolve_path_keeps_local_paths_and_strips_file_scheme(tmp_path):
 def test_object_storage_urls_are_not_touched_at_parse_time():
     op = operator(rejects_path="s3://bucket/rejects/{{ ds }}.jsonl", state_path="gs://b/state.sqlite")
     assert op.rejects_path == "s3://bucket/rejects/{{ ds }}.jsonl"
+
+
+def test_operator_can_be_deep_copied_and_killed_before_running():
+    import copy
+
+    op = operator()
+    op.on_kill()  # nothing running: no error
+    clone = copy.deepcopy(op)
+    assert clone.rows == op.rows

@@ -405,3 +405,20 @@ def test_property_every_row_gets_exactly_one_outcome(rows, fates, mode):
     summary = sync_members(client, [frame.astype(object)], config, logging.getLogger("test.prop"))
     assert summary.rows_read == len(rows)
     assert summary.is_consistent()
+
+
+def test_stop_event_ends_the_sync_and_reports_unsent_rows(tmp_path):
+    stop = threading.Event()
+
+    def behaviour(method: str, identifier: str) -> None:
+        if identifier == "m20@ex.com":
+            stop.set()  # the operator's on_kill, from another thread
+
+    client = FakeClient(behaviour)
+    config = MemberSyncConfig(max_workers=2, stop_event=stop, rejects_path=str(tmp_path / "r.jsonl"))
+    with pytest.raises(SyncAbortedError, match="stopped") as info:
+        sync_members(client, [pd.DataFrame([member(i) for i in range(300)])], config, logging.getLogger("t"))
+    summary = info.value.summary
+    assert summary.is_consistent() and summary.rows_read == 300
+    assert summary.count("created") >= 20 and summary.count("failed") > 200
+    assert len(client.calls) < 2 * 40
