@@ -1,7 +1,7 @@
 """Member sync throughput against a sandbox with simulated latency: rows/s and requests/row.
 
 Run: ``python benchmarks/member_sync_throughput.py [--rows 10000] [--workers 1,8,32,64]
-[--latency-ms 100] [--cap 10000] [--baseline-rows 1000]``.
+[--latency-ms 100] [--cap 10000] [--baseline-rows 1000] [--engine-rows 100000]``.
 
 What it measures, all in the same run against the same child-process sandbox (its own interpreter,
 so the engine and the server do not share a GIL):
@@ -10,6 +10,8 @@ so the engine and the server do not share a GIL):
   steady state of a nightly sync: one ``PUT`` per row (``upsert`` on existing members);
 * for each ``max_workers``: rows/s, requests/row (counted by the sandbox), and the achievable limit
   ``min(cap/60, workers / latency)`` beside it, with the ratio measured/limit;
+* the engine alone (no network: a client that answers at once), on ``--engine-rows`` rows -- its
+  per-row cost, which must stay far below what the rate cap allows;
 * a plain sequential ``requests`` loop (one PUT per row, one session), on ``--baseline-rows`` rows
   -- its rate does not depend on the row count, and 10,000 rows at 100 ms would take 17 minutes.
 
@@ -62,6 +64,29 @@ def run_sync(base_url: str, api_key: str, rows: pd.DataFrame, workers: int, cap:
         return time.perf_counter() - started, summary
 
 
+class NullClient:
+    """Answers every update instantly: what is left is the engine's own per-row cost."""
+
+    class config:  # mimics the ClientConfig attributes the engine reads
+        id_type = "email"
+        api_key = None
+        hmac_private_key = None
+
+    requests_sent = 0
+
+    def update_user(self, user_id: str, fields: Any, id_type: str | None = None) -> dict:
+        return {}
+
+
+def engine_ceiling(n: int, workers: int = 16) -> float:
+    """rows/s of the whole engine (read, map, validate, spool, threads, accounting) with no network."""
+    quiet = logging.getLogger("bench.quiet")
+    quiet.setLevel(logging.WARNING)
+    started = time.perf_counter()
+    sync_members(NullClient(), [make_rows(n, 0)], MemberSyncConfig(max_workers=workers), quiet)
+    return n / (time.perf_counter() - started)
+
+
 def sequential_baseline(base_url: str, api_key: str, n: int) -> float:
     """rows/s of the obvious loop: one session, one PUT after another."""
     session = requests.Session()
@@ -87,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=int, default=10_000, help="requests per minute (the program's cap)")
     parser.add_argument(
         "--baseline-rows", type=int, default=1_000, help="rows for the sequential loop (0: skip)"
+    )
+    parser.add_argument(
+        "--engine-rows", type=int, default=100_000, help="rows for the no-network engine ceiling (0: skip)"
     )
     args = parser.parse_args(argv)
     workers_list = [int(w) for w in args.workers.split(",") if w.strip()]
@@ -120,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             note = "" if summary.count("updated") == args.rows else f" (updated {summary.count('updated')})"
             results.append((f"sync_members, {workers} workers{note}", rate, per_row, limit, ""))
             print(f"{workers} workers: {rate:.1f} rows/s in {elapsed:.1f}s", file=sys.stderr, flush=True)
+
+    if args.engine_rows > 0:
+        ceiling = engine_ceiling(args.engine_rows)
+        results.append(
+            (f"engine alone, no network ({args.engine_rows} rows)", ceiling, 0.0, float("inf"), "")
+        )
 
     print()
     print(
