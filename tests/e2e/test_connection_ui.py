@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import E2E_API_KEY, AirflowEnv, airflow_major, api_key_conn, explain
+from tests.e2e.conftest import (
+    E2E_API_KEY,
+    E2E_HMAC_PRIVATE,
+    AirflowEnv,
+    airflow_major,
+    api_key_conn,
+    explain,
+    hmac_conn,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +132,11 @@ def test_airflow_connections_test_command(airflow_env: AirflowEnv, e2e_sandbox: 
     assert "Connection failed!" in out, out[-3000:]
     assert "401" in out or "API key" in out
     assert wrong_key not in out and E2E_API_KEY not in out
+
+    # An HMAC connection is tested with a signed request; the private key shows nowhere.
+    code, out = _connections_test(airflow_env, hmac_conn(e2e_sandbox), enabled=True)
+    assert code == 0 and "Connection success!" in out, out[-3000:]
+    assert E2E_HMAC_PRIVATE not in out
 
     # Airflow keeps connection testing off unless the deployment enables it.
     code, out = _connections_test(airflow_env, good, enabled=False)
