@@ -14,7 +14,7 @@
   on ``sync_members``. ``event_id`` is the dedupe key kept in a ledger file, so a retry or a rerun of
   the same day never awards the same points twice.
 * ``report``: reads both tasks' summaries (their XComs: counts by outcome, rows/s, where the rejects
-  went) and logs them as a table -- the place to alert on rejects, for example.
+  went) and logs them, one line each -- the place to alert on rejects, for example.
 
 Settings come from environment variables with working defaults, so the file runs unchanged in the demo
 (``bash scripts/demo``), in the tests and in a real deployment:
@@ -135,7 +135,7 @@ with DAG(
 
     @task
     def report(members: dict | None, credits: dict | None) -> None:
-        """Log both summaries as one table; rejected rows are listed with the file they went to."""
+        """Log one line per summary, and where its rejected rows went: the place to alert from."""
         for name, summary in (("members", members), ("credits", credits)):
             if not summary:
                 print(f"{name}: no summary")
