@@ -12,6 +12,9 @@
 # The two Airflow lines the provider supports; pinned here so CI tests exactly these.
 AIRFLOW_3_VERSION="3.3.2"
 AIRFLOW_2_VERSION="2.11.0"
+# Airflow 2.11's ObjectStoragePath refuses every URL with universal-pathlib 0.3 (what pip picks without
+# Airflow's constraints file); Airflow 2.11's constraints pin the 0.2 line, so the 2.x leg does too.
+AIRFLOW_2_EXTRA_PINS="universal-pathlib<0.3"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -33,9 +36,10 @@ _pick_python() {
 }
 
 ensure_venv() {
+    local EXTRA_PINS=""
     case "${AIRFLOW_LINE:-3}" in
         3) VENV="$ROOT/.venv"; AIRFLOW_VERSION="$AIRFLOW_3_VERSION" ;;
-        2) VENV="$ROOT/.venv-af2"; AIRFLOW_VERSION="$AIRFLOW_2_VERSION" ;;
+        2) VENV="$ROOT/.venv-af2"; AIRFLOW_VERSION="$AIRFLOW_2_VERSION"; EXTRA_PINS="$AIRFLOW_2_EXTRA_PINS" ;;
         *) _log "AIRFLOW_LINE must be 2 or 3, got '${AIRFLOW_LINE}'"; return 2 ;;
     esac
     PY="$VENV/bin/python"
@@ -63,6 +67,6 @@ ensure_venv() {
     _log "installing the provider with test extras and apache-airflow==$AIRFLOW_VERSION into $VENV"
     "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
     (cd "$ROOT" && "$PY" -m pip install --quiet --disable-pip-version-check \
-        -e ".[test]" "apache-airflow==$AIRFLOW_VERSION") || return 1
+        -e ".[test]" "apache-airflow==$AIRFLOW_VERSION" $EXTRA_PINS) || return 1
     echo "$want" >"$stamp"
 }

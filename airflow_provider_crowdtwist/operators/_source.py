@@ -18,8 +18,6 @@ import pandas as pd
 
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, iter_chunks
 
-_LOCAL_SCHEMES = ("file://",)
-
 
 def validate_source_args(
     *, sql: str | None, sql_conn_id: str | None, rows: Any, source_path: Any, chunksize: int
@@ -48,7 +46,9 @@ def validate_source_args(
 
 
 def resolve_path(path: Any) -> Any:
-    """A local path stays a string; a URL (``s3://``, ``gs://``...) becomes an ``ObjectStoragePath``.
+    """A local path stays a string; a URL (``s3://``, ``gs://``, ``file://``...) becomes an
+    ``ObjectStoragePath``, so a URL always takes the object-storage route (connections via
+    ``conn_id@``, fsspec options) whatever its scheme.
 
     Path-like objects that already have ``.open()`` are returned unchanged.
     """
@@ -58,8 +58,6 @@ def resolve_path(path: Any) -> Any:
         return path
     text = path.strip()
     if "://" in text:
-        if text.startswith(_LOCAL_SCHEMES):
-            return text[len("file://") :]
         from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         return ObjectStoragePath(text)

@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol, runtime_checkable
 
+from airflow_provider_crowdtwist.sync.paths import is_local
+
 try:  # POSIX advisory locks keep two runs from sharing one local ledger at the same time.
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock, documented
@@ -139,17 +141,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _is_local(location: Any) -> bool:
-    """A plain filesystem path (``str`` without a URL scheme, or a concrete ``pathlib`` path).
-
-    Object-storage paths such as ``ObjectStoragePath`` may subclass ``pathlib.Path`` in some versions,
-    so the check is on the exact concrete classes, not on ``isinstance``.
-    """
-    if isinstance(location, str):
-        return "://" not in location
-    return type(location) in (pathlib.PosixPath, pathlib.WindowsPath, pathlib.Path)
-
-
 def _describe(location: Any) -> str:
     return str(location)
 
@@ -235,7 +226,7 @@ class CreditLedger:
         A string with a URL scheme is refused here: the engine has no storage clients. The operator
         turns ``s3://...`` or ``file://...`` into an ``ObjectStoragePath`` before calling this.
         """
-        if isinstance(location, (str, os.PathLike)) and _is_local(location):
+        if is_local(location):
             path = pathlib.Path(os.fspath(location)).expanduser()
             if path.exists() and path.is_dir():
                 raise LedgerError(

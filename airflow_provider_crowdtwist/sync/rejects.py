@@ -18,10 +18,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from pathlib import PurePath
 from typing import IO, Any
 
 from airflow_provider_crowdtwist.sync.outcomes import RowResult
+from airflow_provider_crowdtwist.sync.paths import describe, is_local
 
 MASK = "***"
 
@@ -60,13 +60,9 @@ def make_parent(target: Any) -> None:
         parent.mkdir(parents=True, exist_ok=True)
 
 
-def _is_local(target: Any) -> bool:
-    return isinstance(target, (str, PurePath)) or not hasattr(target, "open")
-
-
 def describe_target(target: Any) -> str:
     """The location as a string for logs and the XCom summary."""
-    return os.fspath(target) if isinstance(target, PurePath) else str(target)
+    return describe(target)
 
 
 class RejectsWriter:
@@ -83,7 +79,7 @@ class RejectsWriter:
         self.redact = redact
         self.written = 0
         self._tmp_path: str | None = None
-        if _is_local(target):
+        if is_local(target):
             path = os.fspath(target)
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)

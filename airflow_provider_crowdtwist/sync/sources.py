@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from airflow_provider_crowdtwist.sync.paths import is_local
+
 DEFAULT_CHUNKSIZE = 10_000
 
 #: File formats by suffix.
@@ -101,7 +103,7 @@ def detect_format(
 
 
 def _open_binary(path: Any, stack: ExitStack) -> Any:
-    if hasattr(path, "open") and not isinstance(path, (str, PurePath)):
+    if not is_local(path):
         return stack.enter_context(path.open("rb"))
     local = os.fspath(path)
     if not os.path.exists(local):

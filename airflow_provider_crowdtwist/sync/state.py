@@ -18,9 +18,9 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable
-from pathlib import PurePath
 from typing import Any
 
+from airflow_provider_crowdtwist.sync.paths import is_local
 from airflow_provider_crowdtwist.sync.rejects import make_parent
 
 
@@ -35,7 +35,7 @@ class SyncState:
     def __init__(self, target: Any, *, namespace: str = "") -> None:
         self.target = target
         self.namespace = namespace
-        self._remote = not isinstance(target, (str, PurePath)) and hasattr(target, "open")
+        self._remote = not is_local(target)
         self._tmp_dir: str | None = None
         if self._remote:
             self._tmp_dir = tempfile.mkdtemp(prefix="crowdtwist-state-")

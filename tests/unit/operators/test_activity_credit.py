@@ -234,11 +234,10 @@ def test_object_storage_ledger(conn: Any, members: list[str], tmp_path: pathlib.
     """An ``ObjectStoragePath`` ledger (``file://`` here) is downloaded, used and uploaded."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-    try:
-        remote = ObjectStoragePath(f"file://{tmp_path}/bucket/ledger.sqlite")
-    except TypeError as exc:  # Airflow 2.11 with universal_pathlib >= 0.3: every protocol is refused
-        pytest.skip(f"ObjectStoragePath unusable in this environment: {exc}")
-    assert not isinstance(remote, pathlib.Path)  # really the object-storage code path
+    from airflow_provider_crowdtwist.sync.paths import is_local
+
+    remote = ObjectStoragePath(f"file://{tmp_path}/bucket/ledger.sqlite")
+    assert not is_local(remote)  # really the object-storage code path
     (tmp_path / "bucket").mkdir()
     rows = rows_for(members, 12)
     result = operator(rows=rows, ledger_path=remote, chunksize=5).execute(context())

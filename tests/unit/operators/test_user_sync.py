@@ -227,10 +227,7 @@ def test_requests_per_minute_and_pool_follow_the_task(conn, monkeypatch):
 def test_object_storage_paths_for_source_and_rejects(conn, tmp_path):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-    try:
-        source = ObjectStoragePath(f"file://{tmp_path}/in/members.jsonl")
-    except TypeError as exc:  # Airflow 2's universal_pathlib pairing refuses file:// here
-        pytest.skip(f"ObjectStoragePath cannot address file:// on this Airflow: {exc}")
+    source = ObjectStoragePath(f"file://{tmp_path}/in/members.jsonl")
     source.parent.mkdir(parents=True, exist_ok=True)
     with source.open("wb") as f:
         for row in [*members(3), {"user_id": "bad", "password": "ObjSt0re-Secret"}]:
@@ -261,11 +258,14 @@ def test_parse_rows_accepts_json_and_rendered_python_literals():
         parse_rows(42)
 
 
-def test_resolve_path_keeps_local_paths_and_strips_file_scheme(tmp_path):
+def test_resolve_path_keeps_local_paths_and_sends_urls_to_object_storage(tmp_path):
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
     from airflow_provider_crowdtwist.operators._source import resolve_path
 
     assert resolve_path("/data/m.csv") == "/data/m.csv"
-    assert resolve_path("file:///data/m.csv") == "/data/m.csv"
+    url = resolve_path("file:///data/m.csv")
+    assert isinstance(url, ObjectStoragePath) and str(url) == "file:///data/m.csv"
     assert resolve_path(None) is None
     marker = object()
     assert resolve_path(marker) is marker
