@@ -16,31 +16,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
-
-from airflow_provider_crowdtwist.client.config import ID_TYPES
-from airflow_provider_crowdtwist.operators._common import (
-    build_client,
-    fail_task,
-    validate_requests_per_minute,
+from airflow_provider_crowdtwist.operators._base import (
+    SOURCE_TEMPLATE_FIELDS,
+    CrowdTwistSyncOperatorBase,
+    is_templated,
 )
-from airflow_provider_crowdtwist.operators._source import resolve_path, source_chunks, validate_source_args
+from airflow_provider_crowdtwist.operators._common import (
+    fail_task,
+)
+from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
-def _templated(value: Any) -> bool:
-    """True when ``value`` still holds Jinja (checked at render time instead of in ``__init__``)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_templated(k) or _templated(v) for k, v in value.items())
-    return False
-
-
-class CrowdTwistActivityCreditOperator(BaseOperator):
+class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     """Credit CrowdTwist activities from rows, each dedupe key at most once across retries and reruns.
 
     CrowdTwist has no idempotency key: a credit sent twice can award points twice. The ledger
@@ -89,18 +80,7 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
     :param chunksize: rows per chunk read from the source (default 10,000).
     """
 
-    template_fields: Sequence[str] = (
-        "sql",
-        "parameters",
-        "rows",
-        "source_path",
-        "rejects_path",
-        "ledger_path",
-        "state_path",
-        "activity_id",
-    )
-    template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "state_path", "activity_id")
     ui_color = "#f7e6c4"
 
     def __init__(
@@ -137,17 +117,25 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
         dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.crowdtwist_conn_id = crowdtwist_conn_id
-        self.sql = sql
-        self.sql_conn_id = sql_conn_id
-        self.parameters = parameters
-        self.rows = rows
-        self.source_path = source_path
-        self.file_format = file_format
-        self.chunksize = chunksize
-        self.id_column = id_column
-        self.id_type = id_type
+        super().__init__(
+            crowdtwist_conn_id=crowdtwist_conn_id,
+            sql=sql,
+            sql_conn_id=sql_conn_id,
+            parameters=parameters,
+            rows=rows,
+            source_path=source_path,
+            file_format=file_format,
+            chunksize=chunksize,
+            id_column=id_column,
+            id_type=id_type,
+            max_workers=max_workers,
+            requests_per_minute=requests_per_minute,
+            max_failed_rows=max_failed_rows,
+            max_failed_ratio=max_failed_ratio,
+            rejects_path=rejects_path,
+            dry_run=dry_run,
+            **kwargs,
+        )
         self.activity_id = activity_id
         self.activity_id_column = activity_id_column
         self.points_column = points_column
@@ -161,12 +149,6 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
         self.fail_on_unknown = fail_on_unknown
         self.validate_activities = validate_activities
         self.remote_ledger_batch = remote_ledger_batch
-        self.max_workers = max_workers
-        self.requests_per_minute = requests_per_minute
-        self.max_failed_rows = max_failed_rows
-        self.max_failed_ratio = max_failed_ratio
-        self.rejects_path = rejects_path
-        self.dry_run = dry_run
         self._validate_arguments()
 
     # ------------------------------------------------------------------ arguments
@@ -183,18 +165,9 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
 
     def _validate_arguments(self) -> None:
         """Fail at DAG parse time on arguments that templates cannot change."""
-        validate_source_args(
-            sql=self.sql,
-            sql_conn_id=self.sql_conn_id,
-            rows=self.rows,
-            source_path=self.source_path,
-            chunksize=self.chunksize,
-        )
-        if self.id_type is not None and self.id_type not in ID_TYPES:
-            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
-        validate_requests_per_minute(self.requests_per_minute)
+        self._validate_shared_arguments()
         self._check_ledger_given()
-        activity_id = None if _templated(self.activity_id) else self.activity_id
+        activity_id = None if is_templated(self.activity_id) else self.activity_id
         config = self._sync_config(self.id_type or "email", activity_id_placeholder=activity_id is None)
         config.validate()
 
@@ -258,14 +231,9 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
         """Read, map, validate, dedupe and send; return the summary dict (XCom)."""
         from airflow.providers.common.compat.sdk import AirflowException
 
-        from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
-
         try:
             self._check_ledger_given()
-            hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-            client = build_client(
-                hook, requests_per_minute=self.requests_per_minute, max_workers=self.max_workers
-            )
+            client = self._build_client()
         except ValueError as exc:
             raise fail_task(exc, context) from None
         with client:
@@ -274,15 +242,7 @@ class CrowdTwistActivityCreditOperator(BaseOperator):
                 config.run_id = self._run_id(context)
                 config.validate()
                 location = self._ledger_location()
-                chunks = source_chunks(
-                    sql=self.sql,
-                    sql_conn_id=self.sql_conn_id,
-                    parameters=self.parameters,
-                    rows=self.rows,
-                    source_path=self.source_path,
-                    chunksize=self.chunksize,
-                    file_format=self.file_format,
-                )
+                chunks = self._source_chunks()
             except ValueError as exc:
                 raise fail_task(exc, context) from None
             try:

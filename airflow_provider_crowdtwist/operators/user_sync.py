@@ -9,34 +9,25 @@ summary (counts by outcome, duration, requests, rejects location) as its XCom --
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
-
-from airflow_provider_crowdtwist.client.config import ID_TYPES
-from airflow_provider_crowdtwist.operators._common import (
-    build_client,
-    fail_task,
-    validate_requests_per_minute,
+from airflow_provider_crowdtwist.operators._base import (
+    SOURCE_TEMPLATE_FIELDS,
+    CrowdTwistSyncOperatorBase,
+    is_templated,
 )
-from airflow_provider_crowdtwist.operators._source import resolve_path, source_chunks, validate_source_args
+from airflow_provider_crowdtwist.operators._common import (
+    fail_task,
+)
+from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.sync.member_mapping import MODES, UNMAPPED_POLICIES, MemberSyncConfigError
 from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
-def _templated(value: Any) -> bool:
-    """True when ``value`` still holds Jinja (checked at render time instead of in ``__init__``)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_templated(k) or _templated(v) for k, v in value.items())
-    return False
-
-
-class CrowdTwistUserSyncOperator(BaseOperator):
+class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     """Create or update CrowdTwist members from rows, one request a row, at the program's rate cap.
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
@@ -61,17 +52,11 @@ class CrowdTwistUserSyncOperator(BaseOperator):
     :param chunksize: rows per chunk read from the source (default 10,000).
     """
 
-    template_fields: Sequence[str] = (
-        "sql",
-        "parameters",
-        "rows",
-        "source_path",
-        "rejects_path",
-        "state_path",
-        "field_mapping",
-    )
-    template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql", "field_mapping": "json", "parameters": "json"}
+    template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "state_path", "field_mapping")
+    template_fields_renderers = {
+        **CrowdTwistSyncOperatorBase.template_fields_renderers,
+        "field_mapping": "json",
+    }
     ui_color = "#f7d9c4"
 
     def __init__(
@@ -99,51 +84,44 @@ class CrowdTwistUserSyncOperator(BaseOperator):
         dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.crowdtwist_conn_id = crowdtwist_conn_id
-        self.sql = sql
-        self.sql_conn_id = sql_conn_id
-        self.parameters = parameters
-        self.rows = rows
-        self.source_path = source_path
-        self.file_format = file_format
-        self.chunksize = chunksize
-        self.id_column = id_column
-        self.id_type = id_type
+        super().__init__(
+            crowdtwist_conn_id=crowdtwist_conn_id,
+            sql=sql,
+            sql_conn_id=sql_conn_id,
+            parameters=parameters,
+            rows=rows,
+            source_path=source_path,
+            file_format=file_format,
+            chunksize=chunksize,
+            id_column=id_column,
+            id_type=id_type,
+            max_workers=max_workers,
+            requests_per_minute=requests_per_minute,
+            max_failed_rows=max_failed_rows,
+            max_failed_ratio=max_failed_ratio,
+            rejects_path=rejects_path,
+            dry_run=dry_run,
+            **kwargs,
+        )
         self.field_mapping = field_mapping
         self.unmapped_columns = unmapped_columns
         self.mode = mode
-        self.max_workers = max_workers
-        self.requests_per_minute = requests_per_minute
-        self.max_failed_rows = max_failed_rows
-        self.max_failed_ratio = max_failed_ratio
-        self.rejects_path = rejects_path
         self.state_path = state_path
-        self.dry_run = dry_run
         self._stop: threading.Event | None = None  # made in execute: an Event cannot be deep-copied
         self._validate_arguments()
 
     def _validate_arguments(self) -> None:
         """Fail at DAG parse time on arguments that templates cannot change."""
-        validate_source_args(
-            sql=self.sql,
-            sql_conn_id=self.sql_conn_id,
-            rows=self.rows,
-            source_path=self.source_path,
-            chunksize=self.chunksize,
-        )
-        if self.id_type is not None and self.id_type not in ID_TYPES:
-            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
+        self._validate_shared_arguments()
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.unmapped_columns not in UNMAPPED_POLICIES:
             raise ValueError(
                 f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
             )
-        validate_requests_per_minute(self.requests_per_minute)
         # Paths are not resolved here: an object-storage URL may be templated and must not touch the
         # store at DAG parse time.
-        config = self._sync_config(check_mapping=not _templated(self.field_mapping), resolve_paths=False)
+        config = self._sync_config(check_mapping=not is_templated(self.field_mapping), resolve_paths=False)
         config.validate(self.id_type or "email")
 
     def _sync_config(self, *, check_mapping: bool = True, resolve_paths: bool = True) -> MemberSyncConfig:
@@ -174,29 +152,16 @@ class CrowdTwistUserSyncOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Read, map, validate and send; return the summary dict (XCom)."""
-        from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
-
         self._stop = threading.Event()
         try:
             config = self._sync_config()
-            hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-            client = build_client(
-                hook, requests_per_minute=self.requests_per_minute, max_workers=self.max_workers
-            )
+            client = self._build_client()
         except (MemberSyncConfigError, ValueError) as exc:
             raise fail_task(exc, context) from None
         with client:
             try:
                 config.validate(client.config.id_type)
-                chunks = source_chunks(
-                    sql=self.sql,
-                    sql_conn_id=self.sql_conn_id,
-                    parameters=self.parameters,
-                    rows=self.rows,
-                    source_path=self.source_path,
-                    chunksize=self.chunksize,
-                    file_format=self.file_format,
-                )
+                chunks = self._source_chunks()
                 self.log.info(
                     "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
                     self.mode,

@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_crowdtwist.client.config import ID_TYPES
 from airflow_provider_crowdtwist.sync.convert import (
     MISSING,
     ConversionError,
@@ -34,17 +35,6 @@ from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 
 __all__ = ["CreditMapping", "CreditRequest", "default_dedupe_key"]
 
-#: ``id_type`` values CrowdTwist accepts (the same list as ``client/config.py``; kept here too so the
-#: mapping can be checked without building a client).
-_ID_TYPES = (
-    "email",
-    "facebook_user_id",
-    "twitter_user_id",
-    "id",
-    "third_party_id",
-    "username",
-    "mobile_phone_number",
-)
 _MAX_LISTED_ACTIVITIES = 10
 
 
@@ -163,8 +153,8 @@ class CreditMapping:
                 raise ValueError(f"{arg} must be a non-empty column name, got {value!r}")
         if id_column is None:
             raise ValueError("id_column is required: the column holding the member identifier")
-        if id_type not in _ID_TYPES:
-            raise ValueError(f"id_type must be one of {', '.join(_ID_TYPES)}; got {id_type!r}")
+        if id_type not in ID_TYPES:
+            raise ValueError(f"id_type must be one of {', '.join(ID_TYPES)}; got {id_type!r}")
         if (activity_id is None) == (activity_id_column is None):
             raise ValueError(
                 "give exactly one of activity_id (the same activity for every row) or activity_id_column"
