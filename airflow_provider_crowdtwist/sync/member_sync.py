@@ -180,17 +180,9 @@ class _MemberSender:
                     not_found,
                     message="member not found (id_type 'id': CrowdTwist assigns ids, it cannot be created)",
                 )
-            problem = check_create(payload)
-            if problem:
-                name, reason = problem
-                return RowResult(
-                    row.row_number,
-                    row.identifier,
-                    Outcome.REJECTED,
-                    code=CREATE_REQUIREMENTS,
-                    message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
-                    payload=payload,
-                )
+            cannot_create = self._cannot_create(row, payload)
+            if cannot_create is not None:
+                return cannot_create
         try:
             self.client.create_user(_create_body(payload))
             return self._ok(row, Outcome.CREATED)
@@ -213,18 +205,29 @@ class _MemberSender:
         except CrowdTwistNotFoundError as exc:
             if self.mode == "update" or self.id_type == "id":
                 return self._problem(row, payload, Outcome.REJECTED, exc, message="member not found")
-            problem = check_create(payload)
-            if problem:
-                name, reason = problem
-                return RowResult(
-                    row.row_number,
-                    row.identifier,
-                    Outcome.REJECTED,
-                    code=CREATE_REQUIREMENTS,
-                    message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
-                    payload=payload,
-                )
+            cannot_create = self._cannot_create(row, payload)
+            if cannot_create is not None:
+                return cannot_create
             return self._ok(row, Outcome.CREATED)
+
+    @staticmethod
+    def _cannot_create(row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
+        """A member that is not there can only be created with the create rules met (location...).
+
+        Checked only after CrowdTwist said "not found": an update needs none of these fields.
+        """
+        problem = check_create(payload)
+        if not problem:
+            return None
+        name, reason = problem
+        return RowResult(
+            row.row_number,
+            row.identifier,
+            Outcome.REJECTED,
+            code=CREATE_REQUIREMENTS,
+            message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
+            payload=payload,
+        )
 
     @staticmethod
     def _ok(row: SpooledRow, outcome: Outcome) -> RowResult:

@@ -158,8 +158,11 @@ def _jsonl_chunks(handle: Any, chunksize: int, compression: str | None) -> Itera
         if compression not in openers:
             raise SourceError(f"compression {compression!r} is not supported for JSON lines")
         handle = openers[compression](handle, "rb")
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig")
-    batch: list[dict[str, Any]] = []
+    yield from records_chunks(_jsonl_records(io.TextIOWrapper(handle, encoding="utf-8-sig")), chunksize)
+
+
+def _jsonl_records(text: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """One dict per non-blank line; a bad line names its line number (the row of a file)."""
     for line_number, line in enumerate(text, start=1):
         if not line.strip():
             continue
@@ -169,12 +172,7 @@ def _jsonl_chunks(handle: Any, chunksize: int, compression: str | None) -> Itera
             raise SourceError(f"JSON lines: line {line_number} is not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise SourceError(f"JSON lines: line {line_number} is not a JSON object")
-        batch.append(record)
-        if len(batch) >= chunksize:
-            yield pd.DataFrame.from_records(batch).astype(object)
-            batch = []
-    if batch:
-        yield pd.DataFrame.from_records(batch).astype(object)
+        yield record
 
 
 def _parquet_chunks(handle: Any, chunksize: int, path: Any) -> Iterator[pd.DataFrame]:
