@@ -8,6 +8,7 @@ both operators at once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -81,6 +82,13 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.rejects_path = rejects_path
         self.dry_run = dry_run
+        # Made in execute (an Event cannot be deep-copied with the task); set by on_kill.
+        self._stop: threading.Event | None = None
+
+    def on_kill(self) -> None:
+        """Stop sending: requests in flight finish and are recorded, the rest are reported not sent."""
+        if self._stop is not None:
+            self._stop.set()
 
     def _validate_shared_arguments(self) -> None:
         """Fail at DAG parse time on shared arguments that templates cannot change."""

@@ -13,6 +13,7 @@ Run the member sync first in the DAG: a credit for a member CrowdTwist does not 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -231,6 +232,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         """Read, map, validate, dedupe and send; return the summary dict (XCom)."""
         from airflow.providers.common.compat.sdk import AirflowException
 
+        self._stop = threading.Event()
         try:
             self._check_ledger_given()
             client = self._build_client()
@@ -240,6 +242,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             try:
                 config = self._sync_config(self.id_type or client.config.id_type)
                 config.run_id = self._run_id(context)
+                config.stop_event = self._stop
                 config.validate()
                 location = self._ledger_location()
                 chunks = self._source_chunks()

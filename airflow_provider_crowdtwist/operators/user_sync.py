@@ -107,7 +107,6 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         self.unmapped_columns = unmapped_columns
         self.mode = mode
         self.state_path = state_path
-        self._stop: threading.Event | None = None  # made in execute: an Event cannot be deep-copied
         self._validate_arguments()
 
     def _validate_arguments(self) -> None:
@@ -144,11 +143,6 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             dry_run=self.dry_run,
             stop_event=self._stop if resolve_paths else None,
         )
-
-    def on_kill(self) -> None:
-        """Stop sending: rows in flight finish, the rest are reported as not sent."""
-        if self._stop is not None:
-            self._stop.set()
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Read, map, validate and send; return the summary dict (XCom)."""

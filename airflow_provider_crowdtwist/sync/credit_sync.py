@@ -111,6 +111,9 @@ class CreditSyncConfig:
     #: With an object-storage ledger: credits whose intents are uploaded together before they are sent
     #: (the most a killed worker can leave 'unknown'; each batch costs one upload of the ledger file).
     remote_ledger_batch: int = 1000
+    #: Set from outside (the operator's ``on_kill``) to stop sending: credits in flight finish and are
+    #: recorded; the rest are reported ``failed`` ("not sent") and stay sendable by the next run.
+    stop_event: threading.Event | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field; called before anything is read or sent."""
@@ -251,7 +254,7 @@ class _CreditRun:
         self.rejects = open_rejects(config.rejects_path, redact=redact)
         self.summary.rejects_path = getattr(self.rejects, "location", None)
         self.progress = ProgressReporter(log, interval=config.progress_interval, label="credits")
-        self.stop = threading.Event()
+        self.stop = config.stop_event if config.stop_event is not None else threading.Event()
         self.abort_reason: str | None = None
         self.problems_logged = 0
 
@@ -297,7 +300,7 @@ class _CreditRun:
         if self.stop.is_set():
             if self.ledger.is_remote:  # its chunk intent was recorded, but it is not sent after all
                 self.ledger.discard_pending([req.dedupe_key])
-            return _Sent(Outcome.FAILED, f"not sent: the sync was aborted ({self.abort_reason})", "not_sent")
+            return _Sent(Outcome.FAILED, f"not sent: {self._stop_reason()}", "not_sent")
         if not self.ledger.is_remote:
             accepted = self.ledger.mark_pending([_intent(req)], resend_unknown=self.config.resend_unknown)
             if req.dedupe_key not in accepted:
@@ -436,8 +439,13 @@ class _CreditRun:
                     )
             self._send_batch([r for r in batch if r.dedupe_key in accepted])
 
+    def _stop_reason(self) -> str:
+        if self.abort_reason:
+            return f"the sync was aborted ({self.abort_reason})"
+        return "the task was stopped before this credit was sent"
+
     def _not_sent(self, batch: Sequence[CreditRequest], reason: str | None = None) -> None:
-        why = reason or f"the sync was aborted ({self.abort_reason})"
+        why = reason or self._stop_reason()
         for req in batch:
             self.finish_request(req, Outcome.FAILED, f"not sent: {why}", code="not_sent")
 

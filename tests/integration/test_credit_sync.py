@@ -485,3 +485,33 @@ def test_a_4xx_after_an_ambiguous_attempt_stays_unknown(
     with CreditLedger.open(tmp_path / "l.sqlite") as ledger:
         assert ledger.counts()["unknown"] == summary.counts["unknown"]
         assert ledger.counts()["failed"] == summary.counts["rejected"]
+
+
+def test_stopping_mid_run_sends_nothing_more_and_the_next_run_sends_the_rest(
+    sandbox: Any, client_for: Any, emails: list[str], tmp_path: pathlib.Path
+) -> None:
+    """What the operator's ``on_kill`` does: credits in flight finish, the rest wait for the next run."""
+    import threading
+
+    sandbox.admin.set_faults(latency_ms=20)
+    client = client_for(sandbox)
+    rows = credit_rows(400, emails)
+    stop = threading.Event()
+    timer = threading.Timer(0.4, stop.set)
+    timer.start()
+    try:
+        first = run_sync(client, rows, config(max_workers=4, stop_event=stop), tmp_path / "ledger.sqlite")
+    finally:
+        timer.cancel()
+    counts = first.counts
+    assert first.rows_read == 400 == sum(counts.values())
+    assert 0 < counts.get("credited", 0) < 400
+    assert counts.get("failed", 0) == 400 - counts["credited"]  # "not sent", nothing unknown
+    assert counts.get("unknown", 0) == 0
+    assert sum(applied_per_key(sandbox).values()) == counts["credited"]
+
+    second = run_sync(client, rows, config(max_workers=4), tmp_path / "ledger.sqlite")
+    assert second.counts.get("credited", 0) == counts["failed"]
+    assert second.counts.get("skipped", 0) == counts["credited"]
+    applied = applied_per_key(sandbox)
+    assert len(applied) == 400 and set(applied.values()) == {1}
