@@ -220,8 +220,15 @@ def run_loyalty_sync(
     if not rerun:
         return
     # --- the same day again: nothing awarded twice (the ledger), members already there.
+    def credit_requests() -> int:
+        by_route = sandbox.admin.stats()["by_route"]
+        return sum(n for route, n in by_route.items() if route.startswith("POST") and "activities" in route)
+
+    credit_requests_before = credit_requests()
+    assert credit_requests_before >= len(good)
     proc = airflow_env.dags_test("crowdtwist_loyalty_sync", extra_env=env)
     assert proc.returncode == 0, explain(proc)
+    assert credit_requests() == credit_requests_before  # the rerun sent zero credit requests
     again = airflow_env.summaries("crowdtwist_loyalty_sync")
     assert_consistent(again["credit_events"])
     assert again["credit_events"]["counts"]["credited"] == 0
