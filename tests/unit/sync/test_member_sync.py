@@ -422,3 +422,39 @@ def test_stop_event_ends_the_sync_and_reports_unsent_rows(tmp_path):
     assert summary.is_consistent() and summary.rows_read == 300
     assert summary.count("created") >= 20 and summary.count("failed") > 200
     assert len(client.calls) < 2 * 40
+
+
+def test_first_load_learns_to_post_first_about_one_request_per_row():
+    """A new program: after a short warm-up the upsert POSTs first instead of PUT 404 + POST."""
+    client = FakeClient()
+    summary = run(client, [member(i) for i in range(200)], max_workers=1)
+    assert counts(summary) == {"created": 200}
+    puts = [m for m, _, _ in client.calls].count("PUT")
+    assert 0 < puts <= 20  # only the warm-up rows tried PUT first
+    assert summary.requests_sent == 200 + puts
+    assert all(client.members[f"m{i}@ex.com"]["first_name"] == f"F{i}" for i in range(200))
+
+
+def test_upsert_order_turns_back_to_put_first_when_members_exist():
+    client = FakeClient(existing=tuple(f"m{i}@ex.com" for i in range(100, 200)))
+    rows = [member(i) for i in range(200)]  # 100 new, then 100 existing
+    summary = run(client, rows, max_workers=1)
+    assert counts(summary) == {"created": 100, "updated": 100}
+    methods = [m for m, _, _ in client.calls]
+    assert methods[-80:] == ["PUT"] * 80  # back to one PUT a row
+    assert len(methods) < 240  # instead of 300 with PUT first throughout
+    assert all(client.members[f"m{i}@ex.com"]["first_name"] == f"F{i}" for i in range(200))
+
+
+def test_upsert_order_only_learns_for_email_identifiers():
+    from airflow_provider_crowdtwist.sync.member_sync import UpsertOrder
+
+    email = UpsertOrder(enabled=True)
+    other = UpsertOrder(enabled=False)
+    for _ in range(50):
+        email.observe(was_new=True)
+        other.observe(was_new=True)
+    assert email.create_first and not other.create_first
+    for _ in range(50):
+        email.observe(was_new=False)
+    assert not email.create_first
