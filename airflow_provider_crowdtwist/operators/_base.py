@@ -34,7 +34,10 @@ def is_templated(value: Any) -> bool:
 
 
 class CrowdTwistSyncOperatorBase(BaseOperator):
-    """Shared arguments of the sync operators (see either operator for their meaning).
+    """Shared arguments of the sync operators (see either operator's docstring for their meaning).
+
+    The operators declare only their own arguments and pass the rest here through ``**kwargs``,
+    so a shared argument has one default, one check and one place to change.
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
     allowed; read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path``

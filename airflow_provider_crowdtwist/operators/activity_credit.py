@@ -28,7 +28,6 @@ from airflow_provider_crowdtwist.operators._common import (
 from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -87,16 +86,6 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     def __init__(
         self,
         *,
-        crowdtwist_conn_id: str = "crowdtwist_default",
-        sql: str | None = None,
-        sql_conn_id: str | None = None,
-        parameters: Any = None,
-        rows: Any = None,
-        source_path: Any = None,
-        file_format: str | None = None,
-        chunksize: int = DEFAULT_CHUNKSIZE,
-        id_column: str = "user_id",
-        id_type: str | None = None,
         activity_id: str | None = None,
         activity_id_column: str | None = None,
         points_column: str | None = None,
@@ -110,33 +99,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         fail_on_unknown: bool = True,
         validate_activities: bool = True,
         remote_ledger_batch: int = 1000,
-        max_workers: int = 16,
-        requests_per_minute: int | None = None,
-        max_failed_rows: int | None = None,
-        max_failed_ratio: float | None = None,
-        rejects_path: Any = None,
-        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            crowdtwist_conn_id=crowdtwist_conn_id,
-            sql=sql,
-            sql_conn_id=sql_conn_id,
-            parameters=parameters,
-            rows=rows,
-            source_path=source_path,
-            file_format=file_format,
-            chunksize=chunksize,
-            id_column=id_column,
-            id_type=id_type,
-            max_workers=max_workers,
-            requests_per_minute=requests_per_minute,
-            max_failed_rows=max_failed_rows,
-            max_failed_ratio=max_failed_ratio,
-            rejects_path=rejects_path,
-            dry_run=dry_run,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         self.activity_id = activity_id
         self.activity_id_column = activity_id_column
         self.points_column = points_column

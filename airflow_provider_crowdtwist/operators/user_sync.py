@@ -23,7 +23,6 @@ from airflow_provider_crowdtwist.operators._common import (
 from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.sync.member_mapping import MODES, UNMAPPED_POLICIES, MemberSyncConfigError
 from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -62,47 +61,13 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     def __init__(
         self,
         *,
-        crowdtwist_conn_id: str = "crowdtwist_default",
-        sql: str | None = None,
-        sql_conn_id: str | None = None,
-        parameters: Any = None,
-        rows: Any = None,
-        source_path: Any = None,
-        file_format: str | None = None,
-        chunksize: int = DEFAULT_CHUNKSIZE,
-        id_column: str = "user_id",
-        id_type: str | None = None,
         field_mapping: dict[str, str] | None = None,
         unmapped_columns: str = "custom_data",
         mode: str = "upsert",
-        max_workers: int = 16,
-        requests_per_minute: int | None = None,
-        max_failed_rows: int | None = None,
-        max_failed_ratio: float | None = None,
-        rejects_path: Any = None,
         state_path: Any = None,
-        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            crowdtwist_conn_id=crowdtwist_conn_id,
-            sql=sql,
-            sql_conn_id=sql_conn_id,
-            parameters=parameters,
-            rows=rows,
-            source_path=source_path,
-            file_format=file_format,
-            chunksize=chunksize,
-            id_column=id_column,
-            id_type=id_type,
-            max_workers=max_workers,
-            requests_per_minute=requests_per_minute,
-            max_failed_rows=max_failed_rows,
-            max_failed_ratio=max_failed_ratio,
-            rejects_path=rejects_path,
-            dry_run=dry_run,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         self.field_mapping = field_mapping
         self.unmapped_columns = unmapped_columns
         self.mode = mode
