@@ -60,7 +60,7 @@ from airflow_provider_crowdtwist.sync.ledger import (
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
-from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
+from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncSummary,
@@ -117,12 +117,7 @@ class CreditSyncConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field; called before anything is read or sent."""
-        if (
-            isinstance(self.max_workers, bool)
-            or not isinstance(self.max_workers, int)
-            or self.max_workers < 1
-        ):
-            raise ValueError(f"max_workers must be a positive integer, got {self.max_workers!r}")
+        check_max_workers(self.max_workers)
         validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
         batch = self.remote_ledger_batch
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

@@ -45,7 +45,7 @@ from airflow_provider_crowdtwist.sync.member_mapping import (
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
-from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
+from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
 from airflow_provider_crowdtwist.sync.sources import iter_records
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
 from airflow_provider_crowdtwist.sync.state import SyncState
@@ -104,15 +104,8 @@ class MemberSyncConfig:
 
     def validate(self, default_id_type: str = "email") -> None:
         """Check every setting; raise :class:`MemberSyncConfigError` naming the field."""
-        if (
-            isinstance(self.max_workers, bool)
-            or not isinstance(self.max_workers, int)
-            or self.max_workers < 1
-        ):
-            raise MemberSyncConfigError(f"max_workers must be a positive integer, got {self.max_workers!r}")
-        if self.max_workers > 256:
-            raise MemberSyncConfigError(f"max_workers must be at most 256, got {self.max_workers!r}")
         try:
+            check_max_workers(self.max_workers)
             validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
         except ValueError as exc:
             raise MemberSyncConfigError(str(exc)) from None

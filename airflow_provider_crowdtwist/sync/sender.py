@@ -41,6 +41,21 @@ class SendFailure(Generic[T]):
         return f"SendFailure({type(self.error).__name__}: {self.error})"
 
 
+#: More threads than this only queue on the rate limiter: at CrowdTwist's 10,000/min cap even a 1.5 s
+#: answer needs ~42 requests in flight.
+MAX_WORKERS = 256
+
+
+def check_max_workers(max_workers: object) -> None:
+    """``max_workers`` must be a whole number from 1 to :data:`MAX_WORKERS`; the message names it."""
+    if (
+        isinstance(max_workers, bool)
+        or not isinstance(max_workers, int)
+        or not 1 <= max_workers <= MAX_WORKERS
+    ):
+        raise ValueError(f"max_workers must be an integer from 1 to {MAX_WORKERS}, got {max_workers!r}")
+
+
 def send_all(
     items: Iterable[T],
     work: Callable[[T], R],
@@ -61,8 +76,7 @@ def send_all(
 
     Closing the generator early (``break``) stops submitting and waits for the in-flight items.
     """
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
+    check_max_workers(max_workers)
     limit = max_in_flight if max_in_flight is not None else 2 * max_workers
     if limit < 1:
         raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")

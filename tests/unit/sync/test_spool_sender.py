@@ -117,3 +117,18 @@ def test_sender_heartbeat_runs_while_waiting():
 def test_sender_refuses_bad_worker_counts(workers):
     with pytest.raises(ValueError, match="max_workers"):
         list(send_all([1], lambda x: x, max_workers=workers))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 257, 1.5, True, "8", None])
+def test_one_max_workers_rule_for_sender_and_both_syncs(bad):
+    from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig
+    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig
+    from airflow_provider_crowdtwist.sync.sender import check_max_workers
+
+    with pytest.raises(ValueError, match="max_workers must be an integer from 1 to 256"):
+        check_max_workers(bad)
+    with pytest.raises(ValueError, match="max_workers must be an integer from 1 to 256"):
+        MemberSyncConfig(max_workers=bad).validate()
+    with pytest.raises(ValueError, match="max_workers must be an integer from 1 to 256"):
+        CreditSyncConfig(id_column="email", activity_id="purchase", max_workers=bad).validate()
+    check_max_workers(256)
