@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -272,7 +273,7 @@ class CrowdTwistHook(BaseHook):
             number = float(value)
         except (TypeError, ValueError):
             raise self._fail(f"extra '{name}' must be a number of seconds, got {_short(value)}") from None
-        if not number > 0 or number == float("inf"):
+        if not math.isfinite(number) or number <= 0:
             raise self._fail(f"extra '{name}' must be a positive number of seconds, got {_short(value)}")
         return number
 
@@ -284,7 +285,7 @@ class CrowdTwistHook(BaseHook):
             number = float(value)
         except (TypeError, ValueError):
             raise self._fail(f"extra '{name}' must be a whole number, got {_short(value)}") from None
-        if number != int(number) or number < 0:
+        if not math.isfinite(number) or number != int(number) or number < 0:
             raise self._fail(f"extra '{name}' must be a whole number >= 0, got {_short(value)}")
         return int(number)
 

@@ -242,6 +242,22 @@ def test_verify_accepts_a_ca_bundle_path(monkeypatch: pytest.MonkeyPatch, tmp_pa
             "extra 'timeout'",
         ),
         (
+            {"host": "https://api.example.com", "password": API_KEY, "extra": {"timeout": "inf"}},
+            "extra 'timeout'",
+        ),
+        (
+            {"host": "https://api.example.com", "password": API_KEY, "extra": {"requests_per_minute": "nan"}},
+            "extra 'requests_per_minute'",
+        ),
+        (
+            {
+                "host": "https://api.example.com",
+                "password": API_KEY,
+                "extra": {"requests_per_minute": "1e400"},
+            },
+            "extra 'requests_per_minute'",
+        ),
+        (
             {"host": "https://api.example.com", "password": API_KEY, "extra": {"connect_timeout": -1}},
             "extra 'connect_timeout'",
         ),
