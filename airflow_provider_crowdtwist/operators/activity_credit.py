@@ -58,8 +58,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         it the key is a SHA-256 of member, activity, points, date and extra data: identical rows are
         then one credit.
     :param ledger_path: the ledger (a SQLite file): a local path or an object-storage URL
-        (``s3://...``, ``file://...``). Required unless ``allow_duplicates=True``. ``state_path`` is
-        accepted as another name for it (the member operator's argument name).
+        (``s3://...``, ``file://...``). Required unless ``allow_duplicates=True``.
     :param allow_duplicates: credit without a ledger. Must be set explicitly: a retry may credit twice.
     :param resend_unknown: send keys the ledger holds as ``unknown`` again (after a human checked
         that they did not land).
@@ -80,7 +79,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     :param chunksize: rows per chunk read from the source (default 10,000).
     """
 
-    template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "state_path", "activity_id")
+    template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "activity_id")
     ui_color = "#f7e6c4"
 
     def __init__(
@@ -93,7 +92,6 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         extra_data_columns: Sequence[str] | Mapping[str, str] | None = None,
         dedupe_key_column: str | None = None,
         ledger_path: Any = None,
-        state_path: Any = None,
         allow_duplicates: bool = False,
         resend_unknown: bool = False,
         fail_on_unknown: bool = True,
@@ -109,7 +107,6 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         self.extra_data_columns = extra_data_columns
         self.dedupe_key_column = dedupe_key_column
         self.ledger_path = ledger_path
-        self.state_path = state_path
         self.allow_duplicates = allow_duplicates
         self.resend_unknown = resend_unknown
         self.fail_on_unknown = fail_on_unknown
@@ -120,14 +117,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     # ------------------------------------------------------------------ arguments
 
     def _ledger_location(self) -> Any:
-        """``ledger_path`` (or its alias ``state_path``), blank meaning none."""
-        ledger = self.ledger_path if self.ledger_path not in ("", None) else None
-        state = self.state_path if self.state_path not in ("", None) else None
-        if ledger is not None and state is not None and str(ledger) != str(state):
-            raise ValueError(
-                "ledger_path and state_path name the credit ledger twice with different values; give one"
-            )
-        return ledger if ledger is not None else state
+        """``ledger_path``, a blank (e.g. a template rendering to nothing) meaning none."""
+        return self.ledger_path if self.ledger_path not in ("", None) else None
 
     def _validate_arguments(self) -> None:
         """Fail at DAG parse time on arguments that templates cannot change."""

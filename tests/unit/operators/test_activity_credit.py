@@ -110,11 +110,9 @@ def test_refuses_to_credit_without_a_ledger() -> None:
         operator(rows=[], ledger_path="/tmp/l.sqlite", allow_duplicates=True)
 
 
-def test_state_path_is_an_alias_of_ledger_path(tmp_path: pathlib.Path) -> None:
-    op = operator(rows=[], state_path=str(tmp_path / "l.sqlite"))
-    assert op._ledger_location() == str(tmp_path / "l.sqlite")
-    with pytest.raises(ValueError, match="ledger_path and state_path"):
-        operator(rows=[], state_path="/a.sqlite", ledger_path="/b.sqlite")
+def test_a_blank_ledger_path_counts_as_none(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="ledger_path is required"):
+        operator(rows=[], ledger_path="")
 
 
 @pytest.mark.parametrize(
