@@ -8,6 +8,7 @@ retry cannot help).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -36,11 +37,8 @@ def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int
         overrides["requests_per_minute"] = requests_per_minute
     config = hook.get_client_config(**overrides)
     if config.pool_size < max_workers:
-        overrides["pool_size"] = max_workers
-        config = hook.get_client_config(**overrides)
-    limiter = RateLimiter(config.requests_per_minute)
-    hook.rate_limiter = limiter
-    return CrowdTwistClient(config, rate_limiter=limiter)
+        config = dataclasses.replace(config, pool_size=max_workers)
+    return CrowdTwistClient(config, rate_limiter=RateLimiter(config.requests_per_minute))
 
 
 def push_summary(context: Any, summary: dict[str, Any]) -> None:
