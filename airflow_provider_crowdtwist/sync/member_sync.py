@@ -404,9 +404,8 @@ def sync_members(
                 survivors = _log_dry_run_samples(survivors, log)
             stop = config.stop_event if config.stop_event is not None else threading.Event()
             work = _MemberSender(client, mapping, dry_run=config.dry_run, redact=redact)
-            pending_state: dict[int, tuple[str, str]] = {}
             for row, outcome in send_all(
-                _remember(survivors, pending_state, mapping) if state else survivors,
+                survivors,
                 work,
                 max_workers=config.max_workers,
                 stop=stop,
@@ -430,14 +429,12 @@ def sync_members(
                     )
                     log.error("%s.", abort_reason)
                 outcome.extra.pop("auth_failed", None)
-                if state is not None:
-                    key_payload = pending_state.pop(row.row_number, None)
-                    if (
-                        key_payload
-                        and outcome.outcome in (Outcome.CREATED, Outcome.UPDATED)
-                        and not config.dry_run
-                    ):
-                        state.record(*key_payload)
+                if (
+                    state is not None
+                    and not config.dry_run
+                    and outcome.outcome in (Outcome.CREATED, Outcome.UPDATED)
+                ):
+                    state.record(mapping.dedupe_key(row.identifier), row.payload_json)
                 account(outcome)
             if stop.is_set() and abort_reason is None:
                 abort_reason = "the sync was stopped before every row was sent (task killed)"
@@ -518,14 +515,6 @@ def _filter_unchanged(
                 )
             )
             continue
-        yield row
-
-
-def _remember(
-    rows: Iterator[SpooledRow], pending: dict[int, tuple[str, str]], mapping: MemberMapping
-) -> Iterator[SpooledRow]:
-    for row in rows:
-        pending[row.row_number] = (mapping.dedupe_key(row.identifier), row.payload_json)
         yield row
 
 
