@@ -61,6 +61,7 @@ from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncSummary,
@@ -365,10 +366,9 @@ class _CreditRun:
     def plan(self, chunk: pd.DataFrame, first_row: int) -> list[CreditRequest]:
         """Map the chunk, finish rejected / duplicate / already-known rows, return what must be sent."""
         requests: list[CreditRequest] = []
-        columns = [str(c) for c in chunk.columns]
-        for offset, values in enumerate(chunk.itertuples(index=False, name=None)):
+        for offset, record in enumerate(chunk_records(chunk)):
             self.summary.rows_read += 1
-            mapped = self.mapping.map_row(first_row + offset, dict(zip(columns, values, strict=True)))
+            mapped = self.mapping.map_row(first_row + offset, record)
             if isinstance(mapped, RowResult):
                 self.finish(mapped)
             else:

@@ -46,7 +46,7 @@ from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
-from airflow_provider_crowdtwist.sync.sources import iter_records
+from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
 from airflow_provider_crowdtwist.sync.state import SyncState
 from airflow_provider_crowdtwist.sync.summary import (
@@ -482,7 +482,7 @@ def _mapped_batches(
         columns = [str(c) for c in chunk.columns]
         plan = mapping.plan(columns)
         batch: list[tuple[int, str, str, str]] = []
-        for _, record in iter_records([chunk]):
+        for record in chunk_records(chunk):
             row_number += 1
             summary.rows_read += 1
             mapped = mapping.map_record(row_number, record, plan)

@@ -251,7 +251,14 @@ def iter_records(chunks: Iterable[pd.DataFrame]) -> Iterator[tuple[int, dict[str
     """
     row_number = 0
     for chunk in chunks:
-        columns = [str(c) for c in chunk.columns]
-        for values in chunk.itertuples(index=False, name=None):
+        for record in chunk_records(chunk):
             row_number += 1
-            yield row_number, dict(zip(columns, values, strict=False))
+            yield row_number, record
+
+
+def chunk_records(chunk: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """One dict per row of ``chunk`` (string column names), via ``itertuples``: the per-row cost the
+    syncs pay, so no per-row DataFrame access."""
+    columns = [str(c) for c in chunk.columns]
+    for values in chunk.itertuples(index=False, name=None):
+        yield dict(zip(columns, values, strict=True))
