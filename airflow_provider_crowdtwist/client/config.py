@@ -27,6 +27,17 @@ ID_TYPES: tuple[str, ...] = (
     "mobile_phone_number",
 )
 
+#: ``id_type`` values of an activity credit: the member id types plus ``inst_username``
+#: (O:UserActivityCredit).
+CREDIT_ID_TYPES: tuple[str, ...] = (*ID_TYPES, "inst_username")
+
+#: The only id types a ``pii=false`` profile read takes (O:UserProfile).
+PII_FREE_ID_TYPES: tuple[str, ...] = ("id", "third_party_id")
+
+#: Member fields the update takes and the create does not (O:UserUpdate): a new member whose row sets
+#: one of them needs the PUT after the POST.
+UPDATE_ONLY_FIELDS: tuple[str, ...] = ("is_active", "remove_points")
+
 #: The member attribute that holds each identifier, so that a create can carry the identifier the
 #: member was looked up by (``id`` is assigned by CrowdTwist and has no attribute).
 ID_TYPE_ATTRIBUTES: dict[str, str] = {
@@ -235,4 +246,12 @@ class ClientConfig:
         )
 
 
-__all__ = ["ID_TYPES", "ID_TYPE_ATTRIBUTES", "ClientConfig", "is_loopback_host"]
+__all__ = [
+    "CREDIT_ID_TYPES",
+    "ID_TYPES",
+    "ID_TYPE_ATTRIBUTES",
+    "PII_FREE_ID_TYPES",
+    "UPDATE_ONLY_FIELDS",
+    "ClientConfig",
+    "is_loopback_host",
+]

@@ -81,7 +81,7 @@ class FakeClient:
             self.members[email] = dict(fields)
         return {}
 
-    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
+    def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
         self._record("GET", user_id, None)
         if user_id not in self.members:
             raise CrowdTwistNotFoundError("User does not exist.", status=404, code="page_not_found")
