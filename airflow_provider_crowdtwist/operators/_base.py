@@ -45,6 +45,8 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
     """
 
     template_ext: Sequence[str] = (".sql",)
+    #: The ``id_type`` values this operator's calls take (credits also take ``inst_username``).
+    id_types: tuple[str, ...] = ID_TYPES
     template_fields_renderers = {"sql": "sql", "parameters": "json"}
 
     def __init__(
@@ -102,8 +104,8 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             source_path=self.source_path,
             chunksize=self.chunksize,
         )
-        if self.id_type is not None and self.id_type not in ID_TYPES:
-            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
+        if self.id_type is not None and self.id_type not in self.id_types:
+            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(self.id_types)}")
         validate_requests_per_minute(self.requests_per_minute)
 
     def _build_client(self) -> CrowdTwistClient:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_crowdtwist.client.config import CREDIT_ID_TYPES
 from airflow_provider_crowdtwist.operators._base import (
     SOURCE_TEMPLATE_FIELDS,
     CrowdTwistSyncOperatorBase,
@@ -78,6 +79,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     :param dry_run: map, validate and look up the ledger, but send nothing and write no credit.
     :param chunksize: rows per chunk read from the source (default 10,000).
     """
+
+    id_types = CREDIT_ID_TYPES  # O:UserActivityCredit also takes inst_username
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "activity_id")
     ui_color = "#f7e6c4"
