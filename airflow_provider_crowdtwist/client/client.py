@@ -593,7 +593,9 @@ class CrowdTwistClient:
             if update_only:  # is_active & co. are not taken by the create (O:UserUpdate)
                 return "created", self.update_user(user_id, update_only, chosen)
             return "created", created
-        if taken.ambiguous:
+        if taken.ambiguous:  # our own earlier POST landed: it still lacks the update-only fields
+            if update_only:
+                return "created", self.update_user(user_id, update_only, chosen)
             return "created", self.get_user(user_id, chosen)
         try:
             return "updated", self.update_user(user_id, fields, chosen)

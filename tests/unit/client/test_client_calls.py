@@ -313,6 +313,17 @@ def test_upsert_own_ambiguous_create_reads_back(requests_mock: Any, make_client:
     assert make_client().upsert_user("a+b@c.com", {"first_name": "A"}) == ("created", {"id": 4})
 
 
+def test_upsert_own_ambiguous_create_still_gets_its_update_only_fields(
+    requests_mock: Any, make_client: Any
+) -> None:
+    put = requests_mock.put(USER, [NOT_FOUND, {"json": {"id": 4, "is_active": False}}])
+    taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
+    requests_mock.post(CREATE, [{"exc": requests.ReadTimeout("slow")}, taken])
+    status = make_client().upsert_user("a+b@c.com", {"first_name": "A", "is_active": 0})
+    assert status == ("created", {"id": 4, "is_active": False})
+    assert put.last_request.json() == {"is_active": 0}
+
+
 def test_upsert_taken_by_someone_else_raises_the_refusal(requests_mock: Any, make_client: Any) -> None:
     requests_mock.put("https://api.test/v2/users/T-9?id_type=third_party_id", **NOT_FOUND)
     taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
