@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -207,12 +208,19 @@ def test_credits_by_inst_username(sandbox_reading: Any, tmp_path: pathlib.Path) 
 WRONG_KEY = "wrong-key-3c9d1e7f"
 
 
-@pytest.fixture(params=readings_for("bad credentials status"), ids=lambda r: r.name)
-def bad_credentials_reading(request: pytest.FixtureRequest, sandbox: Any) -> Any:
-    """401 (the baseline) and 403 "Invalid API key" for refused credentials."""
+def switched(request: pytest.FixtureRequest, sandbox: Any) -> Iterator[Any]:
+    """The session sandbox switched to the reading ``request.param``, reset afterwards."""
     sandbox.configure(**request.param.sandbox)
-    yield request.param
-    sandbox.reset()
+    try:
+        yield request.param
+    finally:
+        sandbox.reset()
+
+
+@pytest.fixture(params=readings_for("bad credentials status"), ids=lambda r: r.name)
+def bad_credentials_reading(request: pytest.FixtureRequest, sandbox: Any) -> Iterator[Any]:
+    """401 (the baseline) and 403 "Invalid API key" for refused credentials."""
+    yield from switched(request, sandbox)
 
 
 def test_wrong_key_stops_the_member_sync(
@@ -268,10 +276,9 @@ def test_wrong_key_stops_the_credit_sync(
 
 
 @pytest.fixture(params=readings_for("deletion status path"), ids=lambda r: r.name)
-def deletion_reading(request: pytest.FixtureRequest, sandbox: Any) -> Any:
-    sandbox.configure(**request.param.sandbox)
-    yield request.param
-    sandbox.reset()
+def deletion_reading(request: pytest.FixtureRequest, sandbox: Any) -> Iterator[Any]:
+    """Deletion status at /v2/users/delete/{id} (the baseline) or at /v2/user_deletion/{id}."""
+    yield from switched(request, sandbox)
 
 
 def test_delete_is_queued_and_its_refusals_are_typed(
@@ -364,3 +371,65 @@ def test_syncs_call_only_the_documented_endpoints(
     routes = {route for route, count in sandbox.admin.stats()["by_route"].items() if count}
     assert routes and routes <= DOCUMENTED_ROUTES, routes - DOCUMENTED_ROUTES
     assert "POST /v2/users/{user_id}/activities" in routes and "POST /v2/users" in routes
+
+
+# ------------------------------------------------------------------------------- connection test
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, sandbox: Any, **extra: Any) -> None:
+    """An ``AIRFLOW_CONN_*`` JSON connection to ``sandbox``, as a user writes it for that auth type."""
+    hmac = extra.get("auth_type") == "hmac"
+    payload = {
+        "conn_type": "crowdtwist",
+        "host": sandbox.base_url,
+        "login": sandbox.hmac_public_key if hmac else None,
+        "password": extra.pop("password", sandbox.hmac_private_key if hmac else sandbox.api_key),
+        "extra": extra,
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(payload))
+
+
+def test_connection_test_under_every_reading(sandbox_reading: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+    wanted = {
+        k: v for k, v in sandbox_reading.reading.client.items() if k in ("auth_type", "hmac_timestamp_unit")
+    }
+    set_connection(monkeypatch, "ct_reading", sandbox_reading.sandbox, **wanted)
+    ok, message = CrowdTwistHook("ct_reading").test_connection()
+    assert ok, message
+    assert message == "Connected: 4 active activities"
+
+
+@pytest.mark.parametrize(("program_unit", "configured"), [("s", "ms"), ("ms", "s")])
+def test_connection_test_finds_the_hmac_unit(
+    program_unit: str, configured: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OPEN point: seconds or milliseconds. A refused unit is retried in the other; the user is told."""
+    from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+    sandbox.configure(timestamp_unit=program_unit)
+    set_connection(monkeypatch, "ct_unit", sandbox, auth_type="hmac", hmac_timestamp_unit=configured)
+    ok, message = CrowdTwistHook("ct_unit").test_connection()
+    assert not ok  # the connection as configured does not work...
+    assert f"set the connection extra 'hmac_timestamp_unit' to '{program_unit}'" in message  # ...this would
+    assert sandbox.hmac_private_key not in message
+    # With wrong keys neither unit works: the message says the keys, not the unit, are the problem.
+    set_connection(
+        monkeypatch, "ct_keys", sandbox, auth_type="hmac", hmac_timestamp_unit=configured, password="nope"
+    )
+    ok, message = CrowdTwistHook("ct_keys").test_connection()
+    assert not ok and "Authentication failed" in message
+    assert "in both seconds and milliseconds" in message and "hmac_timestamp_unit' to" not in message
+
+
+def test_connection_test_with_a_wrong_key_under_both_credential_readings(
+    bad_credentials_reading: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+    set_connection(monkeypatch, "ct_wrong", sandbox, password=WRONG_KEY)
+    ok, message = CrowdTwistHook("ct_wrong").test_connection()
+    status = bad_credentials_reading.sandbox.get("bad_credentials_status", 401)
+    assert not ok and f"Authentication failed (HTTP {status})" in message and "API key" in message
+    assert WRONG_KEY not in message
