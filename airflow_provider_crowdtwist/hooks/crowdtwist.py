@@ -437,9 +437,12 @@ class CrowdTwistHook(BaseHook):
         """The program's active activities (``GET /v2/activities``)."""
         return self.get_conn().list_activities()
 
-    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
-        """A member's profile; ``id_type`` defaults to the connection's ``id_type``."""
-        return self.get_conn().get_user(user_id, id_type=id_type)
+    def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
+        """A member's profile; ``id_type`` defaults to the connection's ``id_type``.
+
+        ``pii=False`` reads it without personal data (``id``/``third_party_id`` id types only).
+        """
+        return self.get_conn().get_user(user_id, id_type=id_type, pii=pii)
 
     def create_user(self, fields: Mapping[str, Any]) -> dict:
         """Create a member (``POST /v2/users``)."""

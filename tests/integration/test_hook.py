@@ -187,7 +187,11 @@ def test_delegating_methods_reach_the_api(monkeypatch: pytest.MonkeyPatch, sandb
         assert outcome == "created"
         assert hook.get_user("ada@example.com")["email_address"] == "ada@example.com"
         hook.update_user("ada@example.com", {"first_name": "Augusta"})
-        assert hook.get_user("ada@example.com")["first_name"] == "Augusta"
+        member = hook.get_user("ada@example.com")
+        assert member["first_name"] == "Augusta"
+        # Without PII (O:UserProfile): by CrowdTwist id only, and no name or email comes back.
+        bare = hook.get_user(str(member["id"]), id_type="id", pii=False)
+        assert bare["id"] == member["id"] and "first_name" not in bare and "email_address" not in bare
         answer = hook.credit_activity("ada@example.com", "purchase", num_points=7)
         assert answer.get("awarded") is True
     credits = sandbox.admin.credits()
