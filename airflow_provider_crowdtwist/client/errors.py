@@ -42,6 +42,14 @@ class CrowdTwistError(Exception):
         self.ambiguous = ambiguous
         self.retry_after = retry_after
 
+    @property
+    def credential_failure(self) -> bool:
+        """True when the credentials were refused: 401, or a 403 naming the key ("Invalid API key").
+
+        Every further request would fail the same way, so a sync stops instead of burning its source.
+        """
+        return False
+
     def __str__(self) -> str:
         parts: list[str] = []
         if self.method or self.path:
@@ -93,9 +101,22 @@ class CrowdTwistConfigError(CrowdTwistError, ValueError):
 class CrowdTwistAuthError(CrowdTwistError):
     """401: the API key or the HMAC signature was refused."""
 
+    @property
+    def credential_failure(self) -> bool:
+        return True
+
 
 class CrowdTwistForbiddenError(CrowdTwistError):
-    """403, e.g. "User is inactive."."""
+    """403: "User is inactive." (a row problem) or, on some endpoints, "Invalid API key" (credentials).
+
+    The contract documents both messages under one status, so here alone the message decides; see
+    :attr:`CrowdTwistError.credential_failure`.
+    """
+
+    @property
+    def credential_failure(self) -> bool:
+        text = (self.message or "").lower().replace("_", " ")
+        return "api key" in text or "apikey" in text
 
 
 class CrowdTwistNotFoundError(CrowdTwistError):

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Union
+
+#: What a row's outcome may be: an :class:`Outcome`, or a member of a sync's own ``str`` enum of extra
+#: outcomes (declared to :class:`~.run.SyncRun`, e.g. ``deactivated``), or its plain string value.
+OutcomeLike = Union["Outcome", Enum, str]
+
+
+def outcome_key(outcome: OutcomeLike) -> str:
+    """The plain string an outcome is counted and written under."""
+    return str(outcome.value) if isinstance(outcome, Enum) else str(outcome)
 
 
 class Outcome(str, Enum):
@@ -58,7 +67,7 @@ class RowResult:
 
     row_number: int
     identifier: str | None
-    outcome: Outcome
+    outcome: OutcomeLike
     code: str | None = None
     message: str | None = None
     payload: dict[str, Any] | None = None

@@ -7,11 +7,30 @@ payloads or secrets: small enough for any XCom backend, safe to show in the UI.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome
+from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome, OutcomeLike, outcome_key
+
+_REQUEST_COUNTS_LOCK = threading.Lock()
+
+
+def ordered_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """``counts`` in table order: the :class:`Outcome` order, then a sync's extra outcomes."""
+    known = [o.value for o in OUTCOME_ORDER]
+    return [(k, counts[k]) for k in known if k in counts] + [
+        (k, v) for k, v in counts.items() if k not in known
+    ]
+
+
+class SyncConfigError(ValueError):
+    """A sync setting is wrong; raised before the first request. ``field`` names the setting."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SyncError(Exception):
@@ -39,6 +58,9 @@ class SyncSummary:
 
     ``rows_read`` is maintained independently of the counts (it is the number of rows the source
     gave), so :meth:`is_consistent` really checks the promise that every row got one outcome.
+    ``rows_removed`` counts rows a sync accounts for that the source did NOT give (members gone from
+    the source); they get outcomes too. ``request_counts`` holds request counters of a sync's own
+    (e.g. history look-ups), added with :meth:`count_requests` from any thread.
     """
 
     counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in OUTCOME_ORDER})
@@ -49,15 +71,31 @@ class SyncSummary:
     rejects_written: int = 0
     dry_run: bool = False
     aborted: str | None = None
+    rows_removed: int = 0
+    request_counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, outcome: Outcome | str, n: int = 1) -> None:
+    def declare(self, outcome: OutcomeLike) -> None:
+        """Make an extra outcome of a sync known (counted from 0, listed in the table)."""
+        self.counts.setdefault(outcome_key(outcome), 0)
+
+    def add(self, outcome: OutcomeLike, n: int = 1) -> None:
         """Count ``n`` rows as ``outcome``."""
-        key = Outcome(outcome).value
+        key = outcome_key(outcome)
         self.counts[key] = self.counts.get(key, 0) + n
 
-    def count(self, outcome: Outcome | str) -> int:
+    def count(self, outcome: OutcomeLike) -> int:
         """Rows that ended as ``outcome``."""
-        return self.counts.get(Outcome(outcome).value, 0)
+        return self.counts.get(outcome_key(outcome), 0)
+
+    def count_requests(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the request counter ``name`` (thread-safe: worker threads call it)."""
+        with _REQUEST_COUNTS_LOCK:
+            self.request_counts[name] = self.request_counts.get(name, 0) + n
+
+    @property
+    def rows_expected(self) -> int:
+        """Rows that must each have one outcome: read from the source plus removed from it."""
+        return self.rows_read + self.rows_removed
 
     @property
     def total_outcomes(self) -> int:
@@ -65,8 +103,8 @@ class SyncSummary:
         return sum(self.counts.values())
 
     def is_consistent(self) -> bool:
-        """True when the counts add up to the rows read."""
-        return self.total_outcomes == self.rows_read
+        """True when the counts add up to the rows read (plus the rows removed)."""
+        return self.total_outcomes == self.rows_expected
 
     @property
     def bad_rows(self) -> int:
@@ -99,6 +137,8 @@ class SyncSummary:
             "rejects_written": int(self.rejects_written),
             "dry_run": bool(self.dry_run),
             "aborted": self.aborted,
+            **({"rows_removed": int(self.rows_removed)} if self.rows_removed else {}),
+            **({"request_counts": dict(self.request_counts)} if self.request_counts else {}),
         }
 
     @classmethod
@@ -113,6 +153,8 @@ class SyncSummary:
         summary.rejects_written = int(data.get("rejects_written", 0))
         summary.dry_run = bool(data.get("dry_run", False))
         summary.aborted = data.get("aborted")
+        summary.rows_removed = int(data.get("rows_removed", 0))
+        summary.request_counts = {str(k): int(v) for k, v in dict(data.get("request_counts") or {}).items()}
         return summary
 
 
