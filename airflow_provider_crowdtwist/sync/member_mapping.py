@@ -24,6 +24,7 @@ from airflow_provider_crowdtwist.sync.attributes import (
 )
 from airflow_provider_crowdtwist.sync.convert import CONVERTERS, MISSING, ConversionError, to_plain, to_text
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_email, check_fields
 
 MODES = ("upsert", "insert", "update")
@@ -36,8 +37,8 @@ CREATE_REQUIREMENTS = "create_requirements"
 DUPLICATE_IDENTIFIER = "duplicate_identifier"
 
 
-class MemberSyncConfigError(ValueError):
-    """A sync setting is wrong; the message names the setting. Raised before the first request."""
+class MemberSyncConfigError(SyncConfigError):
+    """A member sync setting (or the source's columns) is wrong; raised before the first request."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
-from airflow_provider_crowdtwist.sync.sender import MAX_WORKERS, SendFailure, send_all
+from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncConfigError,
@@ -78,18 +78,17 @@ class RunConfig:
     stop_event: threading.Event | None = None
 
     def validate(self) -> None:
-        """Check every field against its type (:func:`validate_config`), then the sync's own rules."""
+        """The shared rules, each field against its type (:func:`validate_config`), the sync's own."""
+        for name, check in (
+            ("max_workers", lambda: check_max_workers(self.max_workers)),
+            ("max_failed_rows", lambda: validate_thresholds(self.max_failed_rows, None)),
+            ("max_failed_ratio", lambda: validate_thresholds(None, self.max_failed_ratio)),
+        ):
+            try:
+                check()
+            except ValueError as exc:
+                raise SyncConfigError(str(exc), name) from None
         validate_config(self)
-        try:
-            validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
-        except ValueError as exc:
-            field = "max_failed_rows" if "max_failed_rows" in str(exc) else "max_failed_ratio"
-            raise SyncConfigError(str(exc), field) from None
-        if not 1 <= self.max_workers <= MAX_WORKERS:
-            raise SyncConfigError(
-                f"max_workers must be an integer from 1 to {MAX_WORKERS}, got {self.max_workers!r}",
-                "max_workers",
-            )
         if self.progress_interval <= 0:
             raise SyncConfigError(
                 f"progress_interval must be > 0 seconds, got {self.progress_interval!r}", "progress_interval"
@@ -250,9 +249,11 @@ class SyncRun(Generic[T]):
                 f"CrowdTwist answered {exc.status or 401} ({exc.message}): the API key or HMAC keys of the "
                 "connection are wrong"
             )
-            return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
+        # ``ambiguous`` first: even a final 400 after an earlier dropped attempt may have been applied.
         if exc.ambiguous and ambiguous is not Outcome.FAILED:
             return self._error(row, ambiguous, exc.code or "ambiguous", f"unresolved: {exc}", exc, extra)
+        if exc.credential_failure:
+            return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
         if isinstance(exc, CrowdTwistNotFoundError):
             message = f"member not found ({exc.message})"
             return self._error(row, Outcome.REJECTED, exc.code or "not_found", message, exc, extra)
@@ -313,10 +314,14 @@ class SyncRun(Generic[T]):
         calls :meth:`record`. May be called several times (e.g. once per chunk).
         """
         pending = iter(items)
+
+        def guarded(item: T) -> RowResult:  # queued before a stop, started after it: not sent
+            return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
+
         if not self.stop.is_set():
             for item, outcome in send_all(
                 pending,
-                work,
+                guarded,
                 max_workers=self.config.max_workers,
                 stop=self.stop,
                 heartbeat=self.progress.maybe_log,
