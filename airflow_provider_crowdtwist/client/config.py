@@ -235,4 +235,11 @@ class ClientConfig:
         )
 
 
-__all__ = ["ID_TYPES", "ID_TYPE_ATTRIBUTES", "ClientConfig", "is_loopback_host"]
+def id_type_problem(id_type: object) -> str | None:
+    """Why ``id_type`` is not one CrowdTwist takes (the one wording every caller uses), or None."""
+    if id_type in ID_TYPES:
+        return None
+    return f"id_type {id_type!r} is not valid: id_type must be one of {', '.join(ID_TYPES)}"
+
+
+__all__ = ["ID_TYPES", "ID_TYPE_ATTRIBUTES", "ClientConfig", "id_type_problem", "is_loopback_host"]

@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_crowdtwist.client.config import ID_TYPES
+from airflow_provider_crowdtwist.client.config import id_type_problem
 from airflow_provider_crowdtwist.sync.convert import (
     MISSING,
     ConversionError,
@@ -153,8 +153,9 @@ class CreditMapping:
                 raise ValueError(f"{arg} must be a non-empty column name, got {value!r}")
         if id_column is None:
             raise ValueError("id_column is required: the column holding the member identifier")
-        if id_type not in ID_TYPES:
-            raise ValueError(f"id_type must be one of {', '.join(ID_TYPES)}; got {id_type!r}")
+        problem = id_type_problem(id_type)
+        if problem:
+            raise ValueError(problem)
         if (activity_id is None) == (activity_id_column is None):
             raise ValueError(
                 "give exactly one of activity_id (the same activity for every row) or activity_id_column"

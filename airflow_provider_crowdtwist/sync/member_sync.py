@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -34,7 +34,9 @@ from airflow_provider_crowdtwist.sync.member_mapping import (
     DUPLICATE_IDENTIFIER,
     MappedRow,
     MemberMapping,
+    MemberMode,
     MemberSyncConfigError,
+    UnmappedPolicy,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.rejects import mask_secrets
@@ -61,8 +63,8 @@ class MemberSyncConfig(RunConfig):
     id_column: str = "user_id"
     id_type: str | None = None
     field_mapping: Mapping[str, str] | None = None
-    unmapped_columns: Literal["custom_data", "ignore", "error"] = "custom_data"
-    mode: Literal["upsert", "insert", "update"] = "upsert"
+    unmapped_columns: UnmappedPolicy = "custom_data"
+    mode: MemberMode = "upsert"
     state_path: Any = None
     spool_dir: str | None = None
 
