@@ -98,7 +98,8 @@ class CrowdTwistClient:
     ) -> None:
         config.validate()
         self.config = config
-        self.rate_limiter = rate_limiter
+        # Every client honours the program's cap: without a shared limiter given, it paces itself.
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(config.requests_per_minute)
         self.log = logger or logging.getLogger(__name__)
         self._sleep = sleep
         self._clock = clock

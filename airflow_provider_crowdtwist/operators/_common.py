@@ -14,7 +14,6 @@ from typing import Any
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError
 
 SUMMARY_XCOM_KEY = "summary"
@@ -38,7 +37,7 @@ def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int
     config = hook.get_client_config(**overrides)
     if config.pool_size < max_workers:
         config = dataclasses.replace(config, pool_size=max_workers)
-    return CrowdTwistClient(config, rate_limiter=RateLimiter(config.requests_per_minute))
+    return CrowdTwistClient(config)  # it builds its one limiter from config.requests_per_minute
 
 
 def push_summary(context: Any, summary: dict[str, Any]) -> None:

@@ -217,8 +217,9 @@ def test_requests_per_minute_and_pool_follow_the_task(conn, monkeypatch):
 
     def spy(config, **kwargs):
         seen["config"] = config
-        seen["limiter"] = kwargs.get("rate_limiter")
-        return original(config, **kwargs)
+        client = original(config, **kwargs)
+        seen["limiter"] = client.rate_limiter  # the client builds its own from the config
+        return client
 
     monkeypatch.setattr(_common, "CrowdTwistClient", spy)
     operator(requests_per_minute=1200, max_workers=100).execute(context())
