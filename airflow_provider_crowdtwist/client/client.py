@@ -99,7 +99,9 @@ class CrowdTwistClient:
         config.validate()
         self.config = config
         # Every client honours the program's cap: without a shared limiter given, it paces itself.
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(config.requests_per_minute)
+        if rate_limiter is None:
+            rate_limiter = RateLimiter(config.requests_per_minute)
+        self.rate_limiter = rate_limiter
         self.log = logger or logging.getLogger(__name__)
         self._sleep = sleep
         self._clock = clock
@@ -356,6 +358,7 @@ class CrowdTwistClient:
                 method=ctx.method,
                 path=ctx.shown,
                 ambiguous=failure.ambiguous,
+                problem=failure.problem,
             )
             result = AttemptResult(
                 error=error,

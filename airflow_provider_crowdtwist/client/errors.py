@@ -10,7 +10,7 @@ header or in the URL) and would leak it through ``repr``, ``__cause__`` or ``__c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class CrowdTwistError(Exception):
@@ -135,8 +135,22 @@ class CrowdTwistServerError(CrowdTwistError):
     """5xx after the retries ran out."""
 
 
+#: What went wrong on the wire, decided by the client from the exception TYPE (``client/retry.py``).
+ConnectionProblem = Literal["refused", "dns", "timeout", "closed", "reset", "tls", "other"]
+
+
 class CrowdTwistConnectionError(CrowdTwistError):
-    """Connect/read errors and timeouts after the retries ran out (``status`` is None)."""
+    """Connect/read errors and timeouts after the retries ran out (``status`` is None).
+
+    ``problem`` says which (refused, DNS, timeout...) so callers never parse the text.
+    """
+
+    def __init__(self, message: str, *, problem: ConnectionProblem = "other", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.problem: ConnectionProblem = problem
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "problem": self.problem}
 
 
 def error_class_for_status(status: int) -> type[CrowdTwistError]:
@@ -157,6 +171,7 @@ def error_class_for_status(status: int) -> type[CrowdTwistError]:
 
 
 __all__ = [
+    "ConnectionProblem",
     "CrowdTwistAuthError",
     "CrowdTwistConfigError",
     "CrowdTwistConnectionError",

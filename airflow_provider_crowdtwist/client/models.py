@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_crowdtwist.client.formats import NO_WORDS, YES_WORDS
+
 _LIST_KEYS = ("activities", "data", "items", "results")
-_TRUE_WORDS = {"1", "true", "yes", "y", "active", "enabled", "on"}
-_FALSE_WORDS = {"0", "false", "no", "n", "inactive", "disabled", "off", "archived", "deleted"}
+_TRUE_WORDS = YES_WORDS | {"active", "enabled"}
+_FALSE_WORDS = NO_WORDS | {"inactive", "disabled", "archived", "deleted"}
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ Messages quoted by the contract are used verbatim (clients may match on them); t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_crowdtwist.client.formats import CA_POSTAL as _CA_POSTAL
+from airflow_provider_crowdtwist.client.formats import COUNTRY as _COUNTRY
+from airflow_provider_crowdtwist.client.formats import EMAIL as _EMAIL
+from airflow_provider_crowdtwist.client.formats import US_ZIP as _US_ZIP
 from airflow_provider_crowdtwist.sandbox.errors import ApiError, input_error
 from airflow_provider_crowdtwist.sandbox.settings import SandboxSettings
 
@@ -63,10 +66,6 @@ LOCATION_FIELDS = ("postal_code", "country_code", "city_id", "city_name")
 CREDIT_FIELDS = frozenset({"activity_id", "num_points", "activity_date", "extra_data"})
 
 _NAME_CHARS = set(" -\u2019_@.,")  # the contract lists a typographic apostrophe
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-_US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
-_CA_POSTAL = re.compile(r"^[A-Za-z]\d[A-Za-z] \d[A-Za-z]\d$")
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
 
 def _is_int(value: object) -> bool:

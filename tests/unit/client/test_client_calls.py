@@ -356,7 +356,9 @@ def test_every_client_builds_its_limiter_from_the_config():
     from airflow_provider_crowdtwist.client.config import ClientConfig
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 
-    config = ClientConfig(base_url="http://127.0.0.1:1", api_key="k", requests_per_minute=600)
+    config = ClientConfig(
+        base_url="http://127.0.0.1:1", api_key="limiter-test-key-5d1e", requests_per_minute=600
+    )
     with CrowdTwistClient(config) as client:
         assert client.rate_limiter is not None
         assert client.rate_limiter.requests_per_minute == 600
