@@ -130,32 +130,7 @@ class CreditSyncSummary(SyncSummary):
 
     def to_dict(self) -> dict[str, Any]:
         """The XCom: counts, ``unknown`` count and keys, the ledger's location. Never rows or secrets."""
-        data = super().to_dict()
-        data.update(
-            {
-                "unknown": int(self.count(Outcome.UNKNOWN)),
-                "ledger_path": self.ledger_path,
-                "ledger_counts": {k: int(v) for k, v in self.ledger_counts.items()},
-                "unknown_keys": list(self.unknown_keys),
-                "recovered_unknown": int(self.recovered_unknown),
-                "already_processed": int(self.already_processed),
-                "not_awarded": int(self.not_awarded),
-            }
-        )
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CreditSyncSummary:
-        """Rebuild from :meth:`to_dict` output."""
-        base = SyncSummary.from_dict(data)
-        summary = cls(**{f: getattr(base, f) for f in SyncSummary.__dataclass_fields__})
-        summary.ledger_path = data.get("ledger_path")
-        summary.ledger_counts = {str(k): int(v) for k, v in dict(data.get("ledger_counts") or {}).items()}
-        summary.unknown_keys = [str(k) for k in data.get("unknown_keys") or []]
-        summary.recovered_unknown = int(data.get("recovered_unknown", 0))
-        summary.already_processed = int(data.get("already_processed", 0))
-        summary.not_awarded = int(data.get("not_awarded", 0))
-        return summary
+        return {**super().to_dict(), "unknown": self.count(Outcome.UNKNOWN)}
 
 
 def credit_threshold_violation(

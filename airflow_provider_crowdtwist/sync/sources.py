@@ -243,19 +243,6 @@ def iter_chunks(
     raise SourceError(f"unsupported source of type {type(source).__name__}")
 
 
-def iter_records(chunks: Iterable[pd.DataFrame]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(row_number, record)`` for every row of every chunk, numbered from 1 in source order.
-
-    Uses ``itertuples`` per chunk (cheap) rather than per-row DataFrame access. Column names are
-    turned into strings; values are left as pandas gives them (the converters handle numpy types).
-    """
-    row_number = 0
-    for chunk in chunks:
-        for record in chunk_records(chunk):
-            row_number += 1
-            yield row_number, record
-
-
 def chunk_records(chunk: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """One dict per row of ``chunk`` (string column names), via ``itertuples``: the per-row cost the
     syncs pay, so no per-row DataFrame access."""

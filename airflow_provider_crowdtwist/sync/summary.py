@@ -6,15 +6,18 @@ payloads or secrets: small enough for any XCom backend, safe to show in the UI.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome, OutcomeLike, outcome_key
 
 _REQUEST_COUNTS_LOCK = threading.Lock()
+_S = TypeVar("_S", bound="SyncSummary")
 
 
 def ordered_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -126,35 +129,25 @@ class SyncSummary:
         return self.requests_sent / self.rows_read
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: the operator's XCom."""
-        return {
-            "counts": {k: int(v) for k, v in self.counts.items()},
-            "rows_read": int(self.rows_read),
-            "requests_sent": int(self.requests_sent),
-            "duration_seconds": round(float(self.duration_seconds), 3),
-            "rows_per_second": round(self.rows_per_second, 2),
-            "rejects_path": self.rejects_path,
-            "rejects_written": int(self.rejects_written),
-            "dry_run": bool(self.dry_run),
-            "aborted": self.aborted,
-            **({"rows_removed": int(self.rows_removed)} if self.rows_removed else {}),
-            **({"request_counts": dict(self.request_counts)} if self.request_counts else {}),
-        }
+        """A JSON-serialisable dict: the operator's XCom. Every field (a subclass's too), plus rows/s."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = (
+                dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+            )
+        data["duration_seconds"] = round(float(self.duration_seconds), 3)
+        data["rows_per_second"] = round(self.rows_per_second, 2)
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SyncSummary:
+    def from_dict(cls: type[_S], data: Mapping[str, Any]) -> _S:
         """Rebuild a summary from :meth:`to_dict` output (e.g. an XCom read downstream)."""
         summary = cls()
+        for f in dataclasses.fields(summary):
+            if f.name in data and f.name != "counts":
+                setattr(summary, f.name, copy.deepcopy(data[f.name]))
         summary.counts.update({str(k): int(v) for k, v in dict(data.get("counts", {})).items()})
-        summary.rows_read = int(data.get("rows_read", 0))
-        summary.requests_sent = int(data.get("requests_sent", 0))
-        summary.duration_seconds = float(data.get("duration_seconds", 0.0))
-        summary.rejects_path = data.get("rejects_path")
-        summary.rejects_written = int(data.get("rejects_written", 0))
-        summary.dry_run = bool(data.get("dry_run", False))
-        summary.aborted = data.get("aborted")
-        summary.rows_removed = int(data.get("rows_removed", 0))
-        summary.request_counts = {str(k): int(v) for k, v in dict(data.get("request_counts") or {}).items()}
         return summary
 
 
