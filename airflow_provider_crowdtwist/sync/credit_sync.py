@@ -48,7 +48,7 @@ from airflow_provider_crowdtwist.sync.ledger import (
     CreditLedger,
     LedgerError,
 )
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult, outcome_key
 from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
 from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary, threshold_violation
@@ -182,7 +182,7 @@ class _CreditSync:
     def send_one(self, req: CreditRequest) -> RowResult:
         """The per-row work: intent, request, outcome, ledger state."""
         ref = _ref(req)
-        extra = {"dedupe_key": req.dedupe_key}
+        extra: dict[str, Any] = {"dedupe_key": req.dedupe_key}
         if not self.ledger.is_remote:
             accepted = self.ledger.mark_pending([_intent(req)], resend_unknown=self.config.resend_unknown)
             if req.dedupe_key not in accepted:
@@ -209,7 +209,7 @@ class _CreditSync:
                 message = "accepted, but CrowdTwist answered awarded=false (a frequency cap?)"
                 extra["not_awarded"] = True
             result = self.run.result(ref, Outcome.CREDITED, message, extra=extra)
-        state = {Outcome.CREDITED: CREDITED, Outcome.UNKNOWN: UNKNOWN}.get(result.outcome, FAILED)  # type: ignore[call-overload]
+        state = {"credited": CREDITED, "unknown": UNKNOWN}.get(outcome_key(result.outcome), FAILED)
         self.ledger.record(req.dedupe_key, state, result.message)
         return result
 

@@ -156,7 +156,7 @@ class CreditLedger:
         location: str | None = None,
         lock: bool = True,
         recover: bool = True,
-        log: logging.Logger | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
     ) -> None:
         """Open (creating if needed) the SQLite file at ``db_path``.
 
@@ -208,7 +208,7 @@ class CreditLedger:
         location: str | os.PathLike[str] | RemotePath,
         *,
         run_id: str | None = None,
-        log: logging.Logger | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
     ) -> CreditLedger:
         """Open a local ledger file, or download an object-storage ledger to a temporary file.
 
@@ -216,7 +216,7 @@ class CreditLedger:
         turns ``s3://...`` or ``file://...`` into an ``ObjectStoragePath`` before calling this.
         """
         if is_local(location):
-            path = pathlib.Path(os.fspath(location)).expanduser()
+            path = pathlib.Path(os.fspath(location)).expanduser()  # type: ignore[arg-type]  # local
             if path.exists() and path.is_dir():
                 raise LedgerError(
                     f"ledger_path {path} is a directory; give a file name such as credits.sqlite"
@@ -237,7 +237,7 @@ class CreditLedger:
                 (log or _log).info("Downloaded credit ledger %s (%d bytes)", location, size)
             else:
                 (log or _log).info("Credit ledger %s does not exist yet; starting a new one", location)
-            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)
+            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)  # type: ignore[arg-type]
         except Exception:
             copy.close()
             raise

@@ -324,7 +324,7 @@ class SyncRun(Generic[T]):
                 guarded,
                 max_workers=self.config.max_workers,
                 stop=self.stop,
-                heartbeat=self.progress.maybe_log,
+                heartbeat=self.progress.heartbeat,
             ):
                 if isinstance(outcome, SendFailure):
                     outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
