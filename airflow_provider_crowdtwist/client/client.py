@@ -451,7 +451,7 @@ class CrowdTwistClient:
         return chosen
 
     @staticmethod
-    def _user_path(user_id: Any, suffix: str = "") -> str:
+    def _member_path(user_id: Any, suffix: str = "") -> str:
         if user_id is None or str(user_id).strip() == "":
             raise CrowdTwistValidationError("user_id is empty")
         return f"/v2/users/{quote_path_value(user_id)}{suffix}"
@@ -465,7 +465,7 @@ class CrowdTwistClient:
 
     def get_user(self, user_id: str, id_type: str | None = None) -> dict:
         """``GET /v2/users/{user_id}?id_type=T``: the member's profile."""
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         params = {"id_type": self._id_type(id_type)}
         return _as_dict(self._json(self._call("GET", path, params=params), "GET", path))
 
@@ -477,7 +477,7 @@ class CrowdTwistClient:
 
     def update_user(self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None) -> dict:
         """``PUT /v2/users/{user_id}?id_type=T``; 404 (:class:`CrowdTwistNotFoundError`) when unknown."""
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         params = {"id_type": self._id_type(id_type)}
         body = dict(fields)
         response = self._call("PUT", path, params=params, body=body, extra_secrets=_body_secrets(body))
@@ -520,7 +520,7 @@ class CrowdTwistClient:
 
     def delete_user(self, user_id: str, id_type: str | None = None) -> None:
         """``DELETE /v2/users/{user_id}?id_type=T`` (seen in third-party code only)."""
-        self._call("DELETE", self._user_path(user_id), params={"id_type": self._id_type(id_type)})
+        self._call("DELETE", self._member_path(user_id), params={"id_type": self._id_type(id_type)})
 
     def credit_activity(
         self,
@@ -544,7 +544,7 @@ class CrowdTwistClient:
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
-        path = self._user_path(user_id, "/activities")
+        path = self._member_path(user_id, "/activities")
         params = {"id_type": self._id_type(id_type)}
         body: dict[str, Any] = {"activity_id": str(activity_id)}
         if num_points is not None:

@@ -409,26 +409,11 @@ class CrowdTwistHook(BaseHook):
         """Update a member, creating it on 404; returns ``("updated" | "created", user)``."""
         return self.get_conn().upsert_user(user_id, fields, id_type=id_type)
 
-    def credit_activity(
-        self,
-        user_id: str,
-        activity_id: str,
-        *,
-        id_type: str | None = None,
-        num_points: int | None = None,
-        activity_date: int | None = None,
-        extra_data: Mapping[str, Any] | None = None,
-    ) -> dict:
-        """Credit one activity to a member. Not idempotent on CrowdTwist's side: use the credit operator
+    def credit_activity(self, user_id: str, activity_id: str, **options: Any) -> dict:
+        """Credit one activity to a member; ``options`` are the client's (``id_type``, ``num_points``,
+        ``activity_date``, ``extra_data``). Not idempotent on CrowdTwist's side: use the credit operator
         (with its ledger) for anything that may be retried."""
-        return self.get_conn().credit_activity(
-            user_id,
-            activity_id,
-            id_type=id_type,
-            num_points=num_points,
-            activity_date=activity_date,
-            extra_data=extra_data,
-        )
+        return self.get_conn().credit_activity(user_id, activity_id, **options)
 
     # ------------------------------------------------------------------ health checks
 

@@ -14,15 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from airflow_provider_crowdtwist.client.errors import (
-    CrowdTwistConfigError,
-    CrowdTwistConnectionError,
-    CrowdTwistError,
-    CrowdTwistForbiddenError,
-    CrowdTwistNotFoundError,
-    CrowdTwistRateLimitError,
-    CrowdTwistServerError,
-)
+from airflow_provider_crowdtwist.client import errors as ct
 
 
 class CheckStatus(str, Enum):
@@ -101,9 +93,9 @@ def check_api(client: Any, target: CheckTarget, activity_ids: Iterable[str] | No
     scrub = target.scrub
     try:
         activities = client.list_activities()
-    except CrowdTwistConfigError as exc:
+    except ct.CrowdTwistConfigError as exc:
         return ApiCheck(CheckStatus.ERROR, scrub(f"Bad configuration: {error_text(exc)}"))
-    except CrowdTwistError as exc:
+    except ct.CrowdTwistError as exc:
         return classify_error(exc, target)
     except ValueError as exc:  # a body that is not JSON: not the CrowdTwist API
         return ApiCheck(
@@ -132,25 +124,25 @@ def check_api(client: Any, target: CheckTarget, activity_ids: Iterable[str] | No
     return ApiCheck(CheckStatus.SUCCESS, f"Connected: {count} active activities", 200, count)
 
 
-def classify_error(exc: CrowdTwistError, target: CheckTarget) -> ApiCheck:
+def classify_error(exc: ct.CrowdTwistError, target: CheckTarget) -> ApiCheck:
     """A client error -> a check, by the error's type."""
     status, text, scrub = exc.status, error_text(exc), target.scrub
-    if exc.credential_failure or isinstance(exc, CrowdTwistForbiddenError):
+    if exc.credential_failure or isinstance(exc, ct.CrowdTwistForbiddenError):
         message = (
             f"Authentication failed (HTTP {status}): CrowdTwist refused the {target.key_kind}; check the "
             f"connection's password/login and extra 'auth_type'. Server said: {text}"
         )
         return ApiCheck(CheckStatus.AUTH_ERROR, scrub(message), http_status=status)
-    if isinstance(exc, CrowdTwistRateLimitError):
+    if isinstance(exc, ct.CrowdTwistRateLimitError):
         return ApiCheck(CheckStatus.WAITING, scrub(f"Rate limited (HTTP 429): {text}"), http_status=status)
-    if isinstance(exc, CrowdTwistServerError):
+    if isinstance(exc, ct.CrowdTwistServerError):
         message = f"CrowdTwist server error (HTTP {status}), maybe maintenance: {text}"
         return ApiCheck(CheckStatus.WAITING, scrub(message), http_status=status)
-    if isinstance(exc, CrowdTwistConnectionError) or status is None:
+    if isinstance(exc, ct.CrowdTwistConnectionError) or status is None:
         problem = getattr(exc, "problem", "other")
         why = _CONNECTION_PROBLEMS.get(problem, f"network error ({text})")
         return ApiCheck(CheckStatus.WAITING, scrub(f"Cannot reach {target.base_url()}: {why}"))
-    if isinstance(exc, CrowdTwistNotFoundError):
+    if isinstance(exc, ct.CrowdTwistNotFoundError):
         message = (
             f"Wrong base URL: {target.base_url()}/v2/activities answered 404; the host must be the API "
             f"root, e.g. https://sbapi123.crowdtwist.com. Server said: {text}"

@@ -1,31 +1,12 @@
 """The activity-credit sync: every row credited at most once per dedupe key, and never silently lost.
 
-How one run goes (see also ``docs/activity-credits.md``):
-
-1. Configuration is checked, and the program's active activities are fetched once
-   (``validate_activities``), before the first credit is sent.
-2. Each chunk of the source is mapped (``CreditMapping``): bad rows are ``rejected`` with a reason.
-3. Keys seen earlier in this run are ``skipped`` ("duplicate in this run"); keys the ledger knows as
-   ``credited`` are ``skipped`` ("already credited"); keys the ledger knows as ``unknown`` are reported
-   ``unknown`` again and not resent, unless ``resend_unknown``.
-4. The rest is sent by the concurrent sender. Before each request its key is committed ``pending`` in
-   the ledger (write-ahead intent); after it, ``credited``, ``failed`` (definitely not applied) or
-   ``unknown`` (ambiguous even after the client's immediate identical resend).
-   A remote ledger cannot be uploaded per key, so there the intents of a whole chunk are recorded and
-   uploaded before the chunk is sent.
-5. The ledger is uploaded after each chunk and on every exit path; the rejects file and the summary
-   are written as for the member sync.
-
-The outcome of a sent credit follows the client's typed errors, never their text:
-
-============================================  ==========  ================  ======================
-answer                                        outcome     ledger            a later run
-============================================  ==========  ================  ======================
-200 (or "Event already processed" on resend)  credited    credited          skips it
-404 member, 400/422, 403 (inactive member)    rejected    failed            sends it again
-429 after retries, connection refused         failed      failed            sends it again
-timeout, dropped connection, 5xx (ambiguous)  unknown     unknown           skips it (reported)
-============================================  ==========  ================  ======================
+A sync on the run skeleton (``sync/run.py``): its mapping is :class:`CreditMapping`, its per-row work
+:meth:`_CreditSync.send_one` (write-ahead ``pending`` intent in the ledger, the request, then
+``credited`` / ``failed`` / ``unknown``), its state the :class:`CreditLedger`. Per chunk: ``plan``
+(map; skip duplicates and keys already credited; report keys left ``unknown``), ``reconcile`` (the
+slot for looking up what CrowdTwist already shows), ``send``. Outcomes by answer, the ledger states
+and what a later run does are tabled in ``docs/activity-credits.md``; the error -> outcome rule is
+:meth:`SyncRun.error_result` with ``ambiguous=unknown``.
 """
 
 from __future__ import annotations

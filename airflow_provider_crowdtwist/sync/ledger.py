@@ -50,7 +50,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol, runtime_checkable
 
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, is_local
+from airflow_provider_crowdtwist.sync.paths import (
+    FileInUseError,
+    FileLock,
+    WorkingCopy,
+    is_local,
+    transaction,
+)
 
 __all__ = [
     "LEDGER_STATES",
@@ -326,8 +332,7 @@ class CreditLedger:
         now = _now()
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._conn, immediate=True):
                 for intent in intents:
                     cur = self._conn.execute(
                         sql,
@@ -343,10 +348,6 @@ class CreditLedger:
                     )
                     if cur.rowcount:
                         accepted.add(intent.dedupe_key)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return accepted
 
     def record(self, dedupe_key: str, state: str, message: str | None = None) -> None:
@@ -365,17 +366,12 @@ class CreditLedger:
             return
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._conn, immediate=True):
                 self._conn.executemany(
                     "UPDATE credits SET state = ?, run_id = ?, updated_at = ?, message = ? "
                     "WHERE dedupe_key = ?",
                     rows,
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
 
     def discard_pending(self, keys: Iterable[str]) -> int:
         """Forget intents whose requests were never sent (e.g. the intent upload failed).
@@ -386,8 +382,7 @@ class CreditLedger:
         removed = 0
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._conn, immediate=True):
                 for batch in _chunks(list(keys)):
                     marks = ", ".join("?" for _ in batch)
                     cur = self._conn.execute(
@@ -396,10 +391,6 @@ class CreditLedger:
                         (self.run_id, *batch),
                     )
                     removed += cur.rowcount
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return removed
 
     def set_state(self, dedupe_key: str, state: str, message: str | None = None) -> bool:
@@ -425,17 +416,12 @@ class CreditLedger:
         first: list[bool] = []
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN")
-            try:
+            with transaction(self._conn):
                 for key in keys:
                     cur = self._conn.execute(
                         "INSERT OR IGNORE INTO temp.run_keys (dedupe_key) VALUES (?)", (key,)
                     )
                     first.append(cur.rowcount == 1)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return first
 
     # ------------------------------------------------------------------ reading

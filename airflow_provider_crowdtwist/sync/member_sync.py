@@ -1,17 +1,11 @@
 """The member sync: source chunks -> CrowdTwist members created or updated, every row accounted for.
 
-Flow (see ``docs/member-sync.md``):
-
-1. read the source chunk by chunk; map and validate each row (``MemberMapping``); rejections are
-   recorded at once; good rows go to a temporary SQLite :class:`~.spool.Spool`;
-2. duplicates resolve last-wins in the spool; the losers are ``skipped``; the total is now known;
-3. the survivors are sent by :func:`~.sender.send_all` on ``max_workers`` threads over ONE client
-   (whose ONE ``RateLimiter`` is shared by every worker, so a 429 slows everybody);
-4. each :class:`RowResult` is counted, written to the rejects file if it is a problem, and shown in
-   the progress log; the summary is returned, or raised with the error when a threshold is exceeded
-   or CrowdTwist said 401 (bad credentials: the sync stops instead of burning the whole source).
-
-No Airflow import: the operator is a thin adapter over :func:`sync_members`.
+A sync on the run skeleton (``sync/run.py``); see ``docs/member-sync.md``. Its mapping is
+:class:`MemberMapping`; rows are read into a temporary SQLite :class:`~.spool.Spool` (duplicates
+resolve last-wins, so the total is known before sending), unchanged ones are dropped with the
+optional :class:`~.state.MemberState`, and the per-row work (:class:`_MemberSender`: one PUT or POST,
+two when an upsert has to fall back) runs through :meth:`SyncRun.send` on ``max_workers`` threads
+over ONE client, whose ONE rate limiter paces every worker.
 """
 
 from __future__ import annotations

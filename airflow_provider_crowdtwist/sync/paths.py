@@ -13,8 +13,9 @@ import contextlib
 import os
 import pathlib
 import shutil
+import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 try:  # POSIX advisory locks keep two runs from sharing one local state or ledger at the same time.
@@ -155,3 +156,15 @@ class FileLock:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
+    """One SQLite transaction on an autocommit connection: committed, or rolled back on any error."""
+    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy
+from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, transaction
 
 
 class StateInUseError(FileInUseError):
@@ -84,13 +84,12 @@ class MemberState:
         """Write pending records."""
         if not self._pending:
             return
-        self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT INTO member_state (key, hash, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
-            self._pending,
-        )
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            self._db.executemany(
+                "INSERT INTO member_state (key, hash, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+                self._pending,
+            )
         self._pending = []
 
     def close(self) -> None:
