@@ -240,12 +240,12 @@ class CreditMapping:
                     self.id_type, identifier, activity_id, num_points, activity_date, extra_data
                 )
         except _RowRejected as rej:
-            return RowResult(
-                row_number=row_number,
-                identifier=identifier,
-                outcome=Outcome.REJECTED,
+            return RowResult.at(
+                row_number,
+                identifier,
+                Outcome.REJECTED,
+                rej.message,
                 code="invalid_row",
-                message=f"row {row_number}: {rej.message}",
                 extra={"field": rej.field},
             )
         return CreditRequest(

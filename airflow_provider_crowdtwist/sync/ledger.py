@@ -181,7 +181,8 @@ class CreditLedger:
         self._copy: WorkingCopy | None = None
         self.recovered_unknown = 0
         if lock and remote is None:
-            self._file_lock = FileLock(self.db_path, self._busy)
+            where = f"the credit ledger {self.db_path}"
+            self._file_lock = FileLock(self.db_path, LedgerInUseError, what=where, shared="a ledger")
         try:
             self._conn = sqlite3.connect(
                 str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
@@ -277,12 +278,6 @@ class CreditLedger:
     def is_remote(self) -> bool:
         """True when the ledger is a local copy of an object-storage file (uploaded by :meth:`sync`)."""
         return self.remote is not None
-
-    def _busy(self, lock_path: str) -> Exception:
-        return LedgerInUseError(
-            f"the credit ledger {self.db_path} is in use by another running sync (lock {lock_path}); "
-            "run credit syncs that share a ledger one at a time (e.g. max_active_runs=1)"
-        )
 
     def _release_file_lock(self) -> None:
         if self._file_lock is not None:

@@ -208,8 +208,7 @@ class SyncRun(Generic[T]):
         self, row: RowRef, outcome: OutcomeLike, message: str | None = None, **fields: Any
     ) -> RowResult:
         """A :class:`RowResult` for ``row``; ``message`` gets the ``row N: `` prefix every message has."""
-        text = f"row {row.row_number}: {message}" if message is not None else None
-        return RowResult(row.row_number, row.identifier, outcome, message=text, payload=row.payload, **fields)
+        return RowResult.at(row.row_number, row.identifier, outcome, message, payload=row.payload, **fields)
 
     def record(self, result: RowResult) -> None:
         """Count ``result``, write it to the rejects file if it is a problem, log a few, feed progress."""
