@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_crowdtwist.client.formats import NO_WORDS, YES_WORDS
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS
 
 _LIST_KEYS = ("activities", "data", "items", "results")
 _TRUE_WORDS = YES_WORDS | {"active", "enabled"}

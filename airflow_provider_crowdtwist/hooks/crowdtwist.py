@@ -27,8 +27,8 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-from airflow_provider_crowdtwist.client.formats import NO_WORDS, YES_WORDS, show
 from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
 from airflow_provider_crowdtwist.hooks.health import ApiCheck, CheckStatus, CheckTarget, check_api, error_text
 from airflow_provider_crowdtwist.provider_info import (
     CONN_FIELDS,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_crowdtwist.client import errors as ct
-from airflow_provider_crowdtwist.client.formats import TextEnum
+from airflow_provider_crowdtwist.formats import TextEnum
 
 
 class CheckStatus(TextEnum):

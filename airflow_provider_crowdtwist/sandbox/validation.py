@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_crowdtwist.client.formats import CA_POSTAL as _CA_POSTAL
-from airflow_provider_crowdtwist.client.formats import COUNTRY as _COUNTRY
-from airflow_provider_crowdtwist.client.formats import EMAIL as _EMAIL
-from airflow_provider_crowdtwist.client.formats import US_ZIP as _US_ZIP
+from airflow_provider_crowdtwist.formats import CA_POSTAL as _CA_POSTAL
+from airflow_provider_crowdtwist.formats import COUNTRY as _COUNTRY
+from airflow_provider_crowdtwist.formats import EMAIL as _EMAIL
+from airflow_provider_crowdtwist.formats import US_ZIP as _US_ZIP
 from airflow_provider_crowdtwist.sandbox.errors import ApiError, input_error
 from airflow_provider_crowdtwist.sandbox.settings import SandboxSettings
 

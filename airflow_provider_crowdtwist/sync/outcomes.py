@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
-from airflow_provider_crowdtwist.client.formats import TextEnum
+from airflow_provider_crowdtwist.formats import TextEnum
 
 #: What a row's outcome may be: an :class:`Outcome`, or a member of a sync's own ``str`` enum of extra
 #: outcomes (declared to :class:`~.run.SyncRun`, e.g. ``deactivated``), or its plain string value.
