@@ -245,8 +245,10 @@ class SyncRun(Generic[T]):
             return self._error(row, ambiguous, INTERNAL, message, None, extra)
         if exc.credential_failure:
             self.abort(
-                f"CrowdTwist answered {exc.status or 401} ({exc.message}): the API key or HMAC keys of the "
-                "connection are wrong"
+                self.redact(
+                    f"CrowdTwist answered {exc.status or 401} ({exc.message}): the API key or HMAC keys of "
+                    "the connection are wrong"
+                )
             )
         # ``ambiguous`` first: even a final 400 after an earlier dropped attempt may have been applied.
         if exc.ambiguous and ambiguous is not Outcome.FAILED:
