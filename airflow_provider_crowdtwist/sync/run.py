@@ -217,13 +217,8 @@ class SyncRun(Generic[T]):
             self.rejects.write(result)
             key = result.extra.get("dedupe_key")
             if self._problems_logged < MAX_LOGGED_PROBLEMS:
-                self.log.warning(
-                    "%s [%s] %s%s",
-                    result.outcome,
-                    result.code or "",
-                    result.message,
-                    f" (dedupe key {key})" if key else "",
-                )
+                where = f" (dedupe key {key})" if key else ""
+                self.log.warning("%s [%s] %s%s", result.outcome, result.code or "", result.message, where)
             elif self._problems_logged == MAX_LOGGED_PROBLEMS:
                 self.log.warning("More rejected/failed/unknown rows are not logged; see the rejects file.")
             self._problems_logged += 1
@@ -325,7 +320,7 @@ class SyncRun(Generic[T]):
                 guarded,
                 max_workers=self.config.max_workers,
                 stop=self.stop,
-                heartbeat=self.progress.heartbeat,
+                heartbeat=self.progress.maybe_log,
             ):
                 if isinstance(outcome, SendFailure):
                     outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
@@ -356,11 +351,10 @@ class SyncRun(Generic[T]):
             self.summary.aborted = self.abort_reason = (
                 "the sync was stopped before every row was sent (task killed)"
             )
-        if not self.summary.is_consistent():  # pragma: no cover - would be a bug in a sync
+        summary = self.summary
+        if not summary.is_consistent():  # pragma: no cover - would be a bug in a sync
             self.log.error(
-                "Row accounting mismatch: %d rows, %d outcomes",
-                self.summary.rows_expected,
-                self.summary.total_outcomes,
+                "Row accounting mismatch: %d rows, %d outcomes", summary.rows_expected, summary.total_outcomes
             )
         table = summary_table(self.summary, self.title)
         self.log.info("%s", f"{table}\n{notes}" if notes else table)
