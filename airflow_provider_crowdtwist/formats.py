@@ -20,7 +20,8 @@ class TextEnum(str, Enum):
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+#: US: 5 digits, or 9 with or without the hyphen (O:UserCreate; CrowdTwist validates only the first 5).
+US_ZIP = re.compile(r"^\d{5}(-?\d{4})?$")
 CA_POSTAL = re.compile(r"^[A-Za-z]\d[A-Za-z] \d[A-Za-z]\d$")
 COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
