@@ -41,6 +41,7 @@ from airflow_provider_crowdtwist.client.config import (
     PII_FREE_ID_TYPES,
     UPDATE_ONLY_FIELDS,
     ClientConfig,
+    id_type_problem,
 )
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistConfigError,
@@ -122,6 +123,9 @@ class CrowdTwistClient:
     ) -> None:
         config.validate()
         self.config = config
+        # Every client honours the program's cap: without a shared limiter given, it paces itself.
+        if rate_limiter is None:
+            rate_limiter = RateLimiter(config.requests_per_minute)
         self.rate_limiter = rate_limiter
         self.log = logger or logging.getLogger(__name__)
         self._sleep = sleep
@@ -380,6 +384,7 @@ class CrowdTwistClient:
                 method=ctx.method,
                 path=ctx.shown,
                 ambiguous=failure.ambiguous,
+                problem=failure.problem,
             )
             result = AttemptResult(
                 error=error,
@@ -429,7 +434,7 @@ class CrowdTwistClient:
         if 300 <= status < 400:
             code = None
             location = self._redactor.redact(response.headers.get("Location", "?"), ctx.extra_secrets)
-            message = f"unexpected redirect to {location}; check the connection host (API base URL)"
+            message = f"unexpected redirect to {location}; check base_url (the API root)"
         else:
             code, message = parse_error_body(response.content)
             message = self._redactor.redact(message or response.reason or "no message", ctx.extra_secrets)
@@ -465,14 +470,13 @@ class CrowdTwistClient:
 
     def _id_type(self, id_type: str | None, allowed: tuple[str, ...] = ID_TYPES) -> str:
         chosen = id_type or self.config.id_type
-        if chosen not in allowed:
-            raise CrowdTwistConfigError(
-                f"id_type must be one of {', '.join(repr(t) for t in allowed)}; got {chosen!r}"
-            )
+        problem = id_type_problem(chosen, allowed)
+        if problem:
+            raise CrowdTwistConfigError(problem)
         return chosen
 
     @staticmethod
-    def _user_path(user_id: Any, suffix: str = "") -> str:
+    def _member_path(user_id: Any, suffix: str = "") -> str:
         if user_id is None or str(user_id).strip() == "":
             raise CrowdTwistValidationError("user_id is empty")
         return f"/v2/users/{quote_path_value(user_id)}{suffix}"
@@ -537,7 +541,7 @@ class CrowdTwistClient:
         ``pii=False`` sends ``pii=false`` (O:UserProfile): no personal data comes back, and only the
         ``id`` and ``third_party_id`` id types take it -- for reads that need only those.
         """
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         chosen = self._id_type(id_type)
         params = {"id_type": chosen}
         if not pii:
@@ -556,7 +560,7 @@ class CrowdTwistClient:
 
     def update_user(self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None) -> dict:
         """``PUT /v2/users/{user_id}?id_type=T``; 404 (:class:`CrowdTwistNotFoundError`) when unknown."""
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         params = {"id_type": self._id_type(id_type)}
         body = dict(fields)
         response = self._call("PUT", path, params=params, body=body, extra_secrets=_body_secrets(body))
@@ -611,7 +615,7 @@ class CrowdTwistClient:
         "Member is inactive but has redeemable points") and 404
         :class:`CrowdTwistDeletionNotFoundError` ("Member not found", "Member ID is invalid").
         """
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         refused: CrowdTwistError | None = None
         try:
             response = self._call("DELETE", path, params={"id_type": self._id_type(id_type)})
@@ -672,7 +676,7 @@ class CrowdTwistClient:
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
-        path = self._user_path(user_id, "/activities")
+        path = self._member_path(user_id, "/activities")
         params = {"id_type": self._id_type(id_type, CREDIT_ID_TYPES)}
         body: dict[str, Any] = {"activity_id": str(activity_id)}
         if num_points is not None:

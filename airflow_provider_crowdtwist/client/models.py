@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS
+
 _LIST_KEYS = ("activities", "data", "items", "results")
-_TRUE_WORDS = {"1", "true", "yes", "y", "active", "enabled", "on"}
-_FALSE_WORDS = {"0", "false", "no", "n", "inactive", "disabled", "off", "archived", "deleted"}
+_TRUE_WORDS = YES_WORDS | {"active", "enabled"}
+_FALSE_WORDS = NO_WORDS | {"inactive", "disabled", "archived", "deleted"}
 
 
 @dataclass(frozen=True)

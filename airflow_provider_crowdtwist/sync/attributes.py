@@ -58,9 +58,6 @@ MEMBER_ATTRIBUTES: dict[str, str] = {**CREATE_ATTRIBUTES, **UPDATE_ONLY_ATTRIBUT
 #: Attributes required to create a member (plus a location, see ``validation.check_create``).
 CREATE_REQUIRED: tuple[str, ...] = ("first_name", "last_name", "email_address")
 
-#: Attributes that make up a member's location.
-LOCATION_ATTRIBUTES: tuple[str, ...] = ("postal_code", "country_code", "city_id", "city_name")
-
 #: Left out of a US member's payload: "for domestic addresses ONLY postal_code can be provided"
 #: (O:UserCreate); CrowdTwist refuses a city or a country alongside a US postal code.
 NOT_WITH_US_POSTAL_CODE: tuple[str, ...] = ("country_code", "city_id", "city_name")

@@ -24,8 +24,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_crowdtwist.formats import show
 from airflow_provider_crowdtwist.sync.attributes import CREATE_REQUIRED, NAME_ATTRIBUTES
 
+# These two are looser than ``formats.US_ZIP``/``CA_POSTAL`` (which describe the documented forms, as
+# the sandbox checks them) on purpose: a row is refused before sending only where the contract proves
+# CrowdTwist refuses it.
 #: US postal code as CrowdTwist validates it: only the first five characters, which must be digits.
 _US_ZIP_START = re.compile(r"^\d{5}")
 #: ``L#L #L#``; the space is optional here: the contract shows the form, not a refusal of ``K1A0B1``.
@@ -70,9 +74,9 @@ def check_postal_code(postal: Any, country: Any) -> str | None:
         return None
     country_u = country.strip().upper()
     if country_u == "US" and not is_us_zip(postal):
-        return f"{_short(postal)} is not a US ZIP code (5 digits, or ZIP+4 with or without the hyphen)"
+        return f"{show(postal)} is not a US ZIP code (5 digits, or ZIP+4 with or without the hyphen)"
     if country_u == "CA" and not (isinstance(postal, str) and _CA_POSTAL.match(postal)):
-        return f"{_short(postal)} is not a Canadian postal code like 'K1A 0B1'"
+        return f"{show(postal)} is not a Canadian postal code like 'K1A 0B1'"
     return None
 
 
@@ -116,8 +120,3 @@ def check_fields(payload: Mapping[str, Any]) -> tuple[str, str] | None:
     if reason:
         return "postal_code", reason
     return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
