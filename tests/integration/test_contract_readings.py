@@ -433,3 +433,56 @@ def test_connection_test_with_a_wrong_key_under_both_credential_readings(
     status = bad_credentials_reading.sandbox.get("bad_credentials_status", 401)
     assert not ok and f"Authentication failed (HTTP {status})" in message and "API key" in message
     assert WRONG_KEY not in message
+
+
+class _TaskInstance:
+    """Records the XCom pushes of an operator run outside a scheduler."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("which", ["members", "credits"])
+def test_wrong_key_fails_the_task_naming_the_credentials_with_the_summary_pushed(
+    which: str, bad_credentials_reading: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Under 401 and 403 "Invalid API key": the task fails (no retry), names the credentials, pushes
+    its summary, and sent at most ``max_workers`` requests."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
+    from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
+
+    set_connection(monkeypatch, "ct_task", sandbox, password=WRONG_KEY, requests_per_minute=0)
+    workers = 3
+    if which == "members":
+        rows = [{"user_id": f"t{i}@example.com", "first_name": "T", "last_name": "K"} for i in range(60)]
+        op: Any = CrowdTwistUserSyncOperator(
+            task_id="members", crowdtwist_conn_id="ct_task", rows=rows, max_workers=workers
+        )
+    else:
+        rows = [{"email": "t@example.com", "order": f"o{i}"} for i in range(60)]
+        op = CrowdTwistActivityCreditOperator(
+            task_id="credits",
+            crowdtwist_conn_id="ct_task",
+            rows=rows,
+            id_column="email",
+            activity_id="purchase",
+            dedupe_key_column="order",
+            validate_activities=False,
+            ledger_path=str(tmp_path / "ledger.sqlite"),
+            max_workers=workers,
+        )
+    ti = _TaskInstance()
+    with pytest.raises(AirflowFailException) as info:
+        op.execute({"ti": ti, "run_id": "manual__contract", "dag_run": None})
+    text = str(info.value)
+    assert "API key" in text and WRONG_KEY not in text
+    status = bad_credentials_reading.sandbox.get("bad_credentials_status", 401)
+    assert str(status) in text
+    summary = ti.xcom["summary"]
+    assert summary["rows_read"] == 60 and summary["aborted"]
+    assert sandbox.admin.stats()["total"] <= workers
