@@ -80,7 +80,7 @@ ALREADY_PROCESSED = "already processed"
 MAX_EXTENDED_PAGE_SIZE = 25
 #: The deletion-status path is an OPEN point: O:UserDeletionStatus names the first, its own sample
 #: the second. Both are tried (the one that answered is remembered).
-DELETION_STATUS_PATHS = ("/v2/users/delete/{}", "/v2/user_deletion/{}")
+DELETION_STATUS_PATHS: tuple[str, ...] = ("/v2/users/delete/{}", "/v2/user_deletion/{}")
 #: 404 messages that are about the member, not about the path (so the other path is not tried).
 _MEMBER_404 = ("member not found", "member id is invalid", "user does not exist")
 _MESSAGE_LIMIT = 300
@@ -151,7 +151,7 @@ class CrowdTwistClient:
         self._session = session if session is not None else self._new_session(config)
         self._counter_lock = threading.Lock()
         self._requests_sent = 0
-        self._deletion_status_paths = DELETION_STATUS_PATHS
+        self._deletion_status_paths: tuple[str, ...] = DELETION_STATUS_PATHS
 
     @staticmethod
     def _new_session(config: ClientConfig) -> requests.Session:
