@@ -1,0 +1,84 @@
+"""Serving the app with uvicorn: one socket bound before the ready line, and a guard against slow headers.
+
+uvicorn times out idle keep-alive connections but not a client that trickles its request *headers*
+(a byte a second holds the connection forever). Each connection therefore gets a deadline for its
+first request line and headers; the body has its own deadline in the app (a 408). Neither can stop the
+receiver, which serves every other connection meanwhile, but without the guard such connections would
+pile up until the process runs out of file descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from airflow_provider_crowdtwist.livepush.app import LivePushApp
+
+READY_PREFIX = "CrowdTwist live push receiver listening on "
+HEADER_TIMEOUT_S = 10.0
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose first request does not arrive in time."""
+
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._header_timer = loop.call_later(self.header_timeout_s, self._header_deadline)
+
+    def _header_deadline(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._header_timer.cancel()
+        super().connection_lost(exc)
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(app: LivePushApp, *, header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Server:
+    protocol = type("Guarded", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
+    config = uvicorn.Config(
+        app,
+        http=protocol,
+        lifespan="on",
+        loop="asyncio",
+        log_level="warning",
+        access_log=False,  # an access log would show nothing secret, but it costs ~10% of throughput
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    return _Server(config)
+
+
+def run(app: LivePushApp, host: str, port: int, *, header_timeout_s: float = HEADER_TIMEOUT_S) -> int:
+    sock = bind(host, port)
+    server = build_server(app, header_timeout_s=header_timeout_s)
+    server.run(sockets=[sock])
+    if not server.started:
+        print("crowdtwist-live-push: the receiver did not start (see the errors above)", file=sys.stderr)
+        return 1
+    return 0
