@@ -44,6 +44,38 @@ def options_to_args(options: dict[str, Any]) -> list[str]:
     return args
 
 
+def wait_ready_line(
+    process: subprocess.Popen[bytes], prefix: str, timeout: float, what: str, stderr_tail: Any
+) -> str:
+    """The child's first stdout line starting with ``prefix``; fails (with its stderr) when it exits first.
+
+    Used by every child server of the package (the sandbox, the live push receiver): each prints its
+    ready line only once its socket listens, so waiting for it replaces sleeping and guessing.
+    """
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    buffer = b""
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"{what} did not start within {timeout:.0f} s" + stderr_tail())
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                code = process.wait(5)
+                raise RuntimeError(f"{what} exited with code {code} before it was ready{stderr_tail()}")
+            buffer += chunk
+            for line in buffer.decode(errors="replace").splitlines():
+                if line.startswith(prefix):
+                    return line
+    finally:
+        selector.close()
+
+
 class SandboxProcess(SandboxAddresses):
     """``with SandboxProcess(latency_ms=200) as sb: ... sb.base_url ...``; options are CLI flags by name."""
 
@@ -103,33 +135,11 @@ class SandboxProcess(SandboxAddresses):
         return self
 
     def _wait_ready(self) -> int:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        buffer = b""
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RuntimeError(
-                        f"crowdtwist sandbox did not start within {self.startup_timeout:.0f} s"
-                        + self._stderr_tail()
-                    )
-                if not selector.select(remaining):
-                    continue
-                chunk = os.read(self.process.stdout.fileno(), 4096)
-                if not chunk:
-                    code = self.process.wait(5)
-                    raise RuntimeError(
-                        f"crowdtwist sandbox exited with code {code} before it was ready{self._stderr_tail()}"
-                    )
-                buffer += chunk
-                for line in buffer.decode(errors="replace").splitlines():
-                    if line.startswith(READY_PREFIX):
-                        return int(line.rsplit(":", 1)[1])
-        finally:
-            selector.close()
+        assert self.process is not None
+        line = wait_ready_line(
+            self.process, READY_PREFIX, self.startup_timeout, "crowdtwist sandbox", self._stderr_tail
+        )
+        return int(line.rsplit(":", 1)[1])
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:
