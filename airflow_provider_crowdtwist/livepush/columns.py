@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_crowdtwist.livepush.feeds import SECRET_PROFILE_FIELDS
+
 INT, NUM, TEXT, TS, JSON = "int", "num", "text", "ts", "json"
 
 
@@ -216,6 +218,8 @@ class RowBuilder:
         self.columns = feed_columns(feed)
         self.data_columns = self.columns[: -len(META_COLUMNS)]
         self._tree = _known_tree(self.data_columns)
+        if feed == "profile":  # never landed in a column, nor in extra_fields (see feeds.py)
+            self._tree.update(dict.fromkeys(SECRET_PROFILE_FIELDS))
         self._known_top = frozenset(self._tree)
         self._nested = tuple(k for k, v in self._tree.items() if isinstance(v, dict))
         out = timestamp_out or (lambda value: value)

@@ -15,13 +15,15 @@ import requests
 
 from airflow_provider_crowdtwist.livepush.process import ReceiverProcess
 from airflow_provider_crowdtwist.livepush.samples import sample_activity, sample_profile
-from tests.integration.livepush._helpers import landed, raw_request, spooled_and_landed_text, status_of
+from tests.integration.livepush._helpers import landed, spooled_and_landed_text, status_of
 from tests.integration.livepush.conftest import API_KEY
 
 HEADERS = {"x-api-key": API_KEY, "Content-Type": "application/json"}
 
 
-def post(rx: ReceiverProcess, feed: str, body: object, headers: dict[str, str] | None = None) -> requests.Response:
+def post(
+    rx: ReceiverProcess, feed: str, body: object, headers: dict[str, str] | None = None
+) -> requests.Response:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return requests.post(f"{rx.url}/push/{feed}", data=data, headers=headers or HEADERS, timeout=10)
 
@@ -62,7 +64,9 @@ def test_good_pushes_land_as_sent(receiver: ReceiverProcess) -> None:
 def test_bad_pushes_get_their_status_and_the_receiver_goes_on(receiver: ReceiverProcess) -> None:
     wrong_key = post(receiver, "profile", sample_profile(1), {"x-api-key": API_KEY[:-1] + "x"})
     assert wrong_key.status_code == 401
-    assert post(receiver, "profile", sample_profile(1), {"Content-Type": "application/json"}).status_code == 401
+    assert (
+        post(receiver, "profile", sample_profile(1), {"Content-Type": "application/json"}).status_code == 401
+    )
     not_json = post(receiver, "profile", b"{not json")
     assert not_json.status_code == 400 and "not JSON" in not_json.json()["message"]
     array = post(receiver, "profile", [sample_profile(1)])
@@ -83,7 +87,9 @@ def test_bad_pushes_get_their_status_and_the_receiver_goes_on(receiver: Receiver
     chunked = requests.post(f"{receiver.url}/push/profile", data=chunks(), headers=HEADERS, timeout=10)
     assert chunked.status_code == 413
     assert requests.get(f"{receiver.url}/push/profile", timeout=5).status_code == 405
-    assert requests.post(f"{receiver.url}/push/other", data="{}", headers=HEADERS, timeout=5).status_code == 404
+    assert (
+        requests.post(f"{receiver.url}/push/other", data="{}", headers=HEADERS, timeout=5).status_code == 404
+    )
     assert_alive(receiver)
     counts = metrics(receiver)
     assert counts[("profile", "unauthorized")] == 2
@@ -160,7 +166,9 @@ def test_200_concurrent_connections_are_all_acknowledged_and_landed(receiver: Re
         with requests.Session() as session:
             barrier.wait(30)
             data = json.dumps(sample_activity(i))
-            return session.post(f"{receiver.url}/push/activity", data=data, headers=HEADERS, timeout=30).status_code
+            return session.post(
+                f"{receiver.url}/push/activity", data=data, headers=HEADERS, timeout=30
+            ).status_code
 
     with ThreadPoolExecutor(200) as pool:
         statuses = list(pool.map(push, range(200)))
