@@ -41,7 +41,8 @@ def test_profiles_keep_the_newest_version_and_reloading_changes_nothing(tmp_path
     rows = table(
         db,
         "SELECT member_id, total_points, date_last_updated, tier_current_level_title,"
-        " tier_next_level_min_value, tier_date_reached, custom_data, received_at FROM members_live ORDER BY member_id",
+        " tier_next_level_min_value, tier_date_reached, custom_data, received_at"
+        " FROM members_live ORDER BY member_id",
     )
     assert rows == [
         (1, 50, "2017-03-23 20:49:09.000000+00:00", "Tier 1", 1000, "2017-03-23 19:00:00.000000+00:00",
