@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer profile pushes with third_party_id taken from this profile field (dotted path); "
         "only without authentication, as CrowdTwist requires",
     )
-    s.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)  # benchmark baseline only
+    # benchmark baselines only: no durability, or one fsync per push
+    s.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--max-batch", type=int, default=0, help=argparse.SUPPRESS)
     return p
 
 
@@ -68,7 +70,12 @@ def settings_from_args(args: argparse.Namespace) -> ReceiverSettings:
         output=args.output,
         auth=auth,
         spool_dir=args.spool_dir,
-        roll=RollPolicy(max_bytes=args.roll_bytes, max_seconds=args.roll_seconds, fsync=not args.no_fsync),
+        roll=RollPolicy(
+            max_bytes=args.roll_bytes,
+            max_seconds=args.roll_seconds,
+            fsync=not args.no_fsync,
+            max_batch=args.max_batch,
+        ),
         max_body_bytes=args.max_body_bytes,
         body_timeout_s=args.body_timeout,
         third_party_id_field=args.third_party_id_field,

@@ -31,6 +31,8 @@ class ReceiverSettings:
             raise ValueError("--max-body-bytes must be at least 1024")
         if self.body_timeout_s <= 0:
             raise ValueError("--body-timeout must be > 0")
+        if self.roll.max_batch < 0:
+            raise ValueError("--max-batch must be >= 0 (0 = group commit)")
         if self.roll.max_bytes < 1 or self.roll.max_seconds <= 0:
             raise ValueError("--roll-bytes and --roll-seconds must be > 0")
         if self.third_party_id_field is not None:

@@ -36,6 +36,7 @@ class RollPolicy:
     max_bytes: int = 64 * 1024 * 1024
     max_seconds: float = 60.0
     fsync: bool = True  # False only for the benchmark's baseline: acknowledgements are then not durable
+    max_batch: int = 0  # pushes per fsync; 0 = all that wait (group commit); 1 = the benchmark's baseline
 
 
 def _new_name(feed: str) -> str:
@@ -133,8 +134,9 @@ class FeedLog:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), tick)
                 self._wakeup.clear()
-            batch, waiters = self._pending, self._waiters
-            self._pending, self._waiters = [], []
+            take = self.policy.max_batch or len(self._pending)
+            batch, waiters = self._pending[:take], self._waiters[:take]
+            del self._pending[:take], self._waiters[:take]
             if batch:
                 try:
                     await loop.run_in_executor(self._executor, self._write, b"".join(batch))
