@@ -33,10 +33,11 @@ class ReceiverProcess:
         basic_auth: str | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
+        port: int = 0,
     ) -> None:
         self.output = str(output)
         self.env = dict(os.environ)
-        self.args = ["serve", "--port", "0", "--output", self.output, *extra_args]
+        self.args = ["serve", "--port", str(port), "--output", self.output, *extra_args]
         if api_key is not None:
             self.env[API_KEY_ENV] = api_key
             self.args += ["--api-key-env", API_KEY_ENV]

@@ -117,9 +117,10 @@ def profile_push(member: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-def activity_push(credit: Mapping[str, Any], activity_name: str | None = None) -> dict[str, Any]:
+def activity_push(credit: Mapping[str, Any]) -> dict[str, Any]:
     """An awarded credit as an activity completion push (O:LivePushUserActivity)."""
     extra = credit.get("extra_data")
+    activity_name = credit.get("name")
     return {
         "userActivityId": credit["seq"],
         "activityId": credit["activity_id"],
@@ -171,12 +172,10 @@ class LivePusher:
         self,
         settings: PushSettings,
         *,
-        activity_names: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         settings.validate()
         self.settings = settings
-        self.activity_names = activity_names or (lambda _activity_id: None)
         self.clock = clock
         self.stats = PushStats()
         self.acknowledged_bodies: list[tuple[str, dict[str, Any]]] = []
@@ -198,10 +197,11 @@ class LivePusher:
     def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
         """The sandbox state's listener: ``("member_changed", member)``, ``("credit_awarded", credit)``."""
         if kind == "member_changed" and self.settings.profile_url:
+            if data.get("deleted"):  # a deleted member has no profile to push
+                return
             self._enqueue("profile", str(data["id"]), profile_push(data))
         elif kind == "credit_awarded" and self.settings.activity_url:
-            name = self.activity_names(str(data["activity_id"]))
-            self._enqueue("activity", str(data["seq"]), activity_push(data, name))
+            self._enqueue("activity", str(data["seq"]), activity_push(data))
 
     def _enqueue(self, feed: str, key: str, body: dict[str, Any]) -> None:
         with self._cond:
