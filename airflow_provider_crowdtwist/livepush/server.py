@@ -1,10 +1,11 @@
 """Serving the app with uvicorn: one socket bound before the ready line, and a guard against slow headers.
 
-uvicorn times out idle keep-alive connections but not a client that trickles its request *headers*
-(a byte a second holds the connection forever). Each connection therefore gets a deadline for its
-first request line and headers; the body has its own deadline in the app (a 408). Neither can stop the
-receiver, which serves every other connection meanwhile, but without the guard such connections would
-pile up until the process runs out of file descriptors.
+uvicorn (its httptools protocol where installed, else h11) times out idle keep-alive connections but
+not a client that trickles its request *headers* (a byte a second holds the connection forever). Each
+connection therefore gets a deadline for its first request line and headers; the body has its own
+deadline in the app (a 408). Neither can stop the receiver, which serves every other connection
+meanwhile, but without the guard such connections would pile up until the process runs out of file
+descriptors.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ READY_PREFIX = "CrowdTwist live push receiver listening on "
 HEADER_TIMEOUT_S = 10.0
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing connections whose first request does not arrive in time."""
+class HeaderDeadline:
+    """Mixed into a uvicorn HTTP protocol: close a connection whose first request is not in on time."""
 
     header_timeout_s = HEADER_TIMEOUT_S
+    cycle: Any
+    transport: Any
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         self._header_timer = loop.call_later(self.header_timeout_s, self._header_deadline)
 
@@ -39,7 +42,18 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._header_timer.cancel()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+def protocol_class(header_timeout_s: float) -> type:
+    """uvicorn's httptools protocol (C parser, faster) when installed, else its pure-Python h11 one."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base: type = HttpToolsProtocol
+    except ImportError:  # httptools is optional (Airflow 3 brings it, Airflow 2 does not)
+        base = H11Protocol
+    return type(f"Guarded{base.__name__}", (HeaderDeadline, base), {"header_timeout_s": header_timeout_s})
 
 
 class _Server(uvicorn.Server):
@@ -60,10 +74,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def build_server(app: LivePushApp, *, header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Server:
-    protocol = type("Guarded", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
     config = uvicorn.Config(
         app,
-        http=protocol,
+        http=protocol_class(header_timeout_s),
         lifespan="on",
         loop="asyncio",
         log_level="warning",
