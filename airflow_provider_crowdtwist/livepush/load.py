@@ -60,17 +60,27 @@ def landed_files(source: Any) -> list[Any]:
     )
 
 
-def _lines(path: Any) -> Iterator[bytes]:
+def _lines(path: Any, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The file's lines, read in 1 MiB chunks through ``.read()`` alone.
+
+    Only ``read`` is relied on: Airflow 2's object-storage file wrapper is not iterable.
+    """
     with path.open("rb") as fh:
-        yield from fh
+        rest = b""
+        while chunk := fh.read(chunk_size):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
 
 
 def move_to_loaded(path: Any) -> Any:
     """``<dir>/<name>`` -> ``<dir>/loaded/<name>``, after the load of that file committed."""
     target_dir = path.parent / LOADED_DIR
     target = target_dir / path.name
+    target_dir.mkdir(parents=True, exist_ok=True)
     if is_local(path):
-        target_dir.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
     else:
         path.rename(target)
