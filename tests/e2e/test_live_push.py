@@ -1,0 +1,190 @@
+"""The whole loop, warehouse -> CrowdTwist -> warehouse, in a real Airflow.
+
+A member sync and a credit sync (the loyalty DAG, from SQLite) change members in the sandbox; the
+sandbox pushes every changed profile and every awarded credit to a live push receiver (a child
+process); the example DAG ``crowdtwist_live_push_load`` lands the feeds in SQLite and in PostgreSQL.
+The profile table must equal the sandbox's members and the activity table its awarded credits.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_crowdtwist.livepush.process import ReceiverProcess
+from airflow_provider_crowdtwist.sandbox.server import SandboxServer
+from tests.e2e.conftest import (
+    E2E_API_KEY,
+    E2E_HMAC_PRIVATE,
+    E2E_HMAC_PUBLIC,
+    AirflowEnv,
+    PostgresServer,
+    api_key_conn,
+    assert_no_secrets,
+    explain,
+    files_under,
+)
+
+pytestmark = pytest.mark.e2e
+
+RECEIVER_KEY = "lp_e2e_key_4b8c1d9e7f2a6b3c5d0e8f1a"
+PROFILE_TABLE = "crowdtwist_members_live"
+ACTIVITY_TABLE = "crowdtwist_activities_live"
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[ReceiverProcess]:
+    with ReceiverProcess(
+        tmp_path / "live-push", api_key=RECEIVER_KEY, extra_args=["--roll-seconds", "1"]
+    ) as rx:
+        yield rx
+
+
+@pytest.fixture
+def pushing_sandbox(receiver: ReceiverProcess) -> Iterator[SandboxServer]:
+    """A sandbox configured, like a CrowdTwist program, to push both feeds to the receiver."""
+    server = SandboxServer(
+        api_key=E2E_API_KEY,
+        hmac_public_key=E2E_HMAC_PUBLIC,
+        hmac_private_key=E2E_HMAC_PRIVATE,
+        push_profile_url=f"{receiver.url}/push/profile",
+        push_activity_url=f"{receiver.url}/push/activity",
+        push_api_key=RECEIVER_KEY,
+        push_retry_interval_s=0.2,
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def load(airflow_env: AirflowEnv, source: Path, conn: dict[str, Any], work: Path) -> dict[str, Any]:
+    env = {
+        "AIRFLOW_CONN_LIVE_WAREHOUSE": json.dumps(conn),
+        "CROWDTWIST_LIVE_PUSH_CONN_ID": "live_warehouse",
+        "CROWDTWIST_LIVE_PUSH_URL": f"file://{source}",
+        "CROWDTWIST_DEMO_DIR": str(work),
+    }
+    proc = airflow_env.dags_test("crowdtwist_live_push_load", extra_env=env)
+    assert proc.returncode == 0, explain(proc)
+    summaries = airflow_env.summaries("crowdtwist_live_push_load")
+    for task in ("load_profiles", "load_activities"):
+        summary = summaries[task]
+        assert summary["rows_read"] == summary["loaded"] + summary["rejected"], summary
+        assert summary["rejected"] == 0, summary
+    assert not list(source.glob("*/*.jsonl"))  # every landed file moved to loaded/
+    assert_no_secrets(proc.stdout, proc.stderr, json.dumps(summaries), paths=files_under(work))
+    assert RECEIVER_KEY not in proc.stdout + proc.stderr
+    return summaries
+
+
+def expected_tables(sandbox: SandboxServer) -> tuple[dict[int, tuple], dict[str, tuple]]:
+    members = {
+        int(m["id"]): (
+            m["email_address"],
+            m["first_name"],
+            m["last_name"],
+            int(m["total_points"]),
+            int(m["redeemable_points"]),
+            m.get("custom_data") or None,
+        )
+        for m in sandbox.admin.members()
+    }
+    credits = {
+        str(c["seq"]): (int(c["user_id"]), c["activity_id"], int(c["points"]), c["extra_data"])
+        for c in sandbox.admin.credits()
+    }
+    return members, credits
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, Decimal, float)) else int(str(value))
+
+
+def table_rows(cursor: Any) -> tuple[dict[int, tuple], dict[str, tuple]]:
+    cursor.execute(
+        f"SELECT member_id, email_address, first_name, last_name, total_points, redeemable_points,"
+        f" custom_data FROM {PROFILE_TABLE}"
+    )
+    members = {int(r[0]): (r[1], r[2], r[3], _int(r[4]), _int(r[5]), _json(r[6])) for r in cursor.fetchall()}
+    cursor.execute(
+        f"SELECT user_activity_id, user_id, activity_id, points, activity_extra_data FROM {ACTIVITY_TABLE}"
+    )
+    credits = {str(r[0]): (int(r[1]), r[2], _int(r[3]), _json(r[4])) for r in cursor.fetchall()}
+    return members, credits
+
+
+@pytest.mark.postgres
+def test_syncs_change_the_sandbox_and_the_pushes_land_in_sqlite_and_postgres(
+    airflow_env: AirflowEnv,
+    pushing_sandbox: SandboxServer,
+    receiver: ReceiverProcess,
+    sqlite_warehouse: dict[str, str],
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    sandbox = pushing_sandbox
+    env = {
+        **sqlite_warehouse,
+        "AIRFLOW_CONN_CROWDTWIST_DEFAULT": api_key_conn(sandbox),
+        "CROWDTWIST_DEMO_DIR": str(tmp_path / "work"),
+    }
+    proc = airflow_env.dags_test("crowdtwist_loyalty_sync", extra_env=env)
+    assert proc.returncode == 0, explain(proc)
+    sandbox.state.settle(everything=True)  # awards still in the award lag are applied (and pushed) now
+    assert sandbox.pusher.wait_idle(60), sandbox.pusher.stats.as_dict()
+    stats = sandbox.pusher.stats
+    receiver.stop()  # SIGTERM: the open files are published
+    members, credits = expected_tables(sandbox)
+    assert len(members) > 200 and len(credits) > 300  # the sync did change the sandbox
+    assert stats.acknowledged["activity"] == len(credits) and stats.gave_up == 0
+
+    out = tmp_path / "live-push"
+    pg_copy = tmp_path / "live-push-pg"
+    shutil.copytree(out, pg_copy, ignore=shutil.ignore_patterns("_spool"))
+
+    db = tmp_path / "live.db"
+    first = load(airflow_env, out, {"conn_type": "sqlite", "host": str(db)}, tmp_path / "work-sqlite")
+    assert first["load_activities"]["loaded"] == stats.acknowledged["activity"]
+    with sqlite3.connect(db) as con:
+        assert table_rows(con.cursor()) == (members, credits)
+    again = load(airflow_env, out, {"conn_type": "sqlite", "host": str(db)}, tmp_path / "work-sqlite")
+    assert again["load_profiles"]["files_loaded"] == 0  # nothing new landed, nothing loaded twice
+
+    admin = postgres_server.connect()
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('DROP DATABASE IF EXISTS "live"')
+        cur.execute('CREATE DATABASE "live"')
+    admin.close()
+    pg_conn = {
+        "conn_type": "postgres",
+        "host": postgres_server.host,
+        "port": postgres_server.port,
+        "login": postgres_server.user,
+        "schema": "live",
+    }
+    load(airflow_env, pg_copy, pg_conn, tmp_path / "work-pg")
+    con = postgres_server.connect("live")
+    try:
+        with con.cursor() as cur:
+            assert table_rows(cur) == (members, credits)
+            cur.execute(
+                "SELECT pg_typeof(date_last_updated)::text, pg_typeof(custom_data)::text"
+                f" FROM {PROFILE_TABLE} LIMIT 1"
+            )
+            assert cur.fetchone() == ("timestamp with time zone", "jsonb")
+    finally:
+        con.close()
+    assert RECEIVER_KEY not in receiver.log_text()
