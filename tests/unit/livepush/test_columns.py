@@ -53,12 +53,16 @@ def test_snake_case_tier_keys_as_in_oracles_sample() -> None:
         ("isActive", 1.5, "column is_active (isActive): not an integer: 1.5"),
         ("dateCreated", "yesterday", "column date_created (dateCreated): not a timestamp"),
         ("id", None, "column member_id (id): missing"),
+        ("dateCreated", {"a": 1}, "column date_created (dateCreated): not a timestamp"),
+        ("dateCreated", True, "column date_created (dateCreated): not a timestamp"),
     ],
 )
 def test_bad_values_name_the_column(field: str, value: object, message: str) -> None:
+    builder = RowBuilder("profile")
+    builder.build(sample_profile(1) | {"dateCreated": 1}, 0, "f")  # 1 is now in the timestamp cache
     push = sample_profile(1) | {field: value}
     with pytest.raises(ValueRejected, match=message.replace("(", r"\(").replace(")", r"\)")):
-        RowBuilder("profile").build(push, 0, "f")
+        builder.build(push, 0, "f")
 
 
 def test_numbers_as_text_are_read_exactly_and_text_stays_text() -> None:
