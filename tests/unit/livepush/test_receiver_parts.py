@@ -109,3 +109,22 @@ def test_concurrent_pushes_share_fsyncs_and_files_roll_by_size(tmp_path: Path) -
     assert all(f.stat().st_size < 2500 + 1100 for f in files)
     numbers = [json.loads(line)["n"] for f in files for line in f.read_text().splitlines()]
     assert sorted(numbers) == list(range(500))
+
+
+def test_object_storage_output_uploads_whole_files_then_drops_the_spooled_copy(tmp_path: Path) -> None:
+    import fsspec
+
+    async def run() -> FeedLog:
+        log = FeedLog("profile", tmp_path / "spool", Output("memory://live-push-test/out"), RollPolicy())
+        await log.start()
+        await asyncio.gather(*(log.append(b'{"n": %d}\n' % i) for i in range(10)))
+        await log.close()
+        return log
+
+    assert Output("memory://x").default_spool_dir() is None  # a spool dir must be given for object storage
+    log = asyncio.run(run())
+    fs = fsspec.filesystem("memory")
+    [name] = fs.ls("/live-push-test/out/profile", detail=False)
+    assert name.endswith(".jsonl") and log.files_published == 1
+    assert sorted(json.loads(x)["n"] for x in fs.cat(name).splitlines()) == list(range(10))
+    assert not list((tmp_path / "spool").rglob("*.part"))
