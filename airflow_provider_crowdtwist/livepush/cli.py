@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     # benchmark baselines only: no durability, or one fsync per push
     s.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--max-batch", type=int, default=0, help=argparse.SUPPRESS)
+    s.add_argument("--exit-with-parent", type=int, default=None, metavar="PID", help=argparse.SUPPRESS)
     return p
 
 
@@ -94,7 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: invalid setting: {exc}", file=sys.stderr)
         return 2
     try:
-        return run(app, args.host, args.port, header_timeout_s=args.header_timeout)
+        return run(
+            app,
+            args.host,
+            args.port,
+            header_timeout_s=args.header_timeout,
+            parent_pid=args.exit_with_parent,
+        )
     except OSError as exc:
         print(f"{PROG}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airflow_provider_crowdtwist.livepush.server import READY_PREFIX
-from airflow_provider_crowdtwist.sandbox.process import wait_ready_line
+from airflow_provider_crowdtwist.sandbox.process import end_child, wait_ready_line
 
 API_KEY_ENV = "CROWDTWIST_LIVE_PUSH_API_KEY"
 BASIC_AUTH_ENV = "CROWDTWIST_LIVE_PUSH_BASIC_AUTH"
@@ -38,6 +38,7 @@ class ReceiverProcess:
         self.output = str(output)
         self.env = dict(os.environ)
         self.args = ["serve", "--port", str(port), "--output", self.output, *extra_args]
+        self.args += ["--exit-with-parent", str(os.getpid())]
         if api_key is not None:
             self.env[API_KEY_ENV] = api_key
             self.args += ["--api-key-env", API_KEY_ENV]
@@ -85,16 +86,7 @@ class ReceiverProcess:
         atexit.unregister(self.kill)
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signum)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-        if process.stdout is not None:
-            process.stdout.close()
-        return process.returncode
+        return end_child(process, signum, timeout)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM: the receiver finishes its requests, publishes its open files and exits."""

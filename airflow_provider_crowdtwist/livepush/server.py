@@ -11,6 +11,7 @@ descriptors.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from typing import Any
@@ -22,6 +23,7 @@ from airflow_provider_crowdtwist.livepush.app import LivePushApp
 
 READY_PREFIX = "CrowdTwist live push receiver listening on "
 HEADER_TIMEOUT_S = 10.0
+PARENT_POLL_S = 0.25
 
 
 class HeaderDeadline:
@@ -57,11 +59,22 @@ def protocol_class(header_timeout_s: float) -> type:
 
 
 class _Server(uvicorn.Server):
+    parent_pid: int | None = None
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
+        if self.parent_pid is not None:
+            self._watch_parent()
         if not self.should_exit and sockets:
             host, port = sockets[0].getsockname()[:2]
             print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
+
+    def _watch_parent(self) -> None:
+        """A test's receiver ends with the test session: when the parent is gone, exit (cleanly)."""
+        if os.getppid() != self.parent_pid:
+            self.should_exit = True
+        else:
+            asyncio.get_running_loop().call_later(PARENT_POLL_S, self._watch_parent)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -73,7 +86,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_server(app: LivePushApp, *, header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Server:
+def build_server(app: LivePushApp, *, header_timeout_s: float = HEADER_TIMEOUT_S) -> _Server:
     config = uvicorn.Config(
         app,
         http=protocol_class(header_timeout_s),
@@ -87,9 +100,17 @@ def build_server(app: LivePushApp, *, header_timeout_s: float = HEADER_TIMEOUT_S
     return _Server(config)
 
 
-def run(app: LivePushApp, host: str, port: int, *, header_timeout_s: float = HEADER_TIMEOUT_S) -> int:
+def run(
+    app: LivePushApp,
+    host: str,
+    port: int,
+    *,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    parent_pid: int | None = None,
+) -> int:
     sock = bind(host, port)
     server = build_server(app, header_timeout_s=header_timeout_s)
+    server.parent_pid = parent_pid
     server.run(sockets=[sock])
     if not server.started:
         print("crowdtwist-live-push: the receiver did not start (see the errors above)", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,20 @@ def wait_ready_line(
                     return line
     finally:
         selector.close()
+
+
+def end_child(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+    """Send ``signum``, wait, SIGKILL if it does not exit in time; close its stdout. Its exit code."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    if process.stdout is not None:
+        process.stdout.close()
+    return process.returncode
 
 
 class SandboxProcess(SandboxAddresses):
@@ -152,15 +167,7 @@ class SandboxProcess(SandboxAddresses):
         process, self.process = self.process, None
         atexit.unregister(self.stop)
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout)
-            if process.stdout is not None:
-                process.stdout.close()
+            end_child(process, signal.SIGTERM, timeout)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -212,3 +216,26 @@ def test_missing_secret_variable_fails_before_listening(tmp_path: Path) -> None:
         raise AssertionError("started without its secret")
     except RuntimeError as exc:
         assert "CROWDTWIST_TEST_UNSET_VARIABLE" in str(exc) and "is not set" in str(exc)
+
+
+def test_the_receiver_exits_with_the_process_that_started_it(tmp_path: Path) -> None:
+    code = (
+        "import os\n"
+        "from airflow_provider_crowdtwist.livepush.process import ReceiverProcess\n"
+        f"rx = ReceiverProcess({str(tmp_path / 'out')!r}).start()\n"
+        "print(rx.process.pid, flush=True)\n"
+        "os._exit(0)  # no clean-up: the receiver must notice on its own\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the receiver outlived its parent")
