@@ -4,9 +4,10 @@ Receiver: a child process (``crowdtwist-live-push serve``, local output) is push
 open-loop asyncio client over keep-alive connections (a push's latency counts from when it was due, so
 queueing shows). The sustained rate is the highest one whose p99 stays under 50 ms; the table also
 shows p50/p99 at 200 pushes/s, and the receiver's CPU time per push (from ``/proc``), which does not
-depend on how busy the machine is: 1 s / that is what one core sustains when the CPU is the limit. The baseline, measured in the same run, is the same receiver with one
-fsync per push (``--max-batch 1``, no group commit), and the same again without fsync (not durable:
-the ceiling the HTTP layer allows).
+depend on how busy the machine is: 1 s / that is what one core sustains when the CPU is the limit.
+The baseline, measured in the same run, is the same receiver with one fsync per push
+(``--max-batch 1``, no group commit), and the same again without fsync (not durable: the ceiling the
+HTTP layer allows).
 
 Loader: ``--profiles`` profile pushes (default 1,000,000; 5 versions of each member) in one landed file,
 loaded into SQLite by ``LiveFeedLoader`` in a child process (its peak RSS is that child's), next to the
