@@ -155,8 +155,9 @@ if mode == "parse":
 else:
     summary = LiveFeedLoader(sqlite3.connect(db), SQLITE, feed="profile", table="profiles").load(src)
     rows = summary.loaded
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows, "rss_mb": usage.ru_maxrss / 1024,
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime}))
 """
 
 
@@ -219,11 +220,13 @@ def main() -> int:
     if not args.skip_load:
         print()
         parse, load = bench_load(args.profiles)
-        print(f"{'loader (SQLite)':<28} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}")
+        print(
+            f"{'loader (SQLite)':<28} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'CPU s':>7} {'peak RSS':>9}"
+        )
         for label, r in (("read + json.loads only", parse), ("LiveFeedLoader.load", load)):
             print(
                 f"{label:<28} {r['rows']:>10,} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
-                f"{r['rss_mb']:>7.0f}MB"
+                f"{r['cpu_seconds']:>7.1f} {r['rss_mb']:>7.0f}MB"
             )
     return 0
 
