@@ -173,9 +173,12 @@ class LivePusher:
         settings: PushSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_third_party_id: Callable[[int, str], None] | None = None,
     ) -> None:
         settings.validate()
         self.settings = settings
+        # CrowdTwist stores a third_party_id the profile endpoint answers with, only without auth.
+        self.on_third_party_id = None if (settings.api_key or settings.basic_auth) else on_third_party_id
         self.clock = clock
         self.stats = PushStats()
         self.acknowledged_bodies: list[tuple[str, dict[str, Any]]] = []
@@ -268,10 +271,20 @@ class LivePusher:
         if ok:
             self.stats.acknowledged[item.feed] += 1
             self.acknowledged_bodies.append((item.feed, item.body))
+            if item.feed == "profile" and self.on_third_party_id is not None:
+                self._third_party_id(item, answer)
         else:
             self.stats.failed_attempts += 1
             log.info("sandbox push %s %s failed (%s), attempt %d", item.feed, item.key, detail, item.attempts)
         return ok
+
+    def _third_party_id(self, item: _Item, answer: requests.Response) -> None:
+        try:
+            value = answer.json().get("third_party_id")
+        except (ValueError, AttributeError):
+            return
+        if value not in (None, "") and self.on_third_party_id is not None:
+            self.on_third_party_id(int(item.body["id"]), str(value))
 
     def _reschedule(self, item: _Item) -> None:
         """Called with the lock held: try again after the interval, unless the window is over."""
