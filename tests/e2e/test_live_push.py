@@ -186,3 +186,51 @@ def test_syncs_change_the_sandbox_and_the_pushes_land_in_sqlite_and_postgres(
     finally:
         con.close()
     assert RECEIVER_KEY not in receiver.log_text()
+
+
+@pytest.mark.postgres
+def test_postgres_upsert_keeps_the_newest_version_and_is_idempotent(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The PostgreSQL dialect on its own (no Airflow): schema.table, TIMESTAMPTZ/JSONB, order-free."""
+    from airflow_provider_crowdtwist.livepush.dialects import POSTGRES
+    from airflow_provider_crowdtwist.livepush.load import LiveFeedLoader
+    from airflow_provider_crowdtwist.livepush.samples import sample_activity, sample_profile
+
+    admin = postgres_server.connect()
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('DROP DATABASE IF EXISTS "live_unit"')
+        cur.execute('CREATE DATABASE "live_unit"')
+    admin.close()
+    src = tmp_path / "profile"
+    src.mkdir()
+    newer, older = sample_profile(1, version=9, points=90), sample_profile(1, version=1, points=10)
+    (src / "profile-1.jsonl").write_text(json.dumps({"received_at": 1.0, "push": newer}) + "\n")
+    (src / "profile-2.jsonl").write_text(json.dumps({"received_at": 2.0, "push": older}) + "\n")
+    acts = tmp_path / "activity"
+    acts.mkdir()
+    (acts / "activity-1.jsonl").write_text(
+        "".join(json.dumps({"received_at": 1.0, "push": sample_activity(i)}) + "\n" for i in (1, 2, 1))
+    )
+    con = postgres_server.connect("live_unit")
+    try:
+        with con.cursor() as cur:
+            cur.execute("CREATE SCHEMA loyalty")
+        con.commit()
+        for _ in range(2):  # the second load finds the files again (moved back): nothing changes
+            LiveFeedLoader(con, POSTGRES, feed="profile", table="loyalty.members").load(src)
+            LiveFeedLoader(con, POSTGRES, feed="activity", table="loyalty.acts").load(acts)
+            for directory in (src, acts):
+                for moved in (directory / "loaded").iterdir():
+                    moved.rename(directory / moved.name)
+        with con.cursor() as cur:
+            cur.execute("SELECT member_id, total_points, custom_data, tier_date_reached FROM loyalty.members")
+            [(member, points, custom, reached)] = cur.fetchall()
+            assert (member, points) == (1, 90)
+            assert custom == {"employee_id": "employee1", "register_id": "1"}
+            assert reached.isoformat() == "2017-03-23T19:00:00+00:00"
+            cur.execute("SELECT user_activity_id, points FROM loyalty.acts ORDER BY 1")
+            assert cur.fetchall() == [("1", 10), ("2", 10)]
+    finally:
+        con.close()
