@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from airflow_provider_crowdtwist.livepush.process import ReceiverProcess
+from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
 from airflow_provider_crowdtwist.sandbox.push import LivePusher, PushSettings, _Item
+from airflow_provider_crowdtwist.sandbox.server import SandboxServer
 from tests.integration.livepush._helpers import landed
 
 KEY = "push-test-key"
@@ -145,3 +151,103 @@ def test_crowdtwist_retry_schedule_is_five_an_hour_for_eight_hours() -> None:
     assert {round(b - a) for a, b in itertools.pairwise(tries)} == {720}
     assert len(tries) == 41 and tries[-1] == 8 * 3600  # the first try and 40 retries over 8 hours
     assert pusher.stats.gave_up == 1
+
+
+def test_the_sandbox_pushes_what_the_api_changes(tmp_path: Path, client_for: Any) -> None:
+    """SandboxServer configured with push endpoints: a create, an update and a credit over real HTTP."""
+    with ReceiverProcess(tmp_path / "out", api_key=KEY) as rx:
+        server = SandboxServer(
+            push_profile_url=f"{rx.url}/push/profile",
+            push_activity_url=f"{rx.url}/push/activity",
+            push_api_key=KEY,
+            push_retry_interval_s=0.1,
+        ).start()
+        try:
+            client = client_for(server)
+            client.create_user(
+                {"first_name": "Ada", "last_name": "Lovelace", "email_address": "ada@example.com",
+                 "postal_code": "10001"}
+            )  # fmt: skip
+            client.update_user("ada@example.com", {"last_name": "King"})
+            client.credit_activity("ada@example.com", "purchase", num_points=1200, extra_data={"k": "o-1"})
+            server.state.settle(everything=True)
+            assert server.pusher.wait_idle(20), server.pusher.stats.as_dict()
+            [member] = server.admin.members()
+            [awarded] = server.admin.credits()
+        finally:
+            server.stop()
+    profiles = [x["push"] for x in landed(tmp_path / "out", "profile")]
+    assert [p["lastName"] for p in profiles][-1] == "King"
+    newest = profiles[-1]
+    assert newest["id"] == member["id"] and newest["emailAddress"] == "ada@example.com"
+    assert newest["totalPoints"] == 1200 and newest["fanLevelName"] == "Tier 2"
+    assert newest["tierInfo"]["nextLevel"]["title"] == "Tier 3"
+    [activity] = [x["push"] for x in landed(tmp_path / "out", "activity")]
+    assert activity["userActivityId"] == awarded["seq"] and activity["points"] == 1200
+    assert activity["activityExtraData"] == {"k": "o-1"} and activity["userId"] == member["id"]
+
+
+def test_the_sandbox_command_takes_push_endpoints_and_the_secret_from_the_environment(
+    tmp_path: Path, client_for: Any
+) -> None:
+    with ReceiverProcess(tmp_path / "out", basic_auth="ct:push-pass-secret") as rx:
+        env = {**os.environ, "SANDBOX_PUSH_AUTH": "ct:push-pass-secret"}
+        with SandboxProcess(
+            env=env,
+            push_activity_url=f"{rx.url}/push/activity",
+            push_basic_auth_env="SANDBOX_PUSH_AUTH",
+            push_retry_interval_s=0.1,
+        ) as sandbox:
+            client = client_for(sandbox)
+            client.create_user(
+                {
+                    "first_name": "Bo",
+                    "last_name": "Li",
+                    "email_address": "bo@example.com",
+                    "postal_code": "10001",
+                }
+            )
+            client.credit_activity("bo@example.com", "signup")
+            deadline = time.monotonic() + 20
+            while accepted(rx, "activity") < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "push-pass-secret" not in " ".join(sandbox.command)  # the secret is not on argv
+    [activity] = [x["push"] for x in landed(tmp_path / "out", "activity")]
+    assert activity["activityId"] == "signup" and activity["points"] == 50
+    assert landed(tmp_path / "out", "profile") == []  # no profile endpoint configured: none pushed
+
+
+def test_a_third_party_id_answered_by_an_endpoint_without_auth_is_stored(
+    tmp_path: Path, client_for: Any
+) -> None:
+    args = ["--third-party-id-field", "emailAddress"]
+    with ReceiverProcess(tmp_path / "out", extra_args=args) as rx:
+        server = SandboxServer(push_profile_url=f"{rx.url}/push/profile", push_retry_interval_s=0.1).start()
+        try:
+            client_for(server).create_user(
+                {
+                    "first_name": "Cy",
+                    "last_name": "Ng",
+                    "email_address": "cy@example.com",
+                    "postal_code": "10001",
+                }
+            )
+            deadline = time.monotonic() + 20
+            while not server.admin.members()[0].get("third_party_id") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert server.pusher.wait_idle(20)
+            [member] = server.admin.members()
+            pushes = server.pusher.stats.acknowledged["profile"]
+        finally:
+            server.stop()
+    assert member["third_party_id"] == "cy@example.com"
+    assert pushes == 2  # the create, then the change of third_party_id; the same answer changes nothing
+
+
+def accepted(rx: ReceiverProcess, feed: str) -> int:
+    """Pushes of ``feed`` the receiver acknowledged so far (its /metrics)."""
+    prefix = f'crowdtwist_live_push_pushes_total{{feed="{feed}",outcome="accepted"}} '
+    for line in requests.get(f"{rx.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return int(line[len(prefix) :])
+    return 0
