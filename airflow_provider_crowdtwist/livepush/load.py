@@ -42,8 +42,12 @@ class LoadSummary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The XCom summary, in the shape the sync summaries have (``counts`` by outcome, rows read)."""
         out = asdict(self)
+        out["counts"] = {"loaded": self.loaded, "rejected": self.rejected}
         out["files_loaded"] = len(self.files)
+        out["duration_seconds"] = self.seconds
+        out["rejects_written"] = self.rejected if self.rejects_path else 0
         out["rows_per_second"] = round(self.rows_read / self.seconds, 1) if self.seconds else None
         return out
 
