@@ -123,6 +123,15 @@ def expected_tables(sandbox: SandboxServer) -> tuple[dict[int, tuple], dict[str,
     return members, credits
 
 
+def fresh_database(server: PostgresServer, name: str) -> None:
+    admin = server.connect()
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+
+
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -179,12 +188,7 @@ def test_syncs_change_the_sandbox_and_the_pushes_land_in_sqlite_and_postgres(
     with sqlite3.connect(db) as con:
         assert table_rows(con.cursor()) == (members, credits)
 
-    admin = postgres_server.connect()
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute('DROP DATABASE IF EXISTS "live"')
-        cur.execute('CREATE DATABASE "live"')
-    admin.close()
+    fresh_database(postgres_server, "live")
     pg_conn = {
         "conn_type": "postgres",
         "host": postgres_server.host,
@@ -216,12 +220,7 @@ def test_postgres_upsert_keeps_the_newest_version_and_is_idempotent(
     from airflow_provider_crowdtwist.livepush.load import LiveFeedLoader
     from airflow_provider_crowdtwist.livepush.samples import sample_activity, sample_profile
 
-    admin = postgres_server.connect()
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute('DROP DATABASE IF EXISTS "live_unit"')
-        cur.execute('CREATE DATABASE "live_unit"')
-    admin.close()
+    fresh_database(postgres_server, "live_unit")
     src = tmp_path / "profile"
     src.mkdir()
     newer, older = sample_profile(1, version=9, points=90), sample_profile(1, version=1, points=10)
