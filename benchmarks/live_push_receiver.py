@@ -113,7 +113,7 @@ def bench_receiver(label: str, args: list[str], rates: list[float], seconds: flo
         assert rx.port is not None and rx.process is not None
         for rate in rates:
             cpu = cpu_seconds(rx.process.pid)
-            row = asyncio.run(run_rate(rx.port, rate, seconds, connections=min(256, max(16, int(rate / 10)))))
+            row = asyncio.run(run_rate(rx.port, rate, seconds, connections=256))
             row["cpu_us"] = (cpu_seconds(rx.process.pid) - cpu) / (rate * seconds) * 1e6
             row["label"] = label
             rows.append(row)
