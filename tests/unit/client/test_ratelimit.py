@@ -263,7 +263,8 @@ def test_stats_for_the_summary() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"decrease_factor": 1.0}, {"probe_fraction": -0.1}, {"margin": 1.0}, {"min_requests_per_minute": 0}]
+    "kwargs",
+    [{"decrease_factor": 1.0}, {"probe_fraction": -0.1}, {"margin": 1.0}, {"min_requests_per_minute": 0}],
 )
 def test_bad_adaptive_settings_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
