@@ -177,6 +177,12 @@ def check_layout(location: Any, partition: Partition | None) -> None:
         )
 
 
+def ledger_location(location: Any, partition: Partition | None) -> Any:
+    """Where this partition's credit ledger lives, after :func:`check_layout` (before any request)."""
+    check_layout(location, partition)
+    return partition.path(location) if partition is not None else location
+
+
 def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """One summary for the partitions of one sync (their XComs): counts and requests added up.
 
@@ -242,6 +248,7 @@ __all__ = [
     "check_layout",
     "combine_summaries",
     "expand_arguments",
+    "ledger_location",
     "member_key",
     "partition_of",
     "partitions",
