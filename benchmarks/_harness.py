@@ -24,6 +24,21 @@ BASELINE_REV = "caaa19d"
 PACKAGE = "airflow_provider_crowdtwist"
 
 
+def member_rows(prefix: str, n: int, generation: int) -> Any:
+    """``n`` members ``{prefix}{i}@example.com`` that CrowdTwist can create (US postal code);
+    ``generation`` changes the last name, so that each pass really updates every member."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "user_id": [f"{prefix}{i}@example.com" for i in range(n)],
+            "first_name": [f"First{i}" for i in range(n)],
+            "last_name": [f"Last{generation}" for _ in range(n)],
+            "postal_code": ["10001"] * n,
+        }
+    )
+
+
 def export_baseline(rev: str, into: Path) -> Path:
     """The package at ``rev`` extracted under ``into``; returns the folder to put on ``PYTHONPATH``."""
     archive = subprocess.run(

@@ -32,23 +32,14 @@ from typing import Any
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 
-from _harness import BASELINE_REV, ROOT, export_baseline, print_table, run_child  # noqa: E402
+from _harness import BASELINE_REV, ROOT, export_baseline, member_rows, print_table, run_child  # noqa: E402
 
 TARGET_CPU_MS = 0.6
 TARGET_ROWS_S = 1200.0
 
 
 def make_rows(n: int, generation: int) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "user_id": [f"cpu{i}@example.com" for i in range(n)],
-            "first_name": [f"First{i}" for i in range(n)],
-            "last_name": [f"Last{generation}" for _ in range(n)],
-            "postal_code": ["10001"] * n,
-        }
-    )
+    return member_rows("cpu", n, generation)
 
 
 def _profiled(client: Any, profilers: list[Any]) -> None:

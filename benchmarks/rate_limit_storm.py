@@ -29,23 +29,14 @@ from typing import Any
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 
-from _harness import BASELINE_REV, ROOT, export_baseline, print_table, run_child  # noqa: E402
+from _harness import BASELINE_REV, ROOT, export_baseline, member_rows, print_table, run_child  # noqa: E402
 
 TARGET_SHARE = 0.97
 TARGET_429 = 0.02
 
 
 def make_rows(n: int, generation: int) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "user_id": [f"storm{i}@example.com" for i in range(n)],
-            "first_name": [f"First{i}" for i in range(n)],
-            "last_name": [f"Last{generation}" for _ in range(n)],
-            "postal_code": ["10001"] * n,
-        }
-    )
+    return member_rows("storm", n, generation)
 
 
 def child(args: argparse.Namespace) -> int:
