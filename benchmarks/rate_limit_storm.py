@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument(
+        "--mode", default=None, help="the sandbox's rate_limit_mode (bucket | window); default: the sandbox's"
+    )
+    parser.add_argument("--window-s", type=float, default=None, help="the sandbox's rate_limit_window_s")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--api-key", help=argparse.SUPPRESS)
@@ -113,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                 generation += 1
                 # a fresh bucket for every pass: turn the limit off, then on, and let it fill
                 admin.set_faults(rate_limit_per_minute=0)
-                admin.set_faults(
-                    latency_ms=args.latency_ms, rate_limit_per_minute=args.real_limit, retry_after=retry_after
-                )
+                limit: dict[str, Any] = {"rate_limit_per_minute": args.real_limit, "retry_after": retry_after}
+                if args.mode is not None:
+                    limit["rate_limit_mode"] = args.mode
+                if args.window_s is not None:
+                    limit["rate_limit_window_s"] = args.window_s
+                admin.set_faults(latency_ms=args.latency_ms, **limit)
                 time.sleep(1.5)
                 before = admin.stats()
                 result = run_child(
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 "yes" if row["of_real_limit"] >= TARGET_SHARE and row["share_429"] <= TARGET_429 else "no"
             )
     print_table(
-        f"429 storm: {args.rows} rows, real limit {args.real_limit}/min, configured {args.configured}/min, "
+        f"429 storm: {args.rows} rows, real limit {args.real_limit}/min"
+        f"{f' ({args.mode})' if args.mode else ''}, configured {args.configured}/min, "
         f"{args.latency_ms:.0f} ms latency, {args.workers} workers; target >= {TARGET_SHARE:.0%} of the real "
         f"limit and <= {TARGET_429:.0%} answered 429",
         [
