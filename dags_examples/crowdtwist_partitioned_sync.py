@@ -19,8 +19,10 @@ different workers, by dynamic task mapping:
 Keep ``n`` fixed for a program once its credit ledger exists: a run with another ``n`` refuses to start
 rather than miss credits recorded under the old layout.
 
-Settings (environment variables): ``CROWDTWIST_CONN_ID``, ``CROWDTWIST_WAREHOUSE_CONN_ID``,
-``CROWDTWIST_DEMO_DIR`` as in ``crowdtwist_loyalty_sync``, and ``CROWDTWIST_PARTITIONS`` (default 4).
+The queries and the syncs' arguments are ``crowdtwist_loyalty_sync``'s (imported from it): only the
+files and the mapping differ. Settings (environment variables): ``CROWDTWIST_CONN_ID``,
+``CROWDTWIST_WAREHOUSE_CONN_ID``, ``CROWDTWIST_DEMO_DIR`` as in ``crowdtwist_loyalty_sync``, and
+``CROWDTWIST_PARTITIONS`` (default 4).
 """
 
 from __future__ import annotations
@@ -36,28 +38,16 @@ try:  # Airflow 3
 except ImportError:  # Airflow 2
     from airflow.decorators import task
 
+# The loyalty DAG's queries and arguments: this is the same sync, mapped (Airflow puts the dags folder
+# on sys.path; when copying this file, copy those two dicts with it).
+from crowdtwist_loyalty_sync import CREDIT_EVENTS, MEMBER_SYNC
+
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
 from airflow_provider_crowdtwist.operators.partition import combine_summaries, partitions
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 
-CROWDTWIST_CONN_ID = os.environ.get("CROWDTWIST_CONN_ID", "crowdtwist_default")
-WAREHOUSE_CONN_ID = os.environ.get("CROWDTWIST_WAREHOUSE_CONN_ID", "warehouse")
 WORK_DIR = os.environ.get("CROWDTWIST_DEMO_DIR", "/tmp/crowdtwist-demo")
 PARTITIONS = int(os.environ.get("CROWDTWIST_PARTITIONS", "4"))
-
-MEMBERS_SQL = """
-SELECT user_id, first_name, last_name, postal_code, country_code, city_name, date_of_birth,
-       receive_email_updates, favorite_store, loyalty_segment, preferred_channel, lifetime_value
-FROM members
-ORDER BY updated_at, user_id
-"""
-EVENTS_SQL = """
-SELECT event_id, user_email, activity_id, points, event_time, store
-FROM events
-WHERE event_time >= '{{ data_interval_start.strftime("%Y-%m-%d %H:%M:%S") }}'
-  AND event_time <  '{{ data_interval_end.strftime("%Y-%m-%d %H:%M:%S") }}'
-ORDER BY event_time, event_id
-"""
 
 with DAG(
     dag_id="crowdtwist_partitioned_sync",
@@ -71,39 +61,15 @@ with DAG(
 ) as dag:
     sync_members = CrowdTwistUserSyncOperator.partial(
         task_id="sync_members",
-        crowdtwist_conn_id=CROWDTWIST_CONN_ID,
-        sql=MEMBERS_SQL,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        id_column="user_id",
-        id_type="email",
-        field_mapping={
-            "favorite_store": "custom_data.favorite_store",
-            "loyalty_segment": "custom_data.loyalty_segment",
-            "preferred_channel": "custom_data.preferred_channel",
-            "lifetime_value": "custom_data.lifetime_value",
-        },
-        mode="upsert",
-        max_workers=16,
-        max_failed_ratio=0.05,
+        **MEMBER_SYNC,
         rejects_path=f"{WORK_DIR}/rejects/partitioned-members-{{{{ ds }}}}.jsonl",
         state_path=f"{WORK_DIR}/state/partitioned-member-state.sqlite",
     ).expand(partition=partitions(PARTITIONS))
 
     credit_events = CrowdTwistActivityCreditOperator.partial(
         task_id="credit_events",
-        crowdtwist_conn_id=CROWDTWIST_CONN_ID,
-        sql=EVENTS_SQL,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        id_column="user_email",
-        id_type="email",
-        activity_id_column="activity_id",
-        points_column="points",
-        activity_date_column="event_time",
-        extra_data_columns={"event_id": "order_id", "store": "store"},
-        dedupe_key_column="event_id",
+        **CREDIT_EVENTS,
         ledger_path=f"{WORK_DIR}/state/partitioned-credit-ledger.sqlite",
-        max_workers=16,
-        max_failed_ratio=0.02,
         rejects_path=f"{WORK_DIR}/rejects/partitioned-credits-{{{{ ds }}}}.jsonl",
     ).expand(partition=partitions(PARTITIONS))
 
