@@ -68,6 +68,8 @@ from airflow_provider_crowdtwist.client.retry import (
 USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
 
 ALREADY_PROCESSED = "already processed"
+#: The body encoder, built once (``json.dumps`` with options builds a new encoder on every call).
+_JSON = jsonlib.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
 
@@ -186,7 +188,9 @@ class CrowdTwistClient:
         self._session = session if session is not None else self._new_session(config)
         self._counter_lock = threading.Lock()
         self._requests_sent = 0
-        self._template = self._request_template()
+        self._root = config.api_root
+        self._headers, self._auth_query, self._send_settings = self._request_template()
+        self._queries: dict[tuple[tuple[str, str], ...], str] = {}  # encoded query strings, by params
         self._plan = RetryPlan(
             max_retries=config.max_retries,
             max_retry_wait=config.max_retry_wait,
@@ -198,7 +202,7 @@ class CrowdTwistClient:
         )
         self._credit_plan = replace(self._plan, credit_mode=True)
 
-    def _request_template(self) -> tuple[CaseInsensitiveDict[str], dict[str, str], dict[str, Any]]:
+    def _request_template(self) -> tuple[dict[str, str], str, dict[str, Any]]:
         """Once per client: the headers of every request, the query of every request, send()'s settings.
 
         The session's own headers, proxies and TLS settings and the environment's (``HTTPS_PROXY``,
@@ -220,7 +224,7 @@ class CrowdTwistClient:
             "allow_redirects": False,
             **settings,
         }
-        return headers, query, send
+        return dict(headers.items()), urlencode(query), send
 
     @staticmethod
     def _new_session(config: ClientConfig) -> requests.Session:
@@ -344,17 +348,16 @@ class CrowdTwistClient:
             path = "/" + path
         clean_params = {k: str(v) for k, v in params.items() if v is not None} if params else None
         extras = tuple(s for s in extra_secrets if isinstance(s, str) and s)
-        query = urlencode(clean_params) if clean_params else ""
+        query = self._encode_query(clean_params) if clean_params else ""
         shown = path + ("?" + query if query else "")
-        template_headers, template_query, _ = self._template
-        if template_query:
-            query = query + ("&" if query else "") + urlencode(template_query)
-        headers = dict(template_headers)
+        if self._auth_query:
+            query = query + ("&" if query else "") + self._auth_query
+        headers = self._headers.copy()
         data: bytes | None = None
         if body is not None:
             # Serialised once: the HMAC MD5 must be of exactly the bytes that are sent.
             try:
-                data = jsonlib.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+                data = _JSON.encode(body).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 problem = type(exc).__name__
                 detail = str(exc) if isinstance(exc, TypeError) else "NaN or infinite number"
@@ -372,13 +375,23 @@ class CrowdTwistClient:
             headers["Content-Length"] = "0"
         return _CallContext(
             method=method,
-            url=self.config.api_root + path + ("?" + query if query else ""),
+            url=self._root + path + ("?" + query if query else ""),
             shown=self._redactor.redact(shown, extras),
             body=data,
             headers=headers,
             credit=credit,
             extra_secrets=extras,
         )
+
+    def _encode_query(self, params: dict[str, str]) -> str:
+        """``urlencode`` with a small memo: a sync sends the same ``id_type=...`` on every request."""
+        key = tuple(params.items())
+        encoded = self._queries.get(key)
+        if encoded is None:
+            encoded = urlencode(params)
+            if len(self._queries) < 64:
+                self._queries[key] = encoded
+        return encoded
 
     def _attempt(self, ctx: _CallContext) -> AttemptResult:
         if self.rate_limiter is not None:
@@ -410,7 +423,7 @@ class CrowdTwistClient:
         failure = None
         detail = ""
         try:
-            response = self._session.send(self._prepare(ctx), **self._template[2])
+            response = self._session.send(self._prepare(ctx), **self._send_settings)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             failure = classify_transport_error(exc)
             detail = self._redactor.redact(f"{type(exc).__name__}: {exc}", ctx.extra_secrets)
