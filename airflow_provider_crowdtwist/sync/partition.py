@@ -8,7 +8,8 @@ given ``partition=(i, n)``:
 * every partition reads the whole source and keeps the rows whose member identifier hashes to ``i``
   (``blake2b`` of the identifier as the mapping reads it, emails lower-cased: the same member is always
   in the same partition, in every process, on every run, whatever the row order). A row without a
-  usable identifier belongs to partition 0, so it is rejected exactly once;
+  usable identifier belongs to partition 0, so it is rejected exactly once. Rows keep their numbers
+  in the source (``SyncRun.rows``), so a rejects file names the row a user can find;
 * every partition has its own state, ledger and rejects file (``name.part-i-of-n.ext``), so partitions
   never wait for each other's file lock;
 * every partition paces itself at ``cap // n``: together they stay under the program's cap;
@@ -24,11 +25,9 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from airflow_provider_crowdtwist.sync.convert import MISSING, ConversionError, to_text
 
@@ -93,18 +92,6 @@ class Partition:
     def _file_name(self, name: str) -> str:
         stem, dot, ext = name.rpartition(".")
         return f"{stem}.{self.label}.{ext}" if dot and stem else f"{name}.{self.label}"
-
-    def select(
-        self, chunks: Iterable[pd.DataFrame], id_column: str, *, lower: bool
-    ) -> Iterator[pd.DataFrame]:
-        """The rows of ``chunks`` that belong to this partition (a missing ``id_column`` passes whole:
-        the mapping then reports it before the first request)."""
-        for chunk in chunks:
-            if self.count == 1 or id_column not in chunk.columns:
-                yield chunk
-                continue
-            keep = [self.owns(member_key(value, lower=lower)) for value in chunk[id_column]]
-            yield chunk.loc[keep]
 
 
 def partition_of(identifier: str, count: int) -> int:
