@@ -245,9 +245,9 @@ def _with_name(location: Any, name: str) -> Any:
 
 __all__ = [
     "MAX_PARTITIONS",
-    "active_partition",
     "Partition",
     "PartitionError",
+    "active_partition",
     "check_layout",
     "combine_summaries",
     "expand_arguments",
