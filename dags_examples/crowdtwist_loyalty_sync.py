@@ -81,6 +81,33 @@ WHERE event_time >= '{{ data_interval_start.strftime("%Y-%m-%d %H:%M:%S") }}'
 ORDER BY event_time, event_id
 """
 
+# The two syncs' arguments, apart from their files (also used by crowdtwist_partitioned_sync).
+MEMBER_SYNC = {
+    "crowdtwist_conn_id": CROWDTWIST_CONN_ID,
+    "sql": MEMBERS_SQL,
+    "sql_conn_id": WAREHOUSE_CONN_ID,
+    "id_column": "user_id",
+    "id_type": "email",
+    "field_mapping": CUSTOM_ATTRIBUTES,
+    "mode": "upsert",
+    "max_workers": 16,
+    "max_failed_ratio": 0.05,
+}
+CREDIT_EVENTS = {
+    "crowdtwist_conn_id": CROWDTWIST_CONN_ID,
+    "sql": EVENTS_SQL,
+    "sql_conn_id": WAREHOUSE_CONN_ID,
+    "id_column": "user_email",
+    "id_type": "email",
+    "activity_id_column": "activity_id",
+    "points_column": "points",
+    "activity_date_column": "event_time",
+    "extra_data_columns": {"event_id": "order_id", "store": "store"},
+    "dedupe_key_column": "event_id",
+    "max_workers": 16,
+    "max_failed_ratio": 0.02,
+}
+
 with DAG(
     dag_id="crowdtwist_loyalty_sync",
     description="Members upsert, then activity credits for the day's events, into CrowdTwist",
@@ -101,15 +128,7 @@ with DAG(
 
     sync_members = CrowdTwistUserSyncOperator(
         task_id="sync_members",
-        crowdtwist_conn_id=CROWDTWIST_CONN_ID,
-        sql=MEMBERS_SQL,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        id_column="user_id",
-        id_type="email",
-        field_mapping=CUSTOM_ATTRIBUTES,
-        mode="upsert",
-        max_workers=16,
-        max_failed_ratio=0.05,
+        **MEMBER_SYNC,
         rejects_path=f"{WORK_DIR}/rejects/members-{{{{ ds }}}}.jsonl",
         # Remembers what was last sent per member: tomorrow, only members whose data changed are sent.
         state_path=f"{WORK_DIR}/state/member-state.sqlite",
@@ -117,19 +136,8 @@ with DAG(
 
     credit_events = CrowdTwistActivityCreditOperator(
         task_id="credit_events",
-        crowdtwist_conn_id=CROWDTWIST_CONN_ID,
-        sql=EVENTS_SQL,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        id_column="user_email",
-        id_type="email",
-        activity_id_column="activity_id",
-        points_column="points",
-        activity_date_column="event_time",
-        extra_data_columns={"event_id": "order_id", "store": "store"},
-        dedupe_key_column="event_id",
+        **CREDIT_EVENTS,
         ledger_path=f"{WORK_DIR}/state/credit-ledger.sqlite",
-        max_workers=16,
-        max_failed_ratio=0.02,
         rejects_path=f"{WORK_DIR}/rejects/credits-{{{{ ds }}}}.jsonl",
     )
 

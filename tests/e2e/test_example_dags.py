@@ -37,7 +37,13 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE_DAG_IDS = {"crowdtwist_loyalty_sync", "crowdtwist_member_file_sync", "crowdtwist_hmac_review_rewards"}
+EXAMPLE_DAG_IDS = {
+    "crowdtwist_loyalty_sync",
+    "crowdtwist_member_file_sync",
+    "crowdtwist_hmac_review_rewards",
+    "crowdtwist_partitioned_sync",
+    "crowdtwist_multi_program_sync",
+}
 # The sandbox program's default points per activity (sandbox/settings.py DEFAULT_ACTIVITIES).
 DEFAULT_POINTS = {"purchase": 10, "signup": 50, "review": 5, "birthday": 100}
 # RUN_DATE's data interval (daily, UTC): the day before.
