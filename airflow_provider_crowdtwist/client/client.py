@@ -122,7 +122,7 @@ class _LeanAdapter(HTTPAdapter):
         response.encoding = requests.utils.get_encoding_from_headers(response.headers)
         response.raw = resp
         response.reason = response.raw.reason
-        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url  # type: ignore[assignment]
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
         response.request = req
         response.connection = self  # type: ignore[attr-defined]
         return response
@@ -212,7 +212,7 @@ class CrowdTwistClient:
         ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ...) are resolved here, as ``Session.request`` would
         resolve them on every request; every request goes to the same host.
         """
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(default_headers())
+        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(default_headers())
         headers.update(self._session.headers)
         headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         query: dict[str, str] = {}
@@ -373,7 +373,7 @@ class CrowdTwistClient:
                     path=self._redactor.redact(shown, extras),
                 ) from None
             headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(data))
+            headers["Content-Length"] = str(len(data or b""))
         elif method not in ("GET", "HEAD"):
             headers["Content-Length"] = "0"
         return _CallContext(
