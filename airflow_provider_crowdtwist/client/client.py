@@ -122,9 +122,9 @@ class _LeanAdapter(HTTPAdapter):
         response.encoding = requests.utils.get_encoding_from_headers(response.headers)
         response.raw = resp
         response.reason = response.raw.reason
-        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.url = req.url or ""
         response.request = req
-        response.connection = self  # type: ignore[attr-defined]
+        response.connection = self
         return response
 
 
