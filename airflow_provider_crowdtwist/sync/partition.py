@@ -171,42 +171,51 @@ def ledger_location(location: Any, partition: Partition | None) -> Any:
 
 
 def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """One summary for the partitions of one sync (their XComs): counts and requests added up.
+    """One summary for the partitions of one sync (their XComs), whatever sync they come from.
 
-    ``duration_seconds`` is the longest partition's (they run side by side), so ``rows_per_second`` is
-    the combined rate. Rejects files are listed. The rate limits add up: each partition paced at and
-    learned its share.
+    Whole numbers add up (rows, requests, rejects written, a credit sync's own counters) and so do
+    the dicts of them (counts by outcome, request and ledger counts, the rate limits: each partition
+    paced at and learned its share); lists are joined; ``duration_seconds`` is the longest
+    partition's (they run side by side), so ``rows_per_second`` is the combined rate. A location
+    (``rejects_path``, ``ledger_path``) becomes the list of the partitions' (``rejects_paths``, ...);
+    ``aborted`` joins the reasons; ``partitions`` says how many summaries were combined.
     """
     items = [dict(s) for s in summaries if s]
-    counts: dict[str, int] = {}
+    combined: dict[str, Any] = {"partitions": len(items)}
     for item in items:
-        for outcome, n in dict(item.get("counts", {})).items():
-            counts[outcome] = counts.get(outcome, 0) + int(n)
-    rows = sum(int(i.get("rows_read", 0)) for i in items)
-    duration = max((float(i.get("duration_seconds", 0.0)) for i in items), default=0.0)
-    combined: dict[str, Any] = {
-        "counts": counts,
-        "rows_read": rows,
-        "requests_sent": sum(int(i.get("requests_sent", 0)) for i in items),
-        "duration_seconds": round(duration, 3),
-        "rows_per_second": round(sum(counts.values()) / duration, 2) if duration > 0 else 0.0,
-        "rejects_paths": [i["rejects_path"] for i in items if i.get("rejects_path")],
-        "rejects_written": sum(int(i.get("rejects_written", 0)) for i in items),
-        "dry_run": any(bool(i.get("dry_run")) for i in items),
-        "aborted": "; ".join(str(i["aborted"]) for i in items if i.get("aborted")) or None,
-        "partitions": len(items),
-    }
-    limits = [i["rate_limit"] for i in items if isinstance(i.get("rate_limit"), Mapping)]
-    if limits:
-        combined["rate_limit"] = {key: _sum_or_none(limit.get(key) for limit in limits) for key in limits[0]}
+        for key, value in item.items():
+            if key in ("partition", "rows_per_second"):
+                continue
+            if key == "duration_seconds":
+                combined[key] = max(float(combined.get(key, 0.0)), float(value or 0.0))
+            elif key == "aborted":
+                reasons = [r for r in (combined.get(key), value) if r]
+                combined[key] = "; ".join(str(r) for r in reasons) or None
+            elif isinstance(value, bool):
+                combined[key] = bool(combined.get(key, False)) or value
+            elif isinstance(value, int):
+                combined[key] = int(combined.get(key, 0)) + value
+            elif isinstance(value, Mapping):
+                merged = combined.setdefault(key, {})
+                for name, number in value.items():
+                    merged[name] = _add(merged.get(name), number) if name in merged else number
+            elif isinstance(value, list):
+                combined.setdefault(key, []).extend(value)
+            elif isinstance(value, str) or value is None:
+                places = combined.setdefault(f"{key}s", [])
+                if value:
+                    places.append(value)
+    duration = float(combined.get("duration_seconds", 0.0))
+    outcomes = sum(int(n) for n in dict(combined.get("counts", {})).values())
+    combined["rows_per_second"] = round(outcomes / duration, 2) if duration > 0 else 0.0
     return combined
 
 
-def _sum_or_none(values: Iterable[Any]) -> Any:
-    numbers = list(values)
-    if any(v is None for v in numbers):
-        return None
-    return sum(numbers)
+def _add(a: Any, b: Any) -> Any:
+    """Sum of two figures where either may be unknown (None): the known one, or None."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b
 
 
 def _is_local_path(location: Any) -> bool:

@@ -121,19 +121,32 @@ def test_combine_summaries_adds_up() -> None:
     a = {
         "counts": {"created": 3, "rejected": 1},
         "rows_read": 4,
+        "rows_removed": 0,
         "requests_sent": 5,
         "duration_seconds": 2.0,
+        "rows_per_second": 2.0,
         "rejects_path": "/r.part-0-of-2.jsonl",
         "rejects_written": 1,
+        "dry_run": False,
+        "aborted": None,
+        "partition": [0, 2],
+        "unknown_keys": ["k1"],
         "rate_limit": {"configured_requests_per_minute": 50, "learned_requests_per_minute": None},
     }
     b = {
         "counts": {"created": 2, "updated": 4},
         "rows_read": 6,
+        "rows_removed": 0,
         "requests_sent": 6,
         "duration_seconds": 4.0,
+        "rows_per_second": 1.5,
         "rejects_path": None,
-        "rate_limit": {"configured_requests_per_minute": 50, "learned_requests_per_minute": None},
+        "rejects_written": 0,
+        "dry_run": False,
+        "aborted": "stopped",
+        "partition": [1, 2],
+        "unknown_keys": ["k2"],
+        "rate_limit": {"configured_requests_per_minute": 50, "learned_requests_per_minute": 40},
     }
     combined = combine_summaries([a, b])
     assert combined["counts"] == {"created": 5, "rejected": 1, "updated": 4}
@@ -141,7 +154,9 @@ def test_combine_summaries_adds_up() -> None:
     assert combined["requests_sent"] == 11 and combined["duration_seconds"] == 4.0
     assert combined["rows_per_second"] == 2.5 and combined["partitions"] == 2
     assert combined["rejects_paths"] == ["/r.part-0-of-2.jsonl"] and combined["rejects_written"] == 1
+    assert combined["dry_run"] is False and combined["aborted"] == "stopped"
+    assert combined["unknown_keys"] == ["k1", "k2"] and "partition" not in combined
     assert combined["rate_limit"] == {
         "configured_requests_per_minute": 100,
-        "learned_requests_per_minute": None,
+        "learned_requests_per_minute": 40,
     }
