@@ -94,6 +94,12 @@ class Partition:
         return f"{stem}.{self.label}.{ext}" if dot and stem else f"{name}.{self.label}"
 
 
+def active_partition(value: Any) -> Partition | None:
+    """``value`` parsed; None when unpartitioned (None, or one partition of one)."""
+    part = Partition.parse(value)
+    return part if part is not None and part.count > 1 else None
+
+
 def partition_of(identifier: str, count: int) -> int:
     """The partition of ``identifier`` among ``count``: the same in every process and on every run."""
     digest = hashlib.blake2b(identifier.encode("utf-8"), digest_size=8).digest()
@@ -241,6 +247,7 @@ __all__ = [
     "MAX_PARTITIONS",
     "Partition",
     "PartitionError",
+    "active_partition",
     "check_layout",
     "combine_summaries",
     "expand_arguments",

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_crowdtwist.sync.partition import (
     Partition,
     PartitionError,
+    active_partition,
     check_layout,
     combine_summaries,
     expand_arguments,
@@ -84,6 +85,8 @@ def test_bad_partition_is_refused_with_a_clear_message(value: object, message: s
 def test_parse_accepts_what_xcom_hands_back() -> None:
     assert Partition.parse([2, 3]) == Partition(2, 3) == Partition.parse((2, 3))
     assert Partition.parse(None) is None
+    assert active_partition([0, 1]) is None and active_partition(None) is None
+    assert active_partition([1, 2]) == Partition(1, 2)
 
 
 def test_expand_helpers() -> None:
