@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.operators._common import build_client, validate_requests_per_minute
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
-from airflow_provider_crowdtwist.sync.partition import Partition
+from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = ("sql", "parameters", "rows", "source_path", "rejects_path")
@@ -110,12 +110,11 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-        part = Partition.parse(self.partition)
         return build_client(
             hook,
             requests_per_minute=self.requests_per_minute,
             max_workers=self.max_workers,
-            partition=part if part is not None and part.count > 1 else None,
+            partition=active_partition(self.partition),
         )
 
     def _source_chunks(self) -> Iterator[pd.DataFrame]:

@@ -38,7 +38,7 @@ from airflow_provider_crowdtwist.client.errors import (
 )
 from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
-from airflow_provider_crowdtwist.sync.partition import Partition, member_key
+from airflow_provider_crowdtwist.sync.partition import Partition, active_partition, member_key
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
@@ -85,8 +85,7 @@ class RunConfig:
     @property
     def part(self) -> Partition | None:
         """``partition`` as a :class:`Partition` (None when unpartitioned); checked by :meth:`validate`."""
-        part = Partition.parse(self.partition)
-        return part if part is not None and part.count > 1 else None
+        return active_partition(self.partition)
 
     def partition_path(self, location: Any) -> Any:
         """This partition's file for ``location`` (``name.part-i-of-n.ext``); unchanged when unpartitioned."""
