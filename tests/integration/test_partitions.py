@@ -131,10 +131,11 @@ def test_bad_rows_and_duplicates_are_counted_once_over_all_partitions(sandbox, t
 
 
 def test_partitioned_credits_exactly_once_and_a_changed_layout_is_refused(sandbox, tmp_path):
-    members = [{"user_id": f"c{i}@example.com", "first_name": "C", "last_name": "R"} for i in range(40)]
+    # one credit per member: CrowdTwist refuses a member's rapid duplicates ("Event already processed")
+    members = [{"user_id": f"c{i}@example.com", "first_name": "C", "last_name": "R"} for i in range(120)]
     rows = pd.DataFrame(
         [
-            {"user_id": f"c{i % 40}@example.com", "event_id": f"e{i}", "activity_id": "purchase"}
+            {"user_id": f"c{i}@example.com", "event_id": f"e{i}", "activity_id": "purchase"}
             for i in range(120)
         ]
     )
