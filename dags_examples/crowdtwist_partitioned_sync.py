@@ -43,7 +43,7 @@ except ImportError:  # Airflow 2
 from crowdtwist_loyalty_sync import CREDIT_EVENTS, MEMBER_SYNC
 
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
-from airflow_provider_crowdtwist.operators.partition import combine_summaries, partitions
+from airflow_provider_crowdtwist.operators.partition import combine_summaries, combined_violation, partitions
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 
 WORK_DIR = os.environ.get("CROWDTWIST_DEMO_DIR", "/tmp/crowdtwist-demo")
@@ -59,27 +59,32 @@ with DAG(
     tags=["crowdtwist", "example"],
     doc_md=__doc__,
 ) as dag:
+    # The failure ratio is judged on the combined summary (a partition's share of bad rows scatters
+    # around the whole's); each partition still fails on any failed row.
     sync_members = CrowdTwistUserSyncOperator.partial(
         task_id="sync_members",
-        **MEMBER_SYNC,
+        **{**MEMBER_SYNC, "max_failed_ratio": None},
         rejects_path=f"{WORK_DIR}/rejects/partitioned-members-{{{{ ds }}}}.jsonl",
         state_path=f"{WORK_DIR}/state/partitioned-member-state.sqlite",
     ).expand(partition=partitions(PARTITIONS))
 
     credit_events = CrowdTwistActivityCreditOperator.partial(
         task_id="credit_events",
-        **CREDIT_EVENTS,
+        **{**CREDIT_EVENTS, "max_failed_ratio": None},
         ledger_path=f"{WORK_DIR}/state/partitioned-credit-ledger.sqlite",
         rejects_path=f"{WORK_DIR}/rejects/partitioned-credits-{{{{ ds }}}}.jsonl",
     ).expand(partition=partitions(PARTITIONS))
 
     @task
-    def combine(summaries: list[dict]) -> dict:
-        """The partitions' summaries as one: what to report or alert on."""
+    def combine(summaries: list[dict], max_failed_ratio: float) -> dict:
+        """The partitions' summaries as one, judged by the sync's failure ratio: what to alert on."""
         total = combine_summaries(summaries)
         print(f"{total['partitions']} partitions: {total['rows_read']} rows -> {total['counts']}")
+        problem = combined_violation(total, max_failed_ratio=max_failed_ratio)
+        if problem:
+            raise ValueError(problem)
         return total
 
     sync_members >> credit_events
-    combine.override(task_id="members_total")(sync_members.output)
-    combine.override(task_id="credits_total")(credit_events.output)
+    combine.override(task_id="members_total")(sync_members.output, MEMBER_SYNC["max_failed_ratio"])
+    combine.override(task_id="credits_total")(credit_events.output, CREDIT_EVENTS["max_failed_ratio"])

@@ -16,8 +16,16 @@ from airflow_provider_crowdtwist.sync.partition import (
     Partition,
     PartitionError,
     combine_summaries,
+    combined_violation,
     expand_arguments,
     partitions,
 )
 
-__all__ = ["Partition", "PartitionError", "combine_summaries", "expand_arguments", "partitions"]
+__all__ = [
+    "Partition",
+    "PartitionError",
+    "combine_summaries",
+    "combined_violation",
+    "expand_arguments",
+    "partitions",
+]

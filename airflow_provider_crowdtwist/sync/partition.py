@@ -217,6 +217,19 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return combined
 
 
+def combined_violation(
+    combined: Mapping[str, Any], *, max_failed_rows: int | None = None, max_failed_ratio: float | None = None
+) -> str | None:
+    """Why the partitions *together* failed the sync's thresholds (same rule as one sync), or None.
+
+    A partition holds ``1/n`` of the rows, so its share of bad rows scatters around the sync's: judge
+    the ratio on the combined summary, not partition by partition (docs/scale-out.md).
+    """
+    from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation
+
+    return threshold_violation(SyncSummary.from_dict(combined), max_failed_rows, max_failed_ratio)
+
+
 def _add(a: Any, b: Any) -> Any:
     """Sum of two figures where either may be unknown (None): the known one, or None."""
     if a is None or b is None:
@@ -250,6 +263,7 @@ __all__ = [
     "active_partition",
     "check_layout",
     "combine_summaries",
+    "combined_violation",
     "expand_arguments",
     "ledger_location",
     "member_key",

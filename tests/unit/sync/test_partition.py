@@ -14,6 +14,7 @@ from airflow_provider_crowdtwist.sync.partition import (
     active_partition,
     check_layout,
     combine_summaries,
+    combined_violation,
     expand_arguments,
     member_key,
     partition_of,
@@ -163,3 +164,13 @@ def test_combine_summaries_adds_up() -> None:
         "configured_requests_per_minute": 100,
         "learned_requests_per_minute": 40,
     }
+
+
+def test_thresholds_are_judged_on_the_combined_summary() -> None:
+    one = {"counts": {"created": 94, "rejected": 6}, "rows_read": 100}  # 6% alone
+    other = {"counts": {"created": 100}, "rows_read": 100}
+    combined = combine_summaries([one, other])  # 3% together
+    assert combined_violation(combined, max_failed_ratio=0.05) is None
+    assert "6 of 200" in (combined_violation(combined, max_failed_ratio=0.02) or "")
+    failed = combine_summaries([other, {"counts": {"failed": 1}, "rows_read": 1}])
+    assert "failed" in (combined_violation(failed) or "")  # default rule: any failed row fails
