@@ -17,13 +17,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import (
-    E2E_API_KEY,
-    E2E_HMAC_PRIVATE,
-    E2E_HMAC_PUBLIC,
     AirflowEnv,
     WarehouseRows,
     api_key_conn,
     assert_no_secrets,
+    e2e_sandbox_running,
     explain,
     files_under,
 )
@@ -128,15 +126,8 @@ def test_partitioned_sync_end_state_equals_source_and_rerun_credits_nothing(
 @pytest.fixture
 def second_program() -> Iterator[Any]:
     """Another CrowdTwist program: its own sandbox, its own members."""
-    from airflow_provider_crowdtwist.sandbox.server import SandboxServer
-
-    server = SandboxServer(
-        api_key=E2E_API_KEY, hmac_public_key=E2E_HMAC_PUBLIC, hmac_private_key=E2E_HMAC_PRIVATE
-    ).start()
-    try:
+    with e2e_sandbox_running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_multi_program_sync_sends_each_program_its_members(
