@@ -64,7 +64,7 @@ class RateLimiter:
         adaptive: bool = True,
         decrease_factor: float = 0.85,
         probe_fraction: float = 0.01,
-        margin: float = 0.03,
+        margin: float = 0.02,
         min_requests_per_minute: float = 6.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
