@@ -26,9 +26,11 @@ configured one:
 * ``Retry-After`` is honoured as a pause for everyone (the program, not the one request, is over its
   limit); without the header the cut alone slows everyone, and the retried request backs off on its own.
 
-The accepted rate is measured from the successes reported by the client (:meth:`record_success`),
-over the time the program was saturated (from the first 429 of an episode, after any pause): while
-429s keep coming the server accepts exactly its real rate, so that count is the best estimate there is.
+The accepted rate is measured from the successes the client reports (:meth:`record_success`)
+between two 429s: at each 429 the server's bucket was empty, so what it accepted from one to the next
+is its real rate times the time, pauses included (it refilled during them). Within an episode of 429s
+the span starts at the episode's first 429; a new episode measures from the last one's last 429. A
+span under half a second or ten successes measures nothing (the multiplicative rule applies).
 """
 
 from __future__ import annotations
