@@ -91,6 +91,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             rejects_path=path(self.rejects_path),
             state_path=path(self.state_path),
             dry_run=self.dry_run,
+            partition=self.partition,
             stop_event=None if parse_time else self._stop,
         )
 
