@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -36,6 +36,7 @@ from airflow_provider_crowdtwist import __version__
 from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
 from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES, ClientConfig
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
     CrowdTwistError,
@@ -43,7 +44,13 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistValidationError,
     error_class_for_status,
 )
-from airflow_provider_crowdtwist.client.models import Activity, parse_activities, parse_error_body
+from airflow_provider_crowdtwist.client.models import (
+    Activity,
+    ActivityHistoryItem,
+    parse_activities,
+    parse_activity_history,
+    parse_error_body,
+)
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
 from airflow_provider_crowdtwist.client.retry import (
@@ -58,6 +65,10 @@ from airflow_provider_crowdtwist.client.retry import (
 USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
 
 ALREADY_PROCESSED = "already processed"
+#: Activities asked per history page; a server may serve fewer (the end is an empty page, not a short one).
+HISTORY_PAGE_SIZE = 100
+#: A history look-up that needs more pages than this gives up (it cannot conclude) rather than loop.
+HISTORY_MAX_PAGES = 200
 _MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
 
@@ -74,8 +85,8 @@ class _CallContext:
     headers: dict[str, str]
     credit: bool
     extra_secrets: tuple[str, ...]
+    history: bool = False  # an activity-history read (counted apart: verification costs requests)
     any_ambiguous: bool = False
-    ambiguous_since: float | None = None
     waited: float = 0.0
     planned: dict[int, float | None] = field(default_factory=dict)
     last: AttemptResult | None = None
@@ -123,6 +134,9 @@ class CrowdTwistClient:
         self._session = session if session is not None else self._new_session(config)
         self._counter_lock = threading.Lock()
         self._requests_sent = 0
+        self._history_requests_sent = 0
+        #: None until the first history read tells whether the program serves the v2.1 date filter.
+        self._history_date_filter: bool | None = None
 
     @staticmethod
     def _new_session(config: ClientConfig) -> requests.Session:
@@ -148,9 +162,17 @@ class CrowdTwistClient:
         with self._counter_lock:
             return self._requests_sent
 
-    def _count(self) -> None:
+    @property
+    def history_requests_sent(self) -> int:
+        """The part of :attr:`requests_sent` that read activity histories (verifying credits)."""
+        with self._counter_lock:
+            return self._history_requests_sent
+
+    def _count(self, *, history: bool = False) -> None:
         with self._counter_lock:
             self._requests_sent += 1
+            if history:
+                self._history_requests_sent += 1
 
     def close(self) -> None:
         if self._owns_session:
@@ -195,17 +217,17 @@ class CrowdTwistClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         credit: bool = False,
+        history: bool = False,
         extra_secrets: tuple[str | None, ...] = (),
     ) -> requests.Response:
         ctx = self._context(method, path, params, body, credit, extra_secrets)
+        ctx.history = history
         plan = RetryPlan(
             max_retries=self.config.max_retries,
             max_retry_wait=self.config.max_retry_wait,
             backoff_base=self.config.backoff_base,
             backoff_max=self.config.backoff_max,
             credit_mode=credit,
-            credit_resend_delay=self.config.credit_resend_delay,
-            credit_resend_window=self.config.credit_resend_window,
             rng=self._rng,
         )
 
@@ -213,9 +235,7 @@ class CrowdTwistClient:
             number = state.attempt_number
             if number not in ctx.planned:
                 result: AttemptResult = state.outcome.result()  # type: ignore[union-attr]
-                ctx.planned[number] = plan.next_wait(
-                    result, number - 1, ctx.waited, ctx.ambiguous_since, self._clock()
-                )
+                ctx.planned[number] = plan.next_wait(result, number - 1, ctx.waited, ctx.any_ambiguous)
             return ctx.planned[number]
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -226,16 +246,13 @@ class CrowdTwistClient:
                 self.rate_limiter.pause(wait)
             what = str(result.status) if result.status is not None else _short(result.error)
             self.log.warning(
-                "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s%s",
+                "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s",
                 ctx.method,
                 ctx.shown,
                 what,
                 state.attempt_number,
                 self.config.max_retries,
                 wait,
-                " (resending at once: the last attempt may have been applied)"
-                if credit and ctx.ambiguous_since is not None
-                else "",
             )
 
         retrying = tenacity.Retrying(
@@ -304,28 +321,7 @@ class CrowdTwistClient:
     def _attempt(self, ctx: _CallContext) -> AttemptResult:
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
-        if (
-            ctx.credit
-            and ctx.ambiguous_since is not None
-            and ctx.last is not None
-            and self._clock() - ctx.ambiguous_since > self.config.credit_resend_window
-        ):
-            # The limiter held us past the duplicate window: a resend now could award twice.
-            self.log.warning(
-                "CrowdTwist %s %s not resent: more than %.1f s since the ambiguous failure",
-                ctx.method,
-                ctx.shown,
-                self.config.credit_resend_window,
-            )
-            return AttemptResult(
-                response=ctx.last.response,
-                error=ctx.last.error,
-                retryable=False,
-                ambiguous=True,
-                retry_after=ctx.last.retry_after,
-                finished_at=self._clock(),
-            )
-        self._count()
+        self._count(history=ctx.history)
         started = self._clock()
         response: requests.Response | None = None
         failure = None
@@ -387,8 +383,6 @@ class CrowdTwistClient:
             )
         if result.ambiguous:
             ctx.any_ambiguous = True
-            if ctx.ambiguous_since is None:
-                ctx.ambiguous_since = finished
         ctx.last = result
         return result
 
@@ -528,15 +522,15 @@ class CrowdTwistClient:
         activity_date: int | None = None,
         extra_data: Mapping | None = None,
     ) -> dict:
-        """``POST /v2/users/{user_id}/activities?id_type=T``.
+        """``POST /v2/users/{user_id}/activities?id_type=T``, sent once.
 
-        CrowdTwist has no idempotency key. Its only guard is that a duplicate credit sent in rapid
-        succession is refused with "Event already processed". So an ambiguous failure (timeout,
-        dropped connection, 5xx) is followed at once by the identical request, inside that window:
-        either it is applied now (the first never landed) or it is refused as a duplicate (the first
-        did land) -- both mean "credited once", returned as ``{"awarded": True,
-        "already_processed": True}`` in the second case. Still ambiguous when the retries or the
-        window run out: the error has ``ambiguous=True`` and the caller must not resend blindly.
+        CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. So after an
+        attempt that may have been applied (timeout, dropped connection, 5xx) nothing is resent: the
+        error has ``ambiguous=True`` and the caller settles it by reading the member's activity history
+        (:meth:`activity_history`; the credit sync does that). An "Event already processed" answer
+        raises :class:`CrowdTwistAlreadyProcessedError` (also ambiguous): an identical credit was seen
+        before, which does not prove that *this* one was applied. Failures that were certainly not
+        applied (429, a refused connection) are retried as for any other call.
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
@@ -557,15 +551,73 @@ class CrowdTwistClient:
                 raise
             duplicate = err
         if duplicate is not None:
-            self.log.info(
-                "CrowdTwist %s: %s; the credit was already applied (%s)",
-                duplicate.path,
+            raise CrowdTwistAlreadyProcessedError(
                 duplicate.message,
-                "by the ambiguous first attempt" if duplicate.ambiguous else "before this call",
+                status=duplicate.status,
+                code=duplicate.code,
+                method=duplicate.method,
+                path=duplicate.path,
             )
-            return {"awarded": True, "already_processed": True}
         data = self._json(response, "POST", path)
         return data if isinstance(data, dict) else {"awarded": True, "response": data}
+
+    def activity_history(
+        self,
+        user_id: str,
+        id_type: str | None = None,
+        *,
+        since: float | None = None,
+        page_size: int = HISTORY_PAGE_SIZE,
+        max_pages: int = HISTORY_MAX_PAGES,
+    ) -> Iterator[ActivityHistoryItem]:
+        """The member's activities (``GET .../activity_history``), page by page, newest pages first.
+
+        ``since`` (epoch seconds) bounds how far back to read. Where the program serves the v2.1 form,
+        ``date_start=since`` filters on the server; otherwise (a 404 or a 400 on the v2.1 path, then
+        remembered for this client) the v2 list is paged, and paging stops early once a page in
+        newest-first order reaches items older than ``since``. The end of the history is an empty page
+        or the ``paging`` block saying so -- never a short page, since a server may cap ``page_size``
+        below what was asked. Both documented envelopes are read (a bare list, or ``{"paging": ...,
+        "activities": [...]}``). Stop iterating as soon as you found what you look for: each page is
+        one request, paced by the rate limiter and counted in :attr:`history_requests_sent`.
+        More than ``max_pages`` pages raises :class:`CrowdTwistError` (the look-up cannot conclude).
+        """
+        chosen = self._id_type(id_type)
+        path = self._user_path(user_id, "/activity_history")
+        filtered = since is not None and self._history_date_filter is not False
+        for number in range(1, max_pages + 1):
+            params: dict[str, Any] = {"id_type": chosen, "page_size": page_size, "page_number": number}
+            if filtered:
+                params["date_start"] = int(since)  # type: ignore[arg-type]
+                try:
+                    response = self._call("GET", "/v2.1" + path[3:], params=params, history=True)
+                except (CrowdTwistNotFoundError, CrowdTwistValidationError) as err:
+                    if number > 1 or err.ambiguous:
+                        raise
+                    # No v2.1 history on this program (or no date filter): page the v2 list instead;
+                    # a member that really does not exist gets its 404 from the v2 path too.
+                    filtered = False
+                    del params["date_start"]
+                    response = self._call("GET", path, params=params, history=True)
+                    self._history_date_filter = False
+                    self.log.info(
+                        "CrowdTwist: no date-filtered activity history (v2.1 answered %s); paging the v2 "
+                        "history instead",
+                        err.status,
+                    )
+                else:
+                    self._history_date_filter = True
+            else:
+                response = self._call("GET", path, params=params, history=True)
+            page = parse_activity_history(self._json(response, "GET", path))
+            yield from page.items
+            if page.is_last(number) or (since is not None and page.reaches_before(since)):
+                return
+        raise CrowdTwistError(
+            f"the activity history has more than {max_pages} pages since {since}; the look-up stopped",
+            method="GET",
+            path=self._redactor.redact(path),
+        )
 
 
 def quote_path_value(value: Any) -> str:
