@@ -11,6 +11,13 @@ The dedupe key is what the ledger stores to keep a credit exactly-once. It is ei
 means by "the same credit"), or a SHA-256 over a canonical JSON of everything that is sent — id type,
 member identifier, activity, points, date and extra data (keys sorted). The hash is stable across
 processes and Python versions (no ``hash()``), so a rerun next week computes the same keys.
+
+Every credit also *carries* its dedupe key, in ``extra_data`` under one reserved key
+(``dedupe_extra_key``, default ``ct_dedupe_key``), merged with the user's own extra data. CrowdTwist
+stores ``extra_data`` and returns it in the member's activity history, so the key is what proves
+later that a credit landed (``sync/credit_verify.py``), and two distinct credits never have identical
+bodies. The hash above is taken over the user's extra data only, so adding the reserved key changed no
+key of an existing ledger.
 """
 
 from __future__ import annotations
@@ -33,7 +40,10 @@ from airflow_provider_crowdtwist.sync.convert import (
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 
-__all__ = ["CreditMapping", "CreditRequest", "default_dedupe_key"]
+__all__ = ["DEFAULT_DEDUPE_EXTRA_KEY", "CreditMapping", "CreditRequest", "default_dedupe_key"]
+
+#: The ``extra_data`` key that carries each credit's dedupe key unless configured otherwise.
+DEFAULT_DEDUPE_EXTRA_KEY = "ct_dedupe_key"
 
 _MAX_LISTED_ACTIVITIES = 10
 
@@ -122,6 +132,25 @@ def _name_list(value: str | Sequence[str] | Mapping[str, str] | None, arg: str) 
     return out
 
 
+def _reserved_key(key: str | None, extra_columns: Mapping[str, str]) -> str | None:
+    """Check ``dedupe_extra_key``: a non-empty string no ``extra_data_columns`` entry also writes."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.strip() or key != key.strip():
+        raise ValueError(
+            f"dedupe_extra_key must be a non-empty extra_data key without surrounding spaces, got {key!r} "
+            "(None turns it off: then an ambiguous credit cannot be verified)"
+        )
+    clash = [column for column, name in extra_columns.items() if name == key]
+    if clash:
+        raise ValueError(
+            f"extra_data_columns: column {clash[0]!r} would be sent as extra_data.{key}, the key reserved "
+            f"for each credit's dedupe key (dedupe_extra_key={key!r}); map the column to another key or "
+            "set dedupe_extra_key to another name"
+        )
+    return key
+
+
 class CreditMapping:
     """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects.
 
@@ -140,6 +169,7 @@ class CreditMapping:
         activity_date_column: str | None = None,
         extra_data_columns: str | Sequence[str] | Mapping[str, str] | None = None,
         dedupe_key_column: str | None = None,
+        dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY,
         known_activities: Collection[str] | None = None,
     ) -> None:
         for arg, value in (
@@ -173,6 +203,7 @@ class CreditMapping:
         self.activity_date_column = activity_date_column
         self.extra_data_columns = _name_list(extra_data_columns, "extra_data_columns")
         self.dedupe_key_column = dedupe_key_column
+        self.dedupe_extra_key = _reserved_key(dedupe_extra_key, self.extra_data_columns)
         self.known_activities: frozenset[str] | None = None
         if known_activities is not None:
             self.set_known_activities(known_activities)
@@ -238,6 +269,8 @@ class CreditMapping:
                 dedupe_key = default_dedupe_key(
                     self.id_type, identifier, activity_id, num_points, activity_date, extra_data
                 )
+            if self.dedupe_extra_key is not None:
+                extra_data = {**(extra_data or {}), self.dedupe_extra_key: dedupe_key}
         except _RowRejected as rej:
             return RowResult(
                 row_number=row_number,
