@@ -90,6 +90,29 @@ class CreditRequest:
     num_points: int | None = None
     activity_date: int | None = None
     extra_data: dict[str, Any] | None = None
+    #: The ``extra_data`` key that carries ``dedupe_key`` (None: the key does not travel, and an
+    #: ambiguous credit cannot be verified in the activity history).
+    dedupe_extra_key: str | None = None
+
+    @property
+    def verifiable(self) -> bool:
+        """True when the credit carries its dedupe key, so the activity history can prove it landed."""
+        return self.dedupe_extra_key is not None and (self.extra_data or {}).get(
+            self.dedupe_extra_key
+        ) == self.dedupe_key
+
+    def to_json(self) -> str:
+        """The credit as the ledger keeps it: enough to verify it and resend it identically."""
+        data = {f: getattr(self, f) for f in _REQUEST_FIELDS}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, text: str, row_number: int = 0) -> CreditRequest:
+        """Rebuild a credit from :meth:`to_json` (a ledger row); ``row_number`` 0: no source row."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a ledger request must be a JSON object")
+        return cls(row_number=row_number, **{f: data.get(f) for f in _REQUEST_FIELDS})
 
     def payload(self) -> dict[str, Any]:
         """The JSON body CrowdTwist receives (for the rejects file and dry runs)."""
@@ -101,6 +124,18 @@ class CreditRequest:
         if self.extra_data:
             body["extra_data"] = self.extra_data
         return body
+
+
+_REQUEST_FIELDS = (
+    "dedupe_key",
+    "user_id",
+    "id_type",
+    "activity_id",
+    "num_points",
+    "activity_date",
+    "extra_data",
+    "dedupe_extra_key",
+)
 
 
 class _RowRejected(Exception):
@@ -289,6 +324,7 @@ class CreditMapping:
             num_points=num_points,
             activity_date=activity_date,
             extra_data=extra_data,
+            dedupe_extra_key=self.dedupe_extra_key,
         )
 
     def _text(self, record: Mapping[str, Any], column: str, what: str, *, required: bool) -> Any:
