@@ -97,9 +97,10 @@ class CreditRequest:
     @property
     def verifiable(self) -> bool:
         """True when the credit carries its dedupe key, so the activity history can prove it landed."""
-        return self.dedupe_extra_key is not None and (self.extra_data or {}).get(
-            self.dedupe_extra_key
-        ) == self.dedupe_key
+        return (
+            self.dedupe_extra_key is not None
+            and (self.extra_data or {}).get(self.dedupe_extra_key) == self.dedupe_key
+        )
 
     def to_json(self) -> str:
         """The credit as the ledger keeps it: enough to verify it and resend it identically."""

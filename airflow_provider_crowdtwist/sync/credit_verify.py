@@ -149,6 +149,10 @@ class SettleQueue(Generic[T]):
     def add(self, item: T, due: float) -> None:
         heapq.heappush(self._heap, _Due(due, next(self._order), item))
 
+    def due_in(self) -> float:
+        """Seconds until the earliest item is due (0 when one is due now, inf when empty)."""
+        return max(0.0, self._heap[0].due - self._clock()) if self._heap else float("inf")
+
     def drain(self) -> list[T]:
         """Everything still waiting, due or not (the run ends: they stay ``unknown``)."""
         items = [entry.item for entry in sorted(self._heap)]
