@@ -23,6 +23,7 @@ and how its answer becomes an outcome, written once there) and the parallel map 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +35,40 @@ from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier, Settl
 from airflow_provider_crowdtwist.sync.ledger import CREDITED, UNKNOWN, CreditLedger
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
 
-__all__ = ["CreditSettler", "SendAnswer", "Settled", "Unsettled"]
+__all__ = [
+    "DEFAULT_VERIFY_DELAY",
+    "DEFAULT_VERIFY_RESENDS",
+    "CreditSettler",
+    "SendAnswer",
+    "Settled",
+    "Unsettled",
+    "check_verify_settings",
+]
+
+#: Seconds from an ambiguous answer to the look-up: Oracle says awards land "generally within seconds".
+DEFAULT_VERIFY_DELAY = 30.0
+#: Resends of one credit verified absent, per run.
+DEFAULT_VERIFY_RESENDS = 3
+_MAX_VERIFY_RESENDS = 100
+
+
+def check_verify_settings(verify_delay: object, verify_resends: object) -> None:
+    """``verify_delay``: seconds >= 0; ``verify_resends``: a whole number 0..100. Raise naming the field."""
+    if (
+        isinstance(verify_delay, bool)
+        or not isinstance(verify_delay, (int, float))
+        or not math.isfinite(verify_delay)
+        or verify_delay < 0
+    ):
+        raise ValueError(f"verify_delay must be a number of seconds >= 0, got {verify_delay!r}")
+    if (
+        isinstance(verify_resends, bool)
+        or not isinstance(verify_resends, int)
+        or not 0 <= verify_resends <= _MAX_VERIFY_RESENDS
+    ):
+        raise ValueError(
+            f"verify_resends must be a whole number from 0 to {_MAX_VERIFY_RESENDS}, got {verify_resends!r}"
+        )
 
 
 @dataclass(frozen=True)

@@ -34,20 +34,34 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistAuthError,
     CrowdTwistError,
     CrowdTwistForbiddenError,
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
 )
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditMapping, CreditRequest
+from airflow_provider_crowdtwist.sync.credit_mapping import (
+    DEFAULT_DEDUPE_EXTRA_KEY,
+    CreditMapping,
+    CreditRequest,
+)
+from airflow_provider_crowdtwist.sync.credit_settle import (
+    DEFAULT_VERIFY_DELAY,
+    DEFAULT_VERIFY_RESENDS,
+    CreditSettler,
+    SendAnswer,
+    Unsettled,
+    check_verify_settings,
+)
+from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier
 from airflow_provider_crowdtwist.sync.ledger import (
     CREDITED,
     FAILED,
@@ -115,6 +129,15 @@ class CreditSyncConfig:
     #: Set from outside (the operator's ``on_kill``) to stop sending: credits in flight finish and are
     #: recorded; the rest are reported ``failed`` ("not sent") and stay sendable by the next run.
     stop_event: threading.Event | None = None
+    #: Seconds after an ambiguous answer before the credit is looked up in the member's activity
+    #: history (Oracle: awards are applied "generally within seconds"). Not found then: sent again.
+    verify_delay: float = DEFAULT_VERIFY_DELAY
+    #: How many times one credit verified absent is sent again in one run (each resend waits for
+    #: ``verify_delay`` and is verified again); what is still open after that stays ``unknown``.
+    verify_resends: int = DEFAULT_VERIFY_RESENDS
+    #: The ``extra_data`` key that carries each credit's dedupe key; None turns it off explicitly
+    #: (exactly-once then rests on CrowdTwist's undocumented duplicate window).
+    dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field; called before anything is read or sent."""
@@ -123,6 +146,7 @@ class CreditSyncConfig:
         batch = self.remote_ledger_batch
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"remote_ledger_batch must be a positive integer, got {batch!r}")
+        check_verify_settings(self.verify_delay, self.verify_resends)
         for name in (
             "validate_activities",
             "resend_unknown",
@@ -145,6 +169,7 @@ class CreditSyncConfig:
             activity_date_column=self.activity_date_column,
             extra_data_columns=self.extra_data_columns,
             dedupe_key_column=self.dedupe_key_column,
+            dedupe_extra_key=self.dedupe_extra_key,
         )
 
 
@@ -158,6 +183,14 @@ class CreditSyncSummary(SyncSummary):
     recovered_unknown: int = 0
     already_processed: int = 0
     not_awarded: int = 0
+    #: Credits proven by their key in the member's activity history (after an ambiguous answer).
+    verified: int = 0
+    #: Sends of credits verified absent after the settle delay (the same key, the same body).
+    resent: int = 0
+    #: Requests that read activity histories: the cost of verification, part of ``requests_sent``.
+    history_requests: int = 0
+    #: ``unknown`` keys of earlier runs settled before this run sent anything, by final state.
+    reconciled: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The XCom: counts, ``unknown`` count and keys, the ledger's location. Never rows or secrets."""
@@ -171,6 +204,10 @@ class CreditSyncSummary(SyncSummary):
                 "recovered_unknown": int(self.recovered_unknown),
                 "already_processed": int(self.already_processed),
                 "not_awarded": int(self.not_awarded),
+                "verified": int(self.verified),
+                "resent": int(self.resent),
+                "history_requests": int(self.history_requests),
+                "reconciled": {k: int(v) for k, v in self.reconciled.items()},
             }
         )
         return data
@@ -186,6 +223,10 @@ class CreditSyncSummary(SyncSummary):
         summary.recovered_unknown = int(data.get("recovered_unknown", 0))
         summary.already_processed = int(data.get("already_processed", 0))
         summary.not_awarded = int(data.get("not_awarded", 0))
+        summary.verified = int(data.get("verified", 0))
+        summary.resent = int(data.get("resent", 0))
+        summary.history_requests = int(data.get("history_requests", 0))
+        summary.reconciled = {str(k): int(v) for k, v in dict(data.get("reconciled") or {}).items()}
         return summary
 
 
@@ -203,12 +244,14 @@ def credit_threshold_violation(
     ``resend_unknown=True``). The thresholds then apply to ``rejected`` + ``failed`` as for members.
     """
     unknown = summary.count(Outcome.UNKNOWN)
+    if isinstance(summary, CreditSyncSummary):  # earlier runs' keys that are still unknown count too
+        unknown += summary.reconciled.get(Outcome.UNKNOWN.value, 0)
     if fail_on_unknown and unknown:
         return (
-            f"{unknown} credit(s) are 'unknown': the request may or may not have been applied. They are "
-            "listed in the rejects file and the ledger (state 'unknown'); check them in CrowdTwist, then "
-            "mark them in the ledger or rerun with resend_unknown=True (set fail_on_unknown=False to "
-            "tolerate them)"
+            f"{unknown} credit(s) are 'unknown': verification in the members' activity histories could not "
+            "settle them (see their messages in the rejects file and the ledger, state 'unknown'). The "
+            "next run (or a retry of this task) looks them up again first; set fail_on_unknown=False to "
+            "tolerate them meanwhile"
         )
     shadow = SyncSummary(counts=dict(summary.counts), rows_read=summary.rows_read)
     shadow.counts[Outcome.UNKNOWN.value] = 0
@@ -226,6 +269,8 @@ class _Sent:
     already_processed: bool = False
     not_awarded: bool = False
     abort: str | None = None
+    #: Ambiguous and verifiable: the settler looks it up after the settle delay; no outcome yet.
+    settle: bool = False
 
 
 class _CreditRun:
@@ -253,6 +298,20 @@ class _CreditRun:
         self.stop = config.stop_event if config.stop_event is not None else threading.Event()
         self.abort_reason: str | None = None
         self.problems_logged = 0
+        self.settler = CreditSettler(
+            ledger,
+            CreditVerifier(client),
+            self.send_now,
+            self.parallel,
+            verify_delay=config.verify_delay,
+            verify_resends=config.verify_resends,
+            resend_unknown=config.resend_unknown,
+            stop=self.stop,
+            log=log,
+        )
+        #: Keys the reconcile phase could not settle: not looked up a second time in this run.
+        self.unsettled_earlier: set[str] = set()
+        self.sent_already_processed = 0
 
     # ------------------------------------------------------------------ outcomes
 
@@ -301,6 +360,37 @@ class _CreditRun:
             accepted = self.ledger.mark_pending([_intent(req)], resend_unknown=self.config.resend_unknown)
             if req.dedupe_key not in accepted:
                 return _Sent(Outcome.SKIPPED, "already in the ledger (written by another run)")
+        sent = self._send_and_record(req)
+        if sent.outcome is Outcome.UNKNOWN and req.verifiable and sent.abort is None:
+            sent.settle = True
+        return sent
+
+    def send_now(self, req: CreditRequest) -> SendAnswer:
+        """Send one credit again (the settler turned its key ``pending``) and record its state."""
+        sent = self._send_and_record(req)
+        if sent.abort and not self.stop.is_set():
+            self._abort(sent.abort)
+        return SendAnswer(sent.outcome, sent.message, sent.code, sent.status, sent.already_processed)
+
+    def parallel(self, items: Iterable[Any], work: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
+        """Run ``work`` on the sync's workers (the settler's look-ups and resends)."""
+        for item, result in send_all(
+            iter(items),
+            work,
+            max_workers=self.config.max_workers,
+            stop=self.stop,
+            heartbeat=self.progress.maybe_log,
+        ):
+            yield item, (result.error if isinstance(result, SendFailure) else result)
+
+    def _abort(self, reason: str) -> None:
+        self.abort_reason = reason
+        self.summary.aborted = reason
+        self.stop.set()
+        self.log.error("Aborting the credit sync: %s", reason)
+
+    def _send_and_record(self, req: CreditRequest) -> _Sent:
+        """The request, the outcome its answer means, the key's ledger state -- the one place for that."""
         try:
             answer = self.client.credit_activity(
                 req.user_id,
@@ -310,6 +400,16 @@ class _CreditRun:
                 activity_date=req.activity_date,
                 extra_data=req.extra_data,
             )
+        except CrowdTwistAlreadyProcessedError as exc:
+            sent = _Sent(
+                Outcome.UNKNOWN,
+                f"unresolved: CrowdTwist answered '{exc.message}' (an identical credit was seen before; "
+                "that proves nothing about this one)",
+                exc.code or "already_processed",
+                exc.status,
+                already_processed=True,
+            )
+            state = UNKNOWN
         except CrowdTwistError as exc:
             sent, state = self._classify(exc)
         except Exception as exc:  # a bug or an unexpected library error: the request may have gone out
@@ -317,13 +417,7 @@ class _CreditRun:
             state = UNKNOWN
         else:
             answer = answer if isinstance(answer, Mapping) else {}
-            if answer.get("already_processed"):
-                sent = _Sent(
-                    Outcome.CREDITED,
-                    "credited (CrowdTwist answered 'Event already processed' to the identical resend)",
-                    already_processed=True,
-                )
-            elif answer.get("awarded") is False:
+            if answer.get("awarded") is False:
                 sent = _Sent(
                     Outcome.CREDITED,
                     "accepted, but CrowdTwist answered awarded=false (a frequency cap?)",
@@ -390,6 +484,18 @@ class _CreditRun:
                 self.finish_request(
                     req, Outcome.SKIPPED, f"already credited (ledger: run {entry.run_id}, {entry.updated_at})"
                 )
+            elif req.dedupe_key in self.unsettled_earlier:
+                self.finish_request(
+                    req,
+                    Outcome.UNKNOWN,
+                    f"still unresolved: {entry.message or entry.state} (settled first in this run, in vain)",
+                    code="unknown_in_ledger",
+                )
+            elif req.verifiable and not self.config.dry_run:
+                # An unknown key the reconcile phase could not take up (no request in an old ledger):
+                # verified now from its source row.
+                message = f"unresolved since run {entry.run_id} ({entry.message or entry.state})"
+                self.settler.add(Unsettled(req, row=req.row_number, message=message), entry.unknown_since)
             elif self.config.resend_unknown and entry.state in (UNKNOWN, PENDING):
                 to_send.append(req)
             else:
@@ -434,6 +540,45 @@ class _CreditRun:
                     )
             self._send_batch([r for r in batch if r.dedupe_key in accepted])
 
+    # ------------------------------------------------------------------ settling unknown credits
+
+    def reconcile_earlier(self) -> None:
+        """Settle the ``unknown`` keys earlier runs left, before this run sends anything new."""
+        if self.config.dry_run:
+            return
+        entries = self.ledger.entries(UNKNOWN)
+        for entry in entries:
+            if entry.request is None:
+                continue  # an old ledger row: settled when its source row comes (see plan)
+            try:
+                req = CreditRequest.from_json(entry.request)
+            except (ValueError, TypeError):
+                continue
+            message = f"unresolved since run {entry.run_id} ({entry.message or entry.state})"
+            self.settler.add(Unsettled(req, row=0, message=message), entry.unknown_since)
+        if not len(self.settler):
+            return
+        self.log.info(
+            "Reconciling %d unknown credit(s) of earlier runs first (activity history, settle delay %g s)",
+            len(self.settler),
+            self.config.verify_delay,
+        )
+        self.settle(wait=True)
+
+    def settle(self, *, wait: bool) -> None:
+        """Give settled credits their outcome: rows of this run are counted; earlier runs' keys apart."""
+        for done in self.settler.settle(wait=wait):
+            if done.item.row == 0:
+                state = done.outcome.value
+                self.summary.reconciled[state] = self.summary.reconciled.get(state, 0) + 1
+                if done.outcome is Outcome.UNKNOWN:
+                    self.unsettled_earlier.add(done.item.req.dedupe_key)
+                continue
+            self.finish_request(done.item.req, done.outcome, done.message, code=done.code, status=done.status)
+        self.summary.verified = self.settler.verified
+        self.summary.resent = self.settler.resent
+        self.summary.already_processed = self.sent_already_processed + self.settler.already_processed
+
     def _stop_reason(self) -> str:
         if self.abort_reason:
             return f"the sync was aborted ({self.abort_reason})"
@@ -463,12 +608,12 @@ class _CreditRun:
                 )
                 continue
             if result.abort and not self.stop.is_set():
-                self.abort_reason = result.abort
-                self.summary.aborted = result.abort
-                self.stop.set()
-                self.log.error("Aborting the credit sync: %s", result.abort)
-            self.summary.already_processed += result.already_processed
+                self._abort(result.abort)
+            self.sent_already_processed += result.already_processed
             self.summary.not_awarded += result.not_awarded
+            if result.settle:
+                self.settler.add(Unsettled(req, row=req.row_number, message=result.message or "unresolved"))
+                continue
             self.finish_request(req, result.outcome, result.message, code=result.code, status=result.status)
         unsent = list(pending)  # left in the iterator after an abort: never sent
         if unsent and self.ledger.is_remote:
@@ -478,7 +623,12 @@ class _CreditRun:
 
 def _intent(req: CreditRequest) -> CreditIntent:
     return CreditIntent(
-        dedupe_key=req.dedupe_key, user_id=req.user_id, activity_id=req.activity_id, num_points=req.num_points
+        dedupe_key=req.dedupe_key,
+        user_id=req.user_id,
+        activity_id=req.activity_id,
+        num_points=req.num_points,
+        id_type=req.id_type,
+        request=req.to_json(),
     )
 
 
@@ -508,11 +658,19 @@ def sync_credits(
             )
         ledger = CreditLedger(":memory:", run_id=config.run_id or uuid.uuid4().hex, lock=False, log=log)
         own_ledger = True
+    if config.dedupe_extra_key is None:
+        log.warning(
+            "dedupe_extra_key=None: credits do not carry their dedupe key, so an ambiguous credit cannot "
+            "be verified in the activity history. Exactly-once then rests on CrowdTwist's duplicate "
+            "window, which no Oracle page documents; such credits stay 'unknown' unless resend_unknown=True"
+        )
     run = _CreditRun(client, config, ledger, log)
     summary = run.summary
     started = time.monotonic()
     requests_before = int(getattr(client, "requests_sent", 0))
+    history_before = int(getattr(client, "history_requests_sent", 0))
     try:
+        run.reconcile_earlier()
         if config.validate_activities:
             activities = client.list_activities()
             run.mapping.set_known_activities([a.id for a in activities if getattr(a, "active", True)])
@@ -525,12 +683,15 @@ def sync_credits(
             to_send = run.plan(chunk, row_number)
             row_number += len(chunk)
             run.send(to_send)
+            run.settle(wait=False)
             ledger.sync()
             if run.stop.is_set():
                 break
+        run.settle(wait=True)
     finally:
         summary.duration_seconds = time.monotonic() - started
         summary.requests_sent = int(getattr(client, "requests_sent", 0)) - requests_before
+        summary.history_requests = int(getattr(client, "history_requests_sent", 0)) - history_before
         try:
             run.rejects.close()
         finally:
@@ -561,10 +722,18 @@ def _log_end(
 ) -> None:
     table = summary_table(summary, title="CrowdTwist activity credits")
     extra = []
+    if summary.verified or summary.resent or summary.history_requests:
+        extra.append(
+            f"verification: {summary.verified} credit(s) proven in the activity history, {summary.resent} "
+            f"sent again after being verified absent, {summary.history_requests} history request(s)"
+        )
     if summary.already_processed:
         extra.append(
-            f"{summary.already_processed} credit(s) confirmed by 'Event already processed' on resend"
+            f"{summary.already_processed} 'Event already processed' answer(s), each verified, not believed"
         )
+    if summary.reconciled:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.reconciled.items()))
+        extra.append(f"unknown credits of earlier runs reconciled first: {counts}")
     if summary.not_awarded:
         extra.append(f"{summary.not_awarded} credit(s) accepted with awarded=false")
     if config.allow_duplicates:
