@@ -160,18 +160,17 @@ def test_unreadable_history_leaves_unknown_and_the_next_run_reconciles_first(
     rows = credit_rows(10, emails)
     ledger_path = tmp_path / "l.sqlite"
     # Half the credits land before their 503, half do not; the history cannot be read at all.
-    sandbox.admin.set_faults(
-        applied_then_503_rate=0.5,
-        error_rate=0.5,
-        error_status=503,
-        seed=7,
-        fault_routes=["credit", "history"],
-    )
-    first = run_sync(client, rows, config(verify_delay=0.2), ledger_path)
-    assert first.count("unknown") == 10
+    sandbox.admin.set_faults(applied_then_503_rate=1.0, fault_routes=["credit", "history"])
+    first = run_sync(client, rows[:5], config(verify_delay=0.2), ledger_path)
+    sandbox.admin.set_faults(applied_then_503_rate=0.0, error_rate=1.0, error_status=503)
+    also = run_sync(client, rows[5:], config(run_id="also", verify_delay=0.2), ledger_path)
+    assert first.count("unknown") == also.count("unknown") == 5
+    assert also.reconciled == {"unknown": 5}  # tried first, in vain: the history is still down
     with CreditLedger.open(ledger_path) as ledger:
+        assert len(ledger.unknown_keys()) == 10
         assert all("could not be read" in (e.message or "") for e in ledger.unknown_keys())
     landed = set(applied_per_key(sandbox))
+    assert landed == {r["order_id"] for r in rows[:5]}
     sandbox.admin.set_faults(**NO_FAULTS)
     # The next run has no rows of its own: it settles the earlier run's keys before anything else.
     before = credit_requests(sandbox)
