@@ -193,7 +193,7 @@ def test_verification_reads_both_history_envelopes_and_pages_back(
     sandbox.admin.configure(history_envelope=envelope, dedupe_window_s=0.0)
     rows = credit_rows(250, [email])
     ledger_path = tmp_path / "l.sqlite"
-    sandbox.admin.set_faults(applied_then_drop_rate=1.0, error_rate=1.0, fault_routes=["credit", "history"])
+    sandbox.admin.set_faults(applied_then_503_rate=1.0, fault_routes=["credit", "history"])
     first = run_sync(client, rows[:1], config(verify_delay=0.1), ledger_path)
     assert first.count("unknown") == 1
     sandbox.admin.set_faults(**NO_FAULTS)
