@@ -199,7 +199,7 @@ class CreditSettler:
             return _Step(Settled(item, Outcome.UNKNOWN, message, "ledger"))
         if item.blind or req.dedupe_extra_key is None:
             if self.resend_unknown and item.resends < self.verify_resends:
-                return self._resend(item, "resent without proof (resend_unknown=True)")
+                return self._resend(item, "resent without proof (resend_unknown=True)", checked=False)
             return self._stays(item, f"{item.message}; cannot be verified: the credit does not carry its key")
         check = self.verifier.check(
             req.user_id,
@@ -214,7 +214,9 @@ class CreditSettler:
             return _Step(Settled(item, Outcome.CREDITED, check.message, verified=True))
         if check.verdict is Verdict.UNREACHABLE:
             if self.resend_unknown and item.resends < self.verify_resends:
-                return self._resend(item, f"{check.message}; resent without proof (resend_unknown=True)")
+                return self._resend(
+                    item, f"{check.message}; resent without proof (resend_unknown=True)", checked=True
+                )
             return self._stays(item, f"{item.message}; {check.message}", checked=True)
         if item.resends >= self.verify_resends:
             return self._stays(
@@ -229,8 +231,8 @@ class CreditSettler:
         self.ledger.record(item.req.dedupe_key, UNKNOWN, message, checked=checked)
         return _Step(Settled(item, Outcome.UNKNOWN, message, "unknown"))
 
-    def _resend(self, item: Unsettled, why: str) -> _Step:
-        if not self.ledger.mark_resend(item.req.dedupe_key):
+    def _resend(self, item: Unsettled, why: str, *, checked: bool = True) -> _Step:
+        if not self.ledger.mark_resend(item.req.dedupe_key, checked=checked):
             return _Step(Settled(item, Outcome.UNKNOWN, f"{why}; the ledger changed, not resent", "ledger"))
         answer = self._send(item.req)
         processed = answer.already_processed

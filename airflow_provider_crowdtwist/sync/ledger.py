@@ -473,20 +473,21 @@ class CreditLedger:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def mark_resend(self, dedupe_key: str) -> bool:
+    def mark_resend(self, dedupe_key: str, *, checked: bool = True) -> bool:
         """Turn an ``unknown`` key back into ``pending`` before it is sent again (verified not there).
 
         The write-ahead rule holds for a resend too: a worker killed during it leaves the key
         ``pending``, hence ``unknown`` again, never lost. False when the key is not ``unknown`` (another
-        writer settled it), and then it must not be sent.
+        writer settled it), and then it must not be sent. ``checked``: a history look-up found it absent
+        (counted in ``checks``); False for a resend without proof (``resend_unknown``).
         """
         with self._lock:
             self._check_open()
             cur = self._conn.execute(
                 "UPDATE credits SET state = 'pending', run_id = ?, updated_at = ?, message = NULL, "
-                "attempts = attempts + 1, last_sent_at = ?, unknown_since = NULL, "
+                "attempts = attempts + 1, last_sent_at = ?, unknown_since = NULL, checks = checks + ?, "
                 "first_sent_at = COALESCE(first_sent_at, ?) WHERE dedupe_key = ? AND state = 'unknown'",
-                (self.run_id, _now(), _epoch(), _epoch(), dedupe_key),
+                (self.run_id, _now(), _epoch(), int(checked), _epoch(), dedupe_key),
             )
             return bool(cur.rowcount)
 

@@ -415,7 +415,8 @@ def test_remote_ledger_upload_failure_stops_before_sending(
 def test_a_4xx_after_an_ambiguous_attempt_stays_unknown(
     sandbox: Any, client_for: Any, tmp_path: pathlib.Path
 ) -> None:
-    """A dropped first attempt then a 404 on the resend: the key must not become retryable."""
+    """A dropped attempt for a member CrowdTwist does not know: its history cannot be read (404), so
+    the key stays unknown -- never turned retryable by a later answer."""
     client = client_for(sandbox, max_retries=3)
     rows = [
         {
@@ -428,7 +429,7 @@ def test_a_4xx_after_an_ambiguous_attempt_stays_unknown(
         for i in range(40)
     ]
     sandbox.admin.set_faults(drop_rate=0.5, fault_routes=["credit"], seed=7)
-    summary = run_sync(client, rows, config(), tmp_path / "l.sqlite")
+    summary = run_sync(client, rows, config(verify_delay=0.1), tmp_path / "l.sqlite")
     sandbox.admin.set_faults(drop_rate=0.0, fault_routes=[])
     assert summary.is_consistent()
     assert summary.counts["unknown"] > 0  # some rows had a dropped attempt before their 404

@@ -161,7 +161,7 @@ def test_resends_are_bounded_then_unknown_stays_in_the_ledger(ledger: CreditLedg
     assert done.outcome is Outcome.UNKNOWN and "verify_resends=2" in done.message
     assert len(sent) == 2 and ct.lookups == 3
     entry = ledger.get("k-1")
-    assert (entry.state, entry.attempts, entry.checks) == ("unknown", 3, 1)
+    assert (entry.state, entry.attempts, entry.checks) == ("unknown", 3, 3)
 
 
 def test_a_definite_answer_to_the_resend_is_final(ledger: CreditLedger) -> None:

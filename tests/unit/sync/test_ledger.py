@@ -108,7 +108,7 @@ def test_what_verification_needs_is_recorded(tmp_path: pathlib.Path) -> None:
         assert not ledger.mark_resend("k")  # only an unknown key may be resent
         ledger.record("k", "credited", "verified", checked=True)
         done = ledger.get("k")
-        assert (done.state, done.checks, done.unknown_since) == ("credited", 2, None)
+        assert (done.state, done.checks, done.unknown_since) == ("credited", 3, None)
 
 
 def test_recovered_pending_keys_get_their_unknown_time(tmp_path: pathlib.Path) -> None:
