@@ -114,7 +114,7 @@ def test_two_distinct_credits_of_identical_content_one_second_apart_are_both_awa
 
 
 def test_without_the_key_an_identical_credit_is_unknown_not_believed(
-    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Turned off explicitly, the key no longer tells identical bodies apart: the second credit meets
     'Event already processed', which belongs to the *first* one -- so it is not counted credited."""
@@ -135,6 +135,7 @@ def test_without_the_key_an_identical_credit_is_unknown_not_believed(
     assert second.already_processed == 1 and second.history_requests == 0  # nothing to look for
     assert len(sandbox.admin.credits()) == 1
     assert ledger_states(ledger_path) == {"B-1": "credited", "B-2": "unknown"}
+    assert "rests on CrowdTwist's duplicate window" in caplog.text  # turning the key off is announced
 
 
 def test_applied_then_503_is_verified_without_a_resend(
