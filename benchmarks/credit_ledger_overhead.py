@@ -60,6 +60,24 @@ def client_for(sandbox: SandboxProcess, workers: int, cap: int = 0) -> CrowdTwis
     return CrowdTwistClient(config, rate_limiter=RateLimiter(cap) if cap else None)
 
 
+def create_members(sandbox: SandboxProcess) -> None:
+    """The ``MEMBERS`` members the benchmark rows credit (``bench{i}@example.com``)."""
+    with client_for(sandbox, 16) as client, ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda i: client.create_user(
+                    {
+                        "first_name": "Bench",
+                        "last_name": "Member",
+                        "email_address": f"bench{i}@example.com",
+                        "postal_code": "10001",
+                    }
+                ),
+                range(MEMBERS),
+            )
+        )
+
+
 def baseline(sandbox: SandboxProcess, rows: pd.DataFrame, workers: int) -> float:
     with client_for(sandbox, workers) as client, ThreadPoolExecutor(workers) as pool:
         records = rows.to_dict("records")
@@ -137,20 +155,7 @@ def main() -> None:
 
     table: list[tuple[str, float, str, str]] = []
     with SandboxProcess() as sandbox, tempfile.TemporaryDirectory() as tmp:
-        with client_for(sandbox, 16) as client, ThreadPoolExecutor(16) as pool:
-            list(
-                pool.map(
-                    lambda i: client.create_user(
-                        {
-                            "first_name": "Bench",
-                            "last_name": "Member",
-                            "email_address": f"bench{i}@example.com",
-                            "postal_code": "10001",
-                        }
-                    ),
-                    range(MEMBERS),
-                )
-            )
+        create_members(sandbox)
         sandbox.set_faults(latency_ms=args.latency_ms)
         base = baseline(sandbox, make_rows(args.rows, "base"), args.workers)
         table.append(("bare thread pool, no engine, no ledger", base, "1.00", "baseline"))

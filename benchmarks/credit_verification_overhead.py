@@ -26,55 +26,15 @@ import logging
 import pathlib
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+from credit_ledger_overhead import baseline, client_for, create_members, make_rows
 
-from airflow_provider_crowdtwist.client.client import CrowdTwistClient
-from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 
-MEMBERS = 500
 AMBIGUOUS = (0.0, 0.01, 0.05)
-
-
-def make_rows(n: int, tag: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "email": [f"bench{i % MEMBERS}@example.com" for i in range(n)],
-            "order_id": [f"{tag}-{i}" for i in range(n)],
-            "points": [i % 40 for i in range(n)],
-        }
-    )
-
-
-def client_for(sandbox: SandboxProcess, workers: int) -> CrowdTwistClient:
-    config = ClientConfig(
-        base_url=sandbox.base_url,
-        api_key=sandbox.api_key,
-        requests_per_minute=0,
-        pool_size=max(64, workers),
-        backoff_base=0.01,
-        backoff_max=0.05,
-    )
-    return CrowdTwistClient(config)
-
-
-def bare_rate(sandbox: SandboxProcess, rows: pd.DataFrame, workers: int) -> float:
-    with client_for(sandbox, workers) as client, ThreadPoolExecutor(workers) as pool:
-        records = rows.to_dict("records")
-        started = time.perf_counter()
-        list(
-            pool.map(
-                lambda r: client.credit_activity(
-                    r["email"], "purchase", num_points=r["points"], extra_data={"o": r["order_id"]}
-                ),
-                records,
-            )
-        )
-        return len(records) / (time.perf_counter() - started)
 
 
 def verified_run(
@@ -130,22 +90,9 @@ def main() -> None:
         SandboxProcess(dedupe_window_s=0, award_lag_s=args.award_lag) as sandbox,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        with client_for(sandbox, 16) as client, ThreadPoolExecutor(16) as pool:
-            list(
-                pool.map(
-                    lambda i: client.create_user(
-                        {
-                            "first_name": "Bench",
-                            "last_name": "Member",
-                            "email_address": f"bench{i}@example.com",
-                            "postal_code": "10001",
-                        }
-                    ),
-                    range(MEMBERS),
-                )
-            )
+        create_members(sandbox)
         sandbox.set_faults(latency_ms=args.latency_ms)
-        base = bare_rate(sandbox, make_rows(args.rows, "bare"), args.workers)
+        base = baseline(sandbox, make_rows(args.rows, "bare"), args.workers)
         lines.append(
             f"{'bare credit_activity pool (baseline)':<38} | {base:>8.1f} | {'-':>7} | {'-':>8} | "
             f"{'-':>8} | {'-':>6} | {'-':>7} | -"
