@@ -373,15 +373,19 @@ class _CreditRun:
         return SendAnswer(sent.outcome, sent.message, sent.code, sent.status, sent.already_processed)
 
     def parallel(self, items: Iterable[Any], work: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
-        """Run ``work`` on the sync's workers (the settler's look-ups and resends)."""
+        """Run ``work`` on the sync's workers (the settler's look-ups and resends); every item comes back,
+        those never started (the run was stopped) with the reason instead of a result."""
+        pending = iter(items)
         for item, result in send_all(
-            iter(items),
+            pending,
             work,
             max_workers=self.config.max_workers,
             stop=self.stop,
             heartbeat=self.progress.maybe_log,
         ):
             yield item, (result.error if isinstance(result, SendFailure) else result)
+        for item in pending:
+            yield item, self._stop_reason()
 
     def _abort(self, reason: str) -> None:
         self.abort_reason = reason
