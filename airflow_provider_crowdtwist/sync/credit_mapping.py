@@ -113,7 +113,8 @@ class CreditRequest:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("a ledger request must be a JSON object")
-        return cls(row_number=row_number, **{f: data.get(f) for f in _REQUEST_FIELDS})
+        fields: dict[str, Any] = {f: data.get(f) for f in _REQUEST_FIELDS}
+        return cls(row_number=row_number, **fields)
 
     def payload(self) -> dict[str, Any]:
         """The JSON body CrowdTwist receives (for the rejects file and dry runs)."""
