@@ -1,38 +1,27 @@
 """The activity-credit sync: every row credited at most once per dedupe key, and never silently lost.
 
-How one run goes (see also ``docs/activity-credits.md``):
+A sync on the run skeleton (``sync/run.py``): its mapping is :class:`CreditMapping`, its per-row work
+:meth:`_CreditSync.send_one` (write-ahead ``pending`` intent in the ledger, the request, then
+``credited`` / ``failed`` / ``unknown``), its state the :class:`CreditLedger`.
 
-1. Configuration is checked, and the program's active activities are fetched once
-   (``validate_activities``), before the first credit is sent.
-2. Each chunk of the source is mapped (``CreditMapping``): bad rows are ``rejected`` with a reason.
-3. Keys seen earlier in this run are ``skipped`` ("duplicate in this run"); keys the ledger knows as
-   ``credited`` are ``skipped`` ("already credited"); keys the ledger knows as ``unknown`` are reported
-   ``unknown`` again and not resent, unless ``resend_unknown``.
-4. The rest is sent by the concurrent sender. Before each request its key is committed ``pending`` in
-   the ledger (write-ahead intent); after it, ``credited``, ``failed`` (definitely not applied) or
-   ``unknown`` (ambiguous even after the client's immediate identical resend).
-   A remote ledger cannot be uploaded per key, so there the intents of a whole chunk are recorded and
-   uploaded before the chunk is sent.
-5. The ledger is uploaded after each chunk and on every exit path; the rejects file and the summary
-   are written as for the member sync.
+Ambiguous credits are settled by looking, not by believing (``credit_settle.py``, ``credit_verify.py``):
+an ``unknown`` credit that carries its dedupe key in ``extra_data`` gets no outcome yet; after
+``verify_delay`` its member's activity history is read -- found: ``credited``; absent: sent again
+(same key), a bounded number of times. A run goes:
 
-The outcome of a sent credit follows the client's typed errors, never their text:
+1. reconcile first: the ``unknown`` keys earlier runs left are settled before anything new is sent;
+2. per chunk: ``plan`` (map; skip duplicates and keys already credited; queue keys left ``unknown``
+   for verification), ``reconcile`` (settle the queued credits whose settle delay is over), ``send``;
+3. at the end, wait for and settle the rest.
 
-============================================  ==========  ================  ======================
-answer                                        outcome     ledger            a later run
-============================================  ==========  ================  ======================
-200 (or "Event already processed" on resend)  credited    credited          skips it
-404 member, 400/422, 403 (inactive member)    rejected    failed            sends it again
-429 after retries, connection refused         failed      failed            sends it again
-timeout, dropped connection, 5xx (ambiguous)  unknown     unknown           skips it (reported)
-============================================  ==========  ================  ======================
+Outcomes by answer, the ledger states and what a later run does are tabled in
+``docs/activity-credits.md``; the error -> outcome rule is :meth:`SyncRun.error_result` with
+``ambiguous=unknown``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,14 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_provider_crowdtwist.client.errors import (
-    CrowdTwistAlreadyProcessedError,
-    CrowdTwistAuthError,
-    CrowdTwistError,
-    CrowdTwistForbiddenError,
-    CrowdTwistNotFoundError,
-    CrowdTwistValidationError,
-)
+from airflow_provider_crowdtwist.client.errors import CrowdTwistAlreadyProcessedError
 from airflow_provider_crowdtwist.sync.credit_mapping import (
     DEFAULT_DEDUPE_EXTRA_KEY,
     CreditMapping,
@@ -71,18 +53,11 @@ from airflow_provider_crowdtwist.sync.ledger import (
     CreditLedger,
     LedgerError,
 )
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
-from airflow_provider_crowdtwist.sync.rejects import open_rejects
-from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult, outcome_key
+from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
+from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
 from airflow_provider_crowdtwist.sync.sources import chunk_records
-from airflow_provider_crowdtwist.sync.summary import (
-    SyncAbortedError,
-    SyncSummary,
-    ThresholdExceededError,
-    threshold_violation,
-    validate_thresholds,
-)
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary, threshold_violation
 
 __all__ = [
     "CreditSyncConfig",
@@ -92,16 +67,18 @@ __all__ = [
 ]
 
 _UNKNOWN_KEYS_IN_SUMMARY = 20
-_MAX_LOGGED_PROBLEMS = 20
+#: The request counter of activity-history reads (``summary.request_counts``).
+HISTORY_REQUESTS = "history"
 
 
-@dataclass
-class CreditSyncConfig:
+@dataclass(kw_only=True)
+class CreditSyncConfig(RunConfig):
     """Everything a credit sync needs besides the client, the rows and the ledger.
 
     Column arguments are those of :class:`CreditMapping`. ``allow_duplicates`` runs without a ledger
     (an in-memory one stands in, so duplicates *within* the run are still skipped); it must be asked
-    for explicitly because a retried task may then credit twice.
+    for explicitly because a retried task may then credit twice. The shared settings (workers,
+    thresholds, rejects, dry run, stop event) are those of :class:`~.run.RunConfig`.
     """
 
     id_column: str
@@ -115,20 +92,11 @@ class CreditSyncConfig:
     validate_activities: bool = True
     resend_unknown: bool = False
     allow_duplicates: bool = False
-    max_workers: int = 16
-    max_failed_rows: int | None = None
-    max_failed_ratio: float | None = None
     fail_on_unknown: bool = True
-    rejects_path: Any = None
-    dry_run: bool = False
     run_id: str | None = None
-    progress_interval: float = 10.0
     #: With an object-storage ledger: credits whose intents are uploaded together before they are sent
     #: (the most a killed worker can leave 'unknown'; each batch costs one upload of the ledger file).
     remote_ledger_batch: int = 1000
-    #: Set from outside (the operator's ``on_kill``) to stop sending: credits in flight finish and are
-    #: recorded; the rest are reported ``failed`` ("not sent") and stay sendable by the next run.
-    stop_event: threading.Event | None = None
     #: Seconds after an ambiguous answer before the credit is looked up in the member's activity
     #: history (Oracle: awards are applied "generally within seconds"). Not found then: sent again.
     verify_delay: float = DEFAULT_VERIFY_DELAY
@@ -139,24 +107,18 @@ class CreditSyncConfig:
     #: (exactly-once then rests on CrowdTwist's undocumented duplicate window).
     dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field; called before anything is read or sent."""
-        check_max_workers(self.max_workers)
-        validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
-        batch = self.remote_ledger_batch
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"remote_ledger_batch must be a positive integer, got {batch!r}")
-        check_verify_settings(self.verify_delay, self.verify_resends)
-        for name in (
-            "validate_activities",
-            "resend_unknown",
-            "allow_duplicates",
-            "fail_on_unknown",
-            "dry_run",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        self.build_mapping()
+    def validate_sync(self) -> None:
+        if self.remote_ledger_batch < 1:
+            raise SyncConfigError(
+                f"remote_ledger_batch must be a positive integer, got {self.remote_ledger_batch!r}",
+                "remote_ledger_batch",
+            )
+        try:
+            check_verify_settings(self.verify_delay, self.verify_resends)
+        except ValueError as exc:
+            field_name = "verify_delay" if "verify_delay" in str(exc) else "verify_resends"
+            raise SyncConfigError(str(exc), field_name) from None
+        self.build_mapping()  # its constructor raises SyncConfigError naming the argument
 
     def build_mapping(self) -> CreditMapping:
         """The row mapping (its constructor checks the column arguments)."""
@@ -187,47 +149,17 @@ class CreditSyncSummary(SyncSummary):
     verified: int = 0
     #: Sends of credits verified absent after the settle delay (the same key, the same body).
     resent: int = 0
-    #: Requests that read activity histories: the cost of verification, part of ``requests_sent``.
-    history_requests: int = 0
     #: ``unknown`` keys of earlier runs settled before this run sent anything, by final state.
     reconciled: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def history_requests(self) -> int:
+        """Requests that read activity histories: the cost of verification, part of ``requests_sent``."""
+        return self.request_counts.get(HISTORY_REQUESTS, 0)
+
     def to_dict(self) -> dict[str, Any]:
         """The XCom: counts, ``unknown`` count and keys, the ledger's location. Never rows or secrets."""
-        data = super().to_dict()
-        data.update(
-            {
-                "unknown": int(self.count(Outcome.UNKNOWN)),
-                "ledger_path": self.ledger_path,
-                "ledger_counts": {k: int(v) for k, v in self.ledger_counts.items()},
-                "unknown_keys": list(self.unknown_keys),
-                "recovered_unknown": int(self.recovered_unknown),
-                "already_processed": int(self.already_processed),
-                "not_awarded": int(self.not_awarded),
-                "verified": int(self.verified),
-                "resent": int(self.resent),
-                "history_requests": int(self.history_requests),
-                "reconciled": {k: int(v) for k, v in self.reconciled.items()},
-            }
-        )
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CreditSyncSummary:
-        """Rebuild from :meth:`to_dict` output."""
-        base = SyncSummary.from_dict(data)
-        summary = cls(**{f: getattr(base, f) for f in SyncSummary.__dataclass_fields__})
-        summary.ledger_path = data.get("ledger_path")
-        summary.ledger_counts = {str(k): int(v) for k, v in dict(data.get("ledger_counts") or {}).items()}
-        summary.unknown_keys = [str(k) for k in data.get("unknown_keys") or []]
-        summary.recovered_unknown = int(data.get("recovered_unknown", 0))
-        summary.already_processed = int(data.get("already_processed", 0))
-        summary.not_awarded = int(data.get("not_awarded", 0))
-        summary.verified = int(data.get("verified", 0))
-        summary.resent = int(data.get("resent", 0))
-        summary.history_requests = int(data.get("history_requests", 0))
-        summary.reconciled = {str(k): int(v) for k, v in dict(data.get("reconciled") or {}).items()}
-        return summary
+        return {**super().to_dict(), "unknown": self.count(Outcome.UNKNOWN)}
 
 
 def credit_threshold_violation(
@@ -239,12 +171,12 @@ def credit_threshold_violation(
 ) -> str | None:
     """Why the task should fail, or None.
 
-    ``unknown`` credits are judged on their own: by default any of them fails the task, because only a
-    human can tell whether the points landed (CrowdTwist's console, then ``CreditLedger.set_state`` or
-    ``resend_unknown=True``). The thresholds then apply to ``rejected`` + ``failed`` as for members.
+    ``unknown`` credits (rows of this run, and earlier runs' keys the reconcile phase could not settle)
+    are judged on their own: by default any of them fails the task -- an ordinary failure, so a retry
+    looks them up again first. The thresholds then apply to ``rejected`` + ``failed`` as for members.
     """
     unknown = summary.count(Outcome.UNKNOWN)
-    if isinstance(summary, CreditSyncSummary):  # earlier runs' keys that are still unknown count too
+    if isinstance(summary, CreditSyncSummary):
         unknown += summary.reconciled.get(Outcome.UNKNOWN.value, 0)
     if fail_on_unknown and unknown:
         return (
@@ -258,119 +190,66 @@ def credit_threshold_violation(
     return threshold_violation(shadow, max_failed_rows, max_failed_ratio)
 
 
-@dataclass
-class _Sent:
-    """What a worker thread reports back for one request."""
+class _CreditSync:
+    """A credit sync on the run skeleton: its mapping, its per-row work (:meth:`send_one`), its ledger."""
 
-    outcome: Outcome
-    message: str | None = None
-    code: str | None = None
-    status: int | None = None
-    already_processed: bool = False
-    not_awarded: bool = False
-    abort: str | None = None
-    #: Ambiguous and verifiable: the settler looks it up after the settle delay; no outcome yet.
-    settle: bool = False
-
-
-class _CreditRun:
-    """State of one :func:`sync_credits` call (kept in one object so the steps stay short)."""
-
-    def __init__(
-        self,
-        client: Any,
-        config: CreditSyncConfig,
-        ledger: CreditLedger,
-        log: logging.Logger | logging.LoggerAdapter,
-    ) -> None:
-        self.client = client
+    def __init__(self, run: SyncRun[CreditRequest], config: CreditSyncConfig, ledger: CreditLedger) -> None:
+        self.run = run
+        self.client = run.client
         self.config = config
         self.ledger = ledger
-        self.log = log
         self.mapping = config.build_mapping()
-        self.summary = CreditSyncSummary(dry_run=config.dry_run)
+        self.summary: CreditSyncSummary = run.summary  # type: ignore[assignment]
         self.summary.ledger_path = None if config.allow_duplicates else ledger.location
         self.summary.recovered_unknown = ledger.recovered_unknown
-        redact: Callable[[str], str] | None = getattr(client, "redact", None)
-        self.rejects = open_rejects(config.rejects_path, redact=redact)
-        self.summary.rejects_path = getattr(self.rejects, "location", None)
-        self.progress = ProgressReporter(log, interval=config.progress_interval, label="credits")
-        self.stop = config.stop_event if config.stop_event is not None else threading.Event()
-        self.abort_reason: str | None = None
-        self.problems_logged = 0
         self.settler = CreditSettler(
             ledger,
-            CreditVerifier(client),
+            CreditVerifier(self.client),
             self.send_now,
             self.parallel,
             verify_delay=config.verify_delay,
             verify_resends=config.verify_resends,
             resend_unknown=config.resend_unknown,
-            stop=self.stop,
-            log=log,
+            stop=run.stop,
+            log=run.log,
         )
         #: Keys the reconcile phase could not settle: not looked up a second time in this run.
         self.unsettled_earlier: set[str] = set()
         self.sent_already_processed = 0
 
-    # ------------------------------------------------------------------ outcomes
-
-    def finish(self, result: RowResult) -> None:
-        self.summary.add(result.outcome)
-        self.progress.record(result.outcome)
-        if result.is_problem:
-            self.rejects.write(result)
-            if self.problems_logged < _MAX_LOGGED_PROBLEMS:
-                key = result.extra.get("dedupe_key")
-                self.log.warning(
-                    "%s: row %d%s [%s] %s",
-                    result.outcome,
-                    result.row_number,
-                    f" (dedupe key {key})" if key else "",
-                    result.code or "",
-                    result.message,
-                )
-            elif self.problems_logged == _MAX_LOGGED_PROBLEMS:
-                self.log.warning("More rejected/failed/unknown credits are not logged; see the rejects file.")
-            self.problems_logged += 1
-
-    def finish_request(self, req: CreditRequest, outcome: Outcome, message: str | None, **kw: Any) -> None:
-        extra = {"dedupe_key": req.dedupe_key}
-        extra.update(kw.pop("extra", {}))
-        self.finish(
-            RowResult(
-                row_number=req.row_number,
-                identifier=req.user_id,
-                outcome=outcome,
-                message=message,
-                payload=req.payload(),
-                extra=extra,
-                **kw,
-            )
+    def finish(self, req: CreditRequest, outcome: Outcome, message: str | None, **kw: Any) -> None:
+        self.run.record(
+            self.run.result(_ref(req), outcome, message, extra={"dedupe_key": req.dedupe_key}, **kw)
         )
 
     # ------------------------------------------------------------------ one request (worker threads)
 
-    def send_one(self, req: CreditRequest) -> _Sent:
-        if self.stop.is_set():
-            if self.ledger.is_remote:  # its chunk intent was recorded, but it is not sent after all
-                self.ledger.discard_pending([req.dedupe_key])
-            return _Sent(Outcome.FAILED, f"not sent: {self._stop_reason()}", "not_sent")
+    def send_one(self, req: CreditRequest) -> RowResult:
+        """The per-row work: intent, request, outcome, ledger state.
+
+        An ``unknown`` result of a credit that carries its key is marked ``settle``: it gets its outcome
+        from the settler (look-up after the settle delay), not now.
+        """
         if not self.ledger.is_remote:
             accepted = self.ledger.mark_pending([_intent(req)], resend_unknown=self.config.resend_unknown)
             if req.dedupe_key not in accepted:
-                return _Sent(Outcome.SKIPPED, "already in the ledger (written by another run)")
-        sent = self._send_and_record(req)
-        if sent.outcome is Outcome.UNKNOWN and req.verifiable and sent.abort is None:
-            sent.settle = True
-        return sent
+                why = "already in the ledger (written by another run)"
+                return self.run.result(_ref(req), Outcome.SKIPPED, why, extra={"dedupe_key": req.dedupe_key})
+        result = self._send_and_record(req)
+        if result.outcome is Outcome.UNKNOWN and req.verifiable and not self.run.abort_reason:
+            result.extra["settle"] = True
+        return result
 
     def send_now(self, req: CreditRequest) -> SendAnswer:
         """Send one credit again (the settler turned its key ``pending``) and record its state."""
-        sent = self._send_and_record(req)
-        if sent.abort and not self.stop.is_set():
-            self._abort(sent.abort)
-        return SendAnswer(sent.outcome, sent.message, sent.code, sent.status, sent.already_processed)
+        result = self._send_and_record(req)
+        return SendAnswer(
+            Outcome(outcome_key(result.outcome)),
+            _unprefixed(result),
+            result.code,
+            result.status,
+            bool(result.extra.get("already_processed")),
+        )
 
     def parallel(self, items: Iterable[Any], work: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
         """Run ``work`` on the sync's workers (the settler's look-ups and resends); every item comes back,
@@ -380,21 +259,17 @@ class _CreditRun:
             pending,
             work,
             max_workers=self.config.max_workers,
-            stop=self.stop,
-            heartbeat=self.progress.maybe_log,
+            stop=self.run.stop,
+            heartbeat=self.run.progress.maybe_log,
         ):
             yield item, (result.error if isinstance(result, SendFailure) else result)
         for item in pending:
-            yield item, self._stop_reason()
+            yield item, self.run.stop_reason()
 
-    def _abort(self, reason: str) -> None:
-        self.abort_reason = reason
-        self.summary.aborted = reason
-        self.stop.set()
-        self.log.error("Aborting the credit sync: %s", reason)
-
-    def _send_and_record(self, req: CreditRequest) -> _Sent:
-        """The request, the outcome its answer means, the key's ledger state -- the one place for that."""
+    def _send_and_record(self, req: CreditRequest) -> RowResult:
+        """The request, the outcome its answer means, the key's ledger state -- for sends and resends."""
+        ref = _ref(req)
+        extra: dict[str, Any] = {"dedupe_key": req.dedupe_key}
         try:
             answer = self.client.credit_activity(
                 req.user_id,
@@ -404,71 +279,30 @@ class _CreditRun:
                 activity_date=req.activity_date,
                 extra_data=req.extra_data,
             )
-        except CrowdTwistAlreadyProcessedError as exc:
-            sent = _Sent(
-                Outcome.UNKNOWN,
-                f"unresolved: CrowdTwist answered '{exc.message}' (an identical credit was seen before; "
-                "that proves nothing about this one)",
-                exc.code or "already_processed",
-                exc.status,
-                already_processed=True,
-            )
-            state = UNKNOWN
-        except CrowdTwistError as exc:
-            sent, state = self._classify(exc)
-        except Exception as exc:  # a bug or an unexpected library error: the request may have gone out
-            sent = _Sent(Outcome.UNKNOWN, f"unresolved: unexpected {type(exc).__name__}", "unexpected_error")
-            state = UNKNOWN
+        except Exception as exc:  # an unexpected error may have gone out too: unknown, never resent blind
+            if isinstance(exc, CrowdTwistAlreadyProcessedError):  # an identical credit, maybe not this one
+                extra["already_processed"] = True
+            result = self.run.error_result(ref, exc, ambiguous=Outcome.UNKNOWN, **extra)
         else:
             answer = answer if isinstance(answer, Mapping) else {}
+            message = None
             if answer.get("awarded") is False:
-                sent = _Sent(
-                    Outcome.CREDITED,
-                    "accepted, but CrowdTwist answered awarded=false (a frequency cap?)",
-                    not_awarded=True,
-                )
-            else:
-                sent = _Sent(Outcome.CREDITED)
-            state = CREDITED
-        self.ledger.record(req.dedupe_key, state, sent.message)
-        return sent
-
-    @staticmethod
-    def _classify(exc: CrowdTwistError) -> tuple[_Sent, str]:
-        """A client error -> the row's outcome and the key's ledger state.
-
-        ``ambiguous`` comes first: the client sets it when *any* attempt may have been applied, so
-        even a final 400 or 404 after an earlier dropped attempt is ``unknown``, never retried later.
-        """
-        abort = str(exc) if isinstance(exc, CrowdTwistAuthError) else None
-        if exc.ambiguous:
-            return _Sent(
-                Outcome.UNKNOWN, f"unresolved: {exc}", exc.code or "ambiguous", exc.status, abort=abort
-            ), UNKNOWN
-        if isinstance(exc, CrowdTwistNotFoundError):
-            return _Sent(
-                Outcome.REJECTED, f"member not found ({exc.message})", exc.code or "not_found", exc.status
-            ), FAILED
-        if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
-            # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
-            return _Sent(Outcome.REJECTED, str(exc), exc.code or type(exc).__name__, exc.status), FAILED
-        if abort is not None:
-            # Credentials are wrong: every further request would fail the same way.
-            return _Sent(
-                Outcome.FAILED, str(exc), exc.code or "unauthorized", exc.status, abort=abort
-            ), FAILED
-        return _Sent(Outcome.FAILED, str(exc), exc.code or type(exc).__name__, exc.status), FAILED
+                message = "accepted, but CrowdTwist answered awarded=false (a frequency cap?)"
+                extra["not_awarded"] = True
+            result = self.run.result(ref, Outcome.CREDITED, message, extra=extra)
+        state = {"credited": CREDITED, "unknown": UNKNOWN}.get(outcome_key(result.outcome), FAILED)
+        self.ledger.record(req.dedupe_key, state, result.message)
+        return result
 
     # ------------------------------------------------------------------ one chunk (calling thread)
 
-    def plan(self, chunk: pd.DataFrame, first_row: int) -> list[CreditRequest]:
+    def plan(self, chunk: pd.DataFrame) -> list[CreditRequest]:
         """Map the chunk, finish rejected / duplicate / already-known rows, return what must be sent."""
         requests: list[CreditRequest] = []
-        for offset, record in enumerate(chunk_records(chunk)):
-            self.summary.rows_read += 1
-            mapped = self.mapping.map_row(first_row + offset, record)
+        for record in chunk_records(chunk):
+            mapped = self.mapping.map_row(self.run.read_row(), record)
             if isinstance(mapped, RowResult):
-                self.finish(mapped)
+                self.run.record(mapped)
             else:
                 requests.append(mapped)
         if not requests:
@@ -479,17 +313,15 @@ class _CreditRun:
         for req, is_first in zip(requests, first_seen, strict=True):
             entry = known.get(req.dedupe_key)
             if not is_first:
-                self.finish_request(
-                    req, Outcome.SKIPPED, "duplicate in this run (same dedupe key as an earlier row)"
-                )
+                self.finish(req, Outcome.SKIPPED, "duplicate in this run (same dedupe key as an earlier row)")
             elif entry is None or entry.state == FAILED:
                 to_send.append(req)
             elif entry.state == CREDITED:
-                self.finish_request(
+                self.finish(
                     req, Outcome.SKIPPED, f"already credited (ledger: run {entry.run_id}, {entry.updated_at})"
                 )
             elif req.dedupe_key in self.unsettled_earlier:
-                self.finish_request(
+                self.finish(
                     req,
                     Outcome.UNKNOWN,
                     f"still unresolved: {entry.message or entry.state} (settled first in this run, in vain)",
@@ -497,13 +329,13 @@ class _CreditRun:
                 )
             elif req.verifiable and not self.config.dry_run:
                 # An unknown key the reconcile phase could not take up (no request in an old ledger):
-                # verified now from its source row.
+                # verified now, from its source row.
                 message = f"unresolved since run {entry.run_id} ({entry.message or entry.state})"
                 self.settler.add(Unsettled(req, row=req.row_number, message=message), entry.unknown_since)
             elif self.config.resend_unknown and entry.state in (UNKNOWN, PENDING):
                 to_send.append(req)
             else:
-                self.finish_request(
+                self.finish(
                     req,
                     Outcome.UNKNOWN,
                     f"unresolved since run {entry.run_id} ({entry.message or entry.state}); not resent "
@@ -512,10 +344,53 @@ class _CreditRun:
                 )
         return to_send
 
+    def reconcile(self, to_send: list[CreditRequest]) -> list[CreditRequest]:
+        """The phase between planning and sending: settle the queued credits already due, then send."""
+        self.settle(wait=False)
+        return to_send
+
+    # ------------------------------------------------------------------ settling unknown credits
+
+    def reconcile_earlier(self) -> None:
+        """Settle the ``unknown`` keys earlier runs left, before this run sends anything new."""
+        if self.config.dry_run:
+            return
+        for entry in self.ledger.entries(UNKNOWN):
+            if entry.request is None:
+                continue  # an old ledger row: settled when its source row comes (see plan)
+            try:
+                req = CreditRequest.from_json(entry.request)
+            except (ValueError, TypeError):
+                continue
+            message = f"unresolved since run {entry.run_id} ({entry.message or entry.state})"
+            self.settler.add(Unsettled(req, row=0, message=message), entry.unknown_since)
+        if not len(self.settler):
+            return
+        self.run.log.info(
+            "Reconciling %d unknown credit(s) of earlier runs first (activity history, settle delay %g s)",
+            len(self.settler),
+            self.config.verify_delay,
+        )
+        self.settle(wait=True)
+
+    def settle(self, *, wait: bool) -> None:
+        """Give settled credits their outcome: rows of this run are recorded; earlier runs' keys apart."""
+        for done in self.settler.settle(wait=wait):
+            if done.item.row == 0:
+                state = done.outcome.value
+                self.summary.reconciled[state] = self.summary.reconciled.get(state, 0) + 1
+                if done.outcome is Outcome.UNKNOWN:
+                    self.unsettled_earlier.add(done.item.req.dedupe_key)
+                continue
+            self.finish(done.item.req, done.outcome, done.message, code=done.code, status=done.status)
+        self.summary.verified = self.settler.verified
+        self.summary.resent = self.settler.resent
+        self.summary.already_processed = self.sent_already_processed + self.settler.already_processed
+
     def send(self, to_send: list[CreditRequest]) -> None:
         if self.config.dry_run:
             for req in to_send:
-                self.finish_request(req, Outcome.CREDITED, "dry run: not sent")
+                self.finish(req, Outcome.CREDITED, "dry run: not sent")
             return
         if not self.ledger.is_remote:
             self._send_batch(to_send)
@@ -525,7 +400,7 @@ class _CreditRun:
         size = self.config.remote_ledger_batch
         for start in range(0, len(to_send), size):
             batch = to_send[start : start + size]
-            if self.stop.is_set():
+            if self.run.stop.is_set():
                 self._not_sent(batch)
                 continue
             accepted = self.ledger.mark_pending(
@@ -539,90 +414,40 @@ class _CreditRun:
                 raise
             for req in batch:
                 if req.dedupe_key not in accepted:
-                    self.finish_request(
-                        req, Outcome.SKIPPED, "already in the ledger (written by another run)"
-                    )
+                    self.finish(req, Outcome.SKIPPED, "already in the ledger (written by another run)")
             self._send_batch([r for r in batch if r.dedupe_key in accepted])
 
-    # ------------------------------------------------------------------ settling unknown credits
-
-    def reconcile_earlier(self) -> None:
-        """Settle the ``unknown`` keys earlier runs left, before this run sends anything new."""
-        if self.config.dry_run:
-            return
-        entries = self.ledger.entries(UNKNOWN)
-        for entry in entries:
-            if entry.request is None:
-                continue  # an old ledger row: settled when its source row comes (see plan)
-            try:
-                req = CreditRequest.from_json(entry.request)
-            except (ValueError, TypeError):
-                continue
-            message = f"unresolved since run {entry.run_id} ({entry.message or entry.state})"
-            self.settler.add(Unsettled(req, row=0, message=message), entry.unknown_since)
-        if not len(self.settler):
-            return
-        self.log.info(
-            "Reconciling %d unknown credit(s) of earlier runs first (activity history, settle delay %g s)",
-            len(self.settler),
-            self.config.verify_delay,
-        )
-        self.settle(wait=True)
-
-    def settle(self, *, wait: bool) -> None:
-        """Give settled credits their outcome: rows of this run are counted; earlier runs' keys apart."""
-        for done in self.settler.settle(wait=wait):
-            if done.item.row == 0:
-                state = done.outcome.value
-                self.summary.reconciled[state] = self.summary.reconciled.get(state, 0) + 1
-                if done.outcome is Outcome.UNKNOWN:
-                    self.unsettled_earlier.add(done.item.req.dedupe_key)
-                continue
-            self.finish_request(done.item.req, done.outcome, done.message, code=done.code, status=done.status)
-        self.summary.verified = self.settler.verified
-        self.summary.resent = self.settler.resent
-        self.summary.already_processed = self.sent_already_processed + self.settler.already_processed
-
-    def _stop_reason(self) -> str:
-        if self.abort_reason:
-            return f"the sync was aborted ({self.abort_reason})"
-        return "the task was stopped before this credit was sent"
-
     def _not_sent(self, batch: Sequence[CreditRequest], reason: str | None = None) -> None:
-        why = reason or self._stop_reason()
         for req in batch:
-            self.finish_request(req, Outcome.FAILED, f"not sent: {why}", code="not_sent")
+            result = self.run.not_sent(_ref(req), reason)
+            result.extra["dedupe_key"] = req.dedupe_key
+            self.run.record(result)
 
     def _send_batch(self, to_send: list[CreditRequest]) -> None:
-        pending = iter(to_send)
-        for req, result in send_all(
-            pending,
-            self.send_one,
-            max_workers=self.config.max_workers,
-            stop=self.stop,
-            heartbeat=self.progress.maybe_log,
-        ):
-            if isinstance(result, SendFailure):
-                # Only the ledger itself can raise in send_one; the request may have gone out.
-                self.finish_request(
-                    req,
-                    Outcome.UNKNOWN,
-                    f"unresolved: ledger write failed ({result.error})",
-                    code="ledger_error",
-                )
+        unsent: list[str] = []
+        for req, result in self.run.send(to_send, self.send_one, _ref, ambiguous=Outcome.UNKNOWN):
+            if result.code == NOT_SENT:
+                unsent.append(req.dedupe_key)
+            result.extra.setdefault("dedupe_key", req.dedupe_key)
+            self.sent_already_processed += bool(result.extra.pop("already_processed", False))
+            self.summary.not_awarded += bool(result.extra.pop("not_awarded", False))
+            if result.extra.pop("settle", False):
+                self.settler.add(Unsettled(req, row=req.row_number, message=_unprefixed(result)))
                 continue
-            if result.abort and not self.stop.is_set():
-                self._abort(result.abort)
-            self.sent_already_processed += result.already_processed
-            self.summary.not_awarded += result.not_awarded
-            if result.settle:
-                self.settler.add(Unsettled(req, row=req.row_number, message=result.message or "unresolved"))
-                continue
-            self.finish_request(req, result.outcome, result.message, code=result.code, status=result.status)
-        unsent = list(pending)  # left in the iterator after an abort: never sent
-        if unsent and self.ledger.is_remote:
-            self.ledger.discard_pending(r.dedupe_key for r in unsent)
-        self._not_sent(unsent)
+            self.run.record(result)
+        if unsent and self.ledger.is_remote:  # their batch intent was recorded, but they were not sent
+            self.ledger.discard_pending(unsent)
+
+
+def _ref(req: CreditRequest) -> RowRef:
+    return RowRef(req.row_number, req.user_id, req.payload())
+
+
+def _unprefixed(result: RowResult) -> str:
+    """A result's message without its ``row N: `` prefix (it is added again when the row is recorded)."""
+    message = result.message or "unresolved"
+    prefix = f"row {result.row_number}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _intent(req: CreditRequest) -> CreditIntent:
@@ -646,19 +471,20 @@ def sync_credits(
     """Credit every row of ``chunks`` at most once per dedupe key; return the summary.
 
     ``ledger`` is required unless ``config.allow_duplicates``. The caller owns it (and closes it); this
-    function uploads a remote ledger after each chunk and on every exit path. A 401 aborts the run
-    (:class:`SyncAbortedError`, carrying the summary); a run over the thresholds, or with ``unknown``
-    credits while ``fail_on_unknown``, raises :class:`ThresholdExceededError` carrying the summary
-    (see :func:`credit_threshold_violation`).
+    function uploads a remote ledger after each chunk and on every exit path. A credential failure or
+    a stop aborts the run (:class:`SyncAbortedError`, carrying the summary); a run over the
+    thresholds, or with ``unknown`` credits while ``fail_on_unknown``, raises
+    :class:`ThresholdExceededError` carrying the summary (see :func:`credit_threshold_violation`).
     """
     log = log or logging.getLogger(__name__)
     config.validate()
     own_ledger = False
     if ledger is None:
         if not config.allow_duplicates:
-            raise ValueError(
+            raise SyncConfigError(
                 "ledger_path is required to credit activities exactly once; set allow_duplicates=True "
-                "explicitly to credit without a ledger (a retried task may then credit twice)"
+                "explicitly to credit without a ledger (a retried task may then credit twice)",
+                "ledger_path",
             )
         ledger = CreditLedger(":memory:", run_id=config.run_id or uuid.uuid4().hex, lock=False, log=log)
         own_ledger = True
@@ -668,38 +494,34 @@ def sync_credits(
             "be verified in the activity history. Exactly-once then rests on CrowdTwist's duplicate "
             "window, which no Oracle page documents; such credits stay 'unknown' unless resend_unknown=True"
         )
-    run = _CreditRun(client, config, ledger, log)
-    summary = run.summary
-    started = time.monotonic()
-    requests_before = int(getattr(client, "requests_sent", 0))
-    history_before = int(getattr(client, "history_requests_sent", 0))
+    run: SyncRun[CreditRequest] = SyncRun(
+        client, config, CreditSyncSummary(), log, title="CrowdTwist activity credits", label="credits"
+    )
+    sync = _CreditSync(run, config, ledger)
+    summary = sync.summary
+    history_before = int(getattr(client, "history_requests_sent", 0) or 0)
     try:
-        run.reconcile_earlier()
+        sync.reconcile_earlier()
         if config.validate_activities:
             activities = client.list_activities()
-            run.mapping.set_known_activities([a.id for a in activities if getattr(a, "active", True)])
-        row_number = 1
+            sync.mapping.set_known_activities([a.id for a in activities if getattr(a, "active", True)])
         first = True
         for chunk in chunks:
             if first:
-                run.mapping.check_columns([str(c) for c in chunk.columns])
+                sync.mapping.check_columns([str(c) for c in chunk.columns])
                 first = False
-            to_send = run.plan(chunk, row_number)
-            row_number += len(chunk)
-            run.send(to_send)
-            run.settle(wait=False)
+            sync.send(sync.reconcile(sync.plan(chunk)))
             ledger.sync()
             if run.stop.is_set():
                 break
-        run.settle(wait=True)
+        sync.settle(wait=True)
     finally:
-        summary.duration_seconds = time.monotonic() - started
-        summary.requests_sent = int(getattr(client, "requests_sent", 0)) - requests_before
-        summary.history_requests = int(getattr(client, "history_requests_sent", 0)) - history_before
+        history = int(getattr(client, "history_requests_sent", 0) or 0) - history_before
+        if history:
+            summary.count_requests(HISTORY_REQUESTS, history)
         try:
-            run.rejects.close()
+            run.close()
         finally:
-            summary.rejects_written = run.rejects.written
             try:
                 ledger.sync()
                 summary.ledger_counts = ledger.counts()
@@ -707,24 +529,20 @@ def sync_credits(
             finally:
                 if own_ledger:
                     ledger.close()
-    _log_end(log, summary, config)
-    if run.abort_reason:
-        raise SyncAbortedError(f"credit sync aborted: {run.abort_reason}", summary)
-    violation = credit_threshold_violation(
-        summary,
-        max_failed_rows=config.max_failed_rows,
-        max_failed_ratio=config.max_failed_ratio,
-        fail_on_unknown=config.fail_on_unknown,
+    run.finish(
+        lambda s: credit_threshold_violation(
+            s,
+            max_failed_rows=config.max_failed_rows,
+            max_failed_ratio=config.max_failed_ratio,
+            fail_on_unknown=config.fail_on_unknown,
+        ),
+        notes=_notes(summary, config),
     )
-    if violation:
-        raise ThresholdExceededError(violation, summary)
     return summary
 
 
-def _log_end(
-    log: logging.Logger | logging.LoggerAdapter, summary: CreditSyncSummary, config: CreditSyncConfig
-) -> None:
-    table = summary_table(summary, title="CrowdTwist activity credits")
+def _notes(summary: CreditSyncSummary, config: CreditSyncConfig) -> str:
+    """What the summary table does not show: verification, awarded=false, the ledger."""
     extra = []
     if summary.verified or summary.resent or summary.history_requests:
         extra.append(
@@ -750,4 +568,4 @@ def _log_end(
             f"unknown dedupe keys (first {len(summary.unknown_keys)}): {', '.join(summary.unknown_keys)}"
             " -- inspect with: sqlite3 LEDGER \"select * from credits where state='unknown'\""
         )
-    log.info("%s\n%s", table, "\n".join(extra))
+    return "\n".join(extra)
