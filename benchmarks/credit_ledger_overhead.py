@@ -97,21 +97,31 @@ def baseline(sandbox: SandboxProcess, rows: pd.DataFrame, workers: int) -> float
         return len(records) / (time.perf_counter() - started)
 
 
+def quiet_log() -> logging.Logger:
+    """A logger that keeps the engine's progress and tables out of the benchmark's output."""
+    quiet = logging.getLogger("bench.quiet")
+    quiet.setLevel(logging.ERROR)
+    return quiet
+
+
+def bench_config(workers: int, **overrides: Any) -> CreditSyncConfig:
+    """The benchmark rows' credit config: one activity, points, the order id as the dedupe key."""
+    options: dict[str, Any] = {
+        "id_column": "email",
+        "activity_id": "purchase",
+        "points_column": "points",
+        "dedupe_key_column": "order_id",
+        "max_workers": workers,
+        "progress_interval": 3600,
+    }
+    return CreditSyncConfig(**{**options, **overrides})
+
+
 def engine(
     sandbox: SandboxProcess, rows: pd.DataFrame, workers: int, ledger_path: Any, cap: int = 0
 ) -> float:
-    quiet = logging.getLogger("bench.quiet")
-    quiet.setLevel(logging.ERROR)
-    config = CreditSyncConfig(
-        id_column="email",
-        activity_id="purchase",
-        points_column="points",
-        extra_data_columns=["order_id"],
-        dedupe_key_column="order_id",
-        max_workers=workers,
-        allow_duplicates=ledger_path is None,
-        progress_interval=3600,
-    )
+    quiet = quiet_log()
+    config = bench_config(workers, extra_data_columns=["order_id"], allow_duplicates=ledger_path is None)
     with client_for(sandbox, workers, cap) as client:
         ledger = CreditLedger.open(ledger_path, run_id="bench") if ledger_path is not None else None
         try:

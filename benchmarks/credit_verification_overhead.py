@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import logging
 import pathlib
 import tempfile
 import time
 
 import pandas as pd
-from credit_ledger_overhead import baseline, client_for, create_members, make_rows
+from credit_ledger_overhead import baseline, bench_config, client_for, create_members, make_rows, quiet_log
 
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
+from airflow_provider_crowdtwist.sync.credit_sync import sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 
 AMBIGUOUS = (0.0, 0.01, 0.05)
@@ -40,18 +39,8 @@ AMBIGUOUS = (0.0, 0.01, 0.05)
 def verified_run(
     sandbox: SandboxProcess, rows: pd.DataFrame, workers: int, ledger: pathlib.Path, verify_delay: float
 ) -> dict[str, float]:
-    quiet = logging.getLogger("bench.quiet")
-    quiet.setLevel(logging.ERROR)
-    config = CreditSyncConfig(
-        id_column="email",
-        activity_id="purchase",
-        points_column="points",
-        dedupe_key_column="order_id",
-        max_workers=workers,
-        verify_delay=verify_delay,
-        fail_on_unknown=False,
-        progress_interval=3600,
-    )
+    quiet = quiet_log()
+    config = bench_config(workers, verify_delay=verify_delay, fail_on_unknown=False)
     with client_for(sandbox, workers) as client, CreditLedger.open(ledger, run_id="bench") as led:
         started = time.perf_counter()
         summary = sync_credits(client, [rows], config, led, quiet)

@@ -17,6 +17,7 @@ from airflow_provider_crowdtwist.sync.credit_settle import CreditSettler, SendAn
 from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier
 from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
+from tests.unit.sync.test_credit_verify import FakeTime
 
 KEY_FIELD = "ct_dedupe_key"
 
@@ -39,20 +40,6 @@ class FakeCrowdTwist:
         if self.down:
             raise CrowdTwistServerError("maintenance", status=503)
         yield from list(self.history)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep_until(self, stop: threading.Event, seconds: float) -> bool:
-        self.waits.append(seconds)
-        self.now += seconds
-        return stop.is_set()
 
 
 def serial(items: Iterable[Any], work: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
@@ -83,7 +70,7 @@ def unknown_in(ledger: CreditLedger, req: CreditRequest) -> None:
 
 
 def make(
-    ledger: CreditLedger, ct: FakeCrowdTwist, answers: list[SendAnswer], clock: Clock, **kw: Any
+    ledger: CreditLedger, ct: FakeCrowdTwist, answers: list[SendAnswer], clock: FakeTime, **kw: Any
 ) -> tuple[CreditSettler, list[CreditRequest]]:
     sent: list[CreditRequest] = []
 
@@ -105,7 +92,7 @@ def make(
         serial,
         stop=kw.pop("stop", threading.Event()),
         log=logging.getLogger("t"),
-        clock=clock,
+        clock=clock.clock,
         sleep_until=clock.sleep_until,
         **{k: v for k, v in options.items() if k != "stop"},
     )
@@ -113,7 +100,7 @@ def make(
 
 
 def test_found_after_the_settle_delay_is_credited_without_a_resend(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     unknown_in(ledger, req)
     ct.land("k-1")  # the ambiguous attempt did land
     settler, sent = make(ledger, ct, [], clock)
@@ -127,7 +114,7 @@ def test_found_after_the_settle_delay_is_credited_without_a_resend(ledger: Credi
 
 
 def test_absent_is_sent_again_with_the_same_key(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     unknown_in(ledger, req)
     settler, sent = make(ledger, ct, [SendAnswer(Outcome.CREDITED, "lands")], clock)
     settler.add(Unsettled(req, row=1))
@@ -138,7 +125,7 @@ def test_absent_is_sent_again_with_the_same_key(ledger: CreditLedger) -> None:
 
 
 def test_ambiguous_resend_starts_another_cycle_until_found(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     unknown_in(ledger, req)
     answers = [
         SendAnswer(Outcome.UNKNOWN, "503 again"),
@@ -153,7 +140,7 @@ def test_ambiguous_resend_starts_another_cycle_until_found(ledger: CreditLedger)
 
 
 def test_resends_are_bounded_then_unknown_stays_in_the_ledger(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     unknown_in(ledger, req)
     settler, sent = make(ledger, ct, [SendAnswer(Outcome.UNKNOWN, "timeout")] * 2, clock, verify_resends=2)
     settler.add(Unsettled(req, row=1))
@@ -165,7 +152,7 @@ def test_resends_are_bounded_then_unknown_stays_in_the_ledger(ledger: CreditLedg
 
 
 def test_a_definite_answer_to_the_resend_is_final(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     unknown_in(ledger, req)
     settler, _ = make(ledger, ct, [SendAnswer(Outcome.REJECTED, "member not found", "not_found", 404)], clock)
     settler.add(Unsettled(req, row=1))
@@ -175,7 +162,7 @@ def test_a_definite_answer_to_the_resend_is_final(ledger: CreditLedger) -> None:
 
 
 def test_unreadable_history_keeps_it_unknown_unless_resend_unknown(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     ct.down = True
     unknown_in(ledger, req)
     settler, sent = make(ledger, ct, [], clock)
@@ -189,7 +176,7 @@ def test_unreadable_history_keeps_it_unknown_unless_resend_unknown(ledger: Credi
 
 
 def test_without_the_key_nothing_is_looked_up(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request(extra_key=None)
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request(extra_key=None)
     unknown_in(ledger, req)
     settler, sent = make(ledger, ct, [], clock)
     settler.add(Unsettled(req, row=1))
@@ -199,7 +186,7 @@ def test_without_the_key_nothing_is_looked_up(ledger: CreditLedger) -> None:
 
 
 def test_not_waiting_settles_only_what_is_due(ledger: CreditLedger) -> None:
-    ct, clock = FakeCrowdTwist(), Clock()
+    ct, clock = FakeCrowdTwist(), FakeTime()
     early, late = request("k-early"), request("k-late")
     for req in (early, late):
         unknown_in(ledger, req)
@@ -212,7 +199,7 @@ def test_not_waiting_settles_only_what_is_due(ledger: CreditLedger) -> None:
 
 
 def test_a_stop_leaves_the_rest_unknown(ledger: CreditLedger) -> None:
-    ct, clock, req = FakeCrowdTwist(), Clock(), request()
+    ct, clock, req = FakeCrowdTwist(), FakeTime(), request()
     unknown_in(ledger, req)
     stop = threading.Event()
     stop.set()
