@@ -10,6 +10,8 @@ queued award has landed; never what the engine says it did.
 from __future__ import annotations
 
 import collections
+import json
+import logging
 import pathlib
 import time
 from typing import Any
@@ -153,9 +155,10 @@ def test_applied_then_503_is_verified_without_a_resend(
 
 
 def test_unreadable_history_leaves_unknown_and_the_next_run_reconciles_first(
-    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = client_for(sandbox, max_retries=1)
+    caplog.set_level(logging.DEBUG)
+    client = client_for(sandbox, max_retries=1, api_key_in="query")  # the key travels in every URL
     emails = create_members(client, 10)
     sandbox.admin.configure(dedupe_window_s=0.0)
     rows = credit_rows(10, emails)
@@ -182,6 +185,9 @@ def test_unreadable_history_leaves_unknown_and_the_next_run_reconciles_first(
     assert second.resent == 10 - len(landed) and second.verified == len(landed)
     assert ledger_states(ledger_path) == dict.fromkeys((r["order_id"] for r in rows), "credited")
     assert set(applied_per_key(sandbox).values()) == {1} and len(applied_per_key(sandbox)) == 10
+    # The failed look-ups' messages went to the log and the ledger; the API key did not.
+    for text in (caplog.text, ledger_path.read_bytes().decode("latin-1"), json.dumps(first.to_dict())):
+        assert sandbox.api_key not in text
 
 
 @pytest.mark.parametrize("envelope", ["list", "paged"])
