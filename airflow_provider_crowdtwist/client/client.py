@@ -29,7 +29,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -54,6 +54,7 @@ from airflow_provider_crowdtwist.client.config import (
     id_type_problem,
 )
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
     CrowdTwistDeletionNotFoundError,
@@ -65,9 +66,11 @@ from airflow_provider_crowdtwist.client.errors import (
 )
 from airflow_provider_crowdtwist.client.models import (
     Activity,
+    ActivityHistoryItem,
     ActivityPage,
     DeletionRequest,
     parse_activities,
+    parse_activity_history,
     parse_activity_page,
     parse_deletion,
     parse_error_body,
@@ -95,6 +98,10 @@ DELETION_STATUS_PATHS: tuple[str, ...] = ("/v2/users/delete/{}", "/v2/user_delet
 _MEMBER_404 = ("member not found", "member id is invalid", "user does not exist")
 #: The body encoder, built once (``json.dumps`` with options builds a new encoder on every call).
 _JSON = jsonlib.JSONEncoder(separators=(",", ":"), allow_nan=False)
+#: Activities asked per history page; a server may serve fewer (the end is an empty page, not a short one).
+HISTORY_PAGE_SIZE = 100
+#: A history look-up that needs more pages than this gives up (it cannot conclude) rather than loop.
+HISTORY_MAX_PAGES = 200
 _MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
 
@@ -164,8 +171,8 @@ class _CallContext:
     headers: dict[str, str]
     credit: bool
     extra_secrets: tuple[str, ...]
+    history: bool = False  # an activity-history read (counted apart: verification costs requests)
     any_ambiguous: bool = False
-    ambiguous_since: float | None = None
     waited: float = 0.0
     last: AttemptResult | None = None
 
@@ -225,11 +232,12 @@ class CrowdTwistClient:
             max_retry_wait=config.max_retry_wait,
             backoff_base=config.backoff_base,
             backoff_max=config.backoff_max,
-            credit_resend_delay=config.credit_resend_delay,
-            credit_resend_window=config.credit_resend_window,
             rng=rng,
         )
         self._credit_plan = replace(self._plan, credit_mode=True)
+        self._history_requests_sent = 0
+        #: None until the first history read tells whether the program serves the v2.1 date filter.
+        self._history_date_filter: bool | None = None
 
     def _request_template(self) -> tuple[dict[str, str], str, dict[str, Any]]:
         """Once per client: the headers of every request, the query of every request, send()'s settings.
@@ -280,9 +288,17 @@ class CrowdTwistClient:
         with self._counter_lock:
             return self._requests_sent
 
-    def _count(self) -> None:
+    @property
+    def history_requests_sent(self) -> int:
+        """The part of :attr:`requests_sent` that read activity histories (verifying credits)."""
+        with self._counter_lock:
+            return self._history_requests_sent
+
+    def _count(self, *, history: bool = False) -> None:
         with self._counter_lock:
             self._requests_sent += 1
+            if history:
+                self._history_requests_sent += 1
 
     def close(self) -> None:
         if self._owns_session:
@@ -327,16 +343,18 @@ class CrowdTwistClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         credit: bool = False,
+        history: bool = False,
         extra_secrets: tuple[str | None, ...] = (),
     ) -> requests.Response:
         ctx = self._context(method, path, params, body, credit, extra_secrets)
+        ctx.history = history
         plan = self._credit_plan if credit else self._plan
         retries = 0
         while True:
             result = self._attempt(ctx)
             if not result.retryable:
                 break
-            wait = plan.next_wait(result, retries, ctx.waited, ctx.ambiguous_since, self._clock())
+            wait = plan.next_wait(result, retries, ctx.waited, ctx.any_ambiguous)
             if wait is None:
                 break
             retries += 1
@@ -351,16 +369,13 @@ class CrowdTwistClient:
     def _log_retry(self, ctx: _CallContext, result: AttemptResult, attempt: int, wait: float) -> None:
         what = str(result.status) if result.status is not None else _short(result.error)
         self.log.warning(
-            "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s%s",
+            "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s",
             ctx.method,
             ctx.shown,
             what,
             attempt,
             self.config.max_retries,
             wait,
-            " (resending at once: the last attempt may have been applied)"
-            if ctx.credit and ctx.ambiguous_since is not None
-            else "",
         )
 
     def _context(
@@ -425,28 +440,7 @@ class CrowdTwistClient:
     def _attempt(self, ctx: _CallContext) -> AttemptResult:
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
-        if (
-            ctx.credit
-            and ctx.ambiguous_since is not None
-            and ctx.last is not None
-            and self._clock() - ctx.ambiguous_since > self.config.credit_resend_window
-        ):
-            # The limiter held us past the duplicate window: a resend now could award twice.
-            self.log.warning(
-                "CrowdTwist %s %s not resent: more than %.1f s since the ambiguous failure",
-                ctx.method,
-                ctx.shown,
-                self.config.credit_resend_window,
-            )
-            return AttemptResult(
-                response=ctx.last.response,
-                error=ctx.last.error,
-                retryable=False,
-                ambiguous=True,
-                retry_after=ctx.last.retry_after,
-                finished_at=self._clock(),
-            )
-        self._count()
+        self._count(history=ctx.history)
         started = self._clock()
         response: requests.Response | None = None
         failure = None
@@ -505,8 +499,6 @@ class CrowdTwistClient:
                 )
         if result.ambiguous:
             ctx.any_ambiguous = True
-            if ctx.ambiguous_since is None:
-                ctx.ambiguous_since = finished
         ctx.last = result
         return result
 
@@ -764,15 +756,15 @@ class CrowdTwistClient:
         activity_date: int | None = None,
         extra_data: Mapping | None = None,
     ) -> dict:
-        """``POST /v2/users/{user_id}/activities?id_type=T``.
+        """``POST /v2/users/{user_id}/activities?id_type=T``, sent once.
 
-        CrowdTwist has no idempotency key. Its only guard is that a duplicate credit sent in rapid
-        succession is refused with "Event already processed". So an ambiguous failure (timeout,
-        dropped connection, 5xx) is followed at once by the identical request, inside that window:
-        either it is applied now (the first never landed) or it is refused as a duplicate (the first
-        did land) -- both mean "credited once", returned as ``{"awarded": True,
-        "already_processed": True}`` in the second case. Still ambiguous when the retries or the
-        window run out: the error has ``ambiguous=True`` and the caller must not resend blindly.
+        CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. So after an
+        attempt that may have been applied (timeout, dropped connection, 5xx) nothing is resent: the
+        error has ``ambiguous=True`` and the caller settles it by reading the member's activity history
+        (:meth:`activity_history`; the credit sync does that). An "Event already processed" answer
+        raises :class:`CrowdTwistAlreadyProcessedError` (also ambiguous): an identical credit was seen
+        before, which does not prove that *this* one was applied. Failures that were certainly not
+        applied (429, a refused connection) are retried as for any other call.
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
@@ -793,15 +785,73 @@ class CrowdTwistClient:
                 raise
             duplicate = err
         if duplicate is not None:
-            self.log.info(
-                "CrowdTwist %s: %s; the credit was already applied (%s)",
-                duplicate.path,
+            raise CrowdTwistAlreadyProcessedError(
                 duplicate.message,
-                "by the ambiguous first attempt" if duplicate.ambiguous else "before this call",
+                status=duplicate.status,
+                code=duplicate.code,
+                method=duplicate.method,
+                path=duplicate.path,
             )
-            return {"awarded": True, "already_processed": True}
         data = self._json(response, "POST", path)
         return data if isinstance(data, dict) else {"awarded": True, "response": data}
+
+    def activity_history(
+        self,
+        user_id: str,
+        id_type: str | None = None,
+        *,
+        since: float | None = None,
+        page_size: int = HISTORY_PAGE_SIZE,
+        max_pages: int = HISTORY_MAX_PAGES,
+    ) -> Iterator[ActivityHistoryItem]:
+        """The member's activities (``GET .../activity_history``), page by page, newest pages first.
+
+        ``since`` (epoch seconds) bounds how far back to read. Where the program serves the v2.1 form,
+        ``date_start=since`` filters on the server; otherwise (a 404 or a 400 on the v2.1 path, then
+        remembered for this client) the v2 list is paged, and paging stops early once a page in
+        newest-first order reaches items older than ``since``. The end of the history is an empty page
+        or the ``paging`` block saying so -- never a short page, since a server may cap ``page_size``
+        below what was asked. Both documented envelopes are read (a bare list, or ``{"paging": ...,
+        "activities": [...]}``). Stop iterating as soon as you found what you look for: each page is
+        one request, paced by the rate limiter and counted in :attr:`history_requests_sent`.
+        More than ``max_pages`` pages raises :class:`CrowdTwistError` (the look-up cannot conclude).
+        """
+        chosen = self._id_type(id_type)
+        path = self._member_path(user_id, "/activity_history")
+        filtered = since is not None and self._history_date_filter is not False
+        for number in range(1, max_pages + 1):
+            params: dict[str, Any] = {"id_type": chosen, "page_size": page_size, "page_number": number}
+            if filtered:
+                params["date_start"] = int(since)  # type: ignore[arg-type]
+                try:
+                    response = self._call("GET", "/v2.1" + path[3:], params=params, history=True)
+                except (CrowdTwistNotFoundError, CrowdTwistValidationError) as err:
+                    if number > 1 or err.ambiguous:
+                        raise
+                    # No v2.1 history on this program (or no date filter): page the v2 list instead;
+                    # a member that really does not exist gets its 404 from the v2 path too.
+                    filtered = False
+                    del params["date_start"]
+                    response = self._call("GET", path, params=params, history=True)
+                    self._history_date_filter = False
+                    self.log.info(
+                        "CrowdTwist: no date-filtered activity history (v2.1 answered %s); paging the v2 "
+                        "history instead",
+                        err.status,
+                    )
+                else:
+                    self._history_date_filter = True
+            else:
+                response = self._call("GET", path, params=params, history=True)
+            page = parse_activity_history(self._json(response, "GET", path))
+            yield from page.items
+            if page.is_last(number) or (since is not None and page.reaches_before(since)):
+                return
+        raise CrowdTwistError(
+            f"the activity history has more than {max_pages} pages since {since}; the look-up stopped",
+            method="GET",
+            path=self._redactor.redact(path),
+        )
 
 
 def quote_path_value(value: Any) -> str:
