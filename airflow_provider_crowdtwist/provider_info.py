@@ -31,37 +31,43 @@ ID_TYPES = (
 # widget is derived from it in ``hooks.crowdtwist.CrowdTwistHook.get_connection_form_widgets``.
 # No field has a default that could contradict another field: ``scheme`` has none because the host may
 # carry its own scheme, and a pre-filled "https" would then conflict with "http://127.0.0.1:...".
+# No enum lists ``None``: Airflow 3's form turns every enum member into a dropdown option, and ``None``
+# showed as the literal word "null". An extra left empty is simply not saved (the hook's default).
+#: Old extra names the hook still reads, mapped to their current name.
+LEGACY_EXTRAS: dict[str, str] = {"api_key_in": "key_placement"}
+
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "auth_type": {
         "label": "Auth type",
         "description": "api_key: the password is the API key. hmac: login is the HMAC public key and "
         "the password the HMAC private key.",
-        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac", None]},
+        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac"]},
     },
-    "api_key_in": {
+    "key_placement": {
         "label": "Send API key in",
         "description": "header (X-CT-Authorization, recommended: keeps the key out of URLs and logs) "
-        "or query (?api_key=).",
-        # No default here on purpose: Airflow's secrets masker treats any name containing "api_key"
-        # as sensitive and would show (and could save back) the default as "***". Unset = header.
-        "schema": {"type": ["string", "null"], "enum": ["header", "query", None]},
+        "or query (?api_key=). Read from the old name api_key_in too.",
+        # Not called "api_key_in" any more: Airflow's secrets masker hides every extra whose name
+        # contains a sensitive word ("api_key", "secret", "token"...), so the edit form showed "***"
+        # for this plain choice. No sensitive word in this name; the hook still reads api_key_in.
+        "schema": {"type": ["string", "null"], "default": "header", "enum": ["header", "query"]},
     },
     "hmac_timestamp_unit": {
         "label": "HMAC timestamp unit",
         "description": "s or ms. CrowdTwist's documentation is ambiguous; seconds is what working "
         "signers send.",
-        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms", None]},
+        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms"]},
     },
     "id_type": {
         "label": "Default id_type",
         "description": "How members are identified when a task does not say: " + ", ".join(ID_TYPES) + ".",
-        "schema": {"type": ["string", "null"], "default": "email", "enum": [*ID_TYPES, None]},
+        "schema": {"type": ["string", "null"], "default": "email", "enum": list(ID_TYPES)},
     },
     "scheme": {
         "label": "Scheme",
         "description": "https or http, only used when the host has no scheme of its own. Defaults "
         "to https; http is accepted for loopback hosts only.",
-        "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+        "schema": {"type": ["string", "null"], "enum": ["https", "http"]},
     },
     "timeout": {
         "label": "Read timeout (seconds)",
@@ -97,7 +103,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "login": "only for auth type hmac",
         "password": "API key, or HMAC private key",
         "auth_type": "api_key",
-        "api_key_in": "header",
+        "key_placement": "header",
         "hmac_timestamp_unit": "s",
         "id_type": "email",
         "scheme": "https",

@@ -47,7 +47,7 @@ FIELD_LABELS: dict[str, str] = {
     "base_url": "connection host (API base URL)",
     "auth_type": "connection extra 'auth_type'",
     "api_key": "password (API key)",
-    "api_key_in": "connection extra 'api_key_in'",
+    "api_key_in": "connection extra 'key_placement'",
     "hmac_public_key": "login (HMAC public key)",
     "hmac_private_key": "password (HMAC private key)",
     "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",

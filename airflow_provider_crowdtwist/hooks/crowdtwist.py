@@ -42,6 +42,7 @@ from airflow_provider_crowdtwist.provider_info import (
     CONN_TYPE,
     HOOK_NAME,
     ID_TYPES,
+    LEGACY_EXTRAS,
     UI_FIELD_BEHAVIOUR,
 )
 
@@ -238,14 +239,7 @@ class CrowdTwistHook(BaseHook):
             if value is None or (isinstance(value, str) and value.strip() == ""):
                 continue
             out[name] = value
-        if out.get("api_key_in") == _MASK:
-            # "api_key_in" contains "api_key", so Airflow's UI masks its value; a form saved with the
-            # mask would otherwise fail. The mask carries no choice: fall back to the default.
-            self.log.warning(
-                "Connection '%s': extra 'api_key_in' holds the UI mask '***'; using 'header'",
-                self.crowdtwist_conn_id,
-            )
-            del out["api_key_in"]
+        self._apply_legacy_names(out)
         unknown = sorted(set(out) - set(CONN_FIELDS))
         if unknown:
             self.log.warning(
@@ -255,6 +249,32 @@ class CrowdTwistHook(BaseHook):
                 ", ".join(CONN_FIELDS),
             )
         return out
+
+    def _apply_legacy_names(self, extras: dict[str, Any]) -> None:
+        """Read an extra saved under its old name (``api_key_in``) as its current one, in place.
+
+        The old name contained "api_key", so Airflow's UI masked its value and a form saved with the
+        mask stored ``***``: that carries no choice and falls back to the default. When both names are
+        set they must agree, otherwise the hook would have to guess which one the user meant.
+        """
+        for legacy, current in LEGACY_EXTRAS.items():
+            if legacy not in extras:
+                continue
+            value = extras.pop(legacy)
+            if value == _MASK:
+                self.log.warning(
+                    "Connection '%s': extra '%s' holds the UI mask '***'; ignoring it (rename it to '%s')",
+                    self.crowdtwist_conn_id,
+                    legacy,
+                    current,
+                )
+                continue
+            if current in extras and _norm(extras[current]) != _norm(value):
+                raise self._fail(
+                    f"extra '{current}' is {_short(extras[current])} but the old extra '{legacy}' is "
+                    f"{_short(value)}; keep only '{current}'"
+                )
+            extras.setdefault(current, value)
 
     def _choice(self, extras: Mapping[str, Any], name: str, allowed: Sequence[str], default: str) -> str:
         value = extras.get(name, default)
@@ -382,7 +402,7 @@ class CrowdTwistHook(BaseHook):
             "base_url": self._base_url(extras),
             "auth_type": auth_type,
             "api_key": password if auth_type == "api_key" else None,
-            "api_key_in": self._choice(extras, "api_key_in", ("header", "query"), "header"),
+            "api_key_in": self._choice(extras, "key_placement", ("header", "query"), "header"),
             "hmac_public_key": login if auth_type == "hmac" else None,
             "hmac_private_key": password if auth_type == "hmac" else None,
             "hmac_timestamp_unit": self._choice(extras, "hmac_timestamp_unit", ("s", "ms"), "s"),
@@ -618,6 +638,10 @@ def _config_error(message: str) -> CrowdTwistConfigError:
 def _error_text(exc: BaseException) -> str:
     message = getattr(exc, "message", None)
     return str(message) if message else str(exc)
+
+
+def _norm(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _short(value: Any) -> str:

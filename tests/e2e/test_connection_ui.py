@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 EXTRA_FIELDS = {
     "auth_type",
-    "api_key_in",
+    "key_placement",
     "hmac_timestamp_unit",
     "id_type",
     "timeout",

@@ -80,7 +80,7 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
     assert conn["conn-fields"] == CONN_FIELDS
     assert set(CONN_FIELDS) == {
         "auth_type",
-        "api_key_in",
+        "key_placement",
         "hmac_timestamp_unit",
         "id_type",
         "scheme",
@@ -95,7 +95,11 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
         validator = jsonschema.Draft7Validator(field["schema"])
         if "default" in field["schema"]:
             validator.validate(field["schema"]["default"])
-        validator.validate(None)  # every extra may be left empty
+        if "enum" not in field["schema"]:
+            validator.validate(None)  # a free-text extra may be left empty
+        # No null choice: Airflow 3 renders each enum member as an option ("null" for None); a
+        # choice left empty is not saved, and the hook's default applies.
+        assert all(isinstance(v, str) for v in field["schema"].get("enum", [])), name
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("oauth", CONN_FIELDS["auth_type"]["schema"])
     with pytest.raises(jsonschema.ValidationError):
@@ -161,7 +165,10 @@ def test_hook_meta_as_the_airflow3_ui_receives_it() -> None:
     extra = meta.extra_fields
     assert list(extra) == list(CONN_FIELDS)
     assert extra["auth_type"]["value"] == "api_key"
-    assert extra["auth_type"]["schema"]["enum"] == ["api_key", "hmac", None]
+    assert extra["auth_type"]["schema"]["enum"] == ["api_key", "hmac"]
+    # no dropdown offers the word "null": no enum carries None
+    assert all(None not in f["schema"].get("enum", []) for f in extra.values())
+    assert extra["key_placement"]["value"] == "header"
     assert extra["requests_per_minute"]["value"] == 10000
     # no field default is hidden behind the secrets mask (names containing "api_key" are masked)
     assert all(field["value"] != "***" for field in extra.values())
