@@ -65,14 +65,11 @@ CHECK_ERROR = "error"
 def mask_secret(secret: str) -> None:
     """Register ``secret`` with Airflow's secrets masker, on Airflow 2 and 3 alike.
 
-    Imported lazily because the compat layer resolves the masker of the running Airflow line; a
-    masker that cannot be reached must not break a hook (the client redacts its own texts anyway).
+    Resolved lazily through ``_compat`` (common-compat < 1.23 has no ``mask_secret`` in ``sdk``).
     """
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret as _mask
-    except ImportError:  # pragma: no cover - very old compat provider
-        from airflow.utils.log.secrets_masker import mask_secret as _mask
-    _mask(secret)
+    from airflow_provider_crowdtwist import _compat
+
+    _compat.mask_secret(secret)
 
 
 @dataclass(frozen=True)

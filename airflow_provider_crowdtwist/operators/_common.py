@@ -58,7 +58,7 @@ def fail_task(error: BaseException, context: Any) -> BaseException:
     Configuration errors and bad credentials fail without retry (``AirflowFailException``): a retry
     cannot fix them. Threshold failures are ordinary failures: failed rows may succeed on a retry.
     """
-    from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+    from airflow_provider_crowdtwist._compat import AirflowException, AirflowFailException
 
     summary = getattr(error, "summary", None)
     if summary is not None:

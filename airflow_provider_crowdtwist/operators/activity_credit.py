@@ -186,7 +186,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Read, map, validate, dedupe and send; return the summary dict (XCom)."""
-        from airflow.providers.common.compat.sdk import AirflowException
+        from airflow_provider_crowdtwist._compat import AirflowException
 
         self._stop = threading.Event()
         try:

@@ -328,7 +328,7 @@ def test_get_conn_is_cached_and_closed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_secrets_are_registered_with_the_airflow_masker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.providers.common.compat.sdk import redact
+    from airflow_provider_crowdtwist._compat import redact
 
     key = "zz-unique-KEY/4bc+d=e-0192837465"
     set_json_conn(monkeypatch, "ct_mask", host="https://api.example.com", password=key)
@@ -534,9 +534,8 @@ def test_ui_test_button_uri_round_trip(monkeypatch: pytest.MonkeyPatch, host: st
 
 
 def test_old_extra_name_api_key_in_is_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_json_conn(
-        monkeypatch, "ct_legacy", host="https://api.example.com", password=API_KEY, extra={"api_key_in": "query"}
-    )
+    extra = {"api_key_in": "query"}
+    set_json_conn(monkeypatch, "ct_legacy", host="https://api.example.com", password=API_KEY, extra=extra)
     assert CrowdTwistHook("ct_legacy").get_client_config().api_key_in == "query"
 
 
