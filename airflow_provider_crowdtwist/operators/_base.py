@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
@@ -20,6 +19,9 @@ from airflow_provider_crowdtwist.client.config import ID_TYPES
 from airflow_provider_crowdtwist.operators._common import build_client, validate_requests_per_minute
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = ("sql", "parameters", "rows", "source_path", "rejects_path")
 

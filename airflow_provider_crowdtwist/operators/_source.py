@@ -12,11 +12,15 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, iter_chunks
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for pandas (see sync/lazy.py)
+    pd = LazyModule("pandas", globals(), "pd")
 
 
 def validate_source_args(

@@ -36,9 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistAuthError,
@@ -69,6 +67,9 @@ from airflow_provider_crowdtwist.sync.summary import (
     threshold_violation,
     validate_thresholds,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CreditSyncConfig",

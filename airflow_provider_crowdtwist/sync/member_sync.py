@@ -22,9 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistAuthError,
@@ -57,6 +55,9 @@ from airflow_provider_crowdtwist.sync.summary import (
     validate_thresholds,
 )
 from airflow_provider_crowdtwist.sync.validation import check_create
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log_default = logging.getLogger(__name__)
 
