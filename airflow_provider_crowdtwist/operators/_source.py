@@ -100,8 +100,8 @@ def sql_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Run ``sql`` on any common.sql connection and yield pandas chunks (never the whole result).
 
-    The connection's hook must be a ``DbApiHook``; its ``get_df_by_chunks`` streams the result
-    (``df_type="pandas"`` is asked for explicitly: newer common-sql also offers polars).
+    The connection's hook must be a ``DbApiHook``; its ``get_df_by_chunks`` (common-sql >= 1.26)
+    streams the result (``df_type="pandas"`` is asked for explicitly: common-sql also offers polars).
     """
     from airflow.providers.common.compat.sdk import BaseHook
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -112,12 +112,7 @@ def sql_chunks(
             f"sql_conn_id {sql_conn_id!r}: its hook {type(hook).__name__} is not a DbApiHook (common.sql); "
             "use a database connection"
         )
-    try:
-        yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize, df_type="pandas")
-    except TypeError as exc:
-        if "df_type" not in str(exc):
-            raise
-        yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize)
+    yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize, df_type="pandas")
 
 
 def source_chunks(
