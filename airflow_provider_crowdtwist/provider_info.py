@@ -124,6 +124,9 @@ def _ui_field_behaviour_kebab() -> dict[str, Any]:
     }
 
 
+ASSET_URI_HANDLER = "airflow_provider_crowdtwist.assets.sanitize_uri"
+
+
 def _modules(*modules: str) -> list[dict[str, Any]]:
     return [{"integration-name": INTEGRATION_NAME, "python-modules": list(modules)}]
 
@@ -146,6 +149,10 @@ PROVIDER_INFO: dict[str, Any] = {
     ),
     "sensors": _modules("airflow_provider_crowdtwist.sensors.crowdtwist"),
     "triggers": _modules("airflow_provider_crowdtwist.triggers.crowdtwist"),
+    # The crowdtwist:// asset scheme and its normalizer: "asset-uris" is what Airflow 3 reads,
+    # "dataset-uris" what Airflow 2 reads.
+    "asset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
+    "dataset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
     "connection-types": [
         {
             "connection-type": CONN_TYPE,

@@ -15,6 +15,7 @@ from typing import Any
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.sync.alerts import summary_text
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
 
 SUMMARY_XCOM_KEY = "summary"
@@ -42,7 +43,7 @@ def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int
 
 
 def push_summary(context: Any, summary: dict[str, Any]) -> None:
-    """Push the summary under ``summary`` so that it is visible even when the task fails."""
+    """Push the summary under ``summary``, on success and failure alike (``_outcome.py``)."""
     ti = (context or {}).get("ti") if hasattr(context, "get") else None
     if ti is None:
         return
@@ -62,7 +63,10 @@ def fail_task(error: BaseException, context: Any) -> BaseException:
 
     summary = getattr(error, "summary", None)
     if summary is not None:
-        push_summary(context, summary.to_dict())
+        data = summary.to_dict()
+        ti = context.get("ti") if hasattr(context, "get") else None
+        data["text"] = summary_text(str(getattr(ti, "task_id", None) or "sync"), data, str(error))
+        push_summary(context, data)
     if isinstance(error, (SyncAbortedError, CrowdTwistConfigError, ValueError)):
         return AirflowFailException(str(error))
     return AirflowException(str(error))

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import (
     SOURCE_TEMPLATE_FIELDS,
     CrowdTwistSyncOperatorBase,
@@ -81,6 +82,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "activity_id")
     ui_color = "#f7e6c4"
+    asset_object = ACTIVITIES
 
     def __init__(
         self,
@@ -164,6 +166,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             fail_on_unknown=self.fail_on_unknown,
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path else None,
             dry_run=self.dry_run,
+            progress_interval=self.progress_interval,
         )
 
     @staticmethod
@@ -232,4 +235,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             finally:
                 if ledger is not None:
                     ledger.close()
-        return summary.to_dict()
+        return self._complete(summary.to_dict(), context)
+
+    def _asset_uri(self, base_url: str) -> str:
+        """``crowdtwist://<host>/activities/<id>``; ``.../activities`` when the rows name the activity."""
+        return activity_asset_uri(base_url, self.activity_id if not self.activity_id_column else None)

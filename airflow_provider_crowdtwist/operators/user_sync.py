@@ -106,6 +106,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             rejects_path=path(self.rejects_path),
             state_path=path(self.state_path),
             dry_run=self.dry_run,
+            progress_interval=self.progress_interval,
             stop_event=self._stop if resolve_paths else None,
         )
 
@@ -132,4 +133,4 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
                 summary = sync_members(client, chunks, config, self.log)
             except (SyncError, MemberSyncConfigError, ValueError) as exc:
                 raise fail_task(exc, context) from None
-        return summary.to_dict()
+        return self._complete(summary.to_dict(), context)

@@ -1,0 +1,55 @@
+"""How a sync task ends: volume checks, the summary under one XCom key, and the asset event.
+
+Both operators finish the same way, so alerting and scheduling see one shape whatever the sync:
+
+* the summary (counts, rows read, rejects location) plus a one-line ``text`` is pushed under the
+  XCom key ``summary`` on success *and* on failure (``_common.push_summary``), so a notifier template
+  reads ``ti.xcom_pull(task_ids=..., key="summary")["text"]`` without caring how the task ended;
+* ``min_rows`` / ``max_rejected_ratio`` (``sync/alerts.py``) turn an empty source or a mostly
+  rejected run into a warning or a failure instead of a quiet success;
+* the task's default outlet is an asset alias, and a successful (not dry) run adds one event for the
+  program's asset (``crowdtwist://<host>/members`` or ``/activities[/<id>]``, see ``assets.py``) with
+  the run's counts in its ``extra``. An alias because the host comes from the connection, which a DAG
+  file must not read at parse time; the asset itself is what downstream DAGs schedule on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ALIAS_PREFIX = "crowdtwist"
+
+
+def alias_name(crowdtwist_conn_id: str, asset_object: str) -> str:
+    """The name of a task's default asset alias: one per connection and object."""
+    return f"{ALIAS_PREFIX}:{crowdtwist_conn_id}:{asset_object}"
+
+
+def default_outlets(crowdtwist_conn_id: str, asset_object: str) -> list[Any]:
+    """``[AssetAlias(...)]`` (``DatasetAlias`` on Airflow 2) for a sync task that declares no outlets."""
+    from airflow.providers.common.compat.sdk import AssetAlias
+
+    return [AssetAlias(alias_name(crowdtwist_conn_id, asset_object))]
+
+
+def asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The counts an asset event carries: small, JSON, no rows and no secrets."""
+    return {
+        "counts": {k: int(v) for k, v in dict(summary.get("counts", {})).items() if int(v)},
+        "rows_read": int(summary.get("rows_read", 0)),
+        "requests_sent": int(summary.get("requests_sent", 0)),
+        "rejects_written": int(summary.get("rejects_written", 0)),
+    }
+
+
+def emit_asset_event(context: Any, alias: Any, uri: str, extra: Mapping[str, Any]) -> bool:
+    """Add an event for the asset ``uri`` through ``alias``; False when the context has no outlet events
+    (a test calling ``execute`` directly) or the task's outlets do not hold that alias."""
+    from airflow.providers.common.compat.sdk import Asset
+
+    events = context.get("outlet_events") if hasattr(context, "get") else None
+    if events is None:
+        return False
+    events[alias].add(Asset(uri), extra=dict(extra))
+    return True
