@@ -24,7 +24,8 @@ AIRFLOW_2_VERSION="2.11.0"
 AIRFLOW_2_EXTRA_PINS="universal-pathlib<0.3"
 # pandas 2.1 (the declared floor) is built against numpy 1.x and crashes on import with numpy 2; its
 # metadata does not say so, Airflow 2.10's constraints pin numpy 1.26, and so does the min leg.
-AIRFLOW_MIN_EXTRA_PINS="$AIRFLOW_2_EXTRA_PINS numpy<2"
+# pyarrow at the parquet extra's floor too: pyarrow >= 18 refuses numpy 1.x.
+AIRFLOW_MIN_EXTRA_PINS="$AIRFLOW_2_EXTRA_PINS numpy<2 pyarrow==14.0.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
