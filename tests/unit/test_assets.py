@@ -61,7 +61,9 @@ def test_airflow_uses_the_registered_normalizer() -> None:
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    handlers = getattr(manager, "asset_uri_handlers", None) or manager.dataset_uri_handlers
+    # Airflow 3 calls them asset URI handlers, Airflow 2 dataset URI handlers
+    names = [n for n in ("asset_uri_handlers", "dataset_uri_handlers") if hasattr(manager, n)]
+    handlers = getattr(manager, names[0])
     assert handlers["crowdtwist"] is sanitize_uri
     assert (
         Asset("crowdtwist://SBAPI.crowdtwist.com:443/members/").uri
