@@ -33,14 +33,19 @@ def default_outlets(crowdtwist_conn_id: str, asset_object: str) -> list[Any]:
     return [AssetAlias(alias_name(crowdtwist_conn_id, asset_object))]
 
 
-def asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The counts an asset event carries: small, JSON, no rows and no secrets."""
-    return {
-        "counts": {k: int(v) for k, v in dict(summary.get("counts", {})).items() if int(v)},
-        "rows_read": int(summary.get("rows_read", 0)),
-        "requests_sent": int(summary.get("requests_sent", 0)),
-        "rejects_written": int(summary.get("rejects_written", 0)),
-    }
+def asset_extra(summary: Mapping[str, Any]) -> dict[str, int]:
+    """The counts an asset event carries: every outcome's count, rows read, requests, rejects written.
+
+    Flat on purpose: Airflow 2 hashes the values of an extra added through an alias, so a nested
+    dict there fails the task after the sync succeeded. Small, JSON, no rows and no secrets.
+    """
+    extra = {str(k): int(v) for k, v in dict(summary.get("counts", {})).items()}
+    extra.update(
+        rows_read=int(summary.get("rows_read", 0)),
+        requests_sent=int(summary.get("requests_sent", 0)),
+        rejects_written=int(summary.get("rejects_written", 0)),
+    )
+    return extra
 
 
 def emit_asset_event(context: Any, alias: Any, uri: str, extra: Mapping[str, Any]) -> bool:

@@ -104,7 +104,9 @@ def test_default_outlet_is_an_alias_and_a_run_adds_the_member_asset_with_counts(
     ((alias, uri, extra),) = ctx["outlet_events"].added
     assert alias is outlet
     assert uri == f"crowdtwist://{host_of(conn)}/members"
-    assert extra == {"counts": {"created": 3}, "rows_read": 3, "requests_sent": 6, "rejects_written": 0}
+    assert {k: v for k, v in extra.items() if v} == {"created": 3, "rows_read": 3, "requests_sent": 6}
+    assert extra["rejected"] == 0 and extra["updated"] == 0 and extra["rejects_written"] == 0
+    assert all(isinstance(v, int) for v in extra.values())  # flat: Airflow 2 hashes alias extras
 
 
 def test_dry_run_and_explicit_outlets_add_no_event(conn: Any) -> None:
@@ -233,7 +235,7 @@ def test_credit_asset_names_the_activity_or_all_activities(
     fixed.execute(ctx)
     ((_, uri, extra),) = ctx["outlet_events"].added
     assert uri == f"crowdtwist://{host_of(conn)}/activities/purchase"
-    assert extra["counts"] == {"credited": 2}
+    assert extra["credited"] == 2 and extra["rows_read"] == 2
     assert ctx["ti"].xcom["summary"]["text"].startswith("credit: ok: 2 rows read: 2 credited")
     per_row = CrowdTwistActivityCreditOperator(
         task_id="credit2",
