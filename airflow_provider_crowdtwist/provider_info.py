@@ -92,14 +92,18 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port"],
+    # Port stays visible: Airflow 3.3's Test button sends port 0 for a connection saved without one and
+    # then refuses to reuse the stored key ("host or port differs"); giving the port (443) avoids it.
+    "hidden_fields": ["schema"],
     "relabeling": {
         "host": "API base URL",
+        "port": "Port (optional)",
         "login": "HMAC public key",
         "password": "API key / HMAC private key",
     },
     "placeholders": {
         "host": "https://sbapi123.crowdtwist.com",
+        "port": "443",
         "login": "only for auth type hmac",
         "password": "API key, or HMAC private key",
         "auth_type": "api_key",

@@ -112,10 +112,13 @@ def test_ui_field_behaviour_in_provider_info() -> None:
     assert set(behaviour) == {"hidden-fields", "relabeling", "placeholders"}
     assert behaviour["relabeling"] == {
         "host": "API base URL",
+        "port": "Port (optional)",
         "login": "HMAC public key",
         "password": "API key / HMAC private key",
     }
-    assert {"schema", "port"} <= set(behaviour["hidden-fields"])
+    assert "schema" in behaviour["hidden-fields"]
+    # the port stays visible: Airflow 3.3's Test button needs it to match the stored one
+    assert "port" not in behaviour["hidden-fields"]
     assert behaviour["hidden-fields"] == UI_FIELD_BEHAVIOUR["hidden_fields"]
 
 
@@ -161,7 +164,8 @@ def test_hook_meta_as_the_airflow3_ui_receives_it() -> None:
     assert meta.standard_fields.host.title == "API base URL"
     assert meta.standard_fields.login.title == "HMAC public key"
     assert meta.standard_fields.password.title == "API key / HMAC private key"
-    assert meta.standard_fields.port.hidden and meta.standard_fields.url_schema.hidden
+    assert meta.standard_fields.url_schema.hidden and not meta.standard_fields.port.hidden
+    assert meta.standard_fields.port.title == "Port (optional)"
     extra = meta.extra_fields
     assert list(extra) == list(CONN_FIELDS)
     assert extra["auth_type"]["value"] == "api_key"

@@ -365,12 +365,12 @@ def test_ui_field_behaviour_matches_provider_info() -> None:
     assert behaviour["relabeling"]["host"] == "API base URL"
     assert behaviour["relabeling"]["login"] == "HMAC public key"
     assert behaviour["relabeling"]["password"] == "API key / HMAC private key"
-    assert {"schema", "port"} <= set(behaviour["hidden_fields"])
+    assert behaviour["hidden_fields"] == ["schema"]  # port visible: see provider_info.UI_FIELD_BEHAVIOUR
     info = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
     assert info["hidden-fields"] == behaviour["hidden_fields"]
     assert info["relabeling"] == behaviour["relabeling"]
     assert info["placeholders"] == behaviour["placeholders"]
-    assert set(behaviour["placeholders"]) - {"host", "login", "password"} == set(CONN_FIELDS)
+    assert set(behaviour["placeholders"]) - {"host", "port", "login", "password"} == set(CONN_FIELDS)
     assert behaviour == UI_FIELD_BEHAVIOUR
 
 
