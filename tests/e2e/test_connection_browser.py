@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_crowdtwist.client.config import ID_TYPES
 from tests.e2e.conftest import BIN_DIR, E2E_API_KEY, AirflowEnv, airflow_major, explain, free_port
 
 pytestmark = [
@@ -38,15 +39,7 @@ CHOICES = {
     "Auth type": ["api_key", "hmac"],
     "Send API key in": ["header", "query"],
     "HMAC timestamp unit": ["s", "ms"],
-    "Default id_type": [
-        "email",
-        "facebook_user_id",
-        "twitter_user_id",
-        "id",
-        "third_party_id",
-        "username",
-        "mobile_phone_number",
-    ],
+    "Default id_type": list(ID_TYPES),
     "Scheme": ["https", "http"],
 }
 
