@@ -103,7 +103,9 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         max_rejected_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("outlets") is None:
+        # Our asset event only for the outlets we chose: a user's own outlets get Airflow's own events.
+        self._default_outlets = kwargs.get("outlets") is None
+        if self._default_outlets:
             kwargs["outlets"] = default_outlets(crowdtwist_conn_id, self.asset_object)
         super().__init__(**kwargs)
         self.crowdtwist_conn_id = crowdtwist_conn_id
@@ -210,11 +212,14 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.log.info("%s", summary["text"])
         if problem:
             raise AirflowFailException(summary["text"])
-        if not summary.get("dry_run") and self._base_url:
-            name = alias_name(self.crowdtwist_conn_id, self.asset_object)
-            for outlet in self.outlets or []:
-                if type(outlet).__name__.endswith("Alias") and getattr(outlet, "name", None) == name:
-                    emit_asset_event(context, outlet, self._asset_uri(self._base_url), asset_extra(summary))
+        if self._default_outlets and not summary.get("dry_run") and self._base_url:
+            self.outlets = emit_asset_event(
+                context,
+                list(self.outlets or []),
+                alias_name(self.crowdtwist_conn_id, self.asset_object),
+                self._asset_uri(self._base_url),
+                asset_extra(summary),
+            )
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

@@ -7,10 +7,13 @@ Both operators finish the same way, so alerting and scheduling see one shape wha
   reads ``ti.xcom_pull(task_ids=..., key="summary")["text"]`` without caring how the task ended;
 * ``min_rows`` / ``max_rejected_ratio`` (``sync/alerts.py``) turn an empty source or a mostly
   rejected run into a warning or a failure instead of a quiet success;
-* the task's default outlet is an asset alias, and a successful (not dry) run adds one event for the
-  program's asset (``crowdtwist://<host>/members`` or ``/activities[/<id>]``, see ``assets.py``) with
-  the run's counts in its ``extra``. An alias because the host comes from the connection, which a DAG
-  file must not read at parse time; the asset itself is what downstream DAGs schedule on.
+* a successful (not dry) run adds one event for the program's asset (``crowdtwist://<host>/members``
+  or ``/activities[/<id>]``, see ``assets.py``) with the run's counts in its ``extra``. The host comes
+  from the connection, which a DAG file must not read at parse time, so the asset is named at run
+  time: on Airflow 3 through the task's default outlet, an asset alias; on Airflow 2 by adding the
+  dataset to the running task's outlets. (Airflow 2.10/2.11 cannot take alias events from a DAG its
+  scheduler never serialized -- ``airflow dags test`` of a new DAG fails on a ``None`` alias -- while
+  a dataset it does not know yet is skipped with a warning.)
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ def alias_name(crowdtwist_conn_id: str, asset_object: str) -> str:
     return f"{ALIAS_PREFIX}:{crowdtwist_conn_id}:{asset_object}"
 
 
+def airflow_3() -> bool:
+    from importlib.metadata import version
+
+    return int(version("apache-airflow").split(".")[0]) >= 3
+
+
 def default_outlets(crowdtwist_conn_id: str, asset_object: str) -> list[Any]:
-    """``[AssetAlias(...)]`` (``DatasetAlias`` on Airflow 2) for a sync task that declares no outlets."""
+    """``[AssetAlias(...)]`` on Airflow 3 for a sync task that declares no outlets; none on Airflow 2."""
+    if not airflow_3():
+        return []
     from airflow.providers.common.compat.sdk import AssetAlias
 
     return [AssetAlias(alias_name(crowdtwist_conn_id, asset_object))]
@@ -48,13 +59,26 @@ def asset_extra(summary: Mapping[str, Any]) -> dict[str, int]:
     return extra
 
 
-def emit_asset_event(context: Any, alias: Any, uri: str, extra: Mapping[str, Any]) -> bool:
-    """Add an event for the asset ``uri`` through ``alias``; False when the context has no outlet events
-    (a test calling ``execute`` directly) or the task's outlets do not hold that alias."""
+def emit_asset_event(
+    context: Any, outlets: list[Any], alias: str, uri: str, extra: Mapping[str, Any]
+) -> list[Any]:
+    """Give the asset ``uri`` an event with ``extra``; returns the task's outlets afterwards.
+
+    Airflow 3: added through the outlet alias named ``alias``. Airflow 2: the dataset joins the
+    outlets (Airflow registers outlets after ``execute``) and its event gets the ``extra``. Nothing
+    when the context has no outlet events (``execute`` called directly, e.g. in a test).
+    """
     from airflow.providers.common.compat.sdk import Asset
 
     events = context.get("outlet_events") if hasattr(context, "get") else None
     if events is None:
-        return False
-    events[alias].add(Asset(uri), extra=dict(extra))
-    return True
+        return outlets
+    asset = Asset(uri)
+    for outlet in outlets:
+        if type(outlet).__name__.endswith("Alias") and getattr(outlet, "name", None) == alias:
+            events[outlet].add(asset, extra=dict(extra))
+            return outlets
+    if airflow_3():
+        return outlets
+    events[asset].extra.update(extra)
+    return [*outlets, asset]
