@@ -9,14 +9,13 @@ both operators at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_crowdtwist.assets import MEMBERS
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
-from airflow_provider_crowdtwist.client.config import ID_TYPES
 from airflow_provider_crowdtwist.operators._common import (
     build_client,
     push_summary,
@@ -50,15 +49,6 @@ SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "source_path",
     "rejects_path",
 )
-
-
-def is_templated(value: Any) -> bool:
-    """True when ``value`` still holds Jinja: such arguments are checked at render time, not parse time."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(is_templated(k) or is_templated(v) for k, v in value.items())
-    return False
 
 
 class CrowdTwistSyncOperatorBase(BaseOperator):
@@ -141,7 +131,10 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             self._stop.set()
 
     def _validate_shared_arguments(self) -> None:
-        """Fail at DAG parse time on shared arguments that templates cannot change."""
+        """Fail at DAG parse time on shared arguments that are not template fields.
+
+        Only whether a source is given is looked at, never its (unrendered) content.
+        """
         validate_source_args(
             sql=self.sql,
             sql_conn_id=self.sql_conn_id,
@@ -149,8 +142,6 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             source_path=self.source_path,
             chunksize=self.chunksize,
         )
-        if self.id_type is not None and self.id_type not in ID_TYPES:
-            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
         validate_requests_per_minute(self.requests_per_minute)
         validate_volume_checks(self.min_rows, self.min_rows_action, self.max_rejected_ratio)
         if isinstance(self.progress_interval, bool) or not isinstance(self.progress_interval, (int, float)):

@@ -12,17 +12,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_crowdtwist.operators._base import (
-    SOURCE_TEMPLATE_FIELDS,
-    CrowdTwistSyncOperatorBase,
-    is_templated,
-)
-from airflow_provider_crowdtwist.operators._common import (
-    fail_task,
-)
+from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
+from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.member_mapping import MODES, UNMAPPED_POLICIES, MemberSyncConfigError
 from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.paths import FileInUseError
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -75,31 +69,22 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         self._validate_arguments()
 
     def _validate_arguments(self) -> None:
-        """Fail at DAG parse time on arguments that templates cannot change."""
+        """Fail at DAG parse time on arguments that are not template fields (those wait for execute)."""
         self._validate_shared_arguments()
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.unmapped_columns not in UNMAPPED_POLICIES:
-            raise ValueError(
-                f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
-            )
-        # Paths are not resolved here: an object-storage URL may be templated and must not touch the
-        # store at DAG parse time.
-        config = self._sync_config(check_mapping=not is_templated(self.field_mapping), resolve_paths=False)
-        config.validate(self.id_type or "email")
+        parse_time_config(self._sync_config(parse_time=True))
 
-    def _sync_config(self, *, check_mapping: bool = True, resolve_paths: bool = True) -> MemberSyncConfig:
+    def _sync_config(self, *, parse_time: bool = False) -> MemberSyncConfig:
+        """The engine's config; at parse time without the template fields (not rendered yet)."""
+
         def path(value: Any) -> Any:
-            if not value:
-                return None
-            return resolve_path(value) if resolve_paths else value
+            return None if parse_time or not value else resolve_path(value)
 
         return MemberSyncConfig(
             id_column=self.id_column,
             id_type=self.id_type,
-            field_mapping=self.field_mapping if check_mapping else None,
-            unmapped_columns=self.unmapped_columns,
-            mode=self.mode,
+            field_mapping=None if parse_time else self.field_mapping,
+            unmapped_columns=self.unmapped_columns,  # type: ignore[arg-type]  # checked by the engine
+            mode=self.mode,  # type: ignore[arg-type]
             max_workers=self.max_workers,
             max_failed_rows=self.max_failed_rows,
             max_failed_ratio=self.max_failed_ratio,
@@ -107,7 +92,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             state_path=path(self.state_path),
             dry_run=self.dry_run,
             progress_interval=self.progress_interval,
-            stop_event=self._stop if resolve_paths else None,
+            stop_event=None if parse_time else self._stop,
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -116,12 +101,10 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         try:
             config = self._sync_config()
             client = self._build_client()
-        except (MemberSyncConfigError, ValueError) as exc:
+        except ValueError as exc:
             raise fail_task(exc, context) from None
         with client:
             try:
-                config.validate(client.config.id_type)
-                chunks = self._source_chunks()
                 self.log.info(
                     "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
                     self.mode,
@@ -130,7 +113,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
                     client.config.requests_per_minute or "unlimited",
                     ", dry run" if self.dry_run else "",
                 )
-                summary = sync_members(client, chunks, config, self.log)
-            except (SyncError, MemberSyncConfigError, ValueError) as exc:
+                summary = sync_members(client, self._source_chunks(), config, self.log)
+            except (SyncError, FileInUseError, ValueError) as exc:
                 raise fail_task(exc, context) from None
         return self._complete(summary.to_dict(), context)

@@ -1,59 +1,42 @@
 """The member sync: source chunks -> CrowdTwist members created or updated, every row accounted for.
 
-Flow (see ``docs/member-sync.md``):
-
-1. read the source chunk by chunk; map and validate each row (``MemberMapping``); rejections are
-   recorded at once; good rows go to a temporary SQLite :class:`~.spool.Spool`;
-2. duplicates resolve last-wins in the spool; the losers are ``skipped``; the total is now known;
-3. the survivors are sent by :func:`~.sender.send_all` on ``max_workers`` threads over ONE client
-   (whose ONE ``RateLimiter`` is shared by every worker, so a 429 slows everybody);
-4. each :class:`RowResult` is counted, written to the rejects file if it is a problem, and shown in
-   the progress log; the summary is returned, or raised with the error when a threshold is exceeded
-   or CrowdTwist said 401 (bad credentials: the sync stops instead of burning the whole source).
-
-No Airflow import: the operator is a thin adapter over :func:`sync_members`.
+A sync on the run skeleton (``sync/run.py``); see ``docs/member-sync.md``. Its mapping is
+:class:`MemberMapping`; rows are read into a temporary SQLite :class:`~.spool.Spool` (duplicates
+resolve last-wins, so the total is known before sending), unchanged ones are dropped with the
+optional :class:`~.state.MemberState`, and the per-row work (:class:`_MemberSender`: one PUT or POST,
+two when an upsert has to fall back) runs through :meth:`SyncRun.send` on ``max_workers`` threads
+over ONE client, whose ONE rate limiter paces every worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_crowdtwist.client.errors import (
-    CrowdTwistAuthError,
-    CrowdTwistError,
-    CrowdTwistForbiddenError,
-    CrowdTwistNotFoundError,
-    CrowdTwistValidationError,
-)
-from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.client.errors import CrowdTwistNotFoundError, CrowdTwistValidationError
 from airflow_provider_crowdtwist.sync.attributes import UPDATE_ONLY_ATTRIBUTES
 from airflow_provider_crowdtwist.sync.member_mapping import (
     CREATE_REQUIREMENTS,
     DUPLICATE_IDENTIFIER,
     MappedRow,
     MemberMapping,
+    MemberMode,
     MemberSyncConfigError,
+    UnmappedPolicy,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
-from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
-from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.rejects import mask_secrets
+from airflow_provider_crowdtwist.sync.run import RowRef, RunConfig, SyncRun
 from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
-from airflow_provider_crowdtwist.sync.state import SyncState
-from airflow_provider_crowdtwist.sync.summary import (
-    SyncAbortedError,
-    SyncSummary,
-    ThresholdExceededError,
-    threshold_violation,
-    validate_thresholds,
-)
+from airflow_provider_crowdtwist.sync.state import MemberState
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
 from airflow_provider_crowdtwist.sync.validation import check_create
 
 if TYPE_CHECKING:
@@ -62,61 +45,49 @@ if TYPE_CHECKING:
 log_default = logging.getLogger(__name__)
 
 EMAIL_TAKEN = "already taken"
-NOT_SENT_AFTER_ABORT = "not_sent"
-MAX_LOGGED_PROBLEMS = 20
 
 
-@dataclass
-class MemberSyncConfig:
+@dataclass(kw_only=True)
+class MemberSyncConfig(RunConfig):
     """Settings of one member sync (the operator's arguments, minus the source and the connection).
 
-    ``id_type=None`` takes the client's (the connection's) default. ``max_failed_rows`` and
-    ``max_failed_ratio`` both ``None`` means: fail on any failed row, tolerate rejected rows.
+    ``id_type=None`` takes the client's (the connection's) default. The shared settings (workers,
+    thresholds, rejects, dry run, stop event) are those of :class:`~.run.RunConfig`.
     """
 
     id_column: str = "user_id"
     id_type: str | None = None
     field_mapping: Mapping[str, str] | None = None
-    unmapped_columns: str = "custom_data"
-    mode: str = "upsert"
-    max_workers: int = 16
-    max_failed_rows: int | None = None
-    max_failed_ratio: float | None = None
-    rejects_path: Any = None
+    unmapped_columns: UnmappedPolicy = "custom_data"
+    mode: MemberMode = "upsert"
     state_path: Any = None
-    dry_run: bool = False
-    progress_interval: float = 10.0
     spool_dir: str | None = None
-    #: Set it from another thread (the operator's ``on_kill``) to stop sending; rows not sent yet end
-    #: as ``failed`` ("not sent") and the report is still written.
-    stop_event: threading.Event | None = None
 
-    def mapping(self, default_id_type: str = "email") -> MemberMapping:
+    def mapping(self) -> MemberMapping:
         """The :class:`MemberMapping` for these settings (validated)."""
         mapping = MemberMapping(
             id_column=self.id_column,
-            id_type=self.id_type or default_id_type,
-            field_mapping=dict(self.field_mapping or {}),
+            id_type=self.id_type or "email",
+            field_mapping=dict(self.field_mapping)
+            if isinstance(self.field_mapping, Mapping)
+            else self.field_mapping,
             unmapped_columns=self.unmapped_columns,
             mode=self.mode,
         )
         mapping.validate()
         return mapping
 
-    def validate(self, default_id_type: str = "email") -> None:
+    def validate(self) -> None:
         """Check every setting; raise :class:`MemberSyncConfigError` naming the field."""
         try:
-            check_max_workers(self.max_workers)
-            validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
-        except ValueError as exc:
-            raise MemberSyncConfigError(str(exc)) from None
-        if not isinstance(self.dry_run, bool):
-            raise MemberSyncConfigError(f"dry_run must be true or false, got {self.dry_run!r}")
-        if not isinstance(self.progress_interval, (int, float)) or self.progress_interval <= 0:
-            raise MemberSyncConfigError(
-                f"progress_interval must be > 0 seconds, got {self.progress_interval!r}"
-            )
-        self.mapping(default_id_type)
+            super().validate()
+        except MemberSyncConfigError:
+            raise
+        except SyncConfigError as exc:
+            raise MemberSyncConfigError(str(exc), exc.field) from None
+
+    def validate_sync(self) -> None:
+        self.mapping()
 
 
 class UpsertOrder:
@@ -151,15 +122,13 @@ class UpsertOrder:
 class _MemberSender:
     """The per-row work done on a worker thread: one member, one (or in upsert's 404 case, two) requests."""
 
-    def __init__(
-        self, client: Any, mapping: MemberMapping, *, dry_run: bool, redact: Callable[[str], str]
-    ) -> None:
-        self.client = client
+    def __init__(self, run: SyncRun[SpooledRow], mapping: MemberMapping) -> None:
+        self.run = run
+        self.client = run.client
         self.mapping = mapping
         self.mode = mapping.mode
         self.id_type = mapping.id_type
-        self.dry_run = dry_run
-        self.redact = redact
+        self.dry_run = run.config.dry_run
         self.order = UpsertOrder(enabled=self.id_type == "email")
 
     def __call__(self, row: SpooledRow) -> RowResult:
@@ -174,22 +143,8 @@ class _MemberSender:
                 self.client.update_user(row.identifier, payload, id_type=self.id_type)
                 return self._ok(row, Outcome.UPDATED)
             return self._upsert(row, payload)
-        except CrowdTwistAuthError as exc:
-            return self._problem(row, payload, Outcome.FAILED, exc, code=exc.code or "unauthorized")
-        except CrowdTwistForbiddenError as exc:
-            return self._problem(row, payload, Outcome.REJECTED, exc)
-        except CrowdTwistNotFoundError as exc:
-            return self._problem(
-                row, payload, Outcome.REJECTED, exc, message=f"member not found ({exc.message})"
-            )
-        except CrowdTwistValidationError as exc:
-            return self._problem(row, payload, Outcome.REJECTED, exc)
-        except CrowdTwistError as exc:
-            return self._problem(row, payload, Outcome.FAILED, exc, message=str(exc))
-        except Exception as exc:  # a bug or an unexpected library error must not lose the row
-            return self._problem(
-                row, payload, Outcome.FAILED, None, code="internal", message=f"{type(exc).__name__}: {exc}"
-            )
+        except Exception as exc:  # every error, a bug included, becomes the row's outcome in one place
+            return self.run.error_result(_ref(row, payload), exc)
 
     def _upsert(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult:
         if self.order.create_first and self._cannot_create(row, payload) is None:
@@ -201,12 +156,9 @@ class _MemberSender:
         except CrowdTwistNotFoundError as not_found:
             self.order.observe(was_new=True)
             if self.id_type == "id":
-                return self._problem(
-                    row,
-                    payload,
-                    Outcome.REJECTED,
-                    not_found,
-                    message="member not found (id_type 'id': CrowdTwist assigns ids, it cannot be created)",
+                why = "member not found (id_type 'id': CrowdTwist assigns ids, it cannot be created)"
+                return self.run.result(
+                    _ref(row, payload), Outcome.REJECTED, why, code=not_found.code, status=not_found.status
                 )
             cannot_create = self._cannot_create(row, payload)
             if cannot_create is not None:
@@ -238,14 +190,16 @@ class _MemberSender:
             return self._ok(row, Outcome.UPDATED)
         except CrowdTwistNotFoundError as exc:
             if self.mode == "update" or self.id_type == "id":
-                return self._problem(row, payload, Outcome.REJECTED, exc, message="member not found")
+                ref = _ref(row, payload)
+                return self.run.result(
+                    ref, Outcome.REJECTED, "member not found", code=exc.code, status=exc.status
+                )
             cannot_create = self._cannot_create(row, payload)
             if cannot_create is not None:
                 return cannot_create
             return self._ok(row, Outcome.CREATED)
 
-    @staticmethod
-    def _cannot_create(row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
+    def _cannot_create(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
         """A member that is not there can only be created with the create rules met (location...).
 
         Checked only after CrowdTwist said "not found": an update needs none of these fields.
@@ -254,43 +208,16 @@ class _MemberSender:
         if not problem:
             return None
         name, reason = problem
-        return RowResult(
-            row.row_number,
-            row.identifier,
-            Outcome.REJECTED,
-            code=CREATE_REQUIREMENTS,
-            message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
-            payload=payload,
-        )
+        why = f"member not found, and cannot create it: {name}: {reason}"
+        return self.run.result(_ref(row, payload), Outcome.REJECTED, why, code=CREATE_REQUIREMENTS)
 
     @staticmethod
     def _ok(row: SpooledRow, outcome: Outcome) -> RowResult:
         return RowResult(row.row_number, row.identifier, outcome)
 
-    def _problem(
-        self,
-        row: SpooledRow,
-        payload: dict[str, Any],
-        outcome: Outcome,
-        exc: CrowdTwistError | None,
-        *,
-        code: str | None = None,
-        message: str | None = None,
-    ) -> RowResult:
-        text = message if message is not None else (exc.message if exc is not None else "")
-        password = payload.get("password")
-        if isinstance(password, str) and password:
-            text = text.replace(password, "***")
-        return RowResult(
-            row_number=row.row_number,
-            identifier=row.identifier,
-            outcome=outcome,
-            code=code or (exc.code if exc is not None else None),
-            message=f"row {row.row_number}: {self.redact(text)}",
-            payload=payload,
-            status=exc.status if exc is not None else None,
-            extra={"auth_failed": True} if isinstance(exc, CrowdTwistAuthError) else {},
-        )
+
+def _ref(row: SpooledRow, payload: dict[str, Any] | None = None) -> RowRef:
+    return RowRef(row.row_number, row.identifier, payload if payload is not None else row.payload)
 
 
 def _email_taken(message: str | None) -> bool:
@@ -304,36 +231,6 @@ def _create_body(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in UPDATE_ONLY_ATTRIBUTES}
 
 
-def _redactor_for(client: Any) -> Callable[[str], str]:
-    config = getattr(client, "config", None)
-    secrets = [getattr(config, "api_key", None), getattr(config, "hmac_private_key", None)]
-    redactor = Redactor([s for s in secrets if isinstance(s, str)])
-    return redactor.redact
-
-
-class _Accountant:
-    """Counts results, writes problems to the rejects file, logs a few, feeds progress; one thread."""
-
-    def __init__(self, summary: SyncSummary, rejects: Any, progress: ProgressReporter, log: Any) -> None:
-        self.summary = summary
-        self.rejects = rejects
-        self.progress = progress
-        self.log = log
-        self.problems_logged = 0
-
-    def __call__(self, result: RowResult) -> None:
-        self.summary.add(result.outcome)
-        if result.is_problem:
-            self.rejects.write(result)
-            if self.problems_logged < MAX_LOGGED_PROBLEMS:
-                self.problems_logged += 1
-                self.log.warning("%s %s: %s", result.outcome, result.code or "", result.message)
-            elif self.problems_logged == MAX_LOGGED_PROBLEMS:
-                self.problems_logged += 1
-                self.log.warning("More rejected/failed rows are not logged; see the rejects file.")
-        self.progress.record(result.outcome)
-
-
 def sync_members(
     client: Any,
     chunks: Iterable[pd.DataFrame],
@@ -345,176 +242,94 @@ def sync_members(
     ``client`` is a ``CrowdTwistClient`` (shared by all workers; its rate limiter paces them).
     ``chunks`` is any iterable of DataFrames (see ``sources.iter_chunks``). Raises
     :class:`MemberSyncConfigError` before the first request on bad settings or columns,
-    :class:`SyncAbortedError` after a 401, :class:`ThresholdExceededError` when too many rows failed
-    -- in the last two cases after the rejects file is written, with ``.summary`` attached.
+    :class:`SyncAbortedError` after a credential failure or a stop, :class:`ThresholdExceededError`
+    when too many rows failed -- in the last two cases after the rejects file is written, with
+    ``.summary`` attached.
     """
     log = log or log_default
-    started = time.monotonic()
     default_id_type = getattr(getattr(client, "config", None), "id_type", None) or "email"
-    config.validate(default_id_type)
-    mapping = config.mapping(default_id_type)
-    redact = _redactor_for(client)
-    requests_before = int(getattr(client, "requests_sent", 0) or 0)
-    summary = SyncSummary(dry_run=config.dry_run)
-    progress = ProgressReporter(log, interval=config.progress_interval)
-    abort_reason: str | None = None
-
-    state = SyncState(config.state_path, namespace=mapping.id_type) if config.state_path else None
+    config = dataclasses.replace(config, id_type=config.id_type or default_id_type)
+    config.validate()
+    mapping = config.mapping()
+    run: SyncRun[SpooledRow] = SyncRun(client, config, SyncSummary(), log, title="CrowdTwist member sync")
+    state = MemberState(config.state_path, namespace=mapping.id_type) if config.state_path else None
     try:
-        with open_rejects(config.rejects_path, redact=redact) as rejects, Spool(config.spool_dir) as spool:
-            summary.rejects_path = getattr(rejects, "location", None)
-            account = _Accountant(summary, rejects, progress, log)
-
-            # 1. read, map, validate, spool
-            last_read_log = time.monotonic()
-            for batch in _mapped_batches(chunks, mapping, summary, account):
-                spool.add_many(batch)
-                if time.monotonic() - last_read_log >= config.progress_interval:
-                    last_read_log = time.monotonic()
-                    log.info(
-                        "Reading the source: %d row(s) read so far, %d rejected by validation.",
-                        summary.rows_read,
-                        summary.count(Outcome.REJECTED),
-                    )
-            progress.set_total(summary.rows_read)
-            log.info(
-                "Read %d row(s); %d to send after validation and de-duplication%s.",
-                summary.rows_read,
-                spool.count_survivors(),
-                " (dry run: no writes)" if config.dry_run else "",
-            )
-
-            # 2. duplicates: last wins
-            for lost in spool.superseded():
-                account(
-                    RowResult(
-                        lost.row_number,
-                        lost.identifier,
+        with Spool(config.spool_dir) as spool:
+            _read(run, chunks, mapping, spool)
+            for lost in spool.superseded():  # duplicates: the last row wins
+                why = f"duplicate identifier: row {lost.winner_row_number} has the same identifier and wins"
+                run.record(
+                    run.result(
+                        RowRef(lost.row_number, lost.identifier),
                         Outcome.SKIPPED,
+                        f"{why} (last row wins)",
                         code=DUPLICATE_IDENTIFIER,
-                        message=(
-                            f"row {lost.row_number}: duplicate identifier: row {lost.winner_row_number} "
-                            "has the same identifier and wins (last row wins)"
-                        ),
                     )
                 )
-
-            # 3. send
-            survivors = _filter_unchanged(spool.survivors(), state, mapping, account)
+            survivors = _filter_unchanged(run, spool.survivors(), state, mapping)
             if config.dry_run:
                 survivors = _log_dry_run_samples(survivors, log)
-            stop = config.stop_event if config.stop_event is not None else threading.Event()
-            work = _MemberSender(client, mapping, dry_run=config.dry_run, redact=redact)
-            for row, outcome in send_all(
-                survivors,
-                work,
-                max_workers=config.max_workers,
-                stop=stop,
-                heartbeat=progress.maybe_log,
-            ):
-                if isinstance(outcome, SendFailure):
-                    outcome = RowResult(
-                        row.row_number,
-                        row.identifier,
-                        Outcome.FAILED,
-                        code="internal",
-                        message=f"row {row.row_number}: {type(outcome.error).__name__}: "
-                        f"{redact(str(outcome.error))}",
-                        payload=row.payload,
-                    )
-                if outcome.extra.get("auth_failed") and not stop.is_set():
-                    stop.set()
-                    abort_reason = (
-                        "CrowdTwist answered 401 Unauthorized: the API key or HMAC keys of the connection "
-                        "are wrong; the sync stopped"
-                    )
-                    log.error("%s.", abort_reason)
-                outcome.extra.pop("auth_failed", None)
+            for row, result in run.send(survivors, _MemberSender(run, mapping), _ref):
                 if (
                     state is not None
                     and not config.dry_run
-                    and outcome.outcome in (Outcome.CREATED, Outcome.UPDATED)
+                    and result.outcome in (Outcome.CREATED, Outcome.UPDATED)
                 ):
                     state.record(mapping.dedupe_key(row.identifier), row.payload_json)
-                account(outcome)
-            if stop.is_set() and abort_reason is None:
-                abort_reason = "the sync was stopped before every row was sent (task killed)"
-                log.error("%s.", abort_reason)
-            if abort_reason:
-                for row in survivors:
-                    account(
-                        RowResult(
-                            row.row_number,
-                            row.identifier,
-                            Outcome.FAILED,
-                            code=NOT_SENT_AFTER_ABORT,
-                            message=f"row {row.row_number}: not sent: {abort_reason}",
-                            payload=row.payload,
-                        )
-                    )
-            summary.rejects_written = rejects.written
+                run.record(result)
     finally:
-        if state is not None:
-            state.close()
-        summary.requests_sent = int(getattr(client, "requests_sent", 0) or 0) - requests_before
-        summary.duration_seconds = time.monotonic() - started
-    summary.aborted = abort_reason
-    if not summary.is_consistent():  # pragma: no cover - would be a bug in this module
-        log.error(
-            "Row accounting mismatch: %d rows read, %d outcomes", summary.rows_read, summary.total_outcomes
-        )
-    log.info(
-        "%s", summary_table(summary, "CrowdTwist member sync" + (" (dry run)" if config.dry_run else ""))
-    )
-    if abort_reason:
-        raise SyncAbortedError(abort_reason, summary)
-    violation = threshold_violation(summary, config.max_failed_rows, config.max_failed_ratio)
-    if violation:
-        raise ThresholdExceededError(violation, summary)
-    return summary
+        try:
+            if state is not None:
+                state.close()
+        finally:
+            run.close()
+    run.finish()
+    return run.summary
 
 
-def _mapped_batches(
-    chunks: Iterable[pd.DataFrame], mapping: MemberMapping, summary: SyncSummary, account: _Accountant
-) -> Iterator[list[tuple[int, str, str, str]]]:
-    """Map every row of every chunk; yield the spool rows of each chunk, account rejections at once."""
-    row_number = 0
+def _read(
+    run: SyncRun[SpooledRow], chunks: Iterable[pd.DataFrame], mapping: MemberMapping, spool: Spool
+) -> None:
+    """Map every row of every chunk into the spool; rejections are recorded at once."""
+    summary = run.summary
+    last_log = time.monotonic()
     for chunk in chunks:
-        columns = [str(c) for c in chunk.columns]
-        plan = mapping.plan(columns)
+        plan = mapping.plan([str(c) for c in chunk.columns])
         batch: list[tuple[int, str, str, str]] = []
         for record in chunk_records(chunk):
-            row_number += 1
-            summary.rows_read += 1
-            mapped = mapping.map_record(row_number, record, plan)
+            mapped = mapping.map_record(run.read_row(), record, plan)
             if isinstance(mapped, MappedRow):
-                batch.append(
-                    (
-                        mapped.row_number,
-                        mapped.dedupe_key,
-                        mapped.identifier,
-                        json.dumps(mapped.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-                    )
+                payload = json.dumps(
+                    mapped.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
                 )
+                batch.append((mapped.row_number, mapped.dedupe_key, mapped.identifier, payload))
             else:
-                account(mapped)
-        yield batch
+                run.record(mapped)
+        spool.add_many(batch)
+        if time.monotonic() - last_log >= run.config.progress_interval:
+            last_log = time.monotonic()
+            run.log.info(
+                "Reading the source: %d row(s) read so far, %d rejected by validation.",
+                summary.rows_read,
+                summary.count(Outcome.REJECTED),
+            )
+    run.progress.set_total(summary.rows_read)
+    run.log.info(
+        "Read %d row(s); %d to send after validation and de-duplication%s.",
+        summary.rows_read,
+        spool.count_survivors(),
+        " (dry run: no writes)" if run.config.dry_run else "",
+    )
 
 
 def _filter_unchanged(
-    rows: Iterator[SpooledRow], state: SyncState | None, mapping: MemberMapping, account: _Accountant
+    run: SyncRun[SpooledRow], rows: Iterator[SpooledRow], state: MemberState | None, mapping: MemberMapping
 ) -> Iterator[SpooledRow]:
     """Drop (as ``unchanged``) rows whose payload equals the last one sent successfully."""
     for row in rows:
         if state is not None and state.is_unchanged(mapping.dedupe_key(row.identifier), row.payload_json):
-            account(
-                RowResult(
-                    row.row_number,
-                    row.identifier,
-                    Outcome.UNCHANGED,
-                    message=f"row {row.row_number}: same payload as the last successful sync (state_path)",
-                )
-            )
+            why = "same payload as the last successful sync (state_path)"
+            run.record(run.result(RowRef(row.row_number, row.identifier), Outcome.UNCHANGED, why))
             continue
         yield row
 

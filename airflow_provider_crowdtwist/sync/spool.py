@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_crowdtwist.sync.paths import transaction
+
 
 @dataclass(frozen=True)
 class SpooledRow:
@@ -74,8 +76,7 @@ class Spool:
         batch = list(rows)
         if not batch:
             return 0
-        self._db.execute("BEGIN")
-        try:
+        with transaction(self._db):
             self._db.executemany(
                 "INSERT INTO rows (row_number, dedupe_key, identifier, payload) VALUES (?, ?, ?, ?)", batch
             )
@@ -84,10 +85,6 @@ class Spool:
                 "ON CONFLICT(dedupe_key) DO UPDATE SET row_number = MAX(row_number, excluded.row_number)",
                 [(key, n) for n, key, _, _ in batch],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         self.rows_added += len(batch)
         return len(batch)
 

@@ -81,7 +81,6 @@ def operator(**kwargs: Any) -> CrowdTwistUserSyncOperator:
         ({"max_failed_rows": -1}, "max_failed_rows"),
         ({"requests_per_minute": -5}, "requests_per_minute"),
         ({"chunksize": 0}, "chunksize"),
-        ({"field_mapping": {"dob": "birthday"}}, "birthday"),
         ({"sql": "SELECT 1", "sql_conn_id": "w", "rows": [{"user_id": "a@b.co"}]}, "exactly one source"),
         ({"rows": None, "sql": "SELECT 1"}, "sql_conn_id is required"),
         ({"rows": None}, "got none"),
@@ -195,6 +194,10 @@ def test_run_time_configuration_errors_fail_without_retry(conn):
     op.field_mapping = {"first_name": "shoe_size"}  # what the template rendered
     with pytest.raises(AirflowFailException, match="shoe_size"):
         op.execute(context())
+    # field_mapping is a template field: its content is checked once rendered, never at parse time.
+    op = operator(field_mapping={"dob": "birthday"})
+    with pytest.raises(AirflowFailException, match="birthday"):
+        op.execute(context())
     op = operator(id_column="email")
     with pytest.raises(AirflowFailException, match="id_column 'email'"):
         op.execute(context())
@@ -214,8 +217,9 @@ def test_requests_per_minute_and_pool_follow_the_task(conn, monkeypatch):
 
     def spy(config, **kwargs):
         seen["config"] = config
-        seen["limiter"] = kwargs.get("rate_limiter")
-        return original(config, **kwargs)
+        client = original(config, **kwargs)
+        seen["limiter"] = client.rate_limiter  # the client builds its own from the config
+        return client
 
     monkeypatch.setattr(_common, "CrowdTwistClient", spy)
     operator(requests_per_minute=1200, max_workers=100).execute(context())
