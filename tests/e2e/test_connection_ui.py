@@ -92,7 +92,7 @@ def test_connection_form_is_what_the_ui_reads(airflow_env: AirflowEnv) -> None:
         fields = form["standard_fields"]
         assert fields["host"]["title"] == "API base URL"
         assert fields["host"]["hidden"] is False
-        assert fields["port"]["hidden"] is False and fields["schema"]["hidden"] is True
+        assert fields["port"]["hidden"] is False and fields["url_schema"]["hidden"] is True
         assert "HMAC public key" in fields["login"]["title"]
         assert "API key" in fields["password"]["title"]
         extra = form["extra_fields"]
