@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
@@ -89,6 +90,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "activity_id")
     ui_color = "#f7e6c4"
+    asset_object = ACTIVITIES
 
     def __init__(
         self,
@@ -181,6 +183,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
             dry_run=self.dry_run,
             partition=self.partition,
+            progress_interval=self.progress_interval,
             stop_event=None if parse_time else self._stop,
         )
 
@@ -204,7 +207,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Read, map, validate, dedupe and send; return the summary dict (XCom)."""
-        from airflow.providers.common.compat.sdk import AirflowException
+        from airflow_provider_crowdtwist._compat import AirflowException
 
         self._stop = threading.Event()
         try:
@@ -251,4 +254,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             finally:
                 if ledger is not None:
                     ledger.close()
-        return summary.to_dict()
+        return self._complete(summary.to_dict(), context)
+
+    def _asset_uri(self, base_url: str) -> str:
+        """``crowdtwist://<host>/activities/<id>``; ``.../activities`` when the rows name the activity."""
+        return activity_asset_uri(base_url, self.activity_id if not self.activity_id_column else None)

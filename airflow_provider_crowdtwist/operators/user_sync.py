@@ -92,6 +92,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             state_path=path(self.state_path),
             dry_run=self.dry_run,
             partition=self.partition,
+            progress_interval=self.progress_interval,
             stop_event=None if parse_time else self._stop,
         )
 
@@ -116,4 +117,4 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
                 summary = sync_members(client, self._source_chunks(), config, self.log)
             except (SyncError, FileInUseError, ValueError) as exc:
                 raise fail_task(exc, context) from None
-        return summary.to_dict()
+        return self._complete(summary.to_dict(), context)

@@ -17,9 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.client.client import split_update_only
 from airflow_provider_crowdtwist.client.config import PII_FREE_ID_TYPES
@@ -44,6 +42,9 @@ from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
 from airflow_provider_crowdtwist.sync.state import MemberState
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
 from airflow_provider_crowdtwist.sync.validation import check_create
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log_default = logging.getLogger(__name__)
 

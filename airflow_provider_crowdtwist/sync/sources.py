@@ -18,11 +18,15 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.paths import is_local
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for pandas (see sync/lazy.py)
+    pd = LazyModule("pandas", globals(), "pd")
 
 DEFAULT_CHUNKSIZE = 10_000
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_crowdtwist._compat import AirflowException, AirflowFailException
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 
 CONN_ID = "crowdtwist_member_test"
