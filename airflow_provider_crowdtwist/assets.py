@@ -16,6 +16,9 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 SCHEME = "crowdtwist"
 MEMBERS = "members"
 ACTIVITIES = "activities"
+#: The host part of the live push assets: a landed feed is not one program's API host.
+LIVE_PUSH_HOST = "live-push"
+LIVE_PUSH_FEEDS = ("profile", "activity")
 
 
 def program_host(base_url: str) -> str:
@@ -42,11 +45,17 @@ def activity_asset_uri(base_url: str, activity_id: str | None = None) -> str:
     return f"{uri}/{quote(str(activity_id), safe='')}" if activity_id else uri
 
 
+def live_push_asset_uri(feed: str, table: str) -> str:
+    """``crowdtwist://live-push/<feed>/<table>``: a warehouse table loaded from a live push feed."""
+    return f"{SCHEME}://{LIVE_PUSH_HOST}/{quote(feed, safe='')}/{quote(table, safe='')}"
+
+
 def sanitize_uri(uri: SplitResult) -> SplitResult:
     """Airflow's URI normalizer for the ``crowdtwist`` scheme.
 
     Host lower-cased, the default port (443) dropped, a trailing slash dropped; the path must name an
-    object this provider emits (``/members``, ``/activities``, ``/activities/<id>``). Anything else
+    object this provider emits (``/members``, ``/activities``, ``/activities/<id>``, or for the host
+    ``live-push`` a loaded feed, ``/<feed>/<table>``). Anything else
     raises ``ValueError``, which Airflow reports as an invalid asset URI.
     """
     if not uri.hostname:
@@ -56,6 +65,13 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     host = uri.hostname.lower()
     netloc = host if uri.port in (None, 443) else f"{host}:{uri.port}"
     segments = [s for s in uri.path.split("/") if s]
+    if host == LIVE_PUSH_HOST:
+        if len(segments) != 2 or segments[0] not in LIVE_PUSH_FEEDS:
+            raise ValueError(
+                f"crowdtwist://{LIVE_PUSH_HOST} asset path {uri.path!r} must be /<feed>/<table> with feed "
+                f"one of {', '.join(LIVE_PUSH_FEEDS)}"
+            )
+        return SplitResult(SCHEME, host, "/" + "/".join(segments), "", "")
     if not (
         segments == [MEMBERS]
         or segments == [ACTIVITIES]

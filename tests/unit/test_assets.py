@@ -42,6 +42,7 @@ def test_uris() -> None:
         ("crowdtwist://SBAPI.crowdtwist.com:443/members/", "crowdtwist://sbapi.crowdtwist.com/members"),
         ("crowdtwist://h:8443/activities", "crowdtwist://h:8443/activities"),
         ("crowdtwist://h/activities/purchase", "crowdtwist://h/activities/purchase"),
+        ("crowdtwist://LIVE-PUSH/profile/members_live/", "crowdtwist://live-push/profile/members_live"),
     ],
 )
 def test_sanitize_uri(uri: str, normal: str) -> None:
@@ -49,7 +50,15 @@ def test_sanitize_uri(uri: str, normal: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["crowdtwist:///members", "crowdtwist://h/users", "crowdtwist://h/members?x=1", "crowdtwist://h/"]
+    "uri",
+    [
+        "crowdtwist:///members",
+        "crowdtwist://h/users",
+        "crowdtwist://h/members?x=1",
+        "crowdtwist://h/",
+        "crowdtwist://live-push/members",
+        "crowdtwist://live-push/redemption/t",
+    ],
 )
 def test_sanitize_uri_refuses_what_the_provider_never_emits(uri: str) -> None:
     with pytest.raises(ValueError, match="crowdtwist://"):
