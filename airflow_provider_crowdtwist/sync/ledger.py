@@ -43,21 +43,14 @@ import contextlib
 import logging
 import os
 import pathlib
-import shutil
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol, runtime_checkable
 
-from airflow_provider_crowdtwist.sync.paths import is_local
-
-try:  # POSIX advisory locks keep two runs from sharing one local ledger at the same time.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no lock, documented
-    fcntl = None  # type: ignore[assignment]
+from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, is_local
 
 __all__ = [
     "LEDGER_STATES",
@@ -101,7 +94,7 @@ class LedgerError(RuntimeError):
     """The ledger cannot be opened, read or written; crediting must not go on without it."""
 
 
-class LedgerInUseError(LedgerError):
+class LedgerInUseError(LedgerError, FileInUseError):
     """Another running sync holds the ledger; two writers would defeat the exactly-once guarantee."""
 
 
@@ -141,10 +134,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _describe(location: Any) -> str:
-    return str(location)
-
-
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -181,12 +170,12 @@ class CreditLedger:
         self.location = location or str(db_path)
         self._log = log or _log
         self._lock = threading.RLock()
-        self._lock_file: IO[Any] | None = None
+        self._file_lock: FileLock | None = None
         self._closed = False
-        self._tmpdir: str | None = None
+        self._copy: WorkingCopy | None = None
         self.recovered_unknown = 0
         if lock and remote is None:
-            self._acquire_file_lock()
+            self._file_lock = FileLock(self.db_path, self._busy)
         try:
             self._conn = sqlite3.connect(
                 str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
@@ -241,21 +230,18 @@ class CreditLedger:
             )
         if not hasattr(location, "open"):
             raise LedgerError(f"ledger_path {location!r} is neither a local path nor has .open()")
-        tmpdir = tempfile.mkdtemp(prefix="crowdtwist-ledger-")
-        local = pathlib.Path(tmpdir) / "ledger.sqlite"
+        copy = WorkingCopy(location, name="ledger.sqlite")
         try:
-            try:
-                with location.open("rb") as src, open(local, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-                (log or _log).info("Downloaded credit ledger %s (%d bytes)", location, local.stat().st_size)
-            except FileNotFoundError:
-                local.unlink(missing_ok=True)
+            if copy.downloaded:
+                size = os.path.getsize(copy.path)
+                (log or _log).info("Downloaded credit ledger %s (%d bytes)", location, size)
+            else:
                 (log or _log).info("Credit ledger %s does not exist yet; starting a new one", location)
-            ledger = cls(local, run_id=run_id, remote=location, location=_describe(location), log=log)
+            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)
         except Exception:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            copy.close()
             raise
-        ledger._tmpdir = tmpdir
+        ledger._copy = copy
         # Make the recovery of pending keys durable remotely before anything is sent.
         ledger.sync()
         return ledger
@@ -272,8 +258,8 @@ class CreditLedger:
             with self._lock:
                 self._conn.close()
             self._release_file_lock()
-            if self._tmpdir is not None:
-                shutil.rmtree(self._tmpdir, ignore_errors=True)
+            if self._copy is not None:
+                self._copy.close()
 
     def __enter__(self) -> CreditLedger:
         return self
@@ -286,26 +272,16 @@ class CreditLedger:
         """True when the ledger is a local copy of an object-storage file (uploaded by :meth:`sync`)."""
         return self.remote is not None
 
-    def _acquire_file_lock(self) -> None:
-        if fcntl is None:  # pragma: no cover
-            return
-        lock_path = self.db_path.with_name(self.db_path.name + ".lock")
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the life of the ledger
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            handle.close()
-            raise LedgerInUseError(
-                f"the credit ledger {self.db_path} is in use by another running sync (lock {lock_path}); "
-                "run credit syncs that share a ledger one at a time (e.g. max_active_runs=1)"
-            ) from exc
-        self._lock_file = handle
+    def _busy(self, lock_path: str) -> Exception:
+        return LedgerInUseError(
+            f"the credit ledger {self.db_path} is in use by another running sync (lock {lock_path}); "
+            "run credit syncs that share a ledger one at a time (e.g. max_active_runs=1)"
+        )
 
     def _release_file_lock(self) -> None:
-        if self._lock_file is not None:
-            with contextlib.suppress(OSError):
-                self._lock_file.close()
-            self._lock_file = None
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
 
     # ------------------------------------------------------------------ writing
 
@@ -529,8 +505,8 @@ class CreditLedger:
             self._check_open()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             try:
-                with open(self.db_path, "rb") as src, self.remote.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                assert self._copy is not None  # set by open() for every remote ledger
+                self._copy.upload()
             except Exception as exc:
                 raise LedgerError(f"cannot upload the credit ledger to {self.location}: {exc}") from exc
 

@@ -48,7 +48,7 @@ from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
 from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
-from airflow_provider_crowdtwist.sync.state import SyncState
+from airflow_provider_crowdtwist.sync.state import MemberState
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncSummary,
@@ -358,7 +358,7 @@ def sync_members(
     progress = ProgressReporter(log, interval=config.progress_interval)
     abort_reason: str | None = None
 
-    state = SyncState(config.state_path, namespace=mapping.id_type) if config.state_path else None
+    state = MemberState(config.state_path, namespace=mapping.id_type) if config.state_path else None
     try:
         with open_rejects(config.rejects_path, redact=redact) as rejects, Spool(config.spool_dir) as spool:
             summary.rejects_path = getattr(rejects, "location", None)
@@ -501,7 +501,7 @@ def _mapped_batches(
 
 
 def _filter_unchanged(
-    rows: Iterator[SpooledRow], state: SyncState | None, mapping: MemberMapping, account: _Accountant
+    rows: Iterator[SpooledRow], state: MemberState | None, mapping: MemberMapping, account: _Accountant
 ) -> Iterator[SpooledRow]:
     """Drop (as ``unchanged``) rows whose payload equals the last one sent successfully."""
     for row in rows:

@@ -12,16 +12,12 @@ once on :meth:`RejectsWriter.close`.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from airflow_provider_crowdtwist.sync.outcomes import RowResult
-from airflow_provider_crowdtwist.sync.paths import describe, is_local
+from airflow_provider_crowdtwist.sync.paths import WorkingCopy
 
 MASK = "***"
 
@@ -48,23 +44,6 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
-def make_parent(target: Any) -> None:
-    """Create the parent "directory" of a path-like target where the store has directories.
-
-    Local file systems need it; object stores (s3, gs) have no directories and may refuse: ignored.
-    """
-    parent = getattr(target, "parent", None)
-    if parent is None or not hasattr(parent, "mkdir"):
-        return
-    with contextlib.suppress(Exception):
-        parent.mkdir(parents=True, exist_ok=True)
-
-
-def describe_target(target: Any) -> str:
-    """The location as a string for logs and the XCom summary."""
-    return describe(target)
-
-
 class RejectsWriter:
     """Writes :class:`RowResult` problems as JSON lines; a context manager.
 
@@ -74,19 +53,11 @@ class RejectsWriter:
     """
 
     def __init__(self, target: Any, *, redact: Callable[[str], str] | None = None) -> None:
-        self.target = target
-        self.location = describe_target(target)
+        self._copy = WorkingCopy(target, name="rejects.jsonl", download=False)
+        self.location = self._copy.location
         self.redact = redact
         self.written = 0
-        self._tmp_path: str | None = None
-        if is_local(target):
-            path = os.fspath(target)
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-            self._handle: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        else:
-            fd, self._tmp_path = tempfile.mkstemp(prefix="crowdtwist-rejects-", suffix=".jsonl")
-            self._handle = os.fdopen(fd, "w", encoding="utf-8")
+        self._handle: IO[str] = open(self._copy.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._closed = False
 
     def record(self, result: RowResult) -> dict[str, Any]:
@@ -118,13 +89,10 @@ class RejectsWriter:
             return
         self._closed = True
         self._handle.close()
-        if self._tmp_path is not None:
-            try:
-                make_parent(self.target)
-                with open(self._tmp_path, "rb") as src, self.target.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            finally:
-                os.unlink(self._tmp_path)
+        try:
+            self._copy.upload()
+        finally:
+            self._copy.close()
 
     def __enter__(self) -> RejectsWriter:
         return self

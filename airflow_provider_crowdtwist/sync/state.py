@@ -1,27 +1,28 @@
-"""Optional sync state: identifier -> hash of the last payload CrowdTwist accepted.
+"""Optional member state: identifier -> hash of the last payload CrowdTwist accepted.
 
 With ``state_path`` set, a row whose payload is byte-for-byte the one last sent successfully for the
 same member is ``unchanged`` and not sent at all -- a nightly full export then costs requests only for
 the members that changed. The trade-off (documented for users): a change made to a member directly in
 CrowdTwist is not seen, so delete the state file to force a full resend.
 
-The state file is SQLite. A local path is used in place; a path-like object with ``.open()``
-(``ObjectStoragePath``) is copied to a temporary file at start and uploaded back on close.
+The state file is SQLite, reached through a :class:`~.paths.WorkingCopy` (a local path is used in
+place; an object-storage path is downloaded at start and uploaded on close). A local state file is
+locked like the credit ledger (:class:`~.paths.FileLock`, on the resolved real path): a second sync on
+the same ``state_path`` fails at once instead of both overwriting each other's hashes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import sqlite3
-import tempfile
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.paths import is_local
-from airflow_provider_crowdtwist.sync.rejects import make_parent
+from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy
+
+
+class StateInUseError(FileInUseError):
+    """Another running member sync holds this ``state_path``."""
 
 
 def payload_hash(payload_json: str) -> str:
@@ -29,34 +30,37 @@ def payload_hash(payload_json: str) -> str:
     return hashlib.sha256(payload_json.encode("utf-8")).hexdigest()
 
 
-class SyncState:
+class MemberState:
     """Identifier -> payload hash, in a SQLite file; used from one thread."""
 
     def __init__(self, target: Any, *, namespace: str = "") -> None:
-        self.target = target
         self.namespace = namespace
-        self._remote = not is_local(target)
-        self._tmp_dir: str | None = None
-        if self._remote:
-            self._tmp_dir = tempfile.mkdtemp(prefix="crowdtwist-state-")
-            self.path = os.path.join(self._tmp_dir, "state.sqlite")
-            try:
-                exists = target.exists()
-            except Exception:  # a store that cannot tell: start empty
-                exists = False
-            if exists:
-                with target.open("rb") as src, open(self.path, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        else:
-            self.path = os.fspath(target)
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS member_state (key TEXT PRIMARY KEY, hash TEXT NOT NULL, "
-            "updated_at INTEGER NOT NULL)"
-        )
+        self._copy = WorkingCopy(target, name="state.sqlite")
+        self.path = self._copy.path
+        self._lock: FileLock | None = None
+        try:
+            if not self._copy.is_remote:
+                self._lock = FileLock(self.path, self._busy)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS member_state (key TEXT PRIMARY KEY, hash TEXT NOT NULL, "
+                "updated_at INTEGER NOT NULL)"
+            )
+        except BaseException:
+            self._release()
+            raise
         self._pending: list[tuple[str, str, int]] = []
+
+    def _busy(self, lock_path: str) -> Exception:
+        return StateInUseError(
+            f"the member state {self._copy.location} is in use by another running sync (lock {lock_path}); "
+            "run member syncs that share a state_path one at a time (e.g. max_active_runs=1)"
+        )
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+        self._copy.close()
 
     def _key(self, key: str) -> str:
         return f"{self.namespace}:{key}" if self.namespace else key
@@ -76,11 +80,6 @@ class SyncState:
         if len(self._pending) >= 1000:
             self.flush()
 
-    def record_many(self, items: Iterable[tuple[str, str]]) -> None:
-        """Remember several successful sends."""
-        for key, payload_json in items:
-            self.record(key, payload_json)
-
     def flush(self) -> None:
         """Write pending records."""
         if not self._pending:
@@ -95,20 +94,17 @@ class SyncState:
         self._pending = []
 
     def close(self) -> None:
-        """Flush, close, and upload a remote state file."""
+        """Flush, close, upload a remote state file, release the lock."""
         try:
-            self.flush()
-        finally:
-            self._db.close()
-        if self._remote and self._tmp_dir is not None:
             try:
-                make_parent(self.target)
-                with open(self.path, "rb") as src, self.target.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                self.flush()
             finally:
-                shutil.rmtree(self._tmp_dir, ignore_errors=True)
+                self._db.close()
+            self._copy.upload()
+        finally:
+            self._release()
 
-    def __enter__(self) -> SyncState:
+    def __enter__(self) -> MemberState:
         return self
 
     def __exit__(self, *exc: object) -> None:
