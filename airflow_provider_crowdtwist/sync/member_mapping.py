@@ -17,17 +17,27 @@ from typing import Any
 
 from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES
 from airflow_provider_crowdtwist.sync.attributes import (
+    CREATE_REQUIRED,
     CUSTOM_DATA_PREFIX,
     UPDATE_ONLY_ATTRIBUTES,
     attribute_kind,
     is_attribute,
 )
-from airflow_provider_crowdtwist.sync.convert import CONVERTERS, MISSING, ConversionError, to_plain, to_text
+from airflow_provider_crowdtwist.sync.convert import (
+    CONVERTERS,
+    MISSING,
+    ConversionError,
+    is_missing,
+    to_plain,
+    to_text,
+)
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.validation import check_create, check_email, check_fields
 
 MODES = ("upsert", "insert", "update")
 UNMAPPED_POLICIES = ("custom_data", "ignore", "error")
+#: What a null cell means: leave CrowdTwist's value alone (``skip``), or clear the field (``clear``).
+NULL_VALUES = ("skip", "clear")
 
 # Error codes of row-level rejections made before any request.
 MISSING_IDENTIFIER = "missing_identifier"
@@ -74,6 +84,7 @@ class MemberMapping:
     field_mapping: Mapping[str, str] | None = None
     unmapped_columns: str = "custom_data"
     mode: str = "upsert"
+    null_values: str = "skip"
     _plans: dict[tuple[str, ...], _Plan] = field(default_factory=dict, repr=False)
     _checked_first: bool = field(default=False, repr=False)
 
@@ -90,6 +101,10 @@ class MemberMapping:
         if self.unmapped_columns not in UNMAPPED_POLICIES:
             raise MemberSyncConfigError(
                 f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
+            )
+        if self.null_values not in NULL_VALUES:
+            raise MemberSyncConfigError(
+                f"null_values {self.null_values!r} is not one of {', '.join(NULL_VALUES)}"
             )
         if self.mode == "insert" and self.id_type == "id":
             # CrowdTwist assigns ``id`` itself; a create cannot carry it, so a later run could not find
@@ -230,7 +245,9 @@ class MemberMapping:
                 label = where if where == target.column else f"{where} (column {target.column!r})"
                 return self._reject(row_number, identifier, INVALID_VALUE, f"{label}: {exc}", payload)
             if converted is MISSING:
-                continue
+                if not (self.null_values == "clear" and is_missing(value) and _clearable(target)):
+                    continue
+                converted = None  # null_values="clear": a JSON null clears the field in CrowdTwist
             if target.attribute == "custom_data":
                 if target.custom_key is None:
                     custom.update(converted)
@@ -244,8 +261,18 @@ class MemberMapping:
         if isinstance(country, str):
             payload["country_code"] = country.upper()
         id_attr = self.identifier_attribute
-        if id_attr is not None and id_attr not in payload:
+        if id_attr is not None and payload.get(id_attr) is None:
             payload[id_attr] = identifier
+        for name in CREATE_REQUIRED:
+            if name in payload and payload[name] is None:
+                return self._reject(
+                    row_number,
+                    identifier,
+                    INVALID_VALUE,
+                    f"{name}: the value is empty, and CrowdTwist requires {name} "
+                    "(null_values='clear' cannot clear a required field)",
+                    payload,
+                )
         if self.id_type == "email":
             reason = check_email(identifier)
             if reason:
@@ -279,6 +306,14 @@ class MemberMapping:
             message=f"row {row_number}: {reason}",
             payload=dict(payload) if payload else None,
         )
+
+
+def _clearable(target: _Target) -> bool:
+    """A null may clear a scalar attribute or one custom_data key; never a whole object or a flag
+    that only makes sense with a value (``is_active``, ``remove_points``)."""
+    if target.custom_key is not None:
+        return True
+    return target.kind != "object" and target.attribute not in UPDATE_ONLY_ATTRIBUTES
 
 
 def _list(names: Sequence[str]) -> str:

@@ -38,15 +38,14 @@ from airflow_provider_crowdtwist.sync.attributes import UPDATE_ONLY_ATTRIBUTES
 from airflow_provider_crowdtwist.sync.member_mapping import (
     CREATE_REQUIREMENTS,
     DUPLICATE_IDENTIFIER,
-    MappedRow,
     MemberMapping,
     MemberSyncConfigError,
 )
+from airflow_provider_crowdtwist.sync.member_read import MemberReader
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
-from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
 from airflow_provider_crowdtwist.sync.state import MemberState
 from airflow_provider_crowdtwist.sync.summary import (
@@ -89,6 +88,13 @@ class MemberSyncConfig:
     #: Set it from another thread (the operator's ``on_kill``) to stop sending; rows not sent yet end
     #: as ``failed`` ("not sent") and the report is still written.
     stop_event: threading.Event | None = None
+    #: Ignore the state's "unchanged" verdict for this run: every row is sent and re-recorded.
+    full_refresh: bool = False
+    #: ``skip``: a null cell leaves CrowdTwist's value alone; ``clear``: it clears the field.
+    null_values: str = "skip"
+    #: Keys the state's fingerprints (with a per-state salt); default: the client's API key or HMAC
+    #: private key, so that the secret lives where the connection lives, never in the state file.
+    state_key: str | None = None
 
     def mapping(self, default_id_type: str = "email") -> MemberMapping:
         """The :class:`MemberMapping` for these settings (validated)."""
@@ -98,6 +104,7 @@ class MemberSyncConfig:
             field_mapping=dict(self.field_mapping or {}),
             unmapped_columns=self.unmapped_columns,
             mode=self.mode,
+            null_values=self.null_values,
         )
         mapping.validate()
         return mapping
@@ -109,8 +116,9 @@ class MemberSyncConfig:
             validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
         except ValueError as exc:
             raise MemberSyncConfigError(str(exc)) from None
-        if not isinstance(self.dry_run, bool):
-            raise MemberSyncConfigError(f"dry_run must be true or false, got {self.dry_run!r}")
+        for name in ("dry_run", "full_refresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise MemberSyncConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.progress_interval, (int, float)) or self.progress_interval <= 0:
             raise MemberSyncConfigError(
                 f"progress_interval must be > 0 seconds, got {self.progress_interval!r}"
@@ -358,23 +366,30 @@ def sync_members(
     progress = ProgressReporter(log, interval=config.progress_interval)
     abort_reason: str | None = None
 
-    state = MemberState(config.state_path, namespace=mapping.id_type) if config.state_path else None
+    state = _open_state(config, mapping, client)
     try:
         with open_rejects(config.rejects_path, redact=redact) as rejects, Spool(config.spool_dir) as spool:
             summary.rejects_path = getattr(rejects, "location", None)
             account = _Accountant(summary, rejects, progress, log)
 
-            # 1. read, map, validate, spool
-            last_read_log = time.monotonic()
-            for batch in _mapped_batches(chunks, mapping, summary, account):
-                spool.add_many(batch)
-                if time.monotonic() - last_read_log >= config.progress_interval:
-                    last_read_log = time.monotonic()
+            # 1. read, map, validate, spool (with a state: unchanged rows are not even mapped)
+            last_read_log = [time.monotonic()]
+
+            def read_rows(n: int) -> int:
+                summary.rows_read += n
+                return summary.rows_read - n + 1
+
+            def log_reading() -> None:
+                if time.monotonic() - last_read_log[0] >= config.progress_interval:
+                    last_read_log[0] = time.monotonic()
                     log.info(
                         "Reading the source: %d row(s) read so far, %d rejected by validation.",
                         summary.rows_read,
                         summary.count(Outcome.REJECTED),
                     )
+
+            reader = MemberReader(mapping, spool, account, read_rows, state, config.full_refresh)
+            reader.read(chunks, log_reading)
             progress.set_total(summary.rows_read)
             log.info(
                 "Read %d row(s); %d to send after validation and de-duplication%s.",
@@ -399,7 +414,11 @@ def sync_members(
                 )
 
             # 3. send
-            survivors = _filter_unchanged(spool.survivors(), state, mapping, account)
+            unchanged = spool.count_unchanged()
+            if unchanged:
+                summary.add(Outcome.UNCHANGED, unchanged)
+                progress.record(Outcome.UNCHANGED, unchanged)
+            survivors = spool.survivors()
             if config.dry_run:
                 survivors = _log_dry_run_samples(survivors, log)
             stop = config.stop_event if config.stop_event is not None else threading.Event()
@@ -434,7 +453,7 @@ def sync_members(
                     and not config.dry_run
                     and outcome.outcome in (Outcome.CREATED, Outcome.UPDATED)
                 ):
-                    state.record(mapping.dedupe_key(row.identifier), row.payload_json)
+                    state.record_sent(row.key, row.key2, row.identifier, row.fingerprint)
                 account(outcome)
             if stop.is_set() and abort_reason is None:
                 abort_reason = "the sync was stopped before every row was sent (task killed)"
@@ -473,49 +492,22 @@ def sync_members(
     return summary
 
 
-def _mapped_batches(
-    chunks: Iterable[pd.DataFrame], mapping: MemberMapping, summary: SyncSummary, account: _Accountant
-) -> Iterator[list[tuple[int, str, str, str]]]:
-    """Map every row of every chunk; yield the spool rows of each chunk, account rejections at once."""
-    row_number = 0
-    for chunk in chunks:
-        columns = [str(c) for c in chunk.columns]
-        plan = mapping.plan(columns)
-        batch: list[tuple[int, str, str, str]] = []
-        for record in chunk_records(chunk):
-            row_number += 1
-            summary.rows_read += 1
-            mapped = mapping.map_record(row_number, record, plan)
-            if isinstance(mapped, MappedRow):
-                batch.append(
-                    (
-                        mapped.row_number,
-                        mapped.dedupe_key,
-                        mapped.identifier,
-                        json.dumps(mapped.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-                    )
-                )
-            else:
-                account(mapped)
-        yield batch
-
-
-def _filter_unchanged(
-    rows: Iterator[SpooledRow], state: MemberState | None, mapping: MemberMapping, account: _Accountant
-) -> Iterator[SpooledRow]:
-    """Drop (as ``unchanged``) rows whose payload equals the last one sent successfully."""
-    for row in rows:
-        if state is not None and state.is_unchanged(mapping.dedupe_key(row.identifier), row.payload_json):
-            account(
-                RowResult(
-                    row.row_number,
-                    row.identifier,
-                    Outcome.UNCHANGED,
-                    message=f"row {row.row_number}: same payload as the last successful sync (state_path)",
-                )
-            )
-            continue
-        yield row
+def _open_state(config: MemberSyncConfig, mapping: MemberMapping, client: Any) -> MemberState | None:
+    """The member state of ``config.state_path`` (read-only in a dry run), or ``None`` without one."""
+    if not config.state_path:
+        return None
+    secret = config.state_key
+    if secret is None:
+        client_config = getattr(client, "config", None)
+        secret = getattr(client_config, "api_key", None) or getattr(client_config, "hmac_private_key", None)
+    if not secret:
+        raise MemberSyncConfigError(
+            "state_path needs a secret to key the state's hashes: the connection's API key or HMAC "
+            "private key (or MemberSyncConfig.state_key); none is set"
+        )
+    return MemberState(
+        config.state_path, id_type=mapping.id_type, secret=secret.encode("utf-8"), read_only=config.dry_run
+    )
 
 
 def _log_dry_run_samples(rows: Iterator[SpooledRow], log: Any, samples: int = 3) -> Iterator[SpooledRow]:

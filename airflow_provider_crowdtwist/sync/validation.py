@@ -110,7 +110,7 @@ def check_fields(payload: Mapping[str, Any]) -> tuple[str, str] | None:
         if reason:
             return "email_address", reason
     for name in NAME_ATTRIBUTES:
-        if name in payload:
+        if payload.get(name) is not None:  # None: cleared (null_values="clear")
             reason = check_name(payload[name])
             if reason:
                 return name, reason
