@@ -198,8 +198,15 @@ class _MemberSender:
                 row, payload, Outcome.FAILED, None, code="internal", message=f"{type(exc).__name__}: {exc}"
             )
 
+    def _create_first(self, row: SpooledRow) -> bool:
+        """POST before PUT? With a state, for exactly the members it has never seen; without one, as
+        the upsert order learned. Only for email ids, the one documented "already taken" answer."""
+        if row.known is None:
+            return self.order.create_first
+        return self.id_type == "email" and not row.known
+
     def _upsert(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult:
-        if self.order.create_first and self._cannot_create(row, payload) is None:
+        if self._create_first(row) and self._cannot_create(row, payload) is None:
             return self._create_then_update(row, payload)
         try:
             self.client.update_user(row.identifier, payload, id_type=self.id_type)

@@ -202,18 +202,21 @@ class Spool:
             "SELECT row_number, identifier, payload, key, key2, fingerprint, known, reactivate "
             "FROM rows ORDER BY row_number"
         )
-        for number, identifier, payload, key, key2, fingerprint, known, reactivate in cursor:
-            if send[number]:
-                yield SpooledRow(
-                    number,
-                    identifier,
-                    payload,
-                    key,
-                    key2,
-                    fingerprint,
-                    None if known is None else bool(known),
-                    bool(reactivate),
-                )
+        # Batches: every SQLite step releases the GIL, and with busy worker threads each release
+        # can cost a thread switch; one fetchmany per 1,000 rows keeps the reader from starving.
+        while batch := cursor.fetchmany(1000):
+            for number, identifier, payload, key, key2, fingerprint, known, reactivate in batch:
+                if send[number]:
+                    yield SpooledRow(
+                        number,
+                        identifier,
+                        payload,
+                        key,
+                        key2,
+                        fingerprint,
+                        None if known is None else bool(known),
+                        bool(reactivate),
+                    )
 
     def close(self) -> None:
         """Close and delete the spool."""

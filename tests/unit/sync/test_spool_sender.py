@@ -132,3 +132,22 @@ def test_one_max_workers_rule_for_sender_and_both_syncs(bad):
     with pytest.raises(ValueError, match="max_workers must be an integer from 1 to 256"):
         CreditSyncConfig(id_column="email", activity_id="purchase", max_workers=bad).validate()
     check_max_workers(256)
+
+
+def test_unchanged_rows_take_part_in_last_wins_but_are_never_sent(tmp_path):
+    import numpy as np
+
+    from airflow_provider_crowdtwist.sync.row_hash import member_keys
+
+    with Spool(str(tmp_path)) as spool:
+        spool.add_many([(1, "a", "A", '{"v":1}'), (2, "b", "B", '{"v":2}')])
+        k1, k2 = member_keys(["a", "c"])
+        spool.add_unchanged(np.array([3, 4]), k1, k2)  # a later unchanged row for "a" wins over row 1
+        spool.add_many([(5, "c", "C", '{"v":5}')])  # a later changed row for "c" wins over row 4
+        assert spool.count_survivors() == 2 and spool.count_unchanged() == 1
+        assert [r.row_number for r in spool.survivors()] == [2, 5]
+        lost = list(spool.superseded())
+        assert [(r.row_number, r.winner_row_number, r.identifier) for r in lost] == [
+            (1, 3, "A"),
+            (4, 5, None),
+        ]

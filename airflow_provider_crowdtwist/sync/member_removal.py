@@ -1,0 +1,144 @@
+"""Members who left the source: who they are, the guard, the preview, and the request that removes one.
+
+A member has *left the source* when the member state (:mod:`.state`) knows it from an earlier
+successful sync and this run's source, read to the end, did not mention it -- not even in a rejected
+row. What happens to it is ``on_removed``: ``ignore`` (default), ``deactivate`` (``PUT`` with
+``is_active: 0``, and ``remove_points: 1`` when ``remove_points_on_deactivate``) or ``delete`` (the
+queued ``DELETE``). ``delete`` also deletes members an earlier run deactivated.
+
+The guard exists because an empty or broken query must never deactivate a whole program: a run that
+would remove more than ``max_removed_ratio`` of the members in the state fails before sending
+anything, and a source with zero rows removes nothing unless ``allow_empty_source_removal``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from airflow_provider_crowdtwist.sync.paths import describe, is_local, make_parent
+from airflow_provider_crowdtwist.sync.state import DEACTIVATED, MemberState
+
+ON_REMOVED = ("ignore", "deactivate", "delete")
+PREVIEW_SUFFIX = ".removals.jsonl"
+_LOGGED_PER_LINE = 50
+
+
+@dataclass(frozen=True)
+class RemovedMember:
+    """A member to remove. ``number`` counts removals from 1 (they are not source rows)."""
+
+    number: int
+    identifier: str
+    key: int
+    key2: int
+    deactivated: bool
+
+
+def removed_members(state: MemberState, on_removed: str) -> tuple[int, Callable[[], Iterator[RemovedMember]]]:
+    """How many members left the source, and a way to list them (read from the state file lazily).
+
+    Call only after the source was read completely: "not seen" means nothing before that.
+    """
+    positions = state.unseen(include_deactivated=on_removed == "delete")
+
+    def members() -> Iterator[RemovedMember]:
+        for number, (key, key2, identifier, status) in enumerate(state.members_at(positions), start=1):
+            yield RemovedMember(number, identifier, key, key2, status == DEACTIVATED)
+
+    return len(positions), members
+
+
+def guard_violation(
+    count: int,
+    state_size: int,
+    rows_read: int,
+    *,
+    on_removed: str,
+    max_removed_ratio: float,
+    allow_empty_source_removal: bool,
+) -> str | None:
+    """Why this run must not remove ``count`` members, or ``None``."""
+    if count == 0:
+        return None
+    if rows_read == 0 and not allow_empty_source_removal:
+        return (
+            f"the source returned 0 rows, so on_removed={on_removed!r} would {on_removed} all {count} "
+            "member(s) the state knows; an empty source removes nothing unless "
+            "allow_empty_source_removal=True (and max_removed_ratio allows it)"
+        )
+    ratio = count / state_size if state_size else 1.0
+    if ratio > max_removed_ratio:
+        return (
+            f"{count} of the {state_size} member(s) in the state ({ratio:.1%}) are no longer in the "
+            f"source, more than max_removed_ratio={max_removed_ratio}; nothing was sent. If the "
+            "source is right, raise max_removed_ratio for this run"
+        )
+    return None
+
+
+def preview_target(rejects_path: Any) -> Any:
+    """Where the dry-run preview goes: beside the rejects file (``x.jsonl`` -> ``x.removals.jsonl``)."""
+    if isinstance(rejects_path, str):
+        root, ext = os.path.splitext(rejects_path)
+        return (root if ext else rejects_path) + PREVIEW_SUFFIX
+    name = getattr(rejects_path, "name", "")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return rejects_path.with_name(stem + PREVIEW_SUFFIX)
+
+
+def write_preview(
+    rejects_path: Any, members: Iterable[RemovedMember], action: str, log: Any
+) -> tuple[int, str | None]:
+    """List the members a real run would ``action``: beside the rejects file, else in the log.
+
+    Returns the count and the file's location (``None`` when listed in the log).
+    """
+    if not rejects_path:
+        count = 0
+        line: list[str] = []
+        for member in members:
+            count += 1
+            line.append(member.identifier)
+            if len(line) == _LOGGED_PER_LINE:
+                log.info("Dry run: would %s: %s", action, ", ".join(line))
+                line = []
+        if line:
+            log.info("Dry run: would %s: %s", action, ", ".join(line))
+        return count, None
+    target = preview_target(rejects_path)
+    count = 0
+    if is_local(target):
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(target))) or ".", exist_ok=True)
+    else:
+        make_parent(target)
+    with _open_text(target) as handle:
+        for member in members:
+            count += 1
+            handle.write(json.dumps(_preview_record(member, action), ensure_ascii=False) + "\n")
+    return count, describe(target)
+
+
+def _preview_record(member: RemovedMember, action: str) -> Mapping[str, Any]:
+    return {"identifier": member.identifier, "action": action, "deactivated_before": member.deactivated}
+
+
+def _open_text(target: Any) -> Any:
+    if is_local(target):
+        return open(os.fspath(target), "w", encoding="utf-8")
+    return target.open("w", encoding="utf-8")
+
+
+def removal_body(remove_points: bool) -> dict[str, int]:
+    """The PUT body that deactivates a member (``remove_points`` is a 0/1 flag sent with it)."""
+    return {"is_active": 0, "remove_points": 1} if remove_points else {"is_active": 0}
+
+
+def count_unseen(state: MemberState) -> int:
+    """Active members the source did not mention (for the log of an ``ignore`` run)."""
+    return int(np.count_nonzero(~state.seen & (state.statuses != DEACTIVATED)))
