@@ -92,7 +92,7 @@ def test_removed_members_are_deactivated_with_their_points_wiped_and_restored_on
     first = sync(sandbox, frame(range(N)), state)
     assert first.count("created") == N
     assert sandbox.admin.stats()["total"] == N  # a member the state never saw is created first: 1 request
-    _points(sandbox, sorted(REMOVED)[:5] + [1])
+    _points(sandbox, [*sorted(REMOVED)[:5], 1])
 
     before = writes(sandbox)
     total_before = sandbox.admin.stats()["total"]
