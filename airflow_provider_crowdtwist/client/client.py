@@ -98,6 +98,9 @@ class CrowdTwistClient:
     ) -> None:
         config.validate()
         self.config = config
+        # Every client honours the program's cap: without a shared limiter given, it paces itself.
+        if rate_limiter is None:
+            rate_limiter = RateLimiter(config.requests_per_minute)
         self.rate_limiter = rate_limiter
         self.log = logger or logging.getLogger(__name__)
         self._sleep = sleep
@@ -355,6 +358,7 @@ class CrowdTwistClient:
                 method=ctx.method,
                 path=ctx.shown,
                 ambiguous=failure.ambiguous,
+                problem=failure.problem,
             )
             result = AttemptResult(
                 error=error,
@@ -404,7 +408,7 @@ class CrowdTwistClient:
         if 300 <= status < 400:
             code = None
             location = self._redactor.redact(response.headers.get("Location", "?"), ctx.extra_secrets)
-            message = f"unexpected redirect to {location}; check the connection host (API base URL)"
+            message = f"unexpected redirect to {location}; check base_url (the API root)"
         else:
             code, message = parse_error_body(response.content)
             message = self._redactor.redact(message or response.reason or "no message", ctx.extra_secrets)
@@ -447,7 +451,7 @@ class CrowdTwistClient:
         return chosen
 
     @staticmethod
-    def _user_path(user_id: Any, suffix: str = "") -> str:
+    def _member_path(user_id: Any, suffix: str = "") -> str:
         if user_id is None or str(user_id).strip() == "":
             raise CrowdTwistValidationError("user_id is empty")
         return f"/v2/users/{quote_path_value(user_id)}{suffix}"
@@ -461,7 +465,7 @@ class CrowdTwistClient:
 
     def get_user(self, user_id: str, id_type: str | None = None) -> dict:
         """``GET /v2/users/{user_id}?id_type=T``: the member's profile."""
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         params = {"id_type": self._id_type(id_type)}
         return _as_dict(self._json(self._call("GET", path, params=params), "GET", path))
 
@@ -473,7 +477,7 @@ class CrowdTwistClient:
 
     def update_user(self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None) -> dict:
         """``PUT /v2/users/{user_id}?id_type=T``; 404 (:class:`CrowdTwistNotFoundError`) when unknown."""
-        path = self._user_path(user_id)
+        path = self._member_path(user_id)
         params = {"id_type": self._id_type(id_type)}
         body = dict(fields)
         response = self._call("PUT", path, params=params, body=body, extra_secrets=_body_secrets(body))
@@ -516,7 +520,7 @@ class CrowdTwistClient:
 
     def delete_user(self, user_id: str, id_type: str | None = None) -> None:
         """``DELETE /v2/users/{user_id}?id_type=T`` (seen in third-party code only)."""
-        self._call("DELETE", self._user_path(user_id), params={"id_type": self._id_type(id_type)})
+        self._call("DELETE", self._member_path(user_id), params={"id_type": self._id_type(id_type)})
 
     def credit_activity(
         self,
@@ -540,7 +544,7 @@ class CrowdTwistClient:
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
-        path = self._user_path(user_id, "/activities")
+        path = self._member_path(user_id, "/activities")
         params = {"id_type": self._id_type(id_type)}
         body: dict[str, Any] = {"activity_id": str(activity_id)}
         if num_points is not None:

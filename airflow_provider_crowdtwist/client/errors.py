@@ -10,7 +10,7 @@ header or in the URL) and would leak it through ``repr``, ``__cause__`` or ``__c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class CrowdTwistError(Exception):
@@ -41,6 +41,14 @@ class CrowdTwistError(Exception):
         self.path = path
         self.ambiguous = ambiguous
         self.retry_after = retry_after
+
+    @property
+    def credential_failure(self) -> bool:
+        """True when the credentials were refused: 401, or a 403 naming the key ("Invalid API key").
+
+        Every further request would fail the same way, so a sync stops instead of burning its source.
+        """
+        return False
 
     def __str__(self) -> str:
         parts: list[str] = []
@@ -93,9 +101,22 @@ class CrowdTwistConfigError(CrowdTwistError, ValueError):
 class CrowdTwistAuthError(CrowdTwistError):
     """401: the API key or the HMAC signature was refused."""
 
+    @property
+    def credential_failure(self) -> bool:
+        return True
+
 
 class CrowdTwistForbiddenError(CrowdTwistError):
-    """403, e.g. "User is inactive."."""
+    """403: "User is inactive." (a row problem) or, on some endpoints, "Invalid API key" (credentials).
+
+    The contract documents both messages under one status, so here alone the message decides; see
+    :attr:`CrowdTwistError.credential_failure`.
+    """
+
+    @property
+    def credential_failure(self) -> bool:
+        text = (self.message or "").lower().replace("_", " ")
+        return "api key" in text or "apikey" in text
 
 
 class CrowdTwistNotFoundError(CrowdTwistError):
@@ -114,8 +135,22 @@ class CrowdTwistServerError(CrowdTwistError):
     """5xx after the retries ran out."""
 
 
+#: What went wrong on the wire, decided by the client from the exception TYPE (``client/retry.py``).
+ConnectionProblem = Literal["refused", "dns", "timeout", "closed", "reset", "tls", "other"]
+
+
 class CrowdTwistConnectionError(CrowdTwistError):
-    """Connect/read errors and timeouts after the retries ran out (``status`` is None)."""
+    """Connect/read errors and timeouts after the retries ran out (``status`` is None).
+
+    ``problem`` says which (refused, DNS, timeout...) so callers never parse the text.
+    """
+
+    def __init__(self, message: str, *, problem: ConnectionProblem = "other", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.problem: ConnectionProblem = problem
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "problem": self.problem}
 
 
 def error_class_for_status(status: int) -> type[CrowdTwistError]:
@@ -136,6 +171,7 @@ def error_class_for_status(status: int) -> type[CrowdTwistError]:
 
 
 __all__ = [
+    "ConnectionProblem",
     "CrowdTwistAuthError",
     "CrowdTwistConfigError",
     "CrowdTwistConnectionError",

@@ -35,7 +35,7 @@ from urllib3.exceptions import (
     ProtocolError,
 )
 
-from airflow_provider_crowdtwist.client.errors import CrowdTwistError
+from airflow_provider_crowdtwist.client.errors import ConnectionProblem, CrowdTwistError
 
 
 def is_retryable_status(status: int) -> bool:
@@ -86,6 +86,7 @@ class TransportFailure:
     description: str  # short, secret-free kind, e.g. "read timeout"
     retryable: bool
     ambiguous: bool
+    problem: ConnectionProblem = "other"
 
 
 def classify_transport_error(exc: BaseException) -> TransportFailure:
@@ -96,33 +97,43 @@ def classify_transport_error(exc: BaseException) -> TransportFailure:
     or closed mid-response) may have been applied.
     """
     if isinstance(exc, requests.exceptions.SSLError):
-        return TransportFailure("TLS error", retryable=False, ambiguous=False)
+        return TransportFailure("TLS error", retryable=False, ambiguous=False, problem="tls")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return TransportFailure("connect timeout", retryable=True, ambiguous=False)
+        return TransportFailure("connect timeout", retryable=True, ambiguous=False, problem="timeout")
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return TransportFailure("read timeout", retryable=True, ambiguous=True)
+        return TransportFailure("read timeout", retryable=True, ambiguous=True, problem="timeout")
     if isinstance(exc, requests.exceptions.Timeout):
-        return TransportFailure("timeout", retryable=True, ambiguous=True)
+        return TransportFailure("timeout", retryable=True, ambiguous=True, problem="timeout")
     if isinstance(exc, requests.exceptions.ProxyError):
         return TransportFailure("proxy error", retryable=True, ambiguous=False)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return TransportFailure("connection broken while reading the response", True, True)
+        return TransportFailure("connection broken while reading the response", True, True, "closed")
     if isinstance(exc, requests.exceptions.ConnectionError):
         inner = exc.args[0] if exc.args else None
         reason = inner.reason if isinstance(inner, MaxRetryError) else None
         if isinstance(reason, NameResolutionError):
-            return TransportFailure("could not connect: the host name does not resolve (DNS)", True, False)
+            return TransportFailure(
+                "could not connect: the host name does not resolve (DNS)", True, False, "dns"
+            )
         if isinstance(reason, NewConnectionError):  # (a subclass of ConnectTimeoutError in urllib3 2)
-            what = "connection refused" if "refused" in str(reason).lower() else "no connection"
-            return TransportFailure(f"could not connect: {what}", retryable=True, ambiguous=False)
+            refused = isinstance(reason.__cause__ or reason.__context__, ConnectionRefusedError) or (
+                "refused" in str(reason).lower()
+            )
+            what = "connection refused" if refused else "no connection"
+            return TransportFailure(
+                f"could not connect: {what}",
+                retryable=True,
+                ambiguous=False,
+                problem="refused" if refused else "other",
+            )
         if isinstance(reason, ConnectTimeoutError):
-            return TransportFailure("could not connect: connect timeout", retryable=True, ambiguous=False)
+            return TransportFailure("could not connect: connect timeout", True, False, "timeout")
         # Reset / aborted / remote closed after the request went out: may have been applied.
         cause = inner.args[1] if isinstance(inner, ProtocolError) and len(inner.args) > 1 else None
         if isinstance(cause, RemoteDisconnected):  # (a subclass of ConnectionResetError)
-            return TransportFailure("connection error: closed without an answer", True, True)
+            return TransportFailure("connection error: closed without an answer", True, True, "closed")
         if isinstance(cause, ConnectionResetError):
-            return TransportFailure("connection error: the connection was reset", True, True)
+            return TransportFailure("connection error: the connection was reset", True, True, "reset")
         return TransportFailure("connection error", retryable=True, ambiguous=True)
     if isinstance(
         exc,

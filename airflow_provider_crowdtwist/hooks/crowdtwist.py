@@ -19,7 +19,6 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -27,19 +26,14 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
-from airflow_provider_crowdtwist.client.errors import (
-    CrowdTwistAuthError,
-    CrowdTwistConfigError,
-    CrowdTwistConnectionError,
-    CrowdTwistError,
-    CrowdTwistForbiddenError,
-    CrowdTwistNotFoundError,
-    CrowdTwistRateLimitError,
-    CrowdTwistServerError,
-)
+from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
+from airflow_provider_crowdtwist.hooks.health import ApiCheck, CheckStatus, CheckTarget, check_api, error_text
 from airflow_provider_crowdtwist.provider_info import (
     CONN_FIELDS,
     CONN_TYPE,
+    CONNECTION_FIELD_LABELS,
     HOOK_NAME,
     ID_TYPES,
     UI_FIELD_BEHAVIOUR,
@@ -49,16 +43,13 @@ if TYPE_CHECKING:
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 
 _MASK = "***"
-_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
-_FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
 
-#: Outcomes of :meth:`CrowdTwistHook.check_api`. ``waiting`` is transient (5xx, 429, network); the
-#: others are final: waiting longer will not fix a refused key, a missing activity or a wrong URL.
-CHECK_SUCCESS = "success"
-CHECK_WAITING = "waiting"
-CHECK_AUTH_ERROR = "auth_error"
-CHECK_MISSING_ACTIVITIES = "missing_activities"
-CHECK_ERROR = "error"
+# The sensor and trigger compare against these; they are the members of CheckStatus.
+CHECK_SUCCESS = CheckStatus.SUCCESS
+CHECK_WAITING = CheckStatus.WAITING
+CHECK_AUTH_ERROR = CheckStatus.AUTH_ERROR
+CHECK_MISSING_ACTIVITIES = CheckStatus.MISSING_ACTIVITIES
+CHECK_ERROR = CheckStatus.ERROR
 
 
 def mask_secret(secret: str) -> None:
@@ -72,36 +63,6 @@ def mask_secret(secret: str) -> None:
     except ImportError:  # pragma: no cover - very old compat provider
         from airflow.utils.log.secrets_masker import mask_secret as _mask
     _mask(secret)
-
-
-@dataclass(frozen=True)
-class ApiCheck:
-    """What one ``GET /v2/activities`` said about the API, classified for sensors and the UI test.
-
-    ``status`` is one of ``success``, ``waiting``, ``auth_error``, ``missing_activities``, ``error``.
-    ``message`` is safe to log and to put in a trigger event: it never holds a secret.
-    """
-
-    status: str
-    message: str
-    http_status: int | None = None
-    activity_count: int | None = None
-    missing_activity_ids: tuple[str, ...] = ()
-
-    @property
-    def final(self) -> bool:
-        """True when asking again will give the same answer (no point in waiting)."""
-        return self.status != CHECK_WAITING
-
-    def to_event(self) -> dict[str, Any]:
-        """A JSON-serializable dict for a ``TriggerEvent`` (no secret in it)."""
-        return {
-            "status": self.status,
-            "message": self.message,
-            "http_status": self.http_status,
-            "activity_count": self.activity_count,
-            "missing_activity_ids": list(self.missing_activity_ids),
-        }
 
 
 class CrowdTwistHook(BaseHook):
@@ -134,7 +95,7 @@ class CrowdTwistHook(BaseHook):
         self.rate_limiter = rate_limiter
         self._connection: Any = None
         self._client: CrowdTwistClient | None = None
-        self._secrets: tuple[str, ...] = ()
+        self._redactor = Redactor()
         self._extras_cache: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ UI form (both Airflow lines)
@@ -196,15 +157,11 @@ class CrowdTwistHook(BaseHook):
         """The Airflow connection, fetched on first use and its secrets registered with the masker."""
         if self._connection is None:
             conn = self.get_connection(self.crowdtwist_conn_id)
-            secrets = [s for s in (conn.password,) if s]
-            expanded: list[str] = []
-            for secret in secrets:
-                expanded.append(secret)
+            if conn.password:
                 # the query-string and path spellings of a key are what would leak through a URL
-                expanded.extend({quote(secret, safe=""), quote_plus(secret)} - {secret})
-            for secret in expanded:
-                mask_secret(secret)
-            self._secrets = tuple(expanded)
+                for spelling in {conn.password, quote(conn.password, safe=""), quote_plus(conn.password)}:
+                    mask_secret(spelling)
+                self._redactor.add(conn.password)
             self._connection = conn
         return self._connection
 
@@ -213,9 +170,7 @@ class CrowdTwistHook(BaseHook):
 
     def scrub(self, text: str) -> str:
         """Remove this connection's secrets from ``text`` (a second line of defence after the masker)."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        return self._redactor.redact(text)
 
     def _extras(self) -> dict[str, Any]:
         if self._extras_cache is None:
@@ -261,32 +216,32 @@ class CrowdTwistHook(BaseHook):
         text = str(value).strip().lower() if isinstance(value, str) else value
         if text not in allowed:
             raise self._fail(
-                f"extra '{name}' must be one of {', '.join(repr(a) for a in allowed)}, got {_short(value)}"
+                f"extra '{name}' must be one of {', '.join(repr(a) for a in allowed)}, got {show(value)}"
             )
         return text
 
     def _number(self, extras: Mapping[str, Any], name: str, default: float) -> float:
         value = extras.get(name, default)
         if isinstance(value, bool):
-            raise self._fail(f"extra '{name}' must be a number of seconds, got {_short(value)}")
+            raise self._fail(f"extra '{name}' must be a number of seconds, got {show(value)}")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise self._fail(f"extra '{name}' must be a number of seconds, got {_short(value)}") from None
+            raise self._fail(f"extra '{name}' must be a number of seconds, got {show(value)}") from None
         if not math.isfinite(number) or number <= 0:
-            raise self._fail(f"extra '{name}' must be a positive number of seconds, got {_short(value)}")
+            raise self._fail(f"extra '{name}' must be a positive number of seconds, got {show(value)}")
         return number
 
     def _integer(self, extras: Mapping[str, Any], name: str, default: int) -> int:
         value = extras.get(name, default)
         if isinstance(value, bool):
-            raise self._fail(f"extra '{name}' must be a whole number, got {_short(value)}")
+            raise self._fail(f"extra '{name}' must be a whole number, got {show(value)}")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise self._fail(f"extra '{name}' must be a whole number, got {_short(value)}") from None
+            raise self._fail(f"extra '{name}' must be a whole number, got {show(value)}") from None
         if not math.isfinite(number) or number != int(number) or number < 0:
-            raise self._fail(f"extra '{name}' must be a whole number >= 0, got {_short(value)}")
+            raise self._fail(f"extra '{name}' must be a whole number >= 0, got {show(value)}")
         return int(number)
 
     def _verify(self, extras: Mapping[str, Any]) -> bool | str:
@@ -294,11 +249,11 @@ class CrowdTwistHook(BaseHook):
         if isinstance(value, bool):
             return value
         if not isinstance(value, str):
-            raise self._fail(f"extra 'verify' must be true, false or a CA bundle path, got {_short(value)}")
+            raise self._fail(f"extra 'verify' must be true, false or a CA bundle path, got {show(value)}")
         text = value.strip()
-        if text.lower() in _TRUE:
+        if text.lower() in YES_WORDS:
             return True
-        if text.lower() in _FALSE:
+        if text.lower() in NO_WORDS:
             return False
         if not os.path.exists(text):
             raise self._fail(f"extra 'verify': CA bundle file {text!r} does not exist")
@@ -377,7 +332,7 @@ class CrowdTwistHook(BaseHook):
         id_type = extras.get("id_type", "email")
         id_type = id_type.strip() if isinstance(id_type, str) else id_type
         if id_type not in ID_TYPES:
-            raise self._fail(f"extra 'id_type' must be one of {', '.join(ID_TYPES)}, got {_short(id_type)}")
+            raise self._fail(f"extra 'id_type' must be one of {', '.join(ID_TYPES)}, got {show(id_type)}")
         fields: dict[str, Any] = {
             "base_url": self._base_url(extras),
             "auth_type": auth_type,
@@ -401,10 +356,10 @@ class CrowdTwistHook(BaseHook):
             fields[name] = value
         config = ClientConfig(**fields)
         try:
-            config.validate()
+            config.validate(CONNECTION_FIELD_LABELS)
         except CrowdTwistConfigError as exc:
             # the client's messages already name the connection field (host, password, extra 'x')
-            raise self._fail(_error_text(exc)) from None
+            raise self._fail(error_text(exc)) from None
         return config
 
     # ------------------------------------------------------------------ client
@@ -455,123 +410,29 @@ class CrowdTwistHook(BaseHook):
         """Update a member, creating it on 404; returns ``("updated" | "created", user)``."""
         return self.get_conn().upsert_user(user_id, fields, id_type=id_type)
 
-    def credit_activity(
-        self,
-        user_id: str,
-        activity_id: str,
-        *,
-        id_type: str | None = None,
-        num_points: int | None = None,
-        activity_date: int | None = None,
-        extra_data: Mapping[str, Any] | None = None,
-    ) -> dict:
-        """Credit one activity to a member. Not idempotent on CrowdTwist's side: use the credit operator
+    def credit_activity(self, user_id: str, activity_id: str, **options: Any) -> dict:
+        """Credit one activity to a member; ``options`` are the client's (``id_type``, ``num_points``,
+        ``activity_date``, ``extra_data``). Not idempotent on CrowdTwist's side: use the credit operator
         (with its ledger) for anything that may be retried."""
-        return self.get_conn().credit_activity(
-            user_id,
-            activity_id,
-            id_type=id_type,
-            num_points=num_points,
-            activity_date=activity_date,
-            extra_data=extra_data,
-        )
+        return self.get_conn().credit_activity(user_id, activity_id, **options)
 
     # ------------------------------------------------------------------ health checks
 
     def check_api(
         self, activity_ids: Iterable[str] | None = None, *, client: CrowdTwistClient | None = None
     ) -> ApiCheck:
-        """Ask ``GET /v2/activities`` once and classify the answer; never raises for API answers.
+        """Ask ``GET /v2/activities`` once and classify the answer (see :mod:`.health`).
 
         Used by the sensor's poke, the trigger and :meth:`test_connection`, so all three apply the
-        same rules. A configuration error becomes an ``error`` check (it cannot heal by waiting).
-        ``client`` lets a caller reuse one client across checks; by default the hook's own is used.
+        same rules. ``client`` lets a caller reuse one client across checks; by default the hook's own.
         """
-        wanted = [str(a).strip() for a in (activity_ids or [])]
+        key_kind = "HMAC public/private key" if self._auth_type() == "hmac" else "API key"
+        target = CheckTarget(scrub=self.scrub, base_url=self._base_url_or_host, key_kind=key_kind)
         try:
             api = client if client is not None else self.get_conn()
-            activities = api.list_activities()
         except CrowdTwistConfigError as exc:
-            return ApiCheck(CHECK_ERROR, self.scrub(f"Bad configuration: {_error_text(exc)}"))
-        except CrowdTwistError as exc:
-            return self._classify(exc)
-        except ValueError as exc:  # a body that is not JSON: not the CrowdTwist API
-            return ApiCheck(
-                CHECK_ERROR,
-                self.scrub(
-                    "The server answered GET /v2/activities with something that is not CrowdTwist JSON "
-                    f"({type(exc).__name__}); check the host (API base URL)"
-                ),
-            )
-        active = {str(_activity_id(a)) for a in activities if _activity_is_active(a)}
-        count = len(active)
-        missing = tuple(a for a in wanted if a not in active)
-        if missing:
-            known_inactive = {str(_activity_id(a)) for a in activities} - active
-            detail = [f"{a!r} ({'inactive' if a in known_inactive else 'not found'})" for a in missing]
-            return ApiCheck(
-                CHECK_MISSING_ACTIVITIES,
-                self.scrub(
-                    f"Activity id(s) not active in the program: {', '.join(detail)}; "
-                    f"{count} active activities exist"
-                ),
-                http_status=200,
-                activity_count=count,
-                missing_activity_ids=missing,
-            )
-        return ApiCheck(
-            CHECK_SUCCESS,
-            f"Connected: {count} active activities",
-            http_status=200,
-            activity_count=count,
-        )
-
-    def _classify(self, exc: CrowdTwistError) -> ApiCheck:
-        status = getattr(exc, "status", None)
-        text = _error_text(exc)
-        if isinstance(exc, (CrowdTwistAuthError, CrowdTwistForbiddenError)) or status in (401, 403):
-            kind = "HMAC public/private key" if self._auth_type() == "hmac" else "API key"
-            message = (
-                f"Authentication failed (HTTP {status}): CrowdTwist refused the {kind}; check the "
-                f"connection's password/login and extra 'auth_type'. Server said: {text}"
-            )
-            return ApiCheck(CHECK_AUTH_ERROR, self.scrub(message), http_status=status)
-        if isinstance(exc, CrowdTwistRateLimitError) or status == 429:
-            return ApiCheck(CHECK_WAITING, self.scrub(f"Rate limited (HTTP 429): {text}"), http_status=status)
-        if isinstance(exc, CrowdTwistServerError) or (status is not None and status >= 500):
-            return ApiCheck(
-                CHECK_WAITING,
-                self.scrub(f"CrowdTwist server error (HTTP {status}), maybe maintenance: {text}"),
-                http_status=status,
-            )
-        if isinstance(exc, CrowdTwistConnectionError) or status is None:
-            return ApiCheck(
-                CHECK_WAITING,
-                self.scrub(f"Cannot reach {self._base_url_or_host()}: {_describe_connection_error(exc)}"),
-            )
-        if isinstance(exc, CrowdTwistNotFoundError) or status == 404:
-            return ApiCheck(
-                CHECK_ERROR,
-                self.scrub(
-                    f"Wrong base URL: {self._base_url_or_host()}/v2/activities answered 404; the host "
-                    f"must be the API root, e.g. https://sbapi123.crowdtwist.com. Server said: {text}"
-                ),
-                http_status=status,
-            )
-        if 200 <= status < 400:
-            return ApiCheck(
-                CHECK_ERROR,
-                self.scrub(
-                    f"Wrong base URL: {self._base_url_or_host()} answered HTTP {status} with something "
-                    f"that is not the CrowdTwist API ({text})"
-                ),
-                http_status=status,
-            )
-        return ApiCheck(
-            CHECK_ERROR,
-            self.scrub(f"CrowdTwist rejected GET /v2/activities (HTTP {status}): {text}"),
-            http_status=status,
-        )
+            return ApiCheck(CHECK_ERROR, self.scrub(f"Bad configuration: {error_text(exc)}"))
+        return check_api(api, target, activity_ids)
 
     def _auth_type(self) -> str:
         try:
@@ -598,7 +459,7 @@ class CrowdTwistHook(BaseHook):
             client = self.new_client(max_retries=0)
             result = self.check_api(client=client)
         except CrowdTwistConfigError as exc:
-            return False, self.scrub(_error_text(exc))
+            return False, self.scrub(error_text(exc))
         except Exception as exc:  # the UI must get an answer, not a stack trace
             return False, self.scrub(f"Connection test failed: {type(exc).__name__}: {exc}")
         finally:
@@ -613,63 +474,3 @@ class CrowdTwistHook(BaseHook):
 
 def _config_error(message: str) -> CrowdTwistConfigError:
     return CrowdTwistConfigError(message)
-
-
-def _error_text(exc: BaseException) -> str:
-    message = getattr(exc, "message", None)
-    return str(message) if message else str(exc)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _activity_id(activity: Any) -> Any:
-    if isinstance(activity, Mapping):
-        return activity.get("id", activity.get("activity_id"))
-    return getattr(activity, "id", getattr(activity, "activity_id", None))
-
-
-def _activity_is_active(activity: Any) -> bool:
-    """``GET /v2/activities`` lists active activities; a flag saying otherwise is still honoured."""
-    for name in ("active", "is_active", "enabled"):
-        value = activity.get(name) if isinstance(activity, Mapping) else getattr(activity, name, None)
-        if value is not None:
-            if isinstance(value, str):
-                return value.strip().lower() in _TRUE
-            return bool(value)
-    status = activity.get("status") if isinstance(activity, Mapping) else getattr(activity, "status", None)
-    if isinstance(status, str) and status.strip():
-        return status.strip().lower() in ("active", "enabled", "live")
-    return True
-
-
-def _describe_connection_error(exc: BaseException) -> str:
-    """Say in words whether the host refused, was not found, or timed out (from the cause chain)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    names = " ".join(type(e).__name__ for e in chain)
-    texts = " ".join(str(e) for e in chain).lower()
-    if "timeout" in names.lower() or "timed out" in texts or "timeout" in texts:
-        return "the request timed out (host unreachable or too slow; see extras 'timeout'/'connect_timeout')"
-    if (
-        "name or service not known" in texts
-        or "nodename nor servname" in texts
-        or "getaddrinfo" in texts
-        or "name resolution" in texts
-        or "no address associated" in texts
-    ):
-        return "the host name does not resolve (DNS); check the host"
-    if "refused" in texts:
-        return "connection refused (nothing listens there); check the host and port"
-    if "remotedisconnected" in texts or "without response" in texts or "connection aborted" in texts:
-        return "the server closed the connection without an answer"
-    if "connection reset" in texts:
-        return "the connection was reset by the server"
-    if "ssl" in texts or "certificate" in texts:
-        return "TLS handshake failed; check the host and extra 'verify'"
-    return f"network error ({_error_text(exc)})"

@@ -9,28 +9,18 @@ both operators at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pandas as pd
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
-from airflow_provider_crowdtwist.client.config import ID_TYPES
 from airflow_provider_crowdtwist.operators._common import build_client, validate_requests_per_minute
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = ("sql", "parameters", "rows", "source_path", "rejects_path")
-
-
-def is_templated(value: Any) -> bool:
-    """True when ``value`` still holds Jinja: such arguments are checked at render time, not parse time."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(is_templated(k) or is_templated(v) for k, v in value.items())
-    return False
 
 
 class CrowdTwistSyncOperatorBase(BaseOperator):
@@ -94,7 +84,10 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             self._stop.set()
 
     def _validate_shared_arguments(self) -> None:
-        """Fail at DAG parse time on shared arguments that templates cannot change."""
+        """Fail at DAG parse time on shared arguments that are not template fields.
+
+        Only whether a source is given is looked at, never its (unrendered) content.
+        """
         validate_source_args(
             sql=self.sql,
             sql_conn_id=self.sql_conn_id,
@@ -102,8 +95,6 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             source_path=self.source_path,
             chunksize=self.chunksize,
         )
-        if self.id_type is not None and self.id_type not in ID_TYPES:
-            raise ValueError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
         validate_requests_per_minute(self.requests_per_minute)
 
     def _build_client(self) -> CrowdTwistClient:

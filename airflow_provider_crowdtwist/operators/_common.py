@@ -14,8 +14,7 @@ from typing import Any
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
-from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError
 
 SUMMARY_XCOM_KEY = "summary"
 
@@ -38,7 +37,7 @@ def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int
     config = hook.get_client_config(**overrides)
     if config.pool_size < max_workers:
         config = dataclasses.replace(config, pool_size=max_workers)
-    return CrowdTwistClient(config, rate_limiter=RateLimiter(config.requests_per_minute))
+    return CrowdTwistClient(config)  # it builds its one limiter from config.requests_per_minute
 
 
 def push_summary(context: Any, summary: dict[str, Any]) -> None:
@@ -52,6 +51,25 @@ def push_summary(context: Any, summary: dict[str, Any]) -> None:
         logging.getLogger(__name__).warning("Could not push the summary to XCom: %s", exc)
 
 
+def parse_time_config(config: Any) -> None:
+    """Check a sync config built from the non-template arguments; a bad one fails the DAG's parse.
+
+    The engine's own validation (``config.validate()``) is the one rule; this only says which
+    operator argument it is about. The engine checks everything again, rendered, in ``execute``.
+    """
+    try:
+        config.validate()
+    except SyncConfigError as exc:
+        raise ValueError(argument_message(exc)) from None
+
+
+def argument_message(error: BaseException) -> str:
+    """An engine config error as the operator's user sees it: naming the argument to fix."""
+    field = getattr(error, "field", None)
+    text = str(error)
+    return text if not field or text.startswith(field) else f"argument {field}: {text}"
+
+
 def fail_task(error: BaseException, context: Any) -> BaseException:
     """Map an engine error to the Airflow exception to raise (summary pushed first).
 
@@ -63,6 +81,8 @@ def fail_task(error: BaseException, context: Any) -> BaseException:
     summary = getattr(error, "summary", None)
     if summary is not None:
         push_summary(context, summary.to_dict())
+    if isinstance(error, SyncConfigError):
+        return AirflowFailException(argument_message(error))
     if isinstance(error, (SyncAbortedError, CrowdTwistConfigError, ValueError)):
         return AirflowFailException(str(error))
     return AirflowException(str(error))

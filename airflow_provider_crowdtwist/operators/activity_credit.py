@@ -17,14 +17,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_crowdtwist.operators._base import (
-    SOURCE_TEMPLATE_FIELDS,
-    CrowdTwistSyncOperatorBase,
-    is_templated,
-)
-from airflow_provider_crowdtwist.operators._common import (
-    fail_task,
-)
+from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
+from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
@@ -121,12 +115,10 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         return self.ledger_path if self.ledger_path not in ("", None) else None
 
     def _validate_arguments(self) -> None:
-        """Fail at DAG parse time on arguments that templates cannot change."""
+        """Fail at DAG parse time on arguments that are not template fields (those wait for execute)."""
         self._validate_shared_arguments()
         self._check_ledger_given()
-        activity_id = None if is_templated(self.activity_id) else self.activity_id
-        config = self._sync_config(self.id_type or "email", activity_id_placeholder=activity_id is None)
-        config.validate()
+        parse_time_config(self._sync_config(self.id_type or "email", parse_time=True))
 
     def _check_ledger_given(self) -> None:
         if not isinstance(self.allow_duplicates, bool):
@@ -141,10 +133,11 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         if location is not None and self.allow_duplicates:
             raise ValueError("allow_duplicates=True and a ledger_path contradict each other; give one")
 
-    def _sync_config(self, id_type: str, *, activity_id_placeholder: bool = False) -> CreditSyncConfig:
+    def _sync_config(self, id_type: str, *, parse_time: bool = False) -> CreditSyncConfig:
+        """The engine's config; at parse time without the template fields' content (not rendered yet)."""
         activity_id = self.activity_id
-        if activity_id_placeholder and activity_id is not None:
-            activity_id = "templated"  # checked again once rendered
+        if parse_time and activity_id is not None:
+            activity_id = "templated"  # whether one is given matters here; its value once rendered
         return CreditSyncConfig(
             id_column=self.id_column,
             id_type=id_type,
@@ -162,8 +155,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             max_failed_rows=self.max_failed_rows,
             max_failed_ratio=self.max_failed_ratio,
             fail_on_unknown=self.fail_on_unknown,
-            rejects_path=resolve_path(self.rejects_path) if self.rejects_path else None,
+            rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
             dry_run=self.dry_run,
+            stop_event=None if parse_time else self._stop,
         )
 
     @staticmethod
@@ -198,8 +192,6 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             try:
                 config = self._sync_config(self.id_type or client.config.id_type)
                 config.run_id = self._run_id(context)
-                config.stop_event = self._stop
-                config.validate()
                 location = self._ledger_location()
                 chunks = self._source_chunks()
             except ValueError as exc:

@@ -1,4 +1,4 @@
-"""``CrowdTwistUserSyncOperator``: warehouse rows -> CrowdTwist members, created or updated.
+"""``CrowdTwistUserSyncOperator``: warehouse rows -> CrowdTwist members, created, updated or removed.
 
 A thin adapter: it checks arguments, turns the source arguments into DataFrame chunks
 (``_source.py``), builds ONE rate-limited client from the connection, and calls the engine
@@ -12,17 +12,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_crowdtwist.operators._base import (
-    SOURCE_TEMPLATE_FIELDS,
-    CrowdTwistSyncOperatorBase,
-    is_templated,
-)
-from airflow_provider_crowdtwist.operators._common import (
-    fail_task,
-)
+from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
+from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.member_mapping import MODES, UNMAPPED_POLICIES, MemberSyncConfigError
 from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.paths import FileInUseError
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -46,8 +40,20 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
     :param rejects_path: where to write rejected/failed rows as JSON lines (local or object storage).
-    :param state_path: optional SQLite file remembering what was sent; unchanged rows are not resent.
-    :param dry_run: do everything but the writes (reads tell created from updated) and report.
+    :param state_path: optional SQLite file remembering the members synced; unchanged rows are not
+        resent, new members are created first, and members who left the source can be removed.
+    :param on_removed: members the state knows that the (completely read) source no longer has:
+        ``ignore`` (default), ``deactivate`` (``is_active: 0``) or ``delete`` (queued deletion).
+        Needs ``state_path``.
+    :param remove_points_on_deactivate: with ``on_removed="deactivate"``, wipe their points too.
+    :param max_removed_ratio: the guard: a run that would remove more than this share of the members
+        in the state (default 0.1) fails before sending anything.
+    :param allow_empty_source_removal: let a source with zero rows remove members (default: never).
+    :param full_refresh: send every row this run, whatever the state says, and re-record it.
+    :param null_values: ``skip`` (default: a null leaves CrowdTwist's value alone) or ``clear`` (a null
+        in an optional field clears it; in a required one it rejects the row).
+    :param dry_run: do everything but the writes (reads tell created from updated) and report; with
+        ``on_removed``, list the members a real run would remove (beside the rejects file, or in the log).
     :param chunksize: rows per chunk read from the source (default 10,000).
     """
 
@@ -65,6 +71,12 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         unmapped_columns: str = "custom_data",
         mode: str = "upsert",
         state_path: Any = None,
+        on_removed: str = "ignore",
+        remove_points_on_deactivate: bool = False,
+        max_removed_ratio: float = 0.1,
+        allow_empty_source_removal: bool = False,
+        full_refresh: bool = False,
+        null_values: str = "skip",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -72,41 +84,45 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         self.unmapped_columns = unmapped_columns
         self.mode = mode
         self.state_path = state_path
+        self.on_removed = on_removed
+        self.remove_points_on_deactivate = remove_points_on_deactivate
+        self.max_removed_ratio = max_removed_ratio
+        self.allow_empty_source_removal = allow_empty_source_removal
+        self.full_refresh = full_refresh
+        self.null_values = null_values
         self._validate_arguments()
 
     def _validate_arguments(self) -> None:
-        """Fail at DAG parse time on arguments that templates cannot change."""
+        """Fail at DAG parse time on arguments that are not template fields (those wait for execute)."""
         self._validate_shared_arguments()
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.unmapped_columns not in UNMAPPED_POLICIES:
-            raise ValueError(
-                f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
-            )
-        # Paths are not resolved here: an object-storage URL may be templated and must not touch the
-        # store at DAG parse time.
-        config = self._sync_config(check_mapping=not is_templated(self.field_mapping), resolve_paths=False)
-        config.validate(self.id_type or "email")
+        parse_time_config(self._sync_config(parse_time=True))
 
-    def _sync_config(self, *, check_mapping: bool = True, resolve_paths: bool = True) -> MemberSyncConfig:
+    def _sync_config(self, *, parse_time: bool = False) -> MemberSyncConfig:
+        """The engine's config; at parse time without the template fields (not rendered yet)."""
+
         def path(value: Any) -> Any:
-            if not value:
-                return None
-            return resolve_path(value) if resolve_paths else value
+            return None if parse_time or not value else resolve_path(value)
 
         return MemberSyncConfig(
             id_column=self.id_column,
             id_type=self.id_type,
-            field_mapping=self.field_mapping if check_mapping else None,
-            unmapped_columns=self.unmapped_columns,
-            mode=self.mode,
+            field_mapping=None if parse_time else self.field_mapping,
+            unmapped_columns=self.unmapped_columns,  # type: ignore[arg-type]  # checked by the engine
+            mode=self.mode,  # type: ignore[arg-type]
             max_workers=self.max_workers,
             max_failed_rows=self.max_failed_rows,
             max_failed_ratio=self.max_failed_ratio,
             rejects_path=path(self.rejects_path),
-            state_path=path(self.state_path),
+            # At parse time only whether there is one matters (on_removed and full_refresh need it).
+            state_path=(self.state_path or None) if parse_time else path(self.state_path),
             dry_run=self.dry_run,
-            stop_event=self._stop if resolve_paths else None,
+            on_removed=self.on_removed,  # type: ignore[arg-type]  # checked by the engine
+            remove_points_on_deactivate=self.remove_points_on_deactivate,
+            max_removed_ratio=self.max_removed_ratio,
+            allow_empty_source_removal=self.allow_empty_source_removal,
+            full_refresh=self.full_refresh,
+            null_values=self.null_values,  # type: ignore[arg-type]
+            stop_event=None if parse_time else self._stop,
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -115,12 +131,10 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         try:
             config = self._sync_config()
             client = self._build_client()
-        except (MemberSyncConfigError, ValueError) as exc:
+        except ValueError as exc:
             raise fail_task(exc, context) from None
         with client:
             try:
-                config.validate(client.config.id_type)
-                chunks = self._source_chunks()
                 self.log.info(
                     "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
                     self.mode,
@@ -129,7 +143,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
                     client.config.requests_per_minute or "unlimited",
                     ", dry run" if self.dry_run else "",
                 )
-                summary = sync_members(client, chunks, config, self.log)
-            except (SyncError, MemberSyncConfigError, ValueError) as exc:
+                summary = sync_members(client, self._source_chunks(), config, self.log)
+            except (SyncError, FileInUseError, ValueError) as exc:
                 raise fail_task(exc, context) from None
         return summary.to_dict()

@@ -55,9 +55,6 @@ MEMBER_ATTRIBUTES: dict[str, str] = {**CREATE_ATTRIBUTES, **UPDATE_ONLY_ATTRIBUT
 #: Attributes required to create a member (plus a location, see ``validation.check_create``).
 CREATE_REQUIRED: tuple[str, ...] = ("first_name", "last_name", "email_address")
 
-#: Attributes that make up a member's location.
-LOCATION_ATTRIBUTES: tuple[str, ...] = ("postal_code", "country_code", "city_id", "city_name")
-
 #: Attributes restricted to letters, digits, space and ``-\u2019_@.,`` (\u2019 is the typographic apostrophe).
 NAME_ATTRIBUTES: tuple[str, ...] = ("first_name", "last_name", "middle_name")
 

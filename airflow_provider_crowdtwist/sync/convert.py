@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
+
 
 class ConversionError(ValueError):
     """A value cannot be converted to what the API takes; the message says why, without the field."""
@@ -56,15 +58,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_DATE = dt.date(1970, 1, 1)
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
-_SHOW_MAX = 60
-
-
-def show(value: Any) -> str:
-    """A short, printable rendering of a value for error messages (never a whole blob)."""
-    text = repr(value)
-    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
 
 
 def is_missing(value: Any) -> bool:
@@ -180,9 +173,9 @@ def to_bool01(value: Any) -> Any:
         raise ConversionError(f"expected a boolean (0/1, true/false), got {show(value)}")
     if isinstance(value, str):
         word = value.strip().lower()
-        if word in _TRUE:
+        if word in YES_WORDS:
             return 1
-        if word in _FALSE:
+        if word in NO_WORDS:
             return 0
     raise ConversionError(f"expected a boolean (0/1, true/false, yes/no), got {show(value)}")
 

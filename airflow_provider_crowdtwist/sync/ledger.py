@@ -48,9 +48,15 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import Any
 
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, is_local
+from airflow_provider_crowdtwist.sync.paths import (
+    FileInUseError,
+    FileLock,
+    WorkingCopy,
+    is_local,
+    transaction,
+)
 
 __all__ = [
     "LEDGER_STATES",
@@ -60,7 +66,6 @@ __all__ = [
     "LedgerEntry",
     "LedgerError",
     "LedgerInUseError",
-    "RemotePath",
 ]
 
 PENDING = "pending"
@@ -96,14 +101,6 @@ class LedgerError(RuntimeError):
 
 class LedgerInUseError(LedgerError, FileInUseError):
     """Another running sync holds the ledger; two writers would defeat the exactly-once guarantee."""
-
-
-@runtime_checkable
-class RemotePath(Protocol):
-    """What the ledger needs from an object-storage path (Airflow's ``ObjectStoragePath`` fits)."""
-
-    def open(self, mode: str = ...) -> IO[Any]:  # pragma: no cover - protocol
-        ...
 
 
 @dataclass(frozen=True)
@@ -152,11 +149,11 @@ class CreditLedger:
         db_path: str | os.PathLike[str],
         *,
         run_id: str | None = None,
-        remote: RemotePath | None = None,
+        remote: Any = None,
         location: str | None = None,
         lock: bool = True,
         recover: bool = True,
-        log: logging.Logger | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
     ) -> None:
         """Open (creating if needed) the SQLite file at ``db_path``.
 
@@ -175,7 +172,8 @@ class CreditLedger:
         self._copy: WorkingCopy | None = None
         self.recovered_unknown = 0
         if lock and remote is None:
-            self._file_lock = FileLock(self.db_path, self._busy)
+            where = f"the credit ledger {self.db_path}"
+            self._file_lock = FileLock(self.db_path, LedgerInUseError, what=where, shared="a ledger")
         try:
             self._conn = sqlite3.connect(
                 str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
@@ -205,10 +203,10 @@ class CreditLedger:
     @classmethod
     def open(
         cls,
-        location: str | os.PathLike[str] | RemotePath,
+        location: Any,
         *,
         run_id: str | None = None,
-        log: logging.Logger | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
     ) -> CreditLedger:
         """Open a local ledger file, or download an object-storage ledger to a temporary file.
 
@@ -272,12 +270,6 @@ class CreditLedger:
         """True when the ledger is a local copy of an object-storage file (uploaded by :meth:`sync`)."""
         return self.remote is not None
 
-    def _busy(self, lock_path: str) -> Exception:
-        return LedgerInUseError(
-            f"the credit ledger {self.db_path} is in use by another running sync (lock {lock_path}); "
-            "run credit syncs that share a ledger one at a time (e.g. max_active_runs=1)"
-        )
-
     def _release_file_lock(self) -> None:
         if self._file_lock is not None:
             self._file_lock.release()
@@ -326,8 +318,7 @@ class CreditLedger:
         now = _now()
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._conn, immediate=True):
                 for intent in intents:
                     cur = self._conn.execute(
                         sql,
@@ -343,10 +334,6 @@ class CreditLedger:
                     )
                     if cur.rowcount:
                         accepted.add(intent.dedupe_key)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return accepted
 
     def record(self, dedupe_key: str, state: str, message: str | None = None) -> None:
@@ -365,17 +352,12 @@ class CreditLedger:
             return
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._conn, immediate=True):
                 self._conn.executemany(
                     "UPDATE credits SET state = ?, run_id = ?, updated_at = ?, message = ? "
                     "WHERE dedupe_key = ?",
                     rows,
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
 
     def discard_pending(self, keys: Iterable[str]) -> int:
         """Forget intents whose requests were never sent (e.g. the intent upload failed).
@@ -386,8 +368,7 @@ class CreditLedger:
         removed = 0
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._conn, immediate=True):
                 for batch in _chunks(list(keys)):
                     marks = ", ".join("?" for _ in batch)
                     cur = self._conn.execute(
@@ -396,10 +377,6 @@ class CreditLedger:
                         (self.run_id, *batch),
                     )
                     removed += cur.rowcount
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return removed
 
     def set_state(self, dedupe_key: str, state: str, message: str | None = None) -> bool:
@@ -425,17 +402,12 @@ class CreditLedger:
         first: list[bool] = []
         with self._lock:
             self._check_open()
-            self._conn.execute("BEGIN")
-            try:
+            with transaction(self._conn):
                 for key in keys:
                     cur = self._conn.execute(
                         "INSERT OR IGNORE INTO temp.run_keys (dedupe_key) VALUES (?)", (key,)
                     )
                     first.append(cur.rowcount == 1)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return first
 
     # ------------------------------------------------------------------ reading

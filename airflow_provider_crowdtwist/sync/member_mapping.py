@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES
+from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, id_type_problem
 from airflow_provider_crowdtwist.sync.attributes import (
     CREATE_REQUIRED,
     CUSTOM_DATA_PREFIX,
@@ -32,12 +32,18 @@ from airflow_provider_crowdtwist.sync.convert import (
     to_text,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.run import validate_config
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_email, check_fields
 
-MODES = ("upsert", "insert", "update")
-UNMAPPED_POLICIES = ("custom_data", "ignore", "error")
-#: What a null cell means: leave CrowdTwist's value alone (``skip``), or clear the field (``clear``).
-NULL_VALUES = ("skip", "clear")
+#: What a member sync does with each row; what it does with columns the mapping does not name;
+#: what a null cell means (leave CrowdTwist's value alone, or clear the field).
+MemberMode = Literal["upsert", "insert", "update"]
+UnmappedPolicy = Literal["custom_data", "ignore", "error"]
+NullValues = Literal["skip", "clear"]
+MODES: tuple[str, ...] = get_args(MemberMode)
+UNMAPPED_POLICIES: tuple[str, ...] = get_args(UnmappedPolicy)
+NULL_VALUES: tuple[str, ...] = get_args(NullValues)
 
 # Error codes of row-level rejections made before any request.
 MISSING_IDENTIFIER = "missing_identifier"
@@ -46,8 +52,8 @@ CREATE_REQUIREMENTS = "create_requirements"
 DUPLICATE_IDENTIFIER = "duplicate_identifier"
 
 
-class MemberSyncConfigError(ValueError):
-    """A sync setting is wrong; the message names the setting. Raised before the first request."""
+class MemberSyncConfigError(SyncConfigError):
+    """A member sync setting (or the source's columns) is wrong; raised before the first request."""
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,9 @@ class MemberMapping:
     id_column: str = "user_id"
     id_type: str = "email"
     field_mapping: Mapping[str, str] | None = None
-    unmapped_columns: str = "custom_data"
-    mode: str = "upsert"
-    null_values: str = "skip"
+    unmapped_columns: UnmappedPolicy = "custom_data"
+    mode: MemberMode = "upsert"
+    null_values: NullValues = "skip"
     _plans: dict[tuple[str, ...], _Plan] = field(default_factory=dict, repr=False)
     _checked_first: bool = field(default=False, repr=False)
 
@@ -94,18 +100,13 @@ class MemberMapping:
         """Check the settings that do not depend on the source; raise :class:`MemberSyncConfigError`."""
         if not isinstance(self.id_column, str) or not self.id_column.strip():
             raise MemberSyncConfigError(f"id_column must be a non-empty column name, got {self.id_column!r}")
-        if self.id_type not in ID_TYPES:
-            raise MemberSyncConfigError(f"id_type {self.id_type!r} is not one of {', '.join(ID_TYPES)}")
-        if self.mode not in MODES:
-            raise MemberSyncConfigError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.unmapped_columns not in UNMAPPED_POLICIES:
-            raise MemberSyncConfigError(
-                f"unmapped_columns {self.unmapped_columns!r} is not one of {', '.join(UNMAPPED_POLICIES)}"
-            )
-        if self.null_values not in NULL_VALUES:
-            raise MemberSyncConfigError(
-                f"null_values {self.null_values!r} is not one of {', '.join(NULL_VALUES)}"
-            )
+        problem = id_type_problem(self.id_type)
+        if problem:
+            raise MemberSyncConfigError(problem, "id_type")
+        try:
+            validate_config(self)  # the Literal choices (mode, unmapped_columns, null_values)
+        except SyncConfigError as exc:
+            raise MemberSyncConfigError(str(exc), exc.field) from None
         if self.mode == "insert" and self.id_type == "id":
             # CrowdTwist assigns ``id`` itself; a create cannot carry it, so a later run could not find
             # the member again: inserting by id would create duplicates.
@@ -298,13 +299,8 @@ class MemberMapping:
     def _reject(
         row_number: int, identifier: str | None, code: str, reason: str, payload: dict[str, Any] | None
     ) -> RowResult:
-        return RowResult(
-            row_number=row_number,
-            identifier=identifier,
-            outcome=Outcome.REJECTED,
-            code=code,
-            message=f"row {row_number}: {reason}",
-            payload=dict(payload) if payload else None,
+        return RowResult.at(
+            row_number, identifier, Outcome.REJECTED, reason, code=code, payload=payload or None
         )
 
 

@@ -110,10 +110,9 @@ class MemberReader:
         first = self.read_rows(len(chunk))
         numbers = np.arange(first, first + len(chunk), dtype=np.int64)
         id_position = columns.index(self.mapping.id_column)
-        dedupe = self._dedupe_keys(chunk.iloc[:, id_position])
-        has_id = np.fromiter((k is not None for k in dedupe), dtype=bool, count=len(dedupe))
-        texts = [k if k is not None else "" for k in dedupe]
-        keys, keys2 = member_keys(texts)
+        dedupe = dedupe_keys(chunk.iloc[:, id_position], self.mapping)
+        has_id = dedupe.notna().to_numpy()
+        keys, keys2 = member_keys(dedupe.fillna(""))
         positions = np.where(has_id, state.lookup(keys, keys2), -1)
         state.mark_seen(positions)
         known = positions >= 0
@@ -124,7 +123,7 @@ class MemberReader:
         judge = not (self.full_refresh or state.key_changed)
 
         used = [id_position, *sorted({columns.index(t.column) for t in plan.targets} - {id_position})]
-        fingerprints = chunk_fingerprints(chunk, used, texts, state.fingerprint_key, self._domain)
+        fingerprints = chunk_fingerprints(chunk, used, state.fingerprint_key, self._domain)
         if fingerprints is not None and judge:
             unchanged = active & (fingerprints == stored)
             self.spool.add_unchanged(numbers[unchanged], keys[unchanged], keys2[unchanged])
@@ -170,14 +169,30 @@ class MemberReader:
             ),
         )
 
-    def _dedupe_keys(self, column: pd.Series) -> list[str | None]:
-        """Each row's dedupe key exactly as the mapping computes it (``None``: no usable identifier)."""
-        dedupe = self.mapping.dedupe_key
-        keys: list[str | None] = []
-        for value in column.to_numpy(dtype=object):
-            try:
-                text = to_text(value)
-            except ConversionError:
-                text = MISSING
-            keys.append(None if text is MISSING else dedupe(text))
-        return keys
+
+#: What Python's ``str.strip()`` removes from ASCII text (``str.isspace`` in the ASCII range).
+_ASCII_WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def dedupe_keys(column: pd.Series, mapping: MemberMapping) -> pd.Series:
+    """Each row's dedupe key exactly as the mapping computes it (``None``/NaN: no usable identifier).
+
+    A column of ASCII text is done column-wise: stripping these characters and lower-casing ASCII is
+    exactly what ``to_text`` and ``dedupe_key`` do per value. Anything else (numbers, non-ASCII
+    text, whose case rules differ between libraries) goes through those functions one by one, so a
+    member's key never depends on which path computed it.
+    """
+    if pd.api.types.is_string_dtype(column.dtype) and not pd.api.types.is_object_dtype(column.dtype):
+        ascii_only = column.str.isascii().fillna(True).astype(bool).all()
+        if ascii_only:
+            text = column.str.strip(_ASCII_WHITESPACE)
+            text = text.where(text.str.len() > 0)
+            return text.str.lower() if mapping.id_type == "email" else text
+    keys: list[str | None] = []
+    for value in column.to_numpy(dtype=object):
+        try:
+            plain = to_text(value)
+        except ConversionError:
+            plain = MISSING
+        keys.append(None if plain is MISSING else mapping.dedupe_key(plain))
+    return pd.Series(keys, dtype=object)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from airflow_provider_crowdtwist.sync.paths import describe, is_local, make_parent
+from airflow_provider_crowdtwist.sync.paths import WorkingCopy
 from airflow_provider_crowdtwist.sync.state import DEACTIVATED, MemberState
 
 ON_REMOVED = ("ignore", "deactivate", "delete")
@@ -92,46 +92,69 @@ def preview_target(rejects_path: Any) -> Any:
     return rejects_path.with_name(stem + PREVIEW_SUFFIX)
 
 
-def write_preview(
-    rejects_path: Any, members: Iterable[RemovedMember], action: str, log: Any
-) -> tuple[int, str | None]:
-    """List the members a real run would ``action``: beside the rejects file, else in the log.
+class RemovalsList:
+    """The members a run removed -- or a dry run would remove -- one JSON line each, in a file beside the
+    rejects file (``x.jsonl`` -> ``x.removals.jsonl``); without ``rejects_path``, in the task log.
 
-    Returns the count and the file's location (``None`` when listed in the log).
+    A line: ``identifier``, ``action`` (``deactivate`` / ``delete``), ``outcome`` (what happened, or in
+    a dry run what a real run would try for; ``null`` when the guard stopped the run), ``message``.
+    A dry run and the real run after it list the same identifiers. A context manager.
     """
-    if not rejects_path:
-        count = 0
-        line: list[str] = []
-        for member in members:
-            count += 1
-            line.append(member.identifier)
-            if len(line) == _LOGGED_PER_LINE:
-                log.info("Dry run: would %s: %s", action, ", ".join(line))
-                line = []
-        if line:
-            log.info("Dry run: would %s: %s", action, ", ".join(line))
-        return count, None
-    target = preview_target(rejects_path)
-    count = 0
-    if is_local(target):
-        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(target))) or ".", exist_ok=True)
-    else:
-        make_parent(target)
-    with _open_text(target) as handle:
-        for member in members:
-            count += 1
-            handle.write(json.dumps(_preview_record(member, action), ensure_ascii=False) + "\n")
-    return count, describe(target)
 
+    def __init__(self, rejects_path: Any, action: str, log: Any, *, dry_run: bool) -> None:
+        self.action = action
+        self.log = log
+        self.dry_run = dry_run
+        self.count = 0
+        self._line: list[str] = []
+        self._copy: WorkingCopy | None = None
+        self._handle: IO[str] | None = None
+        self.location: str | None = None
+        if rejects_path:
+            self._copy = WorkingCopy(preview_target(rejects_path), name="removals.jsonl", download=False)
+            self.location = self._copy.location
+            self._handle = open(self._copy.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-def _preview_record(member: RemovedMember, action: str) -> Mapping[str, Any]:
-    return {"identifier": member.identifier, "action": action, "deactivated_before": member.deactivated}
+    def add(self, member: RemovedMember, outcome: Any = None, message: str | None = None) -> None:
+        """List ``member`` with what happened to it (``outcome``: an outcome or ``None``)."""
+        self.count += 1
+        if self._handle is not None:
+            record = {
+                "identifier": member.identifier,
+                "action": self.action,
+                "outcome": None if outcome is None else str(outcome),
+                "message": message,
+                "deactivated_before": member.deactivated,
+                "dry_run": self.dry_run,
+            }
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            return
+        self._line.append(member.identifier)
+        if len(self._line) == _LOGGED_PER_LINE:
+            self._log_line()
 
+    def _log_line(self) -> None:
+        verb = f"would {self.action}" if self.dry_run else f"{self.action}d"
+        self.log.info("Members who left the source, %s: %s", verb, ", ".join(self._line))
+        self._line = []
 
-def _open_text(target: Any) -> Any:
-    if is_local(target):
-        return open(os.fspath(target), "w", encoding="utf-8")
-    return target.open("w", encoding="utf-8")
+    def close(self) -> None:
+        """Write out the list (upload it, for object storage)."""
+        if self._line:
+            self._log_line()
+        if self._handle is not None and self._copy is not None:
+            self._handle.close()
+            self._handle = None
+            try:
+                self._copy.upload()
+            finally:
+                self._copy.close()
+
+    def __enter__(self) -> RemovalsList:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def removal_body(remove_points: bool) -> dict[str, int]:

@@ -1,107 +1,124 @@
-"""The member sync: source chunks -> CrowdTwist members created or updated, every row accounted for.
+"""The member sync: source chunks -> CrowdTwist members created, updated, deactivated or deleted.
 
 Flow (see ``docs/member-sync.md``):
 
-1. read the source chunk by chunk; map and validate each row (``MemberMapping``); rejections are
-   recorded at once; good rows go to a temporary SQLite :class:`~.spool.Spool`;
+1. read the source chunk by chunk (:class:`~.member_read.MemberReader`): map and validate each row;
+   rejections are recorded at once; good rows go to a temporary :class:`~.spool.Spool`. With a
+   member state, rows whose fingerprint did not change are ``unchanged`` without being mapped;
 2. duplicates resolve last-wins in the spool; the losers are ``skipped``; the total is now known;
-3. the survivors are sent by :func:`~.sender.send_all` on ``max_workers`` threads over ONE client
-   (whose ONE ``RateLimiter`` is shared by every worker, so a 429 slows everybody);
-4. each :class:`RowResult` is counted, written to the rejects file if it is a problem, and shown in
-   the progress log; the summary is returned, or raised with the error when a threshold is exceeded
-   or CrowdTwist said 401 (bad credentials: the sync stops instead of burning the whole source).
+3. with ``on_removed``, the members the state knows and the complete source did not mention are
+   found (:mod:`.member_removal`); the guard may stop the run here, before any request;
+4. the survivors are sent on ``max_workers`` threads over ONE client (whose ONE ``RateLimiter`` is
+   shared by every worker, so a 429 slows everybody), then the removals;
+5. each :class:`RowResult` is recorded by the run skeleton (:class:`~.run.SyncRun`) and in the state;
+   the summary is returned, or raised with the error when a threshold is exceeded or the run aborted.
 
 No Airflow import: the operator is a thin adapter over :func:`sync_members`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 import pandas as pd
 
-from airflow_provider_crowdtwist.client.errors import (
-    CrowdTwistAuthError,
-    CrowdTwistError,
-    CrowdTwistForbiddenError,
-    CrowdTwistNotFoundError,
-    CrowdTwistValidationError,
-)
-from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.client.errors import CrowdTwistNotFoundError, CrowdTwistValidationError
 from airflow_provider_crowdtwist.sync.attributes import UPDATE_ONLY_ATTRIBUTES
 from airflow_provider_crowdtwist.sync.member_mapping import (
     CREATE_REQUIREMENTS,
     DUPLICATE_IDENTIFIER,
     MemberMapping,
+    MemberMode,
     MemberSyncConfigError,
+    NullValues,
+    UnmappedPolicy,
 )
 from airflow_provider_crowdtwist.sync.member_read import MemberReader
+from airflow_provider_crowdtwist.sync.member_removal import (
+    RemovalsList,
+    RemovedMember,
+    count_unseen,
+    guard_violation,
+    removal_body,
+    removed_members,
+)
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
-from airflow_provider_crowdtwist.sync.rejects import mask_secrets, open_rejects
-from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.rejects import mask_secrets
+from airflow_provider_crowdtwist.sync.run import RowRef, RunConfig, SyncRun
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
 from airflow_provider_crowdtwist.sync.state import MemberState
-from airflow_provider_crowdtwist.sync.summary import (
-    SyncAbortedError,
-    SyncSummary,
-    ThresholdExceededError,
-    threshold_violation,
-    validate_thresholds,
-)
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
 from airflow_provider_crowdtwist.sync.validation import check_create
 
 log_default = logging.getLogger(__name__)
 
 EMAIL_TAKEN = "already taken"
-NOT_SENT_AFTER_ABORT = "not_sent"
-MAX_LOGGED_PROBLEMS = 20
+
+OnRemoved = Literal["ignore", "deactivate", "delete"]
 
 
-@dataclass
-class MemberSyncConfig:
+class MemberOutcome(str, Enum):
+    """The member sync's outcomes beyond :class:`~.outcomes.Outcome` (declared to the run skeleton).
+
+    ``deactivated`` and ``deleted`` are members who left the source (counted in ``rows_removed``, not
+    in the rows read); ``reactivated`` is a source row for a member an earlier run deactivated.
+    """
+
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+    REACTIVATED = "reactivated"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(kw_only=True)
+class MemberSyncConfig(RunConfig):
     """Settings of one member sync (the operator's arguments, minus the source and the connection).
 
-    ``id_type=None`` takes the client's (the connection's) default. ``max_failed_rows`` and
-    ``max_failed_ratio`` both ``None`` means: fail on any failed row, tolerate rejected rows.
+    ``id_type=None`` takes the client's (the connection's) default. The shared settings (workers,
+    thresholds, rejects, dry run, stop event) are those of :class:`~.run.RunConfig`.
     """
 
     id_column: str = "user_id"
     id_type: str | None = None
     field_mapping: Mapping[str, str] | None = None
-    unmapped_columns: str = "custom_data"
-    mode: str = "upsert"
-    max_workers: int = 16
-    max_failed_rows: int | None = None
-    max_failed_ratio: float | None = None
-    rejects_path: Any = None
+    unmapped_columns: UnmappedPolicy = "custom_data"
+    mode: MemberMode = "upsert"
     state_path: Any = None
-    dry_run: bool = False
-    progress_interval: float = 10.0
     spool_dir: str | None = None
-    #: Set it from another thread (the operator's ``on_kill``) to stop sending; rows not sent yet end
-    #: as ``failed`` ("not sent") and the report is still written.
-    stop_event: threading.Event | None = None
+    #: What happens to members the state knows and the (complete) source no longer has.
+    on_removed: OnRemoved = "ignore"
+    #: With ``on_removed="deactivate"``: also wipe their points (``remove_points: 1``).
+    remove_points_on_deactivate: bool = False
+    #: The guard: a run that would remove more than this share of the state's members fails.
+    max_removed_ratio: float = 0.1
+    #: A zero-row source removes nothing unless this is set (an empty query is usually a broken one).
+    allow_empty_source_removal: bool = False
     #: Ignore the state's "unchanged" verdict for this run: every row is sent and re-recorded.
     full_refresh: bool = False
     #: ``skip``: a null cell leaves CrowdTwist's value alone; ``clear``: it clears the field.
-    null_values: str = "skip"
-    #: Keys the state's fingerprints (with a per-state salt); default: the client's API key or HMAC
+    null_values: NullValues = "skip"
+    #: Keys the state's fingerprints (with a per-state salt). Default: the client's API key or HMAC
     #: private key, so that the secret lives where the connection lives, never in the state file.
     state_key: str | None = None
 
-    def mapping(self, default_id_type: str = "email") -> MemberMapping:
+    def mapping(self) -> MemberMapping:
         """The :class:`MemberMapping` for these settings (validated)."""
         mapping = MemberMapping(
             id_column=self.id_column,
-            id_type=self.id_type or default_id_type,
-            field_mapping=dict(self.field_mapping or {}),
+            id_type=self.id_type or "email",
+            field_mapping=dict(self.field_mapping)
+            if isinstance(self.field_mapping, Mapping)
+            else self.field_mapping,
             unmapped_columns=self.unmapped_columns,
             mode=self.mode,
             null_values=self.null_values,
@@ -109,21 +126,39 @@ class MemberSyncConfig:
         mapping.validate()
         return mapping
 
-    def validate(self, default_id_type: str = "email") -> None:
+    def validate(self) -> None:
         """Check every setting; raise :class:`MemberSyncConfigError` naming the field."""
         try:
-            check_max_workers(self.max_workers)
-            validate_thresholds(self.max_failed_rows, self.max_failed_ratio)
-        except ValueError as exc:
-            raise MemberSyncConfigError(str(exc)) from None
-        for name in ("dry_run", "full_refresh"):
-            if not isinstance(getattr(self, name), bool):
-                raise MemberSyncConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.progress_interval, (int, float)) or self.progress_interval <= 0:
+            super().validate()
+        except MemberSyncConfigError:
+            raise
+        except SyncConfigError as exc:
+            raise MemberSyncConfigError(str(exc), exc.field) from None
+
+    def validate_sync(self) -> None:
+        self.mapping()
+        if not 0.0 <= float(self.max_removed_ratio) <= 1.0:
             raise MemberSyncConfigError(
-                f"progress_interval must be > 0 seconds, got {self.progress_interval!r}"
+                f"max_removed_ratio must be between 0 and 1, got {self.max_removed_ratio!r}",
+                "max_removed_ratio",
             )
-        self.mapping(default_id_type)
+        if not self.state_path:
+            for name, value, default in (
+                ("on_removed", self.on_removed, "ignore"),
+                ("full_refresh", self.full_refresh, False),
+            ):
+                if value != default:
+                    raise MemberSyncConfigError(
+                        f"{name}={value!r} needs state_path: only the member state knows which members "
+                        "earlier syncs wrote",
+                        name,
+                    )
+        if self.remove_points_on_deactivate and self.on_removed != "deactivate":
+            raise MemberSyncConfigError(
+                "remove_points_on_deactivate=True applies only with on_removed='deactivate' "
+                f"(on_removed is {self.on_removed!r})",
+                "remove_points_on_deactivate",
+            )
 
 
 class UpsertOrder:
@@ -158,19 +193,19 @@ class UpsertOrder:
 class _MemberSender:
     """The per-row work done on a worker thread: one member, one (or in upsert's 404 case, two) requests."""
 
-    def __init__(
-        self, client: Any, mapping: MemberMapping, *, dry_run: bool, redact: Callable[[str], str]
-    ) -> None:
-        self.client = client
+    def __init__(self, run: SyncRun[SpooledRow], mapping: MemberMapping) -> None:
+        self.run = run
+        self.client = run.client
         self.mapping = mapping
         self.mode = mapping.mode
         self.id_type = mapping.id_type
-        self.dry_run = dry_run
-        self.redact = redact
+        self.dry_run = run.config.dry_run
         self.order = UpsertOrder(enabled=self.id_type == "email")
 
     def __call__(self, row: SpooledRow) -> RowResult:
         payload = json.loads(row.payload_json)
+        if row.reactivate:  # an earlier run deactivated this member; it is back in the source
+            payload["is_active"] = 1
         try:
             if self.dry_run:
                 return self._dry_run(row, payload)
@@ -179,28 +214,15 @@ class _MemberSender:
                 return self._ok(row, Outcome.CREATED)
             if self.mode == "update":
                 self.client.update_user(row.identifier, payload, id_type=self.id_type)
-                return self._ok(row, Outcome.UPDATED)
+                return self._ok(row, _updated(row))
             return self._upsert(row, payload)
-        except CrowdTwistAuthError as exc:
-            return self._problem(row, payload, Outcome.FAILED, exc, code=exc.code or "unauthorized")
-        except CrowdTwistForbiddenError as exc:
-            return self._problem(row, payload, Outcome.REJECTED, exc)
-        except CrowdTwistNotFoundError as exc:
-            return self._problem(
-                row, payload, Outcome.REJECTED, exc, message=f"member not found ({exc.message})"
-            )
-        except CrowdTwistValidationError as exc:
-            return self._problem(row, payload, Outcome.REJECTED, exc)
-        except CrowdTwistError as exc:
-            return self._problem(row, payload, Outcome.FAILED, exc, message=str(exc))
-        except Exception as exc:  # a bug or an unexpected library error must not lose the row
-            return self._problem(
-                row, payload, Outcome.FAILED, None, code="internal", message=f"{type(exc).__name__}: {exc}"
-            )
+        except Exception as exc:  # every error, a bug included, becomes the row's outcome in one place
+            return self.run.error_result(_ref(row, payload), exc)
 
     def _create_first(self, row: SpooledRow) -> bool:
-        """POST before PUT? With a state, for exactly the members it has never seen; without one, as
-        the upsert order learned. Only for email ids, the one documented "already taken" answer."""
+        """POST before PUT? With a state: for exactly the members it has never seen (one request a row
+        on every run); without one, as the upsert order learned. Email ids only: "already taken" is
+        the one documented answer that tells an existing member."""
         if row.known is None:
             return self.order.create_first
         return self.id_type == "email" and not row.known
@@ -211,16 +233,13 @@ class _MemberSender:
         try:
             self.client.update_user(row.identifier, payload, id_type=self.id_type)
             self.order.observe(was_new=False)
-            return self._ok(row, Outcome.UPDATED)
+            return self._ok(row, _updated(row))
         except CrowdTwistNotFoundError as not_found:
             self.order.observe(was_new=True)
             if self.id_type == "id":
-                return self._problem(
-                    row,
-                    payload,
-                    Outcome.REJECTED,
-                    not_found,
-                    message="member not found (id_type 'id': CrowdTwist assigns ids, it cannot be created)",
+                why = "member not found (id_type 'id': CrowdTwist assigns ids, it cannot be created)"
+                return self.run.result(
+                    _ref(row, payload), Outcome.REJECTED, why, code=not_found.code, status=not_found.status
                 )
             cannot_create = self._cannot_create(row, payload)
             if cannot_create is not None:
@@ -238,7 +257,7 @@ class _MemberSender:
             if self.id_type == "email" and _email_taken(exc.message):
                 self.order.observe(was_new=False)
                 self.client.update_user(row.identifier, payload, id_type=self.id_type)
-                return self._ok(row, Outcome.UPDATED)
+                return self._ok(row, _updated(row))
             raise
         self.order.observe(was_new=True)
         return self._ok(row, Outcome.CREATED)
@@ -249,17 +268,19 @@ class _MemberSender:
             return self._ok(row, Outcome.CREATED)
         try:
             self.client.get_user(row.identifier, id_type=self.id_type)
-            return self._ok(row, Outcome.UPDATED)
+            return self._ok(row, _updated(row))
         except CrowdTwistNotFoundError as exc:
             if self.mode == "update" or self.id_type == "id":
-                return self._problem(row, payload, Outcome.REJECTED, exc, message="member not found")
+                ref = _ref(row, payload)
+                return self.run.result(
+                    ref, Outcome.REJECTED, "member not found", code=exc.code, status=exc.status
+                )
             cannot_create = self._cannot_create(row, payload)
             if cannot_create is not None:
                 return cannot_create
             return self._ok(row, Outcome.CREATED)
 
-    @staticmethod
-    def _cannot_create(row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
+    def _cannot_create(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
         """A member that is not there can only be created with the create rules met (location...).
 
         Checked only after CrowdTwist said "not found": an update needs none of these fields.
@@ -268,43 +289,50 @@ class _MemberSender:
         if not problem:
             return None
         name, reason = problem
-        return RowResult(
-            row.row_number,
-            row.identifier,
-            Outcome.REJECTED,
-            code=CREATE_REQUIREMENTS,
-            message=f"row {row.row_number}: member not found, and cannot create it: {name}: {reason}",
-            payload=payload,
-        )
+        why = f"member not found, and cannot create it: {name}: {reason}"
+        return self.run.result(_ref(row, payload), Outcome.REJECTED, why, code=CREATE_REQUIREMENTS)
 
     @staticmethod
-    def _ok(row: SpooledRow, outcome: Outcome) -> RowResult:
+    def _ok(row: SpooledRow, outcome: Outcome | MemberOutcome) -> RowResult:
         return RowResult(row.row_number, row.identifier, outcome)
 
-    def _problem(
-        self,
-        row: SpooledRow,
-        payload: dict[str, Any],
-        outcome: Outcome,
-        exc: CrowdTwistError | None,
-        *,
-        code: str | None = None,
-        message: str | None = None,
-    ) -> RowResult:
-        text = message if message is not None else (exc.message if exc is not None else "")
-        password = payload.get("password")
-        if isinstance(password, str) and password:
-            text = text.replace(password, "***")
-        return RowResult(
-            row_number=row.row_number,
-            identifier=row.identifier,
-            outcome=outcome,
-            code=code or (exc.code if exc is not None else None),
-            message=f"row {row.row_number}: {self.redact(text)}",
-            payload=payload,
-            status=exc.status if exc is not None else None,
-            extra={"auth_failed": True} if isinstance(exc, CrowdTwistAuthError) else {},
-        )
+
+class _MemberRemover:
+    """The per-member work for members who left the source: one PUT (deactivate) or one DELETE."""
+
+    def __init__(self, run: SyncRun[Any], config: MemberSyncConfig, id_type: str) -> None:
+        self.run = run
+        self.client = run.client
+        self.id_type = id_type
+        self.delete = config.on_removed == "delete"
+        self.body = removal_body(config.remove_points_on_deactivate)
+
+    @staticmethod
+    def ref(member: RemovedMember) -> RowRef:
+        return RowRef(0, member.identifier, label=f"member {member.identifier} (left the source)")
+
+    def __call__(self, member: RemovedMember) -> RowResult:
+        try:
+            if self.delete:
+                self.client.delete_user(member.identifier, id_type=self.id_type)
+                return self.run.result(self.ref(member), MemberOutcome.DELETED, "deletion queued")
+            self.client.update_user(member.identifier, dict(self.body), id_type=self.id_type)
+            return self.run.result(self.ref(member), MemberOutcome.DEACTIVATED, "deactivated")
+        except Exception as exc:  # the one error -> outcome place
+            return self.run.error_result(self.ref(member), exc)
+
+    def preview(self, member: RemovedMember) -> RowResult:
+        """What a dry run records: the outcome a real run would try for."""
+        outcome = MemberOutcome.DELETED if self.delete else MemberOutcome.DEACTIVATED
+        return self.run.result(self.ref(member), outcome, "dry run: would be removed")
+
+
+def _updated(row: SpooledRow) -> Outcome | MemberOutcome:
+    return MemberOutcome.REACTIVATED if row.reactivate else Outcome.UPDATED
+
+
+def _ref(row: SpooledRow, payload: dict[str, Any] | None = None) -> RowRef:
+    return RowRef(row.row_number, row.identifier, payload if payload is not None else row.payload)
 
 
 def _email_taken(message: str | None) -> bool:
@@ -314,38 +342,9 @@ def _email_taken(message: str | None) -> bool:
 
 
 def _create_body(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """A create takes no update-only attributes (``is_active``, ``remove_points``)."""
-    return {k: v for k, v in payload.items() if k not in UPDATE_ONLY_ATTRIBUTES}
-
-
-def _redactor_for(client: Any) -> Callable[[str], str]:
-    config = getattr(client, "config", None)
-    secrets = [getattr(config, "api_key", None), getattr(config, "hmac_private_key", None)]
-    redactor = Redactor([s for s in secrets if isinstance(s, str)])
-    return redactor.redact
-
-
-class _Accountant:
-    """Counts results, writes problems to the rejects file, logs a few, feeds progress; one thread."""
-
-    def __init__(self, summary: SyncSummary, rejects: Any, progress: ProgressReporter, log: Any) -> None:
-        self.summary = summary
-        self.rejects = rejects
-        self.progress = progress
-        self.log = log
-        self.problems_logged = 0
-
-    def __call__(self, result: RowResult) -> None:
-        self.summary.add(result.outcome)
-        if result.is_problem:
-            self.rejects.write(result)
-            if self.problems_logged < MAX_LOGGED_PROBLEMS:
-                self.problems_logged += 1
-                self.log.warning("%s %s: %s", result.outcome, result.code or "", result.message)
-            elif self.problems_logged == MAX_LOGGED_PROBLEMS:
-                self.problems_logged += 1
-                self.log.warning("More rejected/failed rows are not logged; see the rejects file.")
-        self.progress.record(result.outcome)
+    """A create takes no update-only attributes (``is_active``, ``remove_points``), and no nulls: a new
+    member has nothing to clear (``null_values="clear"``)."""
+    return {k: v for k, v in payload.items() if k not in UPDATE_ONLY_ATTRIBUTES and v is not None}
 
 
 def sync_members(
@@ -359,144 +358,58 @@ def sync_members(
     ``client`` is a ``CrowdTwistClient`` (shared by all workers; its rate limiter paces them).
     ``chunks`` is any iterable of DataFrames (see ``sources.iter_chunks``). Raises
     :class:`MemberSyncConfigError` before the first request on bad settings or columns,
-    :class:`SyncAbortedError` after a 401, :class:`ThresholdExceededError` when too many rows failed
-    -- in the last two cases after the rejects file is written, with ``.summary`` attached.
+    :class:`SyncAbortedError` after a credential failure or a stop, :class:`ThresholdExceededError`
+    when too many rows failed -- in the last two cases after the rejects file is written, with
+    ``.summary`` attached.
     """
     log = log or log_default
-    started = time.monotonic()
     default_id_type = getattr(getattr(client, "config", None), "id_type", None) or "email"
-    config.validate(default_id_type)
-    mapping = config.mapping(default_id_type)
-    redact = _redactor_for(client)
-    requests_before = int(getattr(client, "requests_sent", 0) or 0)
-    summary = SyncSummary(dry_run=config.dry_run)
-    progress = ProgressReporter(log, interval=config.progress_interval)
-    abort_reason: str | None = None
-
-    state = _open_state(config, mapping, client)
+    config = dataclasses.replace(config, id_type=config.id_type or default_id_type)
+    config.validate()
+    mapping = config.mapping()
+    run: SyncRun[Any] = SyncRun(
+        client, config, SyncSummary(), log, title="CrowdTwist member sync", outcomes=MemberOutcome
+    )
+    state: MemberState | None = None
     try:
-        with open_rejects(config.rejects_path, redact=redact) as rejects, Spool(config.spool_dir) as spool:
-            summary.rejects_path = getattr(rejects, "location", None)
-            account = _Accountant(summary, rejects, progress, log)
-
-            # 1. read, map, validate, spool (with a state: unchanged rows are not even mapped)
-            last_read_log = [time.monotonic()]
-
-            def read_rows(n: int) -> int:
-                summary.rows_read += n
-                return summary.rows_read - n + 1
-
-            def log_reading() -> None:
-                if time.monotonic() - last_read_log[0] >= config.progress_interval:
-                    last_read_log[0] = time.monotonic()
-                    log.info(
-                        "Reading the source: %d row(s) read so far, %d rejected by validation.",
-                        summary.rows_read,
-                        summary.count(Outcome.REJECTED),
-                    )
-
-            reader = MemberReader(mapping, spool, account, read_rows, state, config.full_refresh)
-            reader.read(chunks, log_reading)
-            progress.set_total(summary.rows_read)
-            log.info(
-                "Read %d row(s); %d to send after validation and de-duplication%s.",
-                summary.rows_read,
-                spool.count_survivors(),
-                " (dry run: no writes)" if config.dry_run else "",
-            )
-
-            # 2. duplicates: last wins
-            for lost in spool.superseded():
-                account(
-                    RowResult(
-                        lost.row_number,
-                        lost.identifier,
+        state = _open_state(config, mapping, client)  # a second sync on this state fails here, at once
+        with Spool(config.spool_dir) as spool:
+            _read(run, chunks, mapping, spool, state, config)
+            removals = _removals(run, state, config)  # the source was read completely
+            for lost in spool.superseded():  # duplicates: the last row wins
+                why = f"duplicate identifier: row {lost.winner_row_number} has the same identifier and wins"
+                run.record(
+                    run.result(
+                        RowRef(lost.row_number, lost.identifier),
                         Outcome.SKIPPED,
+                        f"{why} (last row wins)",
                         code=DUPLICATE_IDENTIFIER,
-                        message=(
-                            f"row {lost.row_number}: duplicate identifier: row {lost.winner_row_number} "
-                            "has the same identifier and wins (last row wins)"
-                        ),
                     )
                 )
-
-            # 3. send
-            unchanged = spool.count_unchanged()
-            if unchanged:
-                summary.add(Outcome.UNCHANGED, unchanged)
-                progress.record(Outcome.UNCHANGED, unchanged)
-            survivors = spool.survivors()
+            unchanged = spool.count_unchanged()  # counted whole: these rows were never even mapped
+            run.summary.add(Outcome.UNCHANGED, unchanged)
+            run.progress.record(Outcome.UNCHANGED, unchanged)
+            survivors: Iterator[SpooledRow] = spool.survivors()
             if config.dry_run:
                 survivors = _log_dry_run_samples(survivors, log)
-            stop = config.stop_event if config.stop_event is not None else threading.Event()
-            work = _MemberSender(client, mapping, dry_run=config.dry_run, redact=redact)
-            for row, outcome in send_all(
-                survivors,
-                work,
-                max_workers=config.max_workers,
-                stop=stop,
-                heartbeat=progress.maybe_log,
-            ):
-                if isinstance(outcome, SendFailure):
-                    outcome = RowResult(
-                        row.row_number,
-                        row.identifier,
-                        Outcome.FAILED,
-                        code="internal",
-                        message=f"row {row.row_number}: {type(outcome.error).__name__}: "
-                        f"{redact(str(outcome.error))}",
-                        payload=row.payload,
-                    )
-                if outcome.extra.get("auth_failed") and not stop.is_set():
-                    stop.set()
-                    abort_reason = (
-                        "CrowdTwist answered 401 Unauthorized: the API key or HMAC keys of the connection "
-                        "are wrong; the sync stopped"
-                    )
-                    log.error("%s.", abort_reason)
-                outcome.extra.pop("auth_failed", None)
-                if (
-                    state is not None
-                    and not config.dry_run
-                    and outcome.outcome in (Outcome.CREATED, Outcome.UPDATED)
-                ):
+            for row, result in run.send(survivors, _MemberSender(run, mapping), _ref):
+                if state is not None and not config.dry_run and _accepted(result):
                     state.record_sent(row.key, row.key2, row.identifier, row.fingerprint)
-                account(outcome)
-            if stop.is_set() and abort_reason is None:
-                abort_reason = "the sync was stopped before every row was sent (task killed)"
-                log.error("%s.", abort_reason)
-            if abort_reason:
-                for row in survivors:
-                    account(
-                        RowResult(
-                            row.row_number,
-                            row.identifier,
-                            Outcome.FAILED,
-                            code=NOT_SENT_AFTER_ABORT,
-                            message=f"row {row.row_number}: not sent: {abort_reason}",
-                            payload=row.payload,
-                        )
-                    )
-            summary.rejects_written = rejects.written
+                run.record(result)
+            if removals is not None:
+                _remove(run, state, config, mapping.id_type, *removals)
     finally:
-        if state is not None:
-            state.close()
-        summary.requests_sent = int(getattr(client, "requests_sent", 0) or 0) - requests_before
-        summary.duration_seconds = time.monotonic() - started
-    summary.aborted = abort_reason
-    if not summary.is_consistent():  # pragma: no cover - would be a bug in this module
-        log.error(
-            "Row accounting mismatch: %d rows read, %d outcomes", summary.rows_read, summary.total_outcomes
-        )
-    log.info(
-        "%s", summary_table(summary, "CrowdTwist member sync" + (" (dry run)" if config.dry_run else ""))
-    )
-    if abort_reason:
-        raise SyncAbortedError(abort_reason, summary)
-    violation = threshold_violation(summary, config.max_failed_rows, config.max_failed_ratio)
-    if violation:
-        raise ThresholdExceededError(violation, summary)
-    return summary
+        try:
+            if state is not None:
+                state.close()
+        finally:
+            run.close()
+    run.finish()
+    return run.summary
+
+
+def _accepted(result: RowResult) -> bool:
+    return result.outcome in (Outcome.CREATED, Outcome.UPDATED, MemberOutcome.REACTIVATED)
 
 
 def _open_state(config: MemberSyncConfig, mapping: MemberMapping, client: Any) -> MemberState | None:
@@ -510,10 +423,122 @@ def _open_state(config: MemberSyncConfig, mapping: MemberMapping, client: Any) -
     if not secret:
         raise MemberSyncConfigError(
             "state_path needs a secret to key the state's hashes: the connection's API key or HMAC "
-            "private key (or MemberSyncConfig.state_key); none is set"
+            "private key (or MemberSyncConfig.state_key); none is set",
+            "state_path",
         )
     return MemberState(
         config.state_path, id_type=mapping.id_type, secret=secret.encode("utf-8"), read_only=config.dry_run
+    )
+
+
+def _read(
+    run: SyncRun[Any],
+    chunks: Iterable[pd.DataFrame],
+    mapping: MemberMapping,
+    spool: Spool,
+    state: MemberState | None,
+    config: MemberSyncConfig,
+) -> None:
+    """Read every chunk into the spool (rejections are recorded at once), logging as it goes."""
+    summary = run.summary
+    last_log = [time.monotonic()]
+
+    def read_rows(n: int) -> int:
+        summary.rows_read += n
+        return summary.rows_read - n + 1
+
+    def log_progress() -> None:
+        if time.monotonic() - last_log[0] >= config.progress_interval:
+            last_log[0] = time.monotonic()
+            run.log.info(
+                "Reading the source: %d row(s) read so far, %d rejected by validation.",
+                summary.rows_read,
+                summary.count(Outcome.REJECTED),
+            )
+
+    reader = MemberReader(mapping, spool, run.record, read_rows, state, config.full_refresh)
+    reader.read(chunks, log_progress)
+    run.progress.set_total(summary.rows_read)
+    run.log.info(
+        "Read %d row(s); %d to send after validation, de-duplication and the state%s.",
+        summary.rows_read,
+        spool.count_survivors(),
+        " (dry run: no writes)" if config.dry_run else "",
+    )
+
+
+def _removals(
+    run: SyncRun[Any], state: MemberState | None, config: MemberSyncConfig
+) -> tuple[int, Any] | None:
+    """The members to remove (count, lister), or ``None``; the guard aborts the run before any request."""
+    if state is None:
+        return None
+    if config.on_removed == "ignore":
+        unseen = count_unseen(state)
+        if unseen:
+            run.log.info(
+                "%d member(s) of the state are not in the source; on_removed='ignore' leaves them alone.",
+                unseen,
+            )
+        return None
+    count, members = removed_members(state, config.on_removed)
+    violation = guard_violation(
+        count,
+        len(state),
+        run.summary.rows_read,
+        on_removed=config.on_removed,
+        max_removed_ratio=config.max_removed_ratio,
+        allow_empty_source_removal=config.allow_empty_source_removal,
+    )
+    if violation:
+        if config.dry_run:  # the preview still lists them: the user decides whether to raise the ratio
+            with _removals_list(run, config) as listed:
+                for member in members():
+                    listed.add(member, None, "the removal guard stopped the run")
+        run.abort(f"the removal guard stopped the sync: {violation}")
+        return None
+    run.log.info("%d member(s) left the source: on_removed=%r.", count, config.on_removed)
+    return count, members
+
+
+def _removals_list(run: SyncRun[Any], config: MemberSyncConfig) -> RemovalsList:
+    return RemovalsList(config.rejects_path, config.on_removed, run.log, dry_run=config.dry_run)
+
+
+def _remove(
+    run: SyncRun[Any],
+    state: MemberState | None,
+    config: MemberSyncConfig,
+    id_type: str,
+    count: int,
+    members: Any,
+) -> None:
+    """Deactivate or delete the members who left the source; a dry run counts and lists them only."""
+    if count == 0 or state is None or run.stop.is_set():
+        return
+    remover = _MemberRemover(run, config, id_type)
+    with _removals_list(run, config) as listed:
+        if config.dry_run:
+            results: Iterable[tuple[RemovedMember, RowResult]] = ((m, remover.preview(m)) for m in members())
+        else:
+            results = run.send(members(), remover, remover.ref)
+        for member, result in results:
+            run.summary.rows_removed += 1
+            if not config.dry_run:
+                if result.outcome == MemberOutcome.DEACTIVATED:
+                    state.record_deactivated(member.key, member.key2)
+                elif result.outcome == MemberOutcome.DELETED or result.status == 404:
+                    state.forget(member.key, member.key2)  # deleted, or already gone from CrowdTwist
+            listed.add(member, result.outcome, result.message)
+            run.record(result)
+    where = f"listed in {listed.location}" if listed.location else "listed in the log"
+    verb = "would be removed" if config.dry_run else "removed"
+    run.log.info(
+        "%d member(s) who left the source %s (on_removed=%r), %s.",
+        listed.count,
+        verb,
+        config.on_removed,
+        where,
     )
 
 

@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome
-from airflow_provider_crowdtwist.sync.summary import SyncSummary
+from airflow_provider_crowdtwist.sync.outcomes import OutcomeLike, outcome_key
+from airflow_provider_crowdtwist.sync.summary import SyncSummary, ordered_counts
 
 
 def format_duration(seconds: float) -> str:
@@ -57,9 +57,9 @@ class ProgressReporter:
         """Set the number of rows expected (for ``done/total`` and the ETA)."""
         self.total = total
 
-    def record(self, outcome: Outcome | str, n: int = 1) -> None:
+    def record(self, outcome: OutcomeLike, n: int = 1) -> None:
         """Count ``n`` finished rows and log if the interval has passed."""
-        key = Outcome(outcome).value
+        key = outcome_key(outcome)
         self.counts[key] = self.counts.get(key, 0) + n
         self.done += n
         self.maybe_log()
@@ -91,18 +91,17 @@ class ProgressReporter:
             )
         else:
             head = f"Progress: {self.done} {self.label}, {rate:.1f} {self.label}/s"
-        counts = ", ".join(
-            f"{o.value}={self.counts[o.value]}" for o in OUTCOME_ORDER if self.counts.get(o.value)
-        )
+        counts = ", ".join(f"{k}={v}" for k, v in ordered_counts(self.counts) if v)
         return f"{head}; {counts}" if counts else head
 
 
 def summary_table(summary: SyncSummary, title: str = "CrowdTwist sync summary") -> str:
     """A plain-text table of the summary for the end of the task log."""
-    rows: list[tuple[str, str]] = [
-        (o.value, str(summary.count(o))) for o in OUTCOME_ORDER if summary.count(o)
-    ]
+    rows: list[tuple[str, str]] = [(k, str(v)) for k, v in ordered_counts(summary.counts) if v]
     rows.append(("rows read", str(summary.rows_read)))
+    if summary.rows_removed:
+        rows.append(("rows removed from the source", str(summary.rows_removed)))
+    rows += [(f"{name} requests", str(n)) for name, n in summary.request_counts.items()]
     rows.append(("requests sent", str(summary.requests_sent)))
     rows.append(("requests / row", f"{summary.requests_per_row:.3f}"))
     rows.append(("duration", format_duration(summary.duration_seconds)))

@@ -39,9 +39,12 @@ _KEY_HASH_KEYS = ("ct-member-key-k1", "ct-member-key-k2")
 _TEXT_INFERRED = frozenset({"string", "empty"})
 
 
-def member_keys(dedupe_keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit)."""
-    series = pd.Series(list(dedupe_keys), dtype=object)
+def member_keys(dedupe_keys: Sequence[str] | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit).
+
+    A text ``Series`` and a list of the same strings hash alike (pandas hashes the characters).
+    """
+    series = dedupe_keys if isinstance(dedupe_keys, pd.Series) else pd.Series(list(dedupe_keys), dtype=object)
     k1 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[0]).to_numpy()
     k2 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[1]).to_numpy()
     return k1.view(np.int64), k2.view(np.int64)
@@ -76,15 +79,16 @@ def _hashable(column: pd.Series) -> pd.Series | None:
 
 
 def chunk_fingerprints(
-    chunk: pd.DataFrame, positions: Sequence[int], dedupe_keys: Sequence[str], key: bytes, domain: str
+    chunk: pd.DataFrame, positions: Sequence[int], key: bytes, domain: str
 ) -> np.ndarray | None:
     """Keyed fingerprints (``int64``) of the columns at ``positions`` of every row, or ``None``.
 
-    ``domain`` names everything else the payload depends on (mapping settings); the columns' names
-    and dtypes are added here, so a chunk that arrives with other dtypes is simply "changed".
-    ``None`` means a column holds values that do not hash exactly: fingerprint the payloads instead.
+    ``positions`` include the identifier's column. ``domain`` names everything else the payload
+    depends on (mapping settings); the columns' names and dtypes are added here, so a chunk that
+    arrives with other dtypes is simply "changed". ``None`` means a column holds values that do not
+    hash exactly: fingerprint the payloads instead.
     """
-    parts: dict[str, pd.Series] = {"\x00key": pd.Series(list(dedupe_keys), dtype=object)}
+    parts: dict[str, pd.Series] = {}
     described: list[str] = []
     for i, pos in enumerate(positions):
         column = chunk.iloc[:, pos]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import PurePath
 from typing import Any
@@ -134,7 +134,7 @@ def file_chunks(
                 keep_default_na=False,
                 na_values=[""],
                 chunksize=chunksize,
-                compression=compression,
+                compression=compression,  # type: ignore[arg-type]  # checked by detect_format
                 encoding="utf-8-sig",
             )
             stack.enter_context(reader)
@@ -154,7 +154,7 @@ def _jsonl_chunks(handle: Any, chunksize: int, compression: str | None) -> Itera
         import gzip
         import lzma
 
-        openers = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+        openers: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
         if compression not in openers:
             raise SourceError(f"compression {compression!r} is not supported for JSON lines")
         handle = openers[compression](handle, "rb")
@@ -168,7 +168,7 @@ def _jsonl_records(text: Iterable[str]) -> Iterator[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise SourceError(f"JSON lines: line {line_number} is not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise SourceError(f"JSON lines: line {line_number} is not a JSON object")
@@ -241,19 +241,6 @@ def iter_chunks(
             return
         return
     raise SourceError(f"unsupported source of type {type(source).__name__}")
-
-
-def iter_records(chunks: Iterable[pd.DataFrame]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(row_number, record)`` for every row of every chunk, numbered from 1 in source order.
-
-    Uses ``itertuples`` per chunk (cheap) rather than per-row DataFrame access. Column names are
-    turned into strings; values are left as pandas gives them (the converters handle numpy types).
-    """
-    row_number = 0
-    for chunk in chunks:
-        for record in chunk_records(chunk):
-            row_number += 1
-            yield row_number, record
 
 
 def chunk_records(chunk: pd.DataFrame) -> Iterator[dict[str, Any]]:

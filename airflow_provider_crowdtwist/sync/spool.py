@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_provider_crowdtwist.sync.paths import transaction
 from airflow_provider_crowdtwist.sync.row_hash import member_keys
 
 
@@ -124,8 +125,7 @@ class Spool:
         else:
             keys, keys2, fingerprints = state.keys, state.keys2, state.fingerprints
             known, reactivate = state.known.tolist(), state.reactivate
-        self._db.execute("BEGIN")
-        try:
+        with transaction(self._db):
             self._db.executemany(
                 "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 zip(
@@ -140,10 +140,6 @@ class Spool:
                     strict=True,
                 ),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         self._append(numbers, keys, keys2, spooled=True)
         return len(batch)
 

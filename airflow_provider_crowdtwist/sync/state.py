@@ -8,29 +8,35 @@ What it is for:
   members a complete read of the source did not mention can be deactivated or deleted (``on_removed``);
 * **one request a row**: a member the state has never seen is created first, a known one updated.
 
-Built for a million members (``benchmarks/member_state_scale.py``): at start the keys, fingerprints
-and statuses are loaded into three sorted numpy arrays (about 25 bytes a member), so looking up a
-10,000-row chunk is one vectorised ``searchsorted``; identifiers are read from the file only for the
-members about to be removed.
+Built for a million members (``benchmarks/member_state_scale.py``): the keys, fingerprints and
+statuses live in four sorted numpy arrays (25 bytes a member), stored as ONE blob (the snapshot) so
+that opening a state of a million members is one read, not a million rows through Python; looking up
+a 10,000-row chunk is one vectorised ``searchsorted``; identifiers are read from the file only for
+the members about to be removed.
 
-The file is SQLite (inspect it with ``sqlite3 STATE "select status, count(*) from members group by 1"``)::
+The file is SQLite (inspect it with ``sqlite3 STATE "select count(*) from members"``)::
 
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);  -- schema, id_type, salt, key check
-    CREATE TABLE members (
+    CREATE TABLE members (                 -- who: what a removal is sent for
         key         INTEGER PRIMARY KEY,   -- first 64 bits of the member's key (row_hash.member_keys)
-        key2        INTEGER NOT NULL,      -- the other 64 bits
-        fingerprint INTEGER NOT NULL,      -- keyed hash of the row CrowdTwist last accepted
-        status      INTEGER NOT NULL,      -- 0 active, 1 deactivated by this sync
-        identifier  TEXT NOT NULL          -- as last sent: what a removal is sent for
+        identifier  TEXT NOT NULL          -- as last sent
     );
+    CREATE TABLE snapshot (id INTEGER PRIMARY KEY, data BLOB NOT NULL);  -- the arrays at the last close
+    CREATE TABLE journal (                 -- every result recorded since the snapshot
+        seq INTEGER PRIMARY KEY, key INTEGER, key2 INTEGER, fingerprint INTEGER,
+        status INTEGER                     -- 0 active, 1 deactivated by this sync, -1 forgotten (deleted)
+    );
+
+The state is the snapshot with the journal replayed over it. A run appends its results to the
+journal; its close folds the journal into a new snapshot, in one transaction.
 
 Durability: WAL with ``synchronous=NORMAL``; results are committed in small transactions (every 1,000
 results or 0.1 s, whichever comes first). A killed run keeps every committed result (the bytes are in
 the OS page cache, which outlives the process), so a rerun resends the rows that were in flight plus
 at most the answers of the last 0.1 s; a transaction is atomic, so the file is always the old or the
-new state of each member, never a torn one. At close the WAL is folded
-back, leaving one file. Object storage is read and written whole (:class:`~.paths.WorkingCopy`): the
-upload on close replaces the object at once, but a run killed before it resends what it sent.
+new state of each member, never a torn one. At close the WAL is folded back, leaving one file.
+Object storage is read and written whole (:class:`~.paths.WorkingCopy`): the upload on close
+replaces the object at once, but a run killed before it resends what it sent.
 
 No secret in the file: fingerprints are keyed with ``secret`` (the operator passes the connection's API
 key or HMAC private key) combined with a random per-state salt; the file holds the salt and a short
@@ -53,19 +59,24 @@ from typing import Any
 
 import numpy as np
 
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy
+from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, transaction
 from airflow_provider_crowdtwist.sync.row_hash import derive_key, member_keys
 
 SCHEMA_VERSION = "2"
 ACTIVE = 0
 DEACTIVATED = 1
 
+FORGOTTEN = -1
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS members (key INTEGER PRIMARY KEY, key2 INTEGER NOT NULL, "
-    "fingerprint INTEGER NOT NULL, status INTEGER NOT NULL, identifier TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS members (key INTEGER PRIMARY KEY, identifier TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL, "
+    "key2 INTEGER NOT NULL, fingerprint INTEGER NOT NULL, status INTEGER NOT NULL)",
 )
-_ARRAY_DTYPE = np.dtype([("key", "i8"), ("key2", "i8"), ("fingerprint", "i8"), ("status", "u1")])
+#: One member in the snapshot blob (little-endian, packed: 25 bytes).
+_ARRAY_DTYPE = np.dtype([("key", "<i8"), ("key2", "<i8"), ("fingerprint", "<i8"), ("status", "i1")])
 _LOOKUP_BATCH = 500
 #: Results are committed in small transactions: after this many, or this long after the first one.
 #: A killed run thus resends the rows in flight plus the answers of the last 0.1 s (about 17 rows at
@@ -73,13 +84,12 @@ _LOOKUP_BATCH = 500
 FLUSH_ROWS = 1000
 FLUSH_SECONDS = 0.1
 
-_SENT = (
-    "INSERT INTO members (key, key2, fingerprint, status, identifier) VALUES (?, ?, ?, 0, ?) "
-    "ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint, status = 0, "
-    "identifier = excluded.identifier WHERE key2 = excluded.key2"
+_JOURNAL = "INSERT INTO journal (key, key2, fingerprint, status) VALUES (?, ?, ?, ?)"
+_WHO = (
+    "INSERT INTO members (key, identifier) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET identifier = excluded.identifier"
 )
-_DEACTIVATED = "UPDATE members SET status = 1 WHERE key = ? AND key2 = ?"
-_FORGET = "DELETE FROM members WHERE key = ? AND key2 = ?"
+_FORGET = "DELETE FROM members WHERE key = ?"
 
 
 class StateInUseError(FileInUseError):
@@ -101,11 +111,11 @@ class MemberState:
         self.read_only = read_only
         self.id_type = id_type
         self.key_changed = False
-        self.collisions = 0
+        self._journaled = False
         self._copy = WorkingCopy(target, name="state.sqlite")
         self.location = self._copy.location
         self._lock: FileLock | None = None
-        self._pending: dict[str, list[tuple[Any, ...]]] = {_SENT: [], _DEACTIVATED: [], _FORGET: []}
+        self._pending: dict[str, list[tuple[Any, ...]]] = {_JOURNAL: [], _WHO: [], _FORGET: []}
         self._queued = 0
         self._first_pending = 0.0
         try:
@@ -113,8 +123,11 @@ class MemberState:
                 self._db = _read_into_memory(self._copy.path)
             else:
                 if not self._copy.is_remote:
-                    self._lock = FileLock(self._copy.path, self._busy)
+                    where = f"the member state {self.location}"
+                    self._lock = FileLock(self._copy.path, StateInUseError, what=where, shared="a state_path")
                 self._db = sqlite3.connect(self._copy.path, isolation_level=None)
+                # Only takes effect on a new file: the space a folded journal frees is given back.
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._open_schema(secret)
@@ -125,16 +138,9 @@ class MemberState:
 
     # ------------------------------------------------------------------ opening
 
-    def _busy(self, lock_path: str) -> Exception:
-        return StateInUseError(
-            f"the member state {self.location} is in use by another running sync (lock {lock_path}); "
-            "run member syncs that share a state_path one at a time (e.g. max_active_runs=1)"
-        )
-
     def _open_schema(self, secret: bytes) -> None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db, immediate=True):
             for statement in _SCHEMA:
                 db.execute(statement)
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
@@ -165,10 +171,6 @@ class MemberState:
                     ("key_check", check),
                 ],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         if migrated and not self.read_only:
             db.execute("VACUUM")  # the old unsalted hashes must not linger in free pages
 
@@ -191,25 +193,26 @@ class MemberState:
         for start in range(0, len(keys), 10_000):
             batch = keys[start : start + 10_000]
             k1, k2 = member_keys(batch)
+            db.executemany(_WHO, zip(k1.tolist(), batch, strict=True))
             db.executemany(
-                "INSERT OR IGNORE INTO members (key, key2, fingerprint, status, identifier) "
-                "VALUES (?, ?, 0, 0, ?)",
-                zip(k1.tolist(), k2.tolist(), batch, strict=True),
+                _JOURNAL, ((a, b, 0, ACTIVE) for a, b in zip(k1.tolist(), k2.tolist(), strict=True))
             )
         db.execute("DROP TABLE member_state")
         return True
 
     def _load_arrays(self) -> None:
-        count = int(self._db.execute("SELECT COUNT(*) FROM members").fetchone()[0])
-        cursor = self._db.execute("SELECT key, key2, fingerprint, status FROM members ORDER BY key")
-        rows = np.fromiter(cursor, dtype=_ARRAY_DTYPE, count=count)
-        self._keys = np.ascontiguousarray(rows["key"])
-        self._keys2 = np.ascontiguousarray(rows["key2"])
-        self.fingerprints = np.ascontiguousarray(rows["fingerprint"])
-        self.statuses = np.ascontiguousarray(rows["status"])
-        del rows
+        row = self._db.execute("SELECT data FROM snapshot WHERE id = 1").fetchone()
+        members = np.frombuffer(row[0], dtype=_ARRAY_DTYPE) if row else np.zeros(0, dtype=_ARRAY_DTYPE)
+        journal = self._db.execute("SELECT key, key2, fingerprint, status FROM journal ORDER BY seq")
+        entries = np.fromiter(journal, dtype=_ARRAY_DTYPE)
+        members = _replay(members, entries)
+        self._journaled = len(entries) > 0  # a killed run's (or a converted file's): folded at close
+        self._keys = np.ascontiguousarray(members["key"], dtype=np.int64)
+        self._keys2 = np.ascontiguousarray(members["key2"], dtype=np.int64)
+        self.fingerprints = np.ascontiguousarray(members["fingerprint"], dtype=np.int64)
+        self.statuses = np.ascontiguousarray(members["status"], dtype=np.int8)
         #: Which members this run's source mentioned (set by :meth:`mark_seen`).
-        self.seen = np.zeros(count, dtype=bool)
+        self.seen = np.zeros(len(members), dtype=bool)
 
     # ------------------------------------------------------------------ reading
 
@@ -238,35 +241,41 @@ class MemberState:
 
     def members_at(self, positions: np.ndarray) -> Iterator[tuple[int, int, str, int]]:
         """``(key, key2, identifier, status)`` of the members at ``positions``, in key order."""
-        keys = self._keys[np.sort(positions)].tolist()
-        for start in range(0, len(keys), _LOOKUP_BATCH):
-            batch = keys[start : start + _LOOKUP_BATCH]
-            marks = ",".join("?" * len(batch))
-            yield from self._db.execute(
-                f"SELECT key, key2, identifier, status FROM members WHERE key IN ({marks}) ORDER BY key",
-                batch,
+        positions = np.sort(positions)
+        for start in range(0, len(positions), _LOOKUP_BATCH):
+            batch = positions[start : start + _LOOKUP_BATCH]
+            keys = self._keys[batch].tolist()
+            marks = ",".join("?" * len(keys))
+            found = dict(
+                self._db.execute(f"SELECT key, identifier FROM members WHERE key IN ({marks})", keys)
             )
+            for pos, key in zip(batch.tolist(), keys, strict=True):
+                if key in found:
+                    yield key, int(self._keys2[pos]), found[key], int(self.statuses[pos])
 
     # ------------------------------------------------------------------ writing (small transactions)
 
     def record_sent(self, key: int, key2: int, identifier: str, fingerprint: int) -> None:
         """CrowdTwist accepted this member's row: remember it as active with this fingerprint."""
-        self._queue(_SENT, (key, key2, fingerprint, identifier))
+        self._queue((_JOURNAL, (key, key2, fingerprint, ACTIVE)), (_WHO, (key, identifier)))
 
     def record_deactivated(self, key: int, key2: int) -> None:
         """The member was deactivated: keep it, so that its return to the source reactivates it."""
-        self._queue(_DEACTIVATED, (key, key2))
+        pos = self.lookup(np.array([key], dtype=np.int64), np.array([key2], dtype=np.int64))[0]
+        fingerprint = int(self.fingerprints[pos]) if pos >= 0 else 0
+        self._queue((_JOURNAL, (key, key2, fingerprint, DEACTIVATED)))
 
     def forget(self, key: int, key2: int) -> None:
         """The member is gone from CrowdTwist (deleted): a return to the source creates it anew."""
-        self._queue(_FORGET, (key, key2))
+        self._queue((_JOURNAL, (key, key2, 0, FORGOTTEN)), (_FORGET, (key,)))
 
-    def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _queue(self, *writes: tuple[str, tuple[Any, ...]]) -> None:
         if self.read_only:
             raise RuntimeError("a read-only member state (dry run) is never written")
         if not self._queued:
             self._first_pending = time.monotonic()
-        self._pending[sql].append(params)
+        for sql, params in writes:
+            self._pending[sql].append(params)
         self._queued += 1
         if self._queued >= FLUSH_ROWS or time.monotonic() - self._first_pending >= FLUSH_SECONDS:
             self.flush()
@@ -276,22 +285,26 @@ class MemberState:
         if not self._queued:
             return
         db = self._db
-        db.execute("BEGIN")
-        try:
+        with transaction(db):
             for sql, rows in self._pending.items():
                 if rows:
-                    changed = db.executemany(sql, rows).rowcount
-                    if sql is _SENT:
-                        # Two members share the first 64 bits of their key (about 1 in 4e7 for a
-                        # million): the later one stays untracked -- sent every run, never removed.
-                        self.collisions += len(rows) - changed
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+                    db.executemany(sql, rows)
         for rows in self._pending.values():
             rows.clear()
         self._queued = 0
+        self._journaled = True
+
+    def _fold(self) -> None:
+        """Replace snapshot + journal by the new snapshot (one transaction); give the space back."""
+        db = self._db
+        with transaction(db):
+            journal = db.execute("SELECT key, key2, fingerprint, status FROM journal ORDER BY seq")
+            old = db.execute("SELECT data FROM snapshot WHERE id = 1").fetchone()
+            base = np.frombuffer(old[0], dtype=_ARRAY_DTYPE) if old else np.zeros(0, dtype=_ARRAY_DTYPE)
+            members = _replay(base, np.fromiter(journal, dtype=_ARRAY_DTYPE))
+            db.execute("INSERT OR REPLACE INTO snapshot (id, data) VALUES (1, ?)", (members.tobytes(),))
+            db.execute("DELETE FROM journal")
+        db.executescript("PRAGMA incremental_vacuum")  # executescript steps it to the end (all pages)
 
     # ------------------------------------------------------------------ closing
 
@@ -301,6 +314,8 @@ class MemberState:
             try:
                 if not self.read_only:
                     self.flush()
+                    if self._journaled:
+                        self._fold()
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     self._db.execute("PRAGMA journal_mode=DELETE")
             finally:
@@ -321,6 +336,19 @@ class MemberState:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _replay(members: np.ndarray, journal: np.ndarray) -> np.ndarray:
+    """``members`` (sorted by key) with ``journal`` applied: the last entry per key wins, forgotten
+    members leave. A journal entry whose key matches a member's first 64 bits but not the other 64
+    (about 1 in 4e7 for a million members) replaces it: the earlier member is then simply new again."""
+    if len(journal) == 0:
+        return members
+    _, last = np.unique(journal["key"][::-1], return_index=True)
+    latest = journal[::-1][last]  # one entry per key, the most recent
+    keep = ~np.isin(members["key"], latest["key"])
+    merged = np.concatenate([members[keep], latest[latest["status"] != FORGOTTEN]])
+    return merged[np.argsort(merged["key"], kind="stable")]
 
 
 def _read_into_memory(path: str) -> sqlite3.Connection:

@@ -6,12 +6,34 @@ payloads or secrets: small enough for any XCom backend, safe to show in the UI.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome
+from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome, OutcomeLike, outcome_key
+
+_REQUEST_COUNTS_LOCK = threading.Lock()
+_S = TypeVar("_S", bound="SyncSummary")
+
+
+def ordered_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """``counts`` in table order: the :class:`Outcome` order, then a sync's extra outcomes."""
+    known = [o.value for o in OUTCOME_ORDER]
+    return [(k, counts[k]) for k in known if k in counts] + [
+        (k, v) for k, v in counts.items() if k not in known
+    ]
+
+
+class SyncConfigError(ValueError):
+    """A sync setting is wrong; raised before the first request. ``field`` names the setting."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SyncError(Exception):
@@ -39,6 +61,9 @@ class SyncSummary:
 
     ``rows_read`` is maintained independently of the counts (it is the number of rows the source
     gave), so :meth:`is_consistent` really checks the promise that every row got one outcome.
+    ``rows_removed`` counts rows a sync accounts for that the source did NOT give (members gone from
+    the source); they get outcomes too. ``request_counts`` holds request counters of a sync's own
+    (e.g. history look-ups), added with :meth:`count_requests` from any thread.
     """
 
     counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in OUTCOME_ORDER})
@@ -49,15 +74,31 @@ class SyncSummary:
     rejects_written: int = 0
     dry_run: bool = False
     aborted: str | None = None
+    rows_removed: int = 0
+    request_counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, outcome: Outcome | str, n: int = 1) -> None:
+    def declare(self, outcome: OutcomeLike) -> None:
+        """Make an extra outcome of a sync known (counted from 0, listed in the table)."""
+        self.counts.setdefault(outcome_key(outcome), 0)
+
+    def add(self, outcome: OutcomeLike, n: int = 1) -> None:
         """Count ``n`` rows as ``outcome``."""
-        key = Outcome(outcome).value
+        key = outcome_key(outcome)
         self.counts[key] = self.counts.get(key, 0) + n
 
-    def count(self, outcome: Outcome | str) -> int:
+    def count(self, outcome: OutcomeLike) -> int:
         """Rows that ended as ``outcome``."""
-        return self.counts.get(Outcome(outcome).value, 0)
+        return self.counts.get(outcome_key(outcome), 0)
+
+    def count_requests(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the request counter ``name`` (thread-safe: worker threads call it)."""
+        with _REQUEST_COUNTS_LOCK:
+            self.request_counts[name] = self.request_counts.get(name, 0) + n
+
+    @property
+    def rows_expected(self) -> int:
+        """Rows that must each have one outcome: read from the source plus removed from it."""
+        return self.rows_read + self.rows_removed
 
     @property
     def total_outcomes(self) -> int:
@@ -65,8 +106,8 @@ class SyncSummary:
         return sum(self.counts.values())
 
     def is_consistent(self) -> bool:
-        """True when the counts add up to the rows read."""
-        return self.total_outcomes == self.rows_read
+        """True when the counts add up to the rows read (plus the rows removed)."""
+        return self.total_outcomes == self.rows_expected
 
     @property
     def bad_rows(self) -> int:
@@ -88,31 +129,25 @@ class SyncSummary:
         return self.requests_sent / self.rows_read
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: the operator's XCom."""
-        return {
-            "counts": {k: int(v) for k, v in self.counts.items()},
-            "rows_read": int(self.rows_read),
-            "requests_sent": int(self.requests_sent),
-            "duration_seconds": round(float(self.duration_seconds), 3),
-            "rows_per_second": round(self.rows_per_second, 2),
-            "rejects_path": self.rejects_path,
-            "rejects_written": int(self.rejects_written),
-            "dry_run": bool(self.dry_run),
-            "aborted": self.aborted,
-        }
+        """A JSON-serialisable dict: the operator's XCom. Every field (a subclass's too), plus rows/s."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = (
+                dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+            )
+        data["duration_seconds"] = round(float(self.duration_seconds), 3)
+        data["rows_per_second"] = round(self.rows_per_second, 2)
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SyncSummary:
+    def from_dict(cls: type[_S], data: Mapping[str, Any]) -> _S:
         """Rebuild a summary from :meth:`to_dict` output (e.g. an XCom read downstream)."""
         summary = cls()
+        for f in dataclasses.fields(summary):
+            if f.name in data and f.name != "counts":
+                setattr(summary, f.name, copy.deepcopy(data[f.name]))
         summary.counts.update({str(k): int(v) for k, v in dict(data.get("counts", {})).items()})
-        summary.rows_read = int(data.get("rows_read", 0))
-        summary.requests_sent = int(data.get("requests_sent", 0))
-        summary.duration_seconds = float(data.get("duration_seconds", 0.0))
-        summary.rejects_path = data.get("rejects_path")
-        summary.rejects_written = int(data.get("rejects_written", 0))
-        summary.dry_run = bool(data.get("dry_run", False))
-        summary.aborted = data.get("aborted")
         return summary
 
 

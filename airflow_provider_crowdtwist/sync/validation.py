@@ -11,16 +11,12 @@ be rejected here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_crowdtwist.formats import CA_POSTAL, COUNTRY, EMAIL, US_ZIP, show
 from airflow_provider_crowdtwist.sync.attributes import CREATE_REQUIRED, NAME_ATTRIBUTES
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-_US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
-_CA_POSTAL = re.compile(r"^[A-Za-z]\d[A-Za-z] \d[A-Za-z]\d$")
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _NAME_EXTRA = frozenset(" -\u2019_@.,")  # \u2019: the typographic apostrophe
 _LOCATION_RULE = (
     "a location is required to create a member: a US postal_code (5 digits or ZIP+4), "
@@ -30,8 +26,8 @@ _LOCATION_RULE = (
 
 def check_email(value: Any) -> str | None:
     """Reason why ``value`` is not an email address, or ``None``."""
-    if not isinstance(value, str) or not _EMAIL.match(value):
-        return f"{_short(value)} is not an email address"
+    if not isinstance(value, str) or not EMAIL.match(value):
+        return f"{show(value)} is not an email address"
     return None
 
 
@@ -50,8 +46,8 @@ def check_name(value: Any) -> str | None:
 
 def check_country(value: Any) -> str | None:
     """Reason why ``value`` is not a two-letter country code, or ``None``."""
-    if not isinstance(value, str) or not _COUNTRY.match(value):
-        return f"{_short(value)} is not a two-letter ISO country code"
+    if not isinstance(value, str) or not COUNTRY.match(value):
+        return f"{show(value)} is not a two-letter ISO country code"
     return None
 
 
@@ -64,12 +60,12 @@ def check_postal_code(postal: Any, country: Any) -> str | None:
         return None
     country_u = country.upper() if isinstance(country, str) else None
     if country_u in (None, "US"):
-        if not (isinstance(postal, str) and _US_ZIP.match(postal)):
-            if country_u is None and isinstance(postal, str) and _CA_POSTAL.match(postal):
+        if not (isinstance(postal, str) and US_ZIP.match(postal)):
+            if country_u is None and isinstance(postal, str) and CA_POSTAL.match(postal):
                 return None  # may be a Canadian member whose country is already stored
-            return f"{_short(postal)} is not a US ZIP code (5 digits or ZIP+4)"
-    elif country_u == "CA" and not (isinstance(postal, str) and _CA_POSTAL.match(postal)):
-        return f"{_short(postal)} is not a Canadian postal code like 'K1A 0B1'"
+            return f"{show(postal)} is not a US ZIP code (5 digits or ZIP+4)"
+    elif country_u == "CA" and not (isinstance(postal, str) and CA_POSTAL.match(postal)):
+        return f"{show(postal)} is not a Canadian postal code like 'K1A 0B1'"
     return None
 
 
@@ -79,9 +75,9 @@ def check_location_for_create(payload: Mapping[str, Any]) -> str | None:
     country_u = country.upper() if isinstance(country, str) else None
     postal = payload.get("postal_code")
     if country_u in (None, "US"):
-        ok = isinstance(postal, str) and bool(_US_ZIP.match(postal))
+        ok = isinstance(postal, str) and bool(US_ZIP.match(postal))
     elif country_u == "CA":
-        ok = isinstance(postal, str) and bool(_CA_POSTAL.match(postal))
+        ok = isinstance(postal, str) and bool(CA_POSTAL.match(postal))
     else:
         ok = bool(payload.get("city_id") or payload.get("city_name"))
     return None if ok else _LOCATION_RULE
@@ -123,8 +119,3 @@ def check_fields(payload: Mapping[str, Any]) -> tuple[str, str] | None:
     if reason:
         return "postal_code", reason
     return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -231,11 +231,11 @@ def test_bad_rows_rejected_before_sending(
     assert "cannot read 'yesterday' as a date" in records[6]["message"]
     assert "'purchse' is not an active activity" in records[7]["message"]
     assert "'legacy_survey' is not an active activity" in records[8]["message"]
-    assert records[9]["message"].startswith("member not found")
+    assert records[9]["message"].startswith("row 9: member not found")
     assert records[9]["outcome"] == "rejected"
     assert records[9]["status"] == 404
     assert "(dedupe key) is empty" in records[11]["message"]
-    assert all(r["message"].startswith("row ") for n, r in records.items() if n != 9)
+    assert all(r["message"].startswith(f"row {n}: ") for n, r in records.items())
     # A 404 member is 'failed' in the ledger: a later run (after the member sync) sends it again.
     client.create_user(
         {
@@ -500,9 +500,12 @@ def test_stopping_mid_run_sends_nothing_more_and_the_next_run_sends_the_rest(
     timer = threading.Timer(0.4, stop.set)
     timer.start()
     try:
-        first = run_sync(client, rows, config(max_workers=4, stop_event=stop), tmp_path / "ledger.sqlite")
+        with pytest.raises(SyncAbortedError, match="stopped") as info:  # a stop aborts, as for members
+            run_sync(client, rows, config(max_workers=4, stop_event=stop), tmp_path / "ledger.sqlite")
     finally:
         timer.cancel()
+    first = info.value.summary
+    assert isinstance(first, CreditSyncSummary)
     counts = first.counts
     assert first.rows_read == 400 == sum(counts.values())
     assert 0 < counts.get("credited", 0) < 400

@@ -200,10 +200,14 @@ def test_the_dry_run_preview_lists_exactly_what_the_real_run_removes_and_touches
     listed = [json.loads(line) for line in (tmp_path / "rejects.removals.jsonl").read_text().splitlines()]
     assert preview.count("deactivated") == len(listed) == 40
 
-    real = sync(sandbox, second_source(), state, on_removed="deactivate")
+    real = sync(sandbox, second_source(), state, on_removed="deactivate", rejects_path=str(rejects))
     inactive = {m["email_address"] for m in sandbox.admin.members() if m["is_active"] == 0}
     assert {x["identifier"] for x in listed} == inactive == {email(i) for i in REMOVED}
     assert real.count("deactivated") == 40
+    done = [json.loads(line) for line in (tmp_path / "rejects.removals.jsonl").read_text().splitlines()]
+    assert sorted((x["identifier"], x["outcome"], x["dry_run"]) for x in done) == sorted(
+        (x["identifier"], "deactivated", False) for x in listed
+    )
 
 
 @pytest.mark.parametrize("reading", ["clear", "ignore"])

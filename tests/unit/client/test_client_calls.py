@@ -10,8 +10,11 @@ import requests
 
 from airflow_provider_crowdtwist import __version__
 from airflow_provider_crowdtwist.client import (
+    CrowdTwistAuthError,
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
+    CrowdTwistForbiddenError,
+    CrowdTwistNotFoundError,
     CrowdTwistRateLimitError,
     CrowdTwistServerError,
     CrowdTwistValidationError,
@@ -346,3 +349,33 @@ def test_given_session_is_used_and_not_closed(requests_mock: Any) -> None:
         client.list_activities()
     assert requests_mock.last_request.headers["X-Trace"] == "t-1"
     assert closed == []  # the caller owns it
+
+
+def test_every_client_builds_its_limiter_from_the_config():
+    from airflow_provider_crowdtwist.client.client import CrowdTwistClient
+    from airflow_provider_crowdtwist.client.config import ClientConfig
+    from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+
+    config = ClientConfig(
+        base_url="http://127.0.0.1:1", api_key="limiter-test-key-5d1e", requests_per_minute=600
+    )
+    with CrowdTwistClient(config) as client:
+        assert client.rate_limiter is not None
+        assert client.rate_limiter.requests_per_minute == 600
+    shared = RateLimiter(60)
+    with CrowdTwistClient(config, rate_limiter=shared) as client:
+        assert client.rate_limiter is shared
+
+
+@pytest.mark.parametrize(
+    ("error", "credential"),
+    [
+        (CrowdTwistAuthError("Unauthorized", status=401), True),
+        (CrowdTwistForbiddenError("Invalid API key", status=403), True),
+        (CrowdTwistForbiddenError("invalid api_key", status=403), True),
+        (CrowdTwistForbiddenError("User is inactive.", status=403), False),
+        (CrowdTwistNotFoundError("Member not found", status=404), False),
+    ],
+)
+def test_credential_failure_is_401_or_a_403_naming_the_key(error, credential):
+    assert error.credential_failure is credential

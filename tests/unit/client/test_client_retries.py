@@ -262,3 +262,21 @@ def test_final_429_still_pauses_the_other_workers(requests_mock: Any, make_clien
     with pytest.raises(CrowdTwistRateLimitError):
         make_client(limiter=limiter, max_retry_wait=10.0).list_activities()
     assert limiter.pauses == [40.0]
+
+
+def test_transport_problems_are_classified_by_type():
+    from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
+
+    from airflow_provider_crowdtwist.client.retry import classify_transport_error
+
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    dns = NameResolutionError("x.invalid", None, OSError("no such host"))
+    cases = [
+        (requests.exceptions.ConnectionError(MaxRetryError(None, "/", refused)), "refused"),
+        (requests.exceptions.ConnectionError(MaxRetryError(None, "/", dns)), "dns"),
+        (requests.exceptions.ReadTimeout("read timed out"), "timeout"),
+        (requests.exceptions.ConnectTimeout("connect timed out"), "timeout"),
+        (requests.exceptions.SSLError("bad handshake"), "tls"),
+    ]
+    for exc, problem in cases:
+        assert classify_transport_error(exc).problem == problem, exc

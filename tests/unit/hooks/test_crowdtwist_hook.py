@@ -463,15 +463,19 @@ def test_check_classification(api_hook: CrowdTwistHook, error: BaseException, st
 
 
 @pytest.mark.parametrize(
-    ("text", "words"),
+    ("text", "problem", "words"),
     [
-        ("GET /v2/activities: Connection refused", "connection refused"),
-        ("GET /v2/activities: Failed to resolve 'x' ([Errno -2] Name or service not known)", "DNS"),
-        ("GET /v2/activities: Read timed out. (read timeout=1)", "timed out"),
+        ("GET /v2/activities: could not connect: connection refused", "refused", "connection refused"),
+        ("GET /v2/activities: could not connect: the host name does not resolve", "dns", "DNS"),
+        ("GET /v2/activities: read timeout", "timeout", "timed out"),
+        ("GET /v2/activities: connection error: closed without an answer", "closed", "without an answer"),
     ],
 )
-def test_connection_errors_are_told_apart(api_hook: CrowdTwistHook, text: str, words: str) -> None:
-    check = api_hook.check_api(client=fake_client(CrowdTwistConnectionError(text)))
+def test_connection_errors_are_told_apart(
+    api_hook: CrowdTwistHook, text: str, problem: Any, words: str
+) -> None:
+    # The client decides ``problem`` from the requests exception TYPE; the hook never parses text.
+    check = api_hook.check_api(client=fake_client(CrowdTwistConnectionError(text, problem=problem)))
     assert check.status == "waiting"
     assert words in check.message
 

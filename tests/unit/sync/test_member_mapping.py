@@ -19,7 +19,7 @@ from airflow_provider_crowdtwist.sync.member_mapping import (
     MemberSyncConfigError,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.sources import iter_records
+from airflow_provider_crowdtwist.sync.sources import chunk_records
 
 COLUMNS = ["user_id", "first_name", "last_name", "postal_code", "date_of_birth", "vip", "store"]
 
@@ -243,7 +243,7 @@ def test_arbitrary_rows_each_get_a_payload_or_a_rejection(rows, mode):
     mapping = MemberMapping(mode=mode)
     frame = pd.DataFrame(rows, columns=[*COLUMNS, "email_address", "receive_email_updates"]).astype(object)
     plan = mapping.plan([str(c) for c in frame.columns])
-    results = [mapping.map_record(n, record, plan) for n, record in iter_records([frame])]
+    results = [mapping.map_record(n, record, plan) for n, record in enumerate(chunk_records(frame), 1)]
     assert len(results) == len(rows)
     for n, result in enumerate(results, start=1):
         assert result.row_number == n

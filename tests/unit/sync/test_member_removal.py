@@ -7,11 +7,11 @@ import logging
 import pathlib
 
 from airflow_provider_crowdtwist.sync.member_removal import (
+    RemovalsList,
     RemovedMember,
     guard_violation,
     preview_target,
     removal_body,
-    write_preview,
 )
 
 
@@ -36,17 +36,26 @@ def test_an_empty_source_removes_nothing_unless_explicitly_allowed():
     assert _guard(100, 100, 0, allow_empty_source_removal=True) is not None  # the ratio still applies
 
 
-def test_the_preview_goes_beside_the_rejects_file_or_into_the_log(tmp_path, caplog):
+def test_the_removals_are_listed_beside_the_rejects_file_or_in_the_log(tmp_path, caplog):
     assert preview_target("/a/rejects.jsonl") == "/a/rejects.removals.jsonl"
     assert preview_target(pathlib.Path("/a/rejects.jsonl")) == pathlib.Path("/a/rejects.removals.jsonl")
     members = [RemovedMember(i, f"m{i}@x.com", i, i, False) for i in range(1, 4)]
-    count, location = write_preview(str(tmp_path / "r.jsonl"), members, "delete", logging.getLogger("t"))
-    assert count == 3 and location == str(tmp_path / "r.removals.jsonl")
+    with RemovalsList(str(tmp_path / "r.jsonl"), "delete", logging.getLogger("t"), dry_run=True) as listed:
+        for m in members:
+            listed.add(m, "deleted", "dry run: would be removed")
+    assert listed.count == 3 and listed.location == str(tmp_path / "r.removals.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "r.removals.jsonl").read_text().splitlines()]
-    assert [(x["identifier"], x["action"]) for x in lines] == [(f"m{i}@x.com", "delete") for i in range(1, 4)]
-    with caplog.at_level(logging.INFO):
-        assert write_preview(None, members, "deactivate", logging.getLogger("t")) == (3, None)
-    assert "would deactivate: m1@x.com, m2@x.com, m3@x.com" in caplog.text
+    assert [(x["identifier"], x["action"], x["outcome"], x["dry_run"]) for x in lines] == [
+        (f"m{i}@x.com", "delete", "deleted", True) for i in range(1, 4)
+    ]
+    with (
+        caplog.at_level(logging.INFO),
+        RemovalsList(None, "deactivate", logging.getLogger("t"), dry_run=False) as log,
+    ):
+        for m in members:
+            log.add(m, "deactivated")
+    assert log.location is None
+    assert "left the source, deactivated: m1@x.com, m2@x.com, m3@x.com" in caplog.text
 
 
 def test_deactivation_sends_remove_points_as_a_flag_only_when_asked():

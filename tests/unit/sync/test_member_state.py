@@ -61,7 +61,7 @@ def test_the_file_holds_no_secret_and_its_fingerprints_need_the_key(tmp_path):
     path = tmp_path / "state.sqlite"
     chunk = pd.DataFrame({"user_id": ["a@x.com"], "password": ["Hunter2-secret"]})
     with _open(path) as state:
-        fingerprint = chunk_fingerprints(chunk, [0, 1], ["a@x.com"], state.fingerprint_key, "d")
+        fingerprint = chunk_fingerprints(chunk, [0, 1], state.fingerprint_key, "d")
         assert fingerprint is not None
         k1, k2 = member_keys(["a@x.com"])
         state.record_sent(int(k1[0]), int(k2[0]), "a@x.com", int(fingerprint[0]))
@@ -70,15 +70,15 @@ def test_the_file_holds_no_secret_and_its_fingerprints_need_the_key(tmp_path):
     assert b"Hunter2" not in data and SECRET not in data and key not in data
     assert key.hex().encode() not in data
     # the same row under another key (what an attacker without the key computes) does not match
-    other = chunk_fingerprints(chunk, [0, 1], ["a@x.com"], b"guess" * 8, "d")
+    other = chunk_fingerprints(chunk, [0, 1], b"guess" * 8, "d")
     assert other is not None and other[0] != fingerprint[0]
     # the right key reproduces it, and a changed password changes it
     with _open(path) as state:
         assert state.fingerprint_key == key and not state.key_changed
-        again = chunk_fingerprints(chunk, [0, 1], ["a@x.com"], state.fingerprint_key, "d")
+        again = chunk_fingerprints(chunk, [0, 1], state.fingerprint_key, "d")
         changed = chunk.assign(password=["other"])
         assert again[0] == fingerprint[0]
-        assert chunk_fingerprints(changed, [0, 1], ["a@x.com"], key, "d")[0] != fingerprint[0]
+        assert chunk_fingerprints(changed, [0, 1], key, "d")[0] != fingerprint[0]
 
 
 def test_a_new_secret_is_noticed_and_a_salt_makes_each_state_different(tmp_path):
@@ -157,3 +157,29 @@ def test_a_killed_writer_leaves_every_committed_result_and_a_sound_file(tmp_path
     db.close()
     with _open(path, secret=b"k") as state:
         assert len(state) == 2500
+    db = sqlite3.connect(path)  # the close folded the killed run's journal into the snapshot
+    assert db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+    assert len(db.execute("SELECT data FROM snapshot").fetchone()[0]) == 2500 * 25
+    db.close()
+    with _open(path, secret=b"k") as state:
+        assert len(state) == 2500 and (state.lookup(*member_keys(["m7@x.com"])) >= 0).all()
+
+
+@pytest.mark.parametrize("id_type", ["email", "third_party_id"])
+def test_column_wise_dedupe_keys_equal_the_mappings_own(id_type):
+    from airflow_provider_crowdtwist.sync.convert import MISSING, to_text
+    from airflow_provider_crowdtwist.sync.member_mapping import MemberMapping
+    from airflow_provider_crowdtwist.sync.member_read import dedupe_keys
+
+    mapping = MemberMapping(id_type=id_type)
+    values = [" A@X.com\t", "b@x.com", "", "   ", None, "C@x.COM\x1c", "Ünï@x.com", "x\u2003"]
+    for column in (
+        pd.Series(values[:6], dtype="str"),  # ASCII text: column-wise
+        pd.Series(values, dtype="str"),  # non-ASCII: one by one
+        pd.Series(values, dtype=object),
+        pd.Series([5, 12345678901], dtype="int64"),
+    ):
+        texts = [to_text(value) for value in column.tolist()]
+        expected = [None if text is MISSING else mapping.dedupe_key(text) for text in texts]
+        got = [None if pd.isna(k) else k for k in dedupe_keys(column, mapping).tolist()]
+        assert got == expected

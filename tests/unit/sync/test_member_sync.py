@@ -458,3 +458,26 @@ def test_upsert_order_only_learns_for_email_identifiers():
     for _ in range(50):
         email.observe(was_new=False)
     assert not email.create_first
+
+
+@pytest.mark.parametrize(
+    ("error", "aborts"),
+    [
+        (CrowdTwistForbiddenError("Invalid API key", status=403, code="forbidden"), True),
+        (CrowdTwistForbiddenError("User is inactive.", status=403, code="forbidden"), False),
+    ],
+)
+def test_a_403_naming_the_key_aborts_and_an_inactive_member_is_a_row_problem(tmp_path, error, aborts):
+    def behaviour(method: str, identifier: str) -> None:
+        raise error
+
+    client = FakeClient(behaviour, existing=tuple(f"m{i}@ex.com" for i in range(50)))
+    rows = [member(i) for i in range(50)]
+    if aborts:
+        with pytest.raises(SyncAbortedError, match="403") as info:
+            run(client, rows, max_workers=2)
+        assert info.value.summary.count("failed") == 50 and info.value.summary.is_consistent()
+        assert len(client.calls) <= 2 * 2 + 1
+    else:
+        summary = run(client, rows, max_workers=2)
+        assert summary.count("rejected") == 50 and summary.aborted is None

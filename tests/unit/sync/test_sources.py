@@ -11,10 +11,10 @@ import pytest
 
 from airflow_provider_crowdtwist.sync.sources import (
     SourceError,
+    chunk_records,
     detect_format,
     file_chunks,
     iter_chunks,
-    iter_records,
 )
 
 
@@ -150,6 +150,7 @@ def test_missing_local_file(tmp_path):
         list(file_chunks(tmp_path / "nope.csv", 10))
 
 
-def test_iter_records_numbers_rows_across_chunks():
-    chunks = [pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [3], 5: ["x"]})]
-    assert list(iter_records(chunks)) == [(1, {"a": 1}), (2, {"a": 2}), (3, {"a": 3, "5": "x"})]
+def test_chunk_records_give_one_dict_a_row_with_string_column_names():
+    # Row numbers across chunks are the run's (SyncRun.read_row, tests/unit/sync/test_run.py).
+    chunk = pd.DataFrame({"a": [3, 4], 5: ["x", "y"]})
+    assert list(chunk_records(chunk)) == [{"a": 3, "5": "x"}, {"a": 4, "5": "y"}]

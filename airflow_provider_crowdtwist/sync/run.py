@@ -1,0 +1,377 @@
+"""The run skeleton both syncs drive: everything a sync does that is not its mapping, work or state.
+
+A sync is three things: its **mapping** (row -> request or rejection), its **per-row work** (one
+function run on a worker thread, returning a :class:`RowResult`) and its **state** (the member state
+or the credit ledger). Everything else lives here, once:
+
+* settings shared by every sync, validated once (:class:`RunConfig`, :func:`validate_config`, with
+  ``Literal`` choices and ranges read from the dataclass fields);
+* the summary, rows numbered as read (:meth:`SyncRun.read_row`), the rejects file, the progress log,
+  the first problems in the task log, timing and the request count;
+* redaction (the client's :class:`~..client.redact.Redactor`);
+* THE one place where a client error becomes an outcome (:meth:`SyncRun.error_result`), which also
+  aborts the run on a credential failure (401, or 403 "Invalid API key");
+* the concurrent sending (:meth:`SyncRun.send`): the stop event (``on_kill``), the abort, and a
+  "not sent" result for every row that never went out;
+* the end (:meth:`SyncRun.finish`): summary table, then :class:`SyncAbortedError` or the threshold.
+
+No Airflow import; see ``docs/architecture.md`` for how a sync plugs in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistError,
+    CrowdTwistForbiddenError,
+    CrowdTwistNotFoundError,
+    CrowdTwistValidationError,
+)
+from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
+from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
+from airflow_provider_crowdtwist.sync.rejects import open_rejects
+from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.summary import (
+    SyncAbortedError,
+    SyncConfigError,
+    SyncSummary,
+    ThresholdExceededError,
+    threshold_violation,
+    validate_thresholds,
+)
+
+#: Error code of a row that was never sent because the run stopped (abort or ``on_kill``).
+NOT_SENT = "not_sent"
+#: Error code of a row whose work raised something that is not a client error (a bug).
+INTERNAL = "internal"
+#: How many problems are logged one by one; the rest are only in the rejects file.
+MAX_LOGGED_PROBLEMS = 20
+
+T = TypeVar("T")
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Settings every sync has. A sync's config subclasses it and adds its own typed fields.
+
+    ``max_failed_rows`` and ``max_failed_ratio`` both ``None`` means: fail on any failed row,
+    tolerate rejected rows. ``stop_event``: set it from another thread (the operator's ``on_kill``)
+    to stop sending; rows not sent end as ``failed`` ("not sent") and the report is still written.
+    """
+
+    max_workers: int = 16
+    max_failed_rows: int | None = None
+    max_failed_ratio: float | None = None
+    rejects_path: Any = None
+    dry_run: bool = False
+    progress_interval: float = 10.0
+    stop_event: threading.Event | None = None
+
+    def validate(self) -> None:
+        """The shared rules, each field against its type (:func:`validate_config`), the sync's own."""
+        for name, check in (
+            ("max_workers", lambda: check_max_workers(self.max_workers)),
+            ("max_failed_rows", lambda: validate_thresholds(self.max_failed_rows, None)),
+            ("max_failed_ratio", lambda: validate_thresholds(None, self.max_failed_ratio)),
+        ):
+            try:
+                check()
+            except ValueError as exc:
+                raise SyncConfigError(str(exc), name) from None
+        validate_config(self)
+        if self.progress_interval <= 0:
+            raise SyncConfigError(
+                f"progress_interval must be > 0 seconds, got {self.progress_interval!r}", "progress_interval"
+            )
+        self.validate_sync()
+
+    def validate_sync(self) -> None:
+        """The sync's own checks (mapping arguments...); raise :class:`SyncConfigError`."""
+
+
+def validate_config(config: Any) -> None:
+    """Check each dataclass field of ``config`` against its annotation; raise naming the field.
+
+    ``Literal[...]`` -> one of the choices; ``bool`` -> True or False; ``int`` -> a whole number (not a
+    bool); ``float`` -> a number; ``X | None`` accepts None. Other annotations are not checked here.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        problem = _type_problem(hints.get(f.name, Any), value)
+        if problem is not None and problem.startswith("one of "):
+            raise SyncConfigError(f"{f.name} {value!r} is not {problem}", f.name)
+        if problem is not None:
+            raise SyncConfigError(f"{f.name} must be {problem}, got {value!r}", f.name)
+
+
+def _type_problem(hint: Any, value: Any) -> str | None:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        problems = [_type_problem(h, value) for h in options if h is not type(None)]
+        if any(p is None for p in problems):
+            return None
+        return " or ".join(p for p in problems if p) + (" or None" if type(None) in options else "")
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices else "one of " + ", ".join(str(c) for c in choices)
+    if hint is bool:
+        return None if isinstance(value, bool) else "True or False"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+@dataclass(frozen=True)
+class RowRef:
+    """What the run needs to know about a row to give it an outcome: where it is and what it sends."""
+
+    row_number: int
+    identifier: str | None
+    payload: dict[str, Any] | None = None
+    #: How messages name it when it is not a source row (a member who left the source): "row N" else.
+    label: str | None = None
+
+
+def redactor_for(client: Any) -> Callable[[str], str]:
+    """The client's own redaction; for a stand-in client, a :class:`Redactor` of its config secrets."""
+    redact = getattr(client, "redact", None)
+    if callable(redact):
+        return redact
+    config = getattr(client, "config", None)
+    secrets = [getattr(config, "api_key", None), getattr(config, "hmac_private_key", None)]
+    return Redactor([s for s in secrets if isinstance(s, str)]).redact
+
+
+class SyncRun(Generic[T]):
+    """One run of a sync. Results are handed to :meth:`record` on the calling thread only.
+
+    ``summary`` is the sync's summary object (a :class:`SyncSummary` or a subclass). ``label`` names
+    the rows in progress lines ("rows", "credits"). ``outcomes``: extra outcomes this sync uses
+    beyond :class:`Outcome` (any ``str`` enum); they are counted and listed in the summary table.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        config: RunConfig,
+        summary: SyncSummary,
+        log: logging.Logger | logging.LoggerAdapter,
+        *,
+        title: str,
+        label: str = "rows",
+        outcomes: Iterable[OutcomeLike] = (),
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.summary = summary
+        self.log = log
+        self.title = title + (" (dry run)" if config.dry_run else "")
+        self.redact = redactor_for(client)
+        summary.dry_run = config.dry_run
+        for outcome in outcomes:
+            summary.declare(outcome)
+        self.progress = ProgressReporter(log, interval=config.progress_interval, label=label)
+        self.stop = config.stop_event if config.stop_event is not None else threading.Event()
+        self.abort_reason: str | None = None
+        self._abort_lock = threading.Lock()
+        self._problems_logged = 0
+        self._started = time.monotonic()
+        self._requests_before = self._requests()
+        self.rejects = open_rejects(config.rejects_path, redact=self.redact)
+        summary.rejects_path = getattr(self.rejects, "location", None)
+
+    # ------------------------------------------------------------------ rows in, outcomes out
+
+    def read_row(self) -> int:
+        """Count one row read from the source; return its 1-based row number."""
+        self.summary.rows_read += 1
+        return self.summary.rows_read
+
+    def result(
+        self, row: RowRef, outcome: OutcomeLike, message: str | None = None, **fields: Any
+    ) -> RowResult:
+        """A :class:`RowResult` for ``row``; ``message`` gets the ``row N: `` prefix every message has
+        (a row that is not from the source, a member who left it, is named by its ``label``)."""
+        if row.label is not None:
+            text = f"{row.label}: {message}" if message is not None else None
+            return RowResult(
+                row.row_number, row.identifier, outcome, message=text, payload=row.payload, **fields
+            )
+        return RowResult.at(row.row_number, row.identifier, outcome, message, payload=row.payload, **fields)
+
+    def record(self, result: RowResult) -> None:
+        """Count ``result``, write it to the rejects file if it is a problem, log a few, feed progress."""
+        self.summary.add(result.outcome)
+        if result.is_problem:
+            self.rejects.write(result)
+            key = result.extra.get("dedupe_key")
+            if self._problems_logged < MAX_LOGGED_PROBLEMS:
+                where = f" (dedupe key {key})" if key else ""
+                self.log.warning("%s [%s] %s%s", result.outcome, result.code or "", result.message, where)
+            elif self._problems_logged == MAX_LOGGED_PROBLEMS:
+                self.log.warning("More rejected/failed/unknown rows are not logged; see the rejects file.")
+            self._problems_logged += 1
+        self.progress.record(result.outcome)
+
+    # ------------------------------------------------------------------ errors -> outcomes
+
+    def error_result(
+        self, row: RowRef, exc: BaseException, *, ambiguous: Outcome = Outcome.FAILED, **extra: Any
+    ) -> RowResult:
+        """THE one place where an error becomes a row's outcome (safe on worker threads).
+
+        ``ambiguous`` is the outcome of a request that may have been applied (``exc.ambiguous``):
+        ``failed`` for members (an upsert may be repeated), ``unknown`` for credits (not resent).
+        A credential failure (:attr:`CrowdTwistError.credential_failure`) also aborts the run.
+        """
+        if not isinstance(exc, CrowdTwistError):  # a bug or an unexpected library error
+            message = f"{type(exc).__name__}: {exc}"
+            return self._error(row, ambiguous, INTERNAL, message, None, extra)
+        if exc.credential_failure:
+            self.abort(
+                self.redact(
+                    f"CrowdTwist answered {exc.status or 401} ({exc.message}): the API key or HMAC keys of "
+                    "the connection are wrong"
+                )
+            )
+        # ``ambiguous`` first: even a final 400 after an earlier dropped attempt may have been applied.
+        if exc.ambiguous and ambiguous is not Outcome.FAILED:
+            return self._error(row, ambiguous, exc.code or "ambiguous", f"unresolved: {exc}", exc, extra)
+        if exc.credential_failure:
+            return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
+        if isinstance(exc, CrowdTwistNotFoundError):
+            message = f"member not found ({exc.message})"
+            return self._error(row, Outcome.REJECTED, exc.code or "not_found", message, exc, extra)
+        if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
+            # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
+            return self._error(row, Outcome.REJECTED, exc.code, exc.message, exc, extra)
+        return self._error(row, Outcome.FAILED, exc.code, str(exc), exc, extra)
+
+    def _error(
+        self,
+        row: RowRef,
+        outcome: Outcome,
+        code: str | None,
+        message: str,
+        exc: CrowdTwistError | None,
+        extra: dict[str, Any],
+    ) -> RowResult:
+        password = (row.payload or {}).get("password")
+        if isinstance(password, str) and password:
+            message = message.replace(password, "***")
+        status = exc.status if exc is not None else None
+        return self.result(row, outcome, self.redact(message), code=code, status=status, extra=extra)
+
+    def not_sent(self, row: RowRef, reason: str | None = None) -> RowResult:
+        """The ``failed`` result of a row the run never sent (stopped, aborted, or ``reason``)."""
+        return self.result(row, Outcome.FAILED, f"not sent: {reason or self.stop_reason()}", code=NOT_SENT)
+
+    def abort(self, reason: str) -> None:
+        """Stop the run for ``reason`` (first reason wins); rows not sent yet end as not sent."""
+        with self._abort_lock:
+            if self.abort_reason is not None:
+                return
+            self.abort_reason = reason
+            self.summary.aborted = reason
+        self.stop.set()
+        self.log.error("Aborting the sync: %s.", reason)
+
+    def stop_reason(self) -> str:
+        """Why rows are not sent: the abort, or the task being stopped (``on_kill``)."""
+        if self.abort_reason:
+            return f"the sync was aborted ({self.abort_reason})"
+        return "the sync was stopped before every row was sent (task killed)"
+
+    # ------------------------------------------------------------------ sending
+
+    def send(
+        self,
+        items: Iterable[T],
+        work: Callable[[T], RowResult],
+        row_of: Callable[[T], RowRef],
+        *,
+        ambiguous: Outcome = Outcome.FAILED,
+    ) -> Iterator[tuple[T, RowResult]]:
+        """Run ``work`` on ``max_workers`` threads; yield ``(item, result)`` for EVERY item.
+
+        A ``work`` that raises gets :meth:`error_result`; items never sent (the stop event was set:
+        ``on_kill`` or an abort) come last with :meth:`not_sent`. The caller updates its state and
+        calls :meth:`record`. May be called several times (e.g. once per chunk).
+        """
+        pending = iter(items)
+
+        def guarded(item: T) -> RowResult:  # queued before a stop, started after it: not sent
+            return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
+
+        if not self.stop.is_set():
+            for item, outcome in send_all(
+                pending,
+                guarded,
+                max_workers=self.config.max_workers,
+                stop=self.stop,
+                heartbeat=self.progress.maybe_log,
+            ):
+                if isinstance(outcome, SendFailure):
+                    outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
+                yield item, outcome
+        for item in pending:
+            yield item, self.not_sent(row_of(item))
+
+    # ------------------------------------------------------------------ the end
+
+    def _requests(self) -> int:
+        return int(getattr(self.client, "requests_sent", 0) or 0)
+
+    def close(self) -> None:
+        """Close the rejects file; fix the duration and request count. Called on every exit path."""
+        try:
+            self.rejects.close()
+        finally:
+            self.summary.rejects_written = self.rejects.written
+            self.summary.requests_sent = self._requests() - self._requests_before
+            self.summary.duration_seconds = time.monotonic() - self._started
+
+    def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
+        """Log the summary table (and ``notes``); raise on abort or a threshold violation.
+
+        ``violation`` replaces the default threshold rule (the credit sync judges ``unknown`` apart).
+        """
+        if self.stop.is_set() and self.abort_reason is None:
+            self.summary.aborted = self.abort_reason = (
+                "the sync was stopped before every row was sent (task killed)"
+            )
+        summary = self.summary
+        if not summary.is_consistent():  # pragma: no cover - would be a bug in a sync
+            self.log.error(
+                "Row accounting mismatch: %d rows, %d outcomes", summary.rows_expected, summary.total_outcomes
+            )
+        table = summary_table(self.summary, self.title)
+        self.log.info("%s", f"{table}\n{notes}" if notes else table)
+        if self.abort_reason:
+            raise SyncAbortedError(self.abort_reason, self.summary)
+        config = self.config
+        rule = violation or (
+            lambda s: threshold_violation(s, config.max_failed_rows, config.max_failed_ratio)
+        )
+        problem = rule(self.summary)
+        if problem:
+            raise ThresholdExceededError(problem, self.summary)
