@@ -159,12 +159,12 @@ class Spool:
 
     def _resolution(self) -> _Resolution:
         if self._resolved is None:
-            self._resolved = _Resolution.of(
-                _concat(self._numbers, np.int64),
-                _concat(self._keys, np.int64),
-                _concat(self._keys2, np.int64),
-                _concat(self._spooled, bool),
-            )
+            # One array per column from here on (the per-batch pieces are dropped, not kept twice).
+            self._numbers = [_concat(self._numbers, np.int64)]
+            self._keys = [_concat(self._keys, np.int64)]
+            self._keys2 = [_concat(self._keys2, np.int64)]
+            self._spooled = [_concat(self._spooled, bool)]
+            self._resolved = _Resolution.of(self._numbers[0], self._keys[0], self._keys2[0], self._spooled[0])
         return self._resolved
 
     def count_survivors(self) -> int:
@@ -215,7 +215,9 @@ class Spool:
                     )
 
     def close(self) -> None:
-        """Close and delete the spool."""
+        """Close and delete the spool; its arrays go too (a sync's state closes after it)."""
+        self._numbers, self._keys, self._keys2, self._spooled = [], [], [], []
+        self._resolved = None
         try:
             self._db.close()
         finally:
@@ -241,16 +243,26 @@ class _Resolution:
 
     @classmethod
     def of(cls, numbers: np.ndarray, keys: np.ndarray, keys2: np.ndarray, spooled: np.ndarray) -> _Resolution:
-        order = np.lexsort((numbers, keys2, keys))  # by member, then row number
-        k1, k2, n = keys[order], keys2[order], numbers[order]
-        last = np.ones(len(order), dtype=bool)  # the last row of each member's group wins
-        last[:-1] = (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1])
-        group = np.cumsum(np.concatenate(([0], last[:-1].astype(np.int64))))
-        winner_of_row = n[last][group] if len(order) else n
-        winners = np.zeros(len(order), dtype=bool)
-        winners[order] = last
-        winner_numbers = np.empty(len(order), dtype=np.int64)
-        winner_numbers[order] = winner_of_row
+        # Most members have one row: sort by the first 64 bits of the key only (8 bytes a row of
+        # scratch), and resolve the few rows whose neighbour shares them exactly, on their own.
+        winners = np.ones(len(numbers), dtype=bool)
+        winner_numbers = numbers
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        shared = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        del sorted_keys
+        if len(shared):
+            rows = np.unique(np.concatenate([order[shared], order[shared + 1]]))
+            group_order = np.lexsort((numbers[rows], keys2[rows], keys[rows]))  # by member, then row number
+            rows = rows[group_order]
+            k1, k2 = keys[rows], keys2[rows]
+            last = np.ones(len(rows), dtype=bool)  # the last row of each member's group wins
+            last[:-1] = (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1])
+            group = np.concatenate(([0], np.cumsum(last[:-1])))
+            winners[rows] = last
+            winner_numbers = numbers.copy()
+            winner_numbers[rows] = numbers[rows][last][group]
+        del order
         send_mask = np.zeros(int(numbers.max()) + 1 if len(numbers) else 1, dtype=bool)
         send_mask[numbers[winners & spooled]] = True
         losers = np.flatnonzero(~winners)

@@ -298,11 +298,13 @@ class MemberState:
         """Replace snapshot + journal by the new snapshot (one transaction); give the space back."""
         db = self._db
         with transaction(db):
-            journal = db.execute("SELECT key, key2, fingerprint, status FROM journal ORDER BY seq")
             old = db.execute("SELECT data FROM snapshot WHERE id = 1").fetchone()
             base = np.frombuffer(old[0], dtype=_ARRAY_DTYPE) if old else np.zeros(0, dtype=_ARRAY_DTYPE)
+            journal = db.execute("SELECT key, key2, fingerprint, status FROM journal ORDER BY seq")
             members = _replay(base, np.fromiter(journal, dtype=_ARRAY_DTYPE))
-            db.execute("INSERT OR REPLACE INTO snapshot (id, data) VALUES (1, ?)", (members.tobytes(),))
+            # the array itself is the blob (no second copy in memory)
+            db.execute("INSERT OR REPLACE INTO snapshot (id, data) VALUES (1, ?)", (members,))
+            del members, base, old
             db.execute("DELETE FROM journal")
         db.executescript("PRAGMA incremental_vacuum")  # executescript steps it to the end (all pages)
 
@@ -340,15 +342,19 @@ class MemberState:
 
 def _replay(members: np.ndarray, journal: np.ndarray) -> np.ndarray:
     """``members`` (sorted by key) with ``journal`` applied: the last entry per key wins, forgotten
-    members leave. A journal entry whose key matches a member's first 64 bits but not the other 64
-    (about 1 in 4e7 for a million members) replaces it: the earlier member is then simply new again."""
+    members leave; the result is sorted by key. A journal entry whose key matches a member's first 64
+    bits but not the other 64 (about 1 in 4e7 for a million members) replaces it: the earlier member
+    is then simply new again. Scratch memory: one copy of the members, plus the journal's."""
     if len(journal) == 0:
         return members
     _, last = np.unique(journal["key"][::-1], return_index=True)
-    latest = journal[::-1][last]  # one entry per key, the most recent
-    keep = ~np.isin(members["key"], latest["key"])
-    merged = np.concatenate([members[keep], latest[latest["status"] != FORGOTTEN]])
-    return merged[np.argsort(merged["key"], kind="stable")]
+    latest = journal[::-1][last]  # one entry per key, the most recent, sorted by key
+    del last
+    alive = latest[latest["status"] != FORGOTTEN]
+    if len(members) == 0:
+        return alive
+    kept = members[~np.isin(members["key"], latest["key"], assume_unique=True)]
+    return np.insert(kept, np.searchsorted(kept["key"], alive["key"]), alive)
 
 
 def _read_into_memory(path: str) -> sqlite3.Connection:
