@@ -112,7 +112,7 @@ def test_a_rejected_row_keeps_its_member_in_the_source(tmp_path):
     run(client, [member(0), member(1)], state_path=state)
     summary = run(
         client,
-        [member(0), member(1, postal_code="ABCDE")],
+        [member(0), member(1, first_name="Bad<>")],
         state_path=state,
         on_removed="delete",
         max_removed_ratio=1.0,
