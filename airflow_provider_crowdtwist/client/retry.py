@@ -13,8 +13,8 @@ The rules, from the API contract and from what users of similar providers asked 
   request is resent after a short fixed delay and only inside CrowdTwist's duplicate window, where a
   duplicate is answered "Event already processed" rather than awarded twice.
 
-This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client
-drives ``tenacity`` with them.
+This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client's
+retry loop asks the plan for the wait before each next attempt.
 """
 
 from __future__ import annotations

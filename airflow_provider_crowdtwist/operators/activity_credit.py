@@ -22,6 +22,7 @@ from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_
 from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.partition import ledger_location
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -157,6 +158,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             fail_on_unknown=self.fail_on_unknown,
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
             dry_run=self.dry_run,
+            partition=self.partition,
             stop_event=None if parse_time else self._stop,
         )
 
@@ -193,12 +195,15 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
                 config = self._sync_config(self.id_type or client.config.id_type)
                 config.run_id = self._run_id(context)
                 location = self._ledger_location()
+                if location is not None:
+                    # this partition's ledger; refused before any request if kept under another layout
+                    location = ledger_location(resolve_path(location), config.part)
                 chunks = self._source_chunks()
             except ValueError as exc:
                 raise fail_task(exc, context) from None
             try:
                 ledger = (
-                    CreditLedger.open(resolve_path(location), run_id=config.run_id, log=self.log)
+                    CreditLedger.open(location, run_id=config.run_id, log=self.log)
                     if location is not None
                     else None
                 )

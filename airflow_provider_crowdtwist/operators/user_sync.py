@@ -122,6 +122,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             allow_empty_source_removal=self.allow_empty_source_removal,
             full_refresh=self.full_refresh,
             null_values=self.null_values,  # type: ignore[arg-type]
+            partition=self.partition,
             stop_event=None if parse_time else self._stop,
         )
 

@@ -31,7 +31,6 @@ from airflow_provider_crowdtwist.sync.ledger import (
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult, outcome_key
 from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
-from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary, threshold_violation
 
 __all__ = [
@@ -194,8 +193,9 @@ class _CreditSync:
     def plan(self, chunk: pd.DataFrame) -> list[CreditRequest]:
         """Map the chunk, finish rejected / duplicate / already-known rows, return what must be sent."""
         requests: list[CreditRequest] = []
-        for record in chunk_records(chunk):
-            mapped = self.mapping.map_row(self.run.read_row(), record)
+        mapping = self.mapping
+        for row_number, record in self.run.rows(chunk, mapping.id_column, lower=mapping.id_type == "email"):
+            mapped = mapping.map_row(row_number, record)
             if isinstance(mapped, RowResult):
                 self.run.record(mapped)
             else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,14 +61,15 @@ def mapping_domain(mapping: MemberMapping) -> str:
 class MemberReader:
     """Reads chunks into ``spool``; ``reject`` receives each row rejected by mapping or validation.
 
-    ``read_rows(n)`` counts ``n`` rows read and returns the first one's row number. ``state`` may be
-    ``None``; ``full_refresh`` ignores its "unchanged" verdict (every row is mapped and sent).
+    ``take(chunk)`` returns the rows of the chunk this run syncs (its partition's) and their row
+    numbers in the source, counting them as read. ``state`` may be ``None``; ``full_refresh`` ignores
+    its "unchanged" verdict (every row is mapped and sent).
     """
 
     mapping: MemberMapping
     spool: Spool
     reject: Callable[[RowResult], None]
-    read_rows: Callable[[int], int]
+    take: Callable[[pd.DataFrame], tuple[pd.DataFrame, np.ndarray]]
     state: MemberState | None = None
     full_refresh: bool = False
 
@@ -77,23 +79,22 @@ class MemberReader:
     def read(self, chunks: Iterable[pd.DataFrame], after_chunk: Callable[[], None] = lambda: None) -> None:
         """Read every chunk (``after_chunk`` runs after each, e.g. to log progress)."""
         for chunk in chunks:
+            plan = self.mapping.plan([str(c) for c in chunk.columns])  # column checks, even when empty
+            chunk, numbers = self.take(chunk)
             if len(chunk) == 0:
-                self.mapping.plan([str(c) for c in chunk.columns])  # the column checks still apply
                 continue
             if self.state is None:
-                self._read_plain(chunk)
+                self._read_plain(chunk, numbers, plan)
             else:
-                self._read_with_state(chunk, self.state)
+                self._read_with_state(chunk, numbers, plan, self.state)
             after_chunk()
 
     # ------------------------------------------------------------------ without a state
 
-    def _read_plain(self, chunk: pd.DataFrame) -> None:
-        plan = self.mapping.plan([str(c) for c in chunk.columns])
-        first = self.read_rows(len(chunk))
+    def _read_plain(self, chunk: pd.DataFrame, numbers: np.ndarray, plan: Any) -> None:
         batch: list[tuple[int, str, str, str]] = []
-        for offset, record in enumerate(chunk_records(chunk)):
-            mapped = self.mapping.map_record(first + offset, record, plan)
+        for number, record in zip(numbers.tolist(), chunk_records(chunk), strict=True):
+            mapped = self.mapping.map_record(number, record, plan)
             if isinstance(mapped, MappedRow):
                 batch.append(
                     (mapped.row_number, mapped.dedupe_key, mapped.identifier, canonical_json(mapped.payload))
@@ -104,11 +105,10 @@ class MemberReader:
 
     # ------------------------------------------------------------------ with a state
 
-    def _read_with_state(self, chunk: pd.DataFrame, state: MemberState) -> None:
+    def _read_with_state(
+        self, chunk: pd.DataFrame, numbers: np.ndarray, plan: Any, state: MemberState
+    ) -> None:
         columns = [str(c) for c in chunk.columns]
-        plan = self.mapping.plan(columns)
-        first = self.read_rows(len(chunk))
-        numbers = np.arange(first, first + len(chunk), dtype=np.int64)
         id_position = columns.index(self.mapping.id_column)
         dedupe = dedupe_keys(chunk.iloc[:, id_position], self.mapping)
         has_id = dedupe.notna().to_numpy()

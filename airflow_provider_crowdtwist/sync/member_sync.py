@@ -448,7 +448,10 @@ def _open_state(config: MemberSyncConfig, mapping: MemberMapping, client: Any) -
             "state_path",
         )
     return MemberState(
-        config.state_path, id_type=mapping.id_type, secret=secret.encode("utf-8"), read_only=config.dry_run
+        config.partition_path(config.state_path),  # one state per partition: its members only
+        id_type=mapping.id_type,
+        secret=secret.encode("utf-8"),
+        read_only=config.dry_run,
     )
 
 
@@ -464,9 +467,8 @@ def _read(
     summary = run.summary
     last_log = [time.monotonic()]
 
-    def read_rows(n: int) -> int:
-        summary.rows_read += n
-        return summary.rows_read - n + 1
+    def take(chunk: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
+        return run.take(chunk, mapping.id_column, lower=mapping.id_type == "email")
 
     def log_progress() -> None:
         if time.monotonic() - last_log[0] >= config.progress_interval:
@@ -477,7 +479,7 @@ def _read(
                 summary.count(Outcome.REJECTED),
             )
 
-    reader = MemberReader(mapping, spool, run.record, read_rows, state, config.full_refresh)
+    reader = MemberReader(mapping, spool, run.record, take, state, config.full_refresh)
     reader.read(chunks, log_progress)
     run.progress.set_total(summary.rows_read)
     for note in mapping.conversion_notes():

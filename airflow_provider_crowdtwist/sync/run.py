@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+import numpy as np
+
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistError,
     CrowdTwistForbiddenError,
@@ -38,9 +40,11 @@ from airflow_provider_crowdtwist.client.errors import (
 )
 from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
+from airflow_provider_crowdtwist.sync.partition import Partition, active_partition, member_key
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncConfigError,
@@ -76,6 +80,19 @@ class RunConfig:
     dry_run: bool = False
     progress_interval: float = 10.0
     stop_event: threading.Event | None = None
+    #: ``(index, count)``: this run syncs only the members that hash to ``index`` of ``count``, with its
+    #: own state / ledger / rejects files (docs/scale-out.md). None: the whole source.
+    partition: Any = None
+
+    @property
+    def part(self) -> Partition | None:
+        """``partition`` as a :class:`Partition` (None when unpartitioned); checked by :meth:`validate`."""
+        return active_partition(self.partition)
+
+    def partition_path(self, location: Any) -> Any:
+        """This partition's file for ``location`` (``name.part-i-of-n.ext``); unchanged when unpartitioned."""
+        part = self.part
+        return part.path(location) if part is not None else location
 
     def validate(self) -> None:
         """The shared rules, each field against its type (:func:`validate_config`), the sync's own."""
@@ -83,6 +100,7 @@ class RunConfig:
             ("max_workers", lambda: check_max_workers(self.max_workers)),
             ("max_failed_rows", lambda: validate_thresholds(self.max_failed_rows, None)),
             ("max_failed_ratio", lambda: validate_thresholds(None, self.max_failed_ratio)),
+            ("partition", lambda: Partition.parse(self.partition)),
         ):
             try:
                 check()
@@ -196,15 +214,48 @@ class SyncRun(Generic[T]):
         self._problems_logged = 0
         self._started = time.monotonic()
         self._requests_before = self._requests()
-        self.rejects = open_rejects(config.rejects_path, redact=self.redact)
+        self._source_rows = 0
+        self.part = config.part
+        summary.partition = (self.part.index, self.part.count) if self.part is not None else None
+        self.rejects = open_rejects(config.partition_path(config.rejects_path), redact=self.redact)
         summary.rejects_path = getattr(self.rejects, "location", None)
 
     # ------------------------------------------------------------------ rows in, outcomes out
 
     def read_row(self) -> int:
-        """Count one row read from the source; return its 1-based row number."""
+        """Count one row read from the source; return its 1-based row number in the source."""
         self.summary.rows_read += 1
-        return self.summary.rows_read
+        self._source_rows += 1
+        return self._source_rows
+
+    def rows(self, chunk: Any, id_column: str, *, lower: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(row number, record)`` for the rows of ``chunk`` this run syncs (its partition's members).
+
+        Rows of other partitions are passed over: not counted, but numbered, so that a row keeps its
+        number in the source in every partition's rejects file.
+        """
+        part = self.part
+        for record in chunk_records(chunk):
+            if part is not None and not part.owns(member_key(record.get(id_column), lower=lower)):
+                self._source_rows += 1
+                continue
+            yield self.read_row(), record
+
+    def take(self, chunk: Any, id_column: str, *, lower: bool) -> tuple[Any, np.ndarray]:
+        """The rows of ``chunk`` this run syncs, and their row numbers in the source: :meth:`rows` for
+        a sync that works on whole chunks (the member state hashes them column-wise)."""
+        first = self._source_rows + 1
+        numbers = np.arange(first, first + len(chunk), dtype=np.int64)
+        self._source_rows += len(chunk)
+        part = self.part
+        if part is not None:
+            ids = chunk[id_column].to_numpy(dtype=object)
+            owned = np.fromiter(
+                (part.owns(member_key(v, lower=lower)) for v in ids), dtype=bool, count=len(ids)
+            )
+            chunk, numbers = chunk[owned], numbers[owned]
+        self.summary.rows_read += len(chunk)
+        return chunk, numbers
 
     def result(
         self, row: RowRef, outcome: OutcomeLike, message: str | None = None, **fields: Any
@@ -349,6 +400,24 @@ class SyncRun(Generic[T]):
             self.summary.rejects_written = self.rejects.written
             self.summary.requests_sent = self._requests() - self._requests_before
             self.summary.duration_seconds = time.monotonic() - self._started
+            self.summary.rate_limit = self._rate_limit()
+
+    def _rate_limit(self) -> dict[str, Any] | None:
+        """The client's limiter figures (configured, learned, 429s), logged when it learned anything."""
+        stats = getattr(getattr(self.client, "rate_limiter", None), "stats", None)
+        if not callable(stats):
+            return None
+        figures = dict(stats())
+        if figures.get("rate_limited"):
+            self.log.warning(
+                "CrowdTwist answered 429 to %d request(s); the real limit was measured at %s requests/min "
+                "(configured %s); paced at %s requests/min at the end.",
+                figures["rate_limited"],
+                figures.get("learned_requests_per_minute") or "?",
+                figures.get("configured_requests_per_minute") or "no limit",
+                figures.get("paced_requests_per_minute") or "?",
+            )
+        return figures
 
     def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
         """Log the summary table (and ``notes``); raise on abort or a threshold violation.

@@ -531,3 +531,36 @@ def test_every_client_builds_its_limiter_from_the_config():
 )
 def test_credential_failure_is_401_or_a_403_naming_the_key(error, credential):
     assert error.credential_failure is credential
+
+
+def test_environment_proxy_is_resolved_once_and_used(monkeypatch: Any, requests_mock: Any) -> None:
+    """The hot path no longer asks the environment per request (it read all of os.environ twice per
+    request): the proxy settings are resolved when the client is built, as Session.request would."""
+    from airflow_provider_crowdtwist.client import CrowdTwistClient
+
+    from .conftest import make_config
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    requests_mock.get("https://api.test/v2/activities", json=[])
+    with CrowdTwistClient(make_config()) as client:
+        monkeypatch.delenv("HTTPS_PROXY")  # changed later: the client keeps what it resolved
+        client.list_activities()
+        client.list_activities()
+    assert requests_mock.call_count == 2
+    assert all(r.proxies.get("https") == "http://proxy.test:3128" for r in requests_mock.request_history)
+
+
+def test_api_key_in_query_is_sent_but_never_shown(requests_mock: Any, make_client: Any, caplog: Any) -> None:
+    from .conftest import API_KEY
+
+    requests_mock.get("https://api.test/v2/users/a%40b.com", [{"status_code": 500}, {"json": {"id": 1}}])
+    caplog.set_level("DEBUG")
+    client = make_client(api_key_in="query")
+    assert client.get_user("a@b.com") == {"id": 1}
+    sent = requests_mock.last_request
+    assert sent.qs == {"id_type": ["email"], "api_key": [API_KEY.lower()]}  # (requests_mock lower-cases)
+    assert "X-CT-Authorization" not in sent.headers
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("airflow_provider"))
+    assert API_KEY not in ours and "v2/users/a%40b.com?id_type=email -> 500" in ours

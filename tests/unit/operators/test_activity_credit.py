@@ -262,3 +262,26 @@ def test_ledger_in_use_by_another_run_is_a_retryable_failure(
             operator(rows=rows_for(members), ledger_path=str(ledger_path)).execute(context())
         assert not isinstance(info.value, AirflowFailException)
     assert credit_requests(conn) == 0
+
+
+# ---- partitions (docs/scale-out.md) ------------------------------------------------------------------
+
+
+def test_partitions_keep_their_own_ledgers_and_another_layout_is_refused(conn, members, tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    rows = rows_for(members, n=5)  # one credit per member: no duplicate window in play
+    results = [
+        operator(rows=rows, ledger_path=str(ledger), partition=[i, 2]).execute(context()) for i in range(2)
+    ]
+    assert sum(r["counts"]["credited"] for r in results) == 5
+    assert sum(r["rows_read"] for r in results) == 5
+    assert all((tmp_path / f"ledger.part-{i}-of-2.sqlite").is_file() for i in range(2))
+    assert not ledger.exists()
+    sent = credit_requests(conn)
+    # the same ledger, partitioned 3 ways: refused before the first request, without retry
+    with pytest.raises(AirflowFailException, match="another partition layout"):
+        operator(rows=rows, ledger_path=str(ledger), partition=[0, 3]).execute(context())
+    with pytest.raises(AirflowFailException, match="unpartitioned"):
+        operator(rows=rows, ledger_path=str(ledger)).execute(context())
+    assert credit_requests(conn) == sent
+    assert len(conn.admin.credits()) == 5
