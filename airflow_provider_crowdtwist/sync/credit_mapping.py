@@ -26,7 +26,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     MISSING,
     ConversionError,
     show,
-    to_epoch_seconds,
+    to_activity_date,
     to_int,
     to_plain,
     to_text,
@@ -309,7 +309,7 @@ class CreditMapping:
         if column is None:
             return None
         try:
-            value = to_epoch_seconds(record.get(column))
+            value = to_activity_date(record.get(column))
         except ConversionError as exc:
             raise _RowRejected(column, f"column {column!r} (activity_date): {exc}") from None
         return None if value is MISSING else int(value)
