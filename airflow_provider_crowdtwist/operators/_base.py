@@ -12,13 +12,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import pandas as pd
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.operators._common import build_client, validate_requests_per_minute
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = ("sql", "parameters", "rows", "source_path", "rejects_path")
 
@@ -31,7 +30,9 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
     allowed; read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path``
-    (CSV / JSON lines / Parquet, local or an object-storage URL; read in chunks).
+    (CSV / JSON lines / Parquet, local or an object-storage URL; read in chunks). ``on_bad_lines``:
+    a CSV / JSON-lines line that cannot be read fails the task naming the line (``fail``, the
+    default) or is a rejected row while the rest of the file is synced (``reject``).
     """
 
     template_ext: Sequence[str] = (".sql",)
@@ -56,6 +57,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         max_failed_ratio: float | None = None,
         rejects_path: Any = None,
         dry_run: bool = False,
+        on_bad_lines: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +77,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.rejects_path = rejects_path
         self.dry_run = dry_run
+        self.on_bad_lines = on_bad_lines
         # Made in execute (an Event cannot be deep-copied with the task); set by on_kill.
         self._stop: threading.Event | None = None
 
@@ -104,7 +107,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
         return build_client(hook, requests_per_minute=self.requests_per_minute, max_workers=self.max_workers)
 
-    def _source_chunks(self) -> Iterator[pd.DataFrame]:
+    def _source_chunks(self) -> Iterator[SourceItem]:
         """The rendered source arguments -> DataFrame chunks (nothing is read until iterated)."""
         return source_chunks(
             sql=self.sql,
@@ -114,4 +117,5 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             source_path=self.source_path,
             chunksize=self.chunksize,
             file_format=self.file_format,
+            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine config
         )

@@ -43,6 +43,9 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param state_path: optional SQLite file remembering what was sent; unchanged rows are not resent.
     :param dry_run: do everything but the writes (reads tell created from updated) and report.
     :param chunksize: rows per chunk read from the source (default 10,000).
+    :param on_bad_lines: a CSV / JSON-lines line that cannot be read (a byte that is not UTF-8, more
+        fields than the header): ``fail`` (default) fails the task naming the line; ``reject`` makes
+        it a rejected row (in the rejects file) and syncs the rest of the file.
     """
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "state_path", "field_mapping")
@@ -91,6 +94,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             rejects_path=path(self.rejects_path),
             state_path=path(self.state_path),
             dry_run=self.dry_run,
+            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
             stop_event=None if parse_time else self._stop,
         )
 

@@ -212,6 +212,19 @@ class CreditMapping:
         cols.extend(self.extra_data_columns)
         return cols
 
+    def column_of(self, attribute: str) -> str | None:
+        """The source column behind an attribute of the credit body (``extra_data.<key>`` for extras),
+        so that a refusal naming the attribute names the column; ``None`` for a fixed ``activity_id``."""
+        fixed = {
+            "activity_id": self.activity_id_column,
+            "num_points": self.points_column,
+            "activity_date": self.activity_date_column,
+        }
+        if attribute in fixed:
+            return fixed[attribute]
+        key = attribute.removeprefix("extra_data.")
+        return next((c for c, k in self.extra_data_columns.items() if k == key and key != attribute), None)
+
     def check_columns(self, columns: Collection[str]) -> None:
         """Fail with every missing column named (a configuration error, before the first request)."""
         present = {str(c) for c in columns}

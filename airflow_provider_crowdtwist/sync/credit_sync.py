@@ -326,13 +326,14 @@ def sync_credits(
         client, config, CreditSyncSummary(), log, title="CrowdTwist activity credits", label="credits"
     )
     sync = _CreditSync(run, config, ledger)
+    run.column_of = sync.mapping.column_of
     summary = sync.summary
     try:
         if config.validate_activities:
             activities = client.list_activities()
             sync.mapping.set_known_activities([a.id for a in activities if getattr(a, "active", True)])
         first = True
-        for chunk in chunks:
+        for chunk in run.chunks(chunks):
             if first:
                 sync.mapping.check_columns([str(c) for c in chunk.columns])
                 first = False

@@ -203,6 +203,31 @@ class MemberMapping:
 
     # ---- rows ------------------------------------------------------------------------------
 
+    def column_of(self, attribute: str) -> str | None:
+        """The source column an attribute of a payload came from (``custom_data.<key>`` for custom keys).
+
+        Lets a message that names an attribute -- CrowdTwist's refusal, a create rule -- name the
+        column the user has to fix. ``None`` when no column of the source sent it.
+        """
+        key = attribute[len(CUSTOM_DATA_PREFIX) :] if attribute.startswith(CUSTOM_DATA_PREFIX) else None
+        whole_custom = None
+        for plan in list(self._plans.values()):
+            for target in plan.targets:
+                if key is None and target.custom_key is None and target.attribute == attribute:
+                    return target.column
+                if key is not None and target.custom_key == key:
+                    return target.column
+                if target.attribute == "custom_data" and target.custom_key is None:
+                    whole_custom = target.column
+        if key is not None:
+            return whole_custom
+        return self.id_column if attribute == self.identifier_attribute else None
+
+    def field_label(self, attribute: str) -> str:
+        """``attribute (column 'c')`` when the column is named differently, for messages."""
+        column = self.column_of(attribute)
+        return attribute if column in (None, attribute) else f"{attribute} (column {column!r})"
+
     def dedupe_key(self, identifier: str) -> str:
         """Key under which two rows are the same member (emails compare case-insensitively)."""
         return identifier.lower() if self.id_type == "email" else identifier
@@ -263,12 +288,17 @@ class MemberMapping:
         problem = check_fields(payload)
         if problem:
             name, reason = problem
-            return self._reject(row_number, identifier, INVALID_VALUE, f"{name}: {reason}", payload)
+            return self._reject(
+                row_number, identifier, INVALID_VALUE, f"{self.field_label(name)}: {reason}", payload
+            )
         if self.mode == "insert":
             problem = check_create(payload)
             if problem:
                 name, reason = problem
-                return self._reject(row_number, identifier, CREATE_REQUIREMENTS, f"{name}: {reason}", payload)
+                label = self.field_label(name)
+                return self._reject(
+                    row_number, identifier, CREATE_REQUIREMENTS, f"{label}: {reason}", payload
+                )
         return MappedRow(row_number, identifier, self.dedupe_key(identifier), payload)
 
     @staticmethod

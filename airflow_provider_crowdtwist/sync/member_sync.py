@@ -207,7 +207,7 @@ class _MemberSender:
         if not problem:
             return None
         name, reason = problem
-        why = f"member not found, and cannot create it: {name}: {reason}"
+        why = f"member not found, and cannot create it: {self.mapping.field_label(name)}: {reason}"
         return self.run.result(_ref(row, payload), Outcome.REJECTED, why, code=CREATE_REQUIREMENTS)
 
     @staticmethod
@@ -251,6 +251,7 @@ def sync_members(
     config.validate()
     mapping = config.mapping()
     run: SyncRun[SpooledRow] = SyncRun(client, config, SyncSummary(), log, title="CrowdTwist member sync")
+    run.column_of = mapping.column_of
     state = MemberState(config.state_path, namespace=mapping.id_type) if config.state_path else None
     try:
         with Spool(config.spool_dir) as spool:
@@ -292,7 +293,7 @@ def _read(
     """Map every row of every chunk into the spool; rejections are recorded at once."""
     summary = run.summary
     last_log = time.monotonic()
-    for chunk in chunks:
+    for chunk in run.chunks(chunks):
         plan = mapping.plan([str(c) for c in chunk.columns])
         batch: list[tuple[int, str, str, str]] = []
         for record in chunk_records(chunk):
