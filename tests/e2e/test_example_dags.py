@@ -219,6 +219,7 @@ def run_loyalty_sync(
 
     if not rerun:
         return
+
     # --- the same day again: nothing awarded twice (the ledger), members already there.
     def credit_requests() -> int:
         by_route = sandbox.admin.stats()["by_route"]

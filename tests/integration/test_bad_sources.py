@@ -18,7 +18,6 @@ import pytest
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.sources import SourceError, iter_chunks
-from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 pytestmark = pytest.mark.integration
 
@@ -76,9 +75,9 @@ def test_repeated_columns_fail_before_the_first_request(
     sandbox: Any, client_for: Any, tmp_path: pathlib.Path, make_source: Any, named: str
 ) -> None:
     source = make_source(tmp_path)
-    with pytest.raises(SyncConfigError, match=f"repeated column names: {named}"):
+    with pytest.raises(ValueError, match=f"repeated column names: {named}"):
         sync_members(client_for(sandbox), iter_chunks(source), MemberSyncConfig())
-    with pytest.raises(SyncConfigError, match=f"repeated column names: {named}"):
+    with pytest.raises(ValueError, match=f"repeated column names: {named}"):
         config = CreditSyncConfig(id_column="user_id", activity_id="purchase", validate_activities=False)
         sync_credits(client_for(sandbox), iter_chunks(source), config, _memory_ledger())
     assert requests_seen(sandbox) == 0

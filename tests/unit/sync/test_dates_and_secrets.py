@@ -12,17 +12,25 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from airflow_provider_crowdtwist.sync.convert import (
-    MISSING,
-    ConversionError,
-    to_activity_date,
-    to_birth_date,
-    to_epoch_seconds,
-    to_secret,
-)
+from airflow_provider_crowdtwist.sync import convert
+from airflow_provider_crowdtwist.sync.convert import MISSING, ConversionError, to_epoch_seconds
 from airflow_provider_crowdtwist.sync.credit_mapping import CreditMapping, CreditRequest
 from airflow_provider_crowdtwist.sync.member_mapping import MappedRow, MemberMapping
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+
+
+# Looked up at call time, so that this file also runs (and fails) on the code before the fix.
+def to_birth_date(value):
+    return convert.to_birth_date(value)
+
+
+def to_activity_date(value):
+    return convert.to_activity_date(value)
+
+
+def to_secret(value):
+    return convert.to_secret(value)
+
 
 MAY_17_1990 = 642902400  # 1990-05-17T00:00:00Z
 MS_1990 = 643593600000  # 1990-05-25T00:00:00Z in milliseconds, the probe's value

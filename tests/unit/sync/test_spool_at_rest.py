@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 
-from airflow_provider_crowdtwist.sync.spool import Spool, remove_dead_spools
+from airflow_provider_crowdtwist.sync import spool as spool_module
+from airflow_provider_crowdtwist.sync.spool import Spool
 
 SECRET = "  s3cret pass  "
 
@@ -39,5 +40,5 @@ def test_only_spools_whose_owner_died_are_removed(tmp_path: pathlib.Path) -> Non
     unrelated.mkdir()
     with Spool(str(tmp_path)) as live:
         assert live.removed_dead == [dead_dir]
-        assert remove_dead_spools(str(tmp_path)) == []  # the live one holds its lock
+        assert spool_module.remove_dead_spools(str(tmp_path)) == []  # the live one holds its lock
         assert os.path.exists(live.path) and unrelated.exists()
