@@ -270,7 +270,7 @@ _PLACEHOLDER_SECONDS = 86_400
 
 def _describe_seconds(seconds: int) -> str:
     try:
-        return (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return (_EPOCH.replace(tzinfo=None) + dt.timedelta(seconds=seconds)).isoformat(sep=" ") + " UTC"
     except OverflowError:
         return "a date outside the years 1-9999"
 
@@ -292,7 +292,7 @@ def _bounded_date(value: Any, what: str, earliest: dt.datetime, latest: dt.datet
     if not low <= seconds <= high:
         raise ConversionError(
             f"{show(value)} is {_describe_seconds(seconds)}, outside the plausible range of {what} "
-            f"({earliest:%Y-%m-%d} to {latest:%Y-%m-%d})"
+            f"({earliest.date().isoformat()} to {latest.date().isoformat()})"
         )
     return seconds
 

@@ -32,6 +32,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     to_text,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.run import IDENTIFIER
 
 __all__ = ["CreditMapping", "CreditRequest", "default_dedupe_key"]
 
@@ -216,6 +217,7 @@ class CreditMapping:
         """The source column behind an attribute of the credit body (``extra_data.<key>`` for extras),
         so that a refusal naming the attribute names the column; ``None`` for a fixed ``activity_id``."""
         fixed = {
+            IDENTIFIER: self.id_column,
             "activity_id": self.activity_id_column,
             "num_points": self.points_column,
             "activity_date": self.activity_date_column,

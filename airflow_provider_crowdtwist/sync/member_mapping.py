@@ -24,7 +24,7 @@ from airflow_provider_crowdtwist.sync.attributes import (
 )
 from airflow_provider_crowdtwist.sync.convert import CONVERTERS, MISSING, ConversionError, to_plain, to_text
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import validate_config
+from airflow_provider_crowdtwist.sync.run import IDENTIFIER, validate_config
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_email, check_fields
 
@@ -39,6 +39,8 @@ MISSING_IDENTIFIER = "missing_identifier"
 INVALID_VALUE = "invalid_value"
 CREATE_REQUIREMENTS = "create_requirements"
 DUPLICATE_IDENTIFIER = "duplicate_identifier"
+#: The attributes that make a member's location (the create rule named "location").
+_LOCATION = ("postal_code", "country_code", "city_id", "city_name")
 
 
 class MemberSyncConfigError(SyncConfigError):
@@ -221,12 +223,17 @@ class MemberMapping:
                     whole_custom = target.column
         if key is not None:
             return whole_custom
-        return self.id_column if attribute == self.identifier_attribute else None
+        return self.id_column if attribute in (self.identifier_attribute, IDENTIFIER) else None
 
     def field_label(self, attribute: str) -> str:
-        """``attribute (column 'c')`` when the column is named differently, for messages."""
-        column = self.column_of(attribute)
-        return attribute if column in (None, attribute) else f"{attribute} (column {column!r})"
+        """``attribute (column 'c')`` when the column is named differently, for messages. The create
+        rule "location" is about every location column the source has."""
+        names = _LOCATION if attribute == "location" else (attribute,)
+        columns = [c for c in (self.column_of(a) for a in names) if c is not None]
+        if columns in ([], [attribute]):
+            return attribute
+        listed = ", ".join(repr(c) for c in columns)
+        return f"{attribute} (column {listed})" if len(columns) == 1 else f"{attribute} (columns {listed})"
 
     def dedupe_key(self, identifier: str) -> str:
         """Key under which two rows are the same member (emails compare case-insensitively)."""

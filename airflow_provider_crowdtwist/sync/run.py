@@ -58,6 +58,8 @@ from airflow_provider_crowdtwist.sync.summary import (
 NOT_SENT = "not_sent"
 #: Error code of a row whose work raised something that is not a client error (a bug).
 INTERNAL = "internal"
+#: What ``column_of`` is asked for the member identifier (a "member not found" names its column).
+IDENTIFIER = "<identifier>"
 #: Error code of a line of a source file that could not be read as a row (``on_bad_lines="reject"``).
 BAD_LINE = "bad_line"
 #: How many problems are logged one by one; the rest are only in the rejects file.
@@ -327,7 +329,7 @@ class SyncRun(Generic[T]):
         if exc.credential_failure:
             return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
         if isinstance(exc, CrowdTwistNotFoundError):
-            message = f"member not found ({exc.message})"
+            message = f"member not found ({exc.message}){self.columns_named([IDENTIFIER])}"
             return self._error(row, Outcome.REJECTED, exc.code or "not_found", message, exc, extra)
         if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
             # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
@@ -346,17 +348,17 @@ class SyncRun(Generic[T]):
         password = (row.payload or {}).get("password")
         if isinstance(password, str) and password:
             message = message.replace(password, "***")
-        if exc is not None and outcome is Outcome.REJECTED:
-            message += self.columns_named(message, row.payload)
+        if exc is not None and outcome is Outcome.REJECTED and not isinstance(exc, CrowdTwistNotFoundError):
+            message += self.columns_named(refused_attributes(message, row.payload))
         status = exc.status if exc is not None else None
         return self.result(row, outcome, self.redact(message), code=code, status=status, extra=extra)
 
-    def columns_named(self, message: str, payload: Mapping[str, Any] | None) -> str:
-        """`` (column 'x')`` for the source columns behind the attributes a refusal names, or ``""``."""
+    def columns_named(self, attributes: Iterable[str]) -> str:
+        """`` (column 'x')`` for the source columns behind ``attributes`` (a refusal's), or ``""``."""
         if self.column_of is None:
             return ""
         columns: list[str] = []
-        for attribute in refused_attributes(message, payload):
+        for attribute in attributes:
             column = self.column_of(attribute)
             if column is not None and column not in columns:
                 columns.append(column)
