@@ -150,3 +150,21 @@ PROVIDER_INFO: dict[str, Any] = {
         }
     ],
 }
+
+
+#: How each ClientConfig field is known to a user who configured an Airflow connection (the hook
+#: passes these to ``ClientConfig.validate`` so its messages name the connection field).
+CONNECTION_FIELD_LABELS: dict[str, str] = {
+    "base_url": "connection host (API base URL)",
+    "auth_type": "connection extra 'auth_type'",
+    "api_key": "password (API key)",
+    "api_key_in": "connection extra 'api_key_in'",
+    "hmac_public_key": "login (HMAC public key)",
+    "hmac_private_key": "password (HMAC private key)",
+    "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",
+    "id_type": "connection extra 'id_type'",
+    "connect_timeout": "connection extra 'timeout' (connect_timeout)",
+    "read_timeout": "connection extra 'timeout' (read_timeout)",
+    "verify": "connection extra 'verify'",
+    "requests_per_minute": "connection extra 'requests_per_minute'",
+}

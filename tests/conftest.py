@@ -16,6 +16,7 @@ import pytest
 
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
 from airflow_provider_crowdtwist.sandbox.server import SandboxServer
+from tests.readings import READINGS, Reading
 
 # Retry timings for tests: the production defaults (0.5 s first backoff, up to 120 s) would make every
 # fault test slow, and the behaviour under test is *whether* the client retries, not how long it waits.
@@ -52,6 +53,50 @@ def sandbox_process() -> Iterator[SandboxProcess]:
         yield process
     finally:
         process.stop()
+
+
+class SandboxReading:
+    """The session sandbox switched to one ``Reading``: ``.sandbox``, ``.reading``, ``.client_options``.
+
+    ``client(**overrides)`` builds a client configured to match the reading (closed after the test);
+    ``client_options`` are the same settings for code that builds its own client or Airflow connection.
+    """
+
+    def __init__(self, sandbox: SandboxServer, reading: Reading) -> None:
+        self.sandbox = sandbox
+        self.reading = reading
+        self.client_options: dict[str, Any] = {**FAST_RETRIES, **reading.client}
+        self._clients: list[Any] = []
+
+    @property
+    def name(self) -> str:
+        return self.reading.name
+
+    def client(self, **overrides: Any) -> Any:
+        made = client_for(self.sandbox, **{**self.client_options, **overrides})
+        self._clients.append(made)
+        return made
+
+    def close(self) -> None:
+        for made in self._clients:
+            made.close()
+
+
+@pytest.fixture(params=READINGS, ids=[r.name for r in READINGS])
+def sandbox_reading(request: pytest.FixtureRequest, sandbox: SandboxServer) -> Iterator[SandboxReading]:
+    """The clean session sandbox under each reading of the OPEN points in turn (see ``tests/readings.py``).
+
+    A test that takes this fixture runs once per reading; the settings are switched at runtime and the
+    next test's reset restores the defaults.
+    """
+    reading: Reading = request.param
+    sandbox.configure(**reading.sandbox)
+    handle = SandboxReading(sandbox, reading)
+    try:
+        yield handle
+    finally:
+        handle.close()
+        sandbox.reset()
 
 
 def client_for(sandbox: Any, **overrides: Any) -> Any:

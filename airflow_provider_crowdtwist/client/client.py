@@ -408,7 +408,7 @@ class CrowdTwistClient:
         if 300 <= status < 400:
             code = None
             location = self._redactor.redact(response.headers.get("Location", "?"), ctx.extra_secrets)
-            message = f"unexpected redirect to {location}; check the connection host (API base URL)"
+            message = f"unexpected redirect to {location}; check base_url (the API root)"
         else:
             code, message = parse_error_body(response.content)
             message = self._redactor.redact(message or response.reason or "no message", ctx.extra_secrets)

@@ -1,8 +1,8 @@
 """Client configuration, validated before the first request.
 
 A wrong setting found after a sync has started costs a half-applied run, so :meth:`ClientConfig.validate`
-checks every field up front, and names each field the way the user wrote it: most users configure
-the client through an Airflow connection (host, login, password, extras), not through this class.
+checks every field up front, and names each field the way the caller says the user wrote it
+(``validate(labels)``; the hook passes its connection's field names).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,27 +44,14 @@ AUTH_TYPES = ("api_key", "hmac")
 API_KEY_LOCATIONS = ("header", "query")
 TIMESTAMP_UNITS = ("s", "ms")
 
-# How each field is known to a user who configured an Airflow connection.
-FIELD_LABELS: dict[str, str] = {
-    "base_url": "connection host (API base URL)",
-    "auth_type": "connection extra 'auth_type'",
-    "api_key": "password (API key)",
-    "api_key_in": "connection extra 'api_key_in'",
-    "hmac_public_key": "login (HMAC public key)",
-    "hmac_private_key": "password (HMAC private key)",
-    "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",
-    "id_type": "connection extra 'id_type'",
-    "connect_timeout": "connection extra 'timeout' (connect_timeout)",
-    "read_timeout": "connection extra 'timeout' (read_timeout)",
-    "verify": "connection extra 'verify'",
-    "requests_per_minute": "connection extra 'requests_per_minute'",
-}
+#: How the caller names each field in messages (set for one ``validate`` call; see ``validate``).
+_LABELS: ContextVar[Mapping[str, str] | None] = ContextVar("crowdtwist_config_labels", default=None)
 
 _SECRET_FIELDS = ("api_key", "hmac_private_key")
 
 
 def _label(name: str) -> str:
-    return FIELD_LABELS.get(name, f"client setting '{name}'")
+    return (_LABELS.get() or {}).get(name, f"client setting '{name}'")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -122,8 +111,19 @@ class ClientConfig:
         """The base URL without a trailing slash, ready for ``+ "/v2/..."``."""
         return self.base_url.rstrip("/")
 
-    def validate(self) -> None:
-        """Raise :class:`CrowdTwistConfigError` naming the first bad field."""
+    def validate(self, labels: Mapping[str, str] | None = None) -> None:
+        """Raise :class:`CrowdTwistConfigError` naming the first bad field.
+
+        ``labels`` maps field names to the words the user knows them by (the hook passes the Airflow
+        connection's: "connection host (API base URL)"...); unlabelled fields are "client setting 'x'".
+        """
+        token = _LABELS.set(labels)
+        try:
+            self._validate()
+        finally:
+            _LABELS.reset(token)
+
+    def _validate(self) -> None:
         self._validate_base_url()
         self._validate_auth()
         self._check_choice("id_type", ID_TYPES)

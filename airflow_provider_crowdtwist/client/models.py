@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_crowdtwist.client.formats import NO_WORDS, YES_WORDS
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS
 
 _LIST_KEYS = ("activities", "data", "items", "results")
 _TRUE_WORDS = YES_WORDS | {"active", "enabled"}
@@ -71,8 +71,8 @@ def _to_bool(value: Any, default: bool = True) -> bool:
 
 
 def parse_activity(item: Mapping[str, Any]) -> Activity | None:
-    """One activity from ``id``/``activity_id``, ``name``/``title``, ``points``/``default_points``,
-    ``is_active``/``active``/``status``; None when the entry has no id at all."""
+    """One activity from ``id``/``activity_id``, ``name``/``title``, ``num_points`` (Oracle's name) or
+    ``points``/``default_points``, ``is_active``/``active``/``status``; None when the entry has no id."""
     raw_id = _first(item, "id", "activity_id")
     if raw_id is None or isinstance(raw_id, (dict, list)) or str(raw_id).strip() == "":
         return None
@@ -80,7 +80,7 @@ def parse_activity(item: Mapping[str, Any]) -> Activity | None:
     return Activity(
         id=str(raw_id),
         name=str(name) if name is not None else None,
-        points=_to_int(_first(item, "points", "default_points")),
+        points=_to_int(_first(item, "num_points", "points", "default_points")),
         # GET /v2/activities lists active activities, so an entry without a flag is active.
         active=_to_bool(_first(item, "is_active", "active", "status"), default=True),
         raw=dict(item),

@@ -27,12 +27,13 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-from airflow_provider_crowdtwist.client.formats import NO_WORDS, YES_WORDS, show
 from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
 from airflow_provider_crowdtwist.hooks.health import ApiCheck, CheckStatus, CheckTarget, check_api, error_text
 from airflow_provider_crowdtwist.provider_info import (
     CONN_FIELDS,
     CONN_TYPE,
+    CONNECTION_FIELD_LABELS,
     HOOK_NAME,
     ID_TYPES,
     UI_FIELD_BEHAVIOUR,
@@ -355,7 +356,7 @@ class CrowdTwistHook(BaseHook):
             fields[name] = value
         config = ClientConfig(**fields)
         try:
-            config.validate()
+            config.validate(CONNECTION_FIELD_LABELS)
         except CrowdTwistConfigError as exc:
             # the client's messages already name the connection field (host, password, extra 'x')
             raise self._fail(error_text(exc)) from None

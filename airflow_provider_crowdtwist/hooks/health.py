@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from airflow_provider_crowdtwist.client import errors as ct
+from airflow_provider_crowdtwist.formats import TextEnum
 
 
-class CheckStatus(str, Enum):
+class CheckStatus(TextEnum):
     """What a check found. ``waiting`` is transient (5xx, 429, network); the others are final:
     waiting longer will not fix a refused key, a missing activity or a wrong URL."""
 
@@ -26,9 +26,6 @@ class CheckStatus(str, Enum):
     AUTH_ERROR = "auth_error"
     MISSING_ACTIVITIES = "missing_activities"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: How each connection problem the client reports reads in a check message.

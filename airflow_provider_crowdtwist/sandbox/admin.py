@@ -8,6 +8,7 @@ client under test.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -75,8 +76,38 @@ class SandboxAdmin:
         return None
 
     def credits(self) -> list[dict[str, Any]]:
-        """Every applied credit: user_id, email_address, activity_id, points, activity_date, extra_data."""
+        """Every applied credit: user_id, email_address, activity_id, name, points, num_points,
+        activity_date, extra_data, ``time`` (received) and ``applied_at``; queued ones are not here."""
         return self._call("GET", "credits")
+
+    def pending_credits(self) -> list[dict[str, Any]]:
+        """Credits answered ``awarded`` but not applied yet (the award lag), with their ``due`` time."""
+        return self._call("GET", "pending")
+
+    def deletions(self) -> list[dict[str, Any]]:
+        """Every deletion request: user_id, status (Queued/Completed), date_requested, date_completed."""
+        return self._call("GET", "deletions")
+
+    def settle(self) -> None:
+        """Apply every queued award and deletion now, without waiting for the lags."""
+        self._call("POST", "settle", {})
+
+    def wait_settled(self, timeout: float = 10.0, poll: float = 0.05) -> None:
+        """Wait until no award is queued (the lag has passed for all); TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while self.stats().get("pending_credits"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"credits still queued after {timeout} s")
+            time.sleep(poll)
+
+    def settings(self) -> dict[str, Any]:
+        """The live readings of the OPEN points and the fault knobs."""
+        return self._call("GET", "settings")
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Switch readings at runtime (timestamp_unit, bad_credentials_status, deletion_status_path,
+        history_envelope, null_values, dedupe_window_s, award_lag_s, rate_limit_mode, ...)."""
+        return self._call("POST", "settings", changes)
 
     def stats(self) -> dict[str, Any]:
         """Request counts: total, by_route, by_status, by_user, by_user_route, in_flight, max_in_flight."""

@@ -17,14 +17,18 @@ import sys
 from collections.abc import Sequence
 
 from airflow_provider_crowdtwist.sandbox.app import SandboxApp
-from airflow_provider_crowdtwist.sandbox.faults import ERROR_STATUSES, FaultSettings
+from airflow_provider_crowdtwist.sandbox.faults import ERROR_STATUSES, RATE_LIMIT_MODES, FaultSettings
 from airflow_provider_crowdtwist.sandbox.http import HttpServer
 from airflow_provider_crowdtwist.sandbox.settings import (
     AUTH_MODES,
+    BAD_CREDENTIALS_STATUSES,
     DEFAULT_API_KEY,
     DEFAULT_CUSTOM_ATTRIBUTES,
     DEFAULT_HMAC_PRIVATE_KEY,
     DEFAULT_HMAC_PUBLIC_KEY,
+    DELETION_STATUS_PATHS,
+    HISTORY_ENVELOPES,
+    NULL_VALUES,
     ActivityDef,
     SandboxSettings,
 )
@@ -78,8 +82,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=AUTH_MODES,
         help="comma-separated: api_key,hmac (default both; a request is judged by what it carries)",
     )
-    g.add_argument("--timestamp-unit", choices=("s", "ms"), default="s", help="unit of X-CT-Timestamp")
     g.add_argument("--timestamp-window-s", type=float, default=900.0)
+    g = p.add_argument_group(
+        "readings of the contract's OPEN points (also changeable at runtime: POST /_admin/settings)"
+    )
+    g.add_argument(
+        "--timestamp-unit", choices=("s", "ms"), default="s", help="unit of X-CT-Timestamp (the other: 401)"
+    )
+    g.add_argument(
+        "--bad-credentials-status",
+        type=int,
+        choices=BAD_CREDENTIALS_STATUSES,
+        default=401,
+        help="401 auth_error, or 403 forbidden 'Invalid API key'",
+    )
+    g.add_argument(
+        "--deletion-status-path",
+        choices=DELETION_STATUS_PATHS,
+        default="users/delete",
+        help="GET /v2/users/delete/{id} or GET /v2/user_deletion/{id}",
+    )
+    g.add_argument(
+        "--history-envelope",
+        choices=HISTORY_ENVELOPES,
+        default="list",
+        help="activity history as a bare list, or {paging, activities}",
+    )
+    g.add_argument(
+        "--null-values", choices=NULL_VALUES, default="clear", help="a null on update clears or is ignored"
+    )
+    g.add_argument(
+        "--dedupe-window-s",
+        type=float,
+        default=10.0,
+        help="'Event already processed' window; 0 = no duplicate detection at all",
+    )
+    g.add_argument(
+        "--rate-limit-mode",
+        choices=RATE_LIMIT_MODES,
+        default="bucket",
+        help="leaky bucket, or a fixed window of --rate-limit-window-s (with the limit scaled to it)",
+    )
+    g.add_argument("--rate-limit-window-s", type=float, default=60.0)
     g = p.add_argument_group("program")
     g.add_argument(
         "--custom-attributes",
@@ -94,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="ID=POINTS[:inactive], repeatable; replaces the default activities",
     )
-    g.add_argument("--dedupe-window-s", type=float, default=10.0, help="'Event already processed' window")
+    g.add_argument("--award-lag-s", type=float, default=0.0, help="credits are applied this much later")
+    g.add_argument("--deletion-lag-s", type=float, default=0.0, help="deletions complete this much later")
     g.add_argument("--no-activity-date", action="store_true", help="refuse activity_date on credits")
     g = p.add_argument_group("faults (also changeable at runtime: POST /_admin/faults)")
     g.add_argument("--latency-ms", type=float, default=0.0)
@@ -127,6 +172,8 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         latency_ms=args.latency_ms,
         rate_limit_per_minute=args.rate_limit_per_minute,
         rate_limit_burst=args.rate_limit_burst,
+        rate_limit_mode=args.rate_limit_mode,
+        rate_limit_window_s=args.rate_limit_window_s,
         retry_after=not args.no_retry_after,
         error_rate=args.error_rate,
         error_status=args.error_status,
@@ -145,6 +192,12 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         timestamp_window_s=args.timestamp_window_s,
         custom_attributes=tuple(args.custom_attributes),
         dedupe_window_s=args.dedupe_window_s,
+        bad_credentials_status=args.bad_credentials_status,
+        deletion_status_path=args.deletion_status_path,
+        history_envelope=args.history_envelope,
+        null_values=args.null_values,
+        award_lag_s=args.award_lag_s,
+        deletion_lag_s=args.deletion_lag_s,
         activity_date_enabled=not args.no_activity_date,
         faults=faults,
         **({"activities": tuple(args.activities)} if args.activities else {}),

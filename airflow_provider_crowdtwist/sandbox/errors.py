@@ -39,3 +39,8 @@ def auth_error(message: str) -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
+
+
+def invalid_api_key() -> ApiError:
+    """The 403 reading of a credential failure (O:UserDelete, O:UserDeletionStatus)."""
+    return ApiError(403, "forbidden", "Invalid API key")

@@ -4,8 +4,9 @@ A sync engine is only as good as its handling of the bad days, and the bad days 
 production. Each knob here reproduces one failure mode the provider must survive:
 
 - ``latency_ms``: every API request is held this long (``asyncio.sleep``, so hundreds can wait at once);
-- ``rate_limit_per_minute``: a token bucket; past it the request is answered 429 with ``Retry-After``
-  (the contract leaves open whether CrowdTwist sends the header, hence ``retry_after``);
+- ``rate_limit_per_minute``: past it the request is answered 429 with ``Retry-After`` (the contract
+  leaves open whether CrowdTwist sends the header, hence ``retry_after``, and whether the limit is a
+  leaky bucket or a per-minute window, hence ``rate_limit_mode`` = ``bucket`` | ``window``);
 - ``error_rate`` / ``error_status``: a fraction answered 500 or 503 *before* anything is applied;
 - ``drop_rate``: a fraction whose connection is closed without an answer, before anything is applied;
 - ``applied_then_503_rate``: a fraction that is applied and *then* answered 503 -- the ambiguous outcome
@@ -28,7 +29,18 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 ERROR_STATUSES = (500, 502, 503, 504)
-ROUTE_NAMES = ("create", "get", "update", "delete", "credit", "activities", "extended")
+ROUTE_NAMES = (
+    "create",
+    "get",
+    "update",
+    "delete",
+    "credit",
+    "activities",
+    "extended",
+    "history",
+    "deletion_status",
+)
+RATE_LIMIT_MODES = ("bucket", "window")
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,8 @@ class FaultSettings:
     latency_ms: float = 0.0
     rate_limit_per_minute: int = 0
     rate_limit_burst: int | None = None
+    rate_limit_mode: str = "bucket"
+    rate_limit_window_s: float = 60.0
     retry_after: bool = True
     error_rate: float = 0.0
     error_status: int = 500
@@ -60,6 +74,12 @@ class FaultSettings:
             not _is_int(self.rate_limit_burst) or self.rate_limit_burst < 1
         ):
             raise ValueError(f"rate_limit_burst must be an integer >= 1, got {self.rate_limit_burst!r}")
+        if self.rate_limit_mode not in RATE_LIMIT_MODES:
+            raise ValueError(
+                f"rate_limit_mode must be one of {RATE_LIMIT_MODES}, got {self.rate_limit_mode!r}"
+            )
+        if not _is_number(self.rate_limit_window_s) or self.rate_limit_window_s <= 0:
+            raise ValueError(f"rate_limit_window_s must be a number > 0, got {self.rate_limit_window_s!r}")
         if not isinstance(self.retry_after, bool):
             raise ValueError(f"retry_after must be true or false, got {self.retry_after!r}")
         if not isinstance(self.fault_routes, tuple) or any(r not in ROUTE_NAMES for r in self.fault_routes):
@@ -128,6 +148,43 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+class FixedWindow:
+    """The other reading of the limit: at most ``per_minute`` requests in each fixed minute.
+
+    ``window_s`` shortens the window (the limit scales with it) so a test sees the window's signature --
+    a full burst at the start of each window, then 429s until it ends -- without waiting a minute.
+    """
+
+    def __init__(self, per_minute: int, window_s: float, clock: Callable[[], float]) -> None:
+        self.window_s = window_s
+        self.limit = max(1, round(per_minute * window_s / 60.0))
+        self.clock = clock
+        self.window_start = clock()
+        self.count = 0
+
+    def take(self) -> float:
+        """Count one request; return 0 when inside the limit, else the seconds until the window ends."""
+        now = self.clock()
+        if now - self.window_start >= self.window_s:
+            self.window_start += (now - self.window_start) // self.window_s * self.window_s
+            self.count = 0
+        if self.count < self.limit:
+            self.count += 1
+            return 0.0
+        return self.window_start + self.window_s - now
+
+
+def _limiter(settings: FaultSettings, clock: Callable[[], float]) -> TokenBucket | FixedWindow | None:
+    if not settings.rate_limit_per_minute:
+        return None
+    if settings.rate_limit_mode == "window":
+        return FixedWindow(settings.rate_limit_per_minute, settings.rate_limit_window_s, clock)
+    return TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
+
+
+_LIMIT_KNOBS = ("rate_limit_per_minute", "rate_limit_burst", "rate_limit_mode", "rate_limit_window_s")
+
+
 @dataclass
 class FaultDecision:
     """What to do with one request, decided before it is handled."""
@@ -154,11 +211,7 @@ class FaultInjector:
         settings.validate()
         self.settings = settings
         self.rng = random.Random(settings.seed)
-        self.bucket = (
-            TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst, self._clock)
-            if settings.rate_limit_per_minute
-            else None
-        )
+        self.bucket = _limiter(settings, self._clock)
 
     def update(self, changes: Mapping[str, Any]) -> FaultSettings:
         """Apply a runtime change (the admin call) without forgetting what it does not touch.
@@ -172,15 +225,8 @@ class FaultInjector:
         self.settings = new
         if "seed" in changes:
             self.rng = random.Random(new.seed)
-        if (new.rate_limit_per_minute, new.rate_limit_burst) != (
-            old.rate_limit_per_minute,
-            old.rate_limit_burst,
-        ):
-            self.bucket = (
-                TokenBucket(new.rate_limit_per_minute, new.rate_limit_burst, self._clock)
-                if new.rate_limit_per_minute
-                else None
-            )
+        if any(getattr(new, k) != getattr(old, k) for k in _LIMIT_KNOBS):
+            self.bucket = _limiter(new, self._clock)
         return new
 
     @property

@@ -27,11 +27,17 @@ from airflow_provider_crowdtwist.sandbox.settings import (
     DEFAULT_HMAC_PUBLIC_KEY,
 )
 
+# Settings whose command-line form is a ``--no-...`` switch, so ``SandboxProcess(retry_after=False)``
+# means what ``SandboxServer(retry_after=False)`` does.
+NEGATED_FLAGS = {"retry_after": "no_retry_after", "activity_date_enabled": "no_activity_date"}
+
 
 def options_to_args(options: dict[str, Any]) -> list[str]:
     """``latency_ms=200, custom_attributes=("a",), access_log=True`` -> command-line flags."""
     args: list[str] = []
     for name, value in options.items():
+        if name in NEGATED_FLAGS:  # the setting's name (as SandboxServer takes it) -> its --no- flag
+            name, value = NEGATED_FLAGS[name], not value
         flag = "--" + name.replace("_", "-")
         if value is None or value is False:
             continue
@@ -176,3 +182,7 @@ class SandboxProcess(SandboxAddresses):
 
     def set_faults(self, **changes: Any) -> None:
         self.admin.set_faults(**changes)
+
+    def configure(self, **changes: Any) -> None:
+        """Switch readings of OPEN points (or fault knobs) at runtime; ``reset()`` restores the start."""
+        self.admin.configure(**changes)

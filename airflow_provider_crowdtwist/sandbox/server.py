@@ -146,3 +146,14 @@ class SandboxServer(SandboxAddresses):
 
     def set_faults(self, **changes: Any) -> None:
         self._on_loop(self.app.faults.update, changes)
+
+    def configure(self, **changes: Any) -> None:
+        """Switch readings of OPEN points (or fault knobs) at runtime; ``reset()`` restores the start."""
+        self._on_loop(self.app.configure, changes)
+
+    def add_listener(self, listener: Any) -> None:
+        """``listener(event, payload)`` on every applied change; see ``SandboxState.add_listener``."""
+        self.state.add_listener(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        self.state.remove_listener(listener)

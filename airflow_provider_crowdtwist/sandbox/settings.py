@@ -18,19 +18,44 @@ DEFAULT_HMAC_PUBLIC_KEY = "sandbox-public"
 DEFAULT_HMAC_PRIVATE_KEY = "sandbox-private"
 AUTH_MODES = ("api_key", "hmac")
 TIMESTAMP_UNITS = ("s", "ms")
+# The contract's OPEN points, each a setting whose values are the readings public sources allow.
+BAD_CREDENTIALS_STATUSES = (401, 403)
+DELETION_STATUS_PATHS = ("users/delete", "user_deletion")
+HISTORY_ENVELOPES = ("list", "paged")
+NULL_VALUES = ("clear", "ignore")
 
 
 @dataclass(frozen=True)
 class ActivityDef:
-    """One activity of the loyalty program, as ``GET /v2/activities`` lists it."""
+    """One activity of the loyalty program; ``as_dict`` is an item of ``GET /v2/activities``."""
 
     id: str
     name: str
     points: int
     is_active: bool = True
+    description: str = ""
+    type_id: int = 1
+    category_id: int = 1
+    freq_cap: int = 0
+    freq_period_id: int = 0
+    date_start: int = 1_500_000_000
+    date_end: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "points": self.points, "is_active": self.is_active}
+        """Oracle's field names (O:Activities); ``num_points`` is the default award."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.name,
+            "description": self.description,
+            "num_points": self.points,
+            "type_id": self.type_id,
+            "category_id": self.category_id,
+            "freq_cap": self.freq_cap,
+            "freq_period_id": self.freq_period_id,
+            "date_start": self.date_start,
+            "date_end": self.date_end,
+        }
 
 
 DEFAULT_ACTIVITIES: tuple[ActivityDef, ...] = (
@@ -46,6 +71,21 @@ DEFAULT_CUSTOM_ATTRIBUTES: tuple[str, ...] = (
     "loyalty_segment",
     "preferred_channel",
     "lifetime_value",
+)
+
+# Settings ``POST /_admin/settings`` may change on a running sandbox (besides every fault knob). Keys,
+# activities and custom attributes are the program's identity and stay as started.
+RUNTIME_SETTINGS = (
+    "timestamp_unit",
+    "timestamp_window_s",
+    "dedupe_window_s",
+    "activity_date_enabled",
+    "bad_credentials_status",
+    "deletion_status_path",
+    "history_envelope",
+    "null_values",
+    "award_lag_s",
+    "deletion_lag_s",
 )
 
 _ACTIVITY_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -65,8 +105,21 @@ class SandboxSettings:
     timestamp_window_s: float = 15 * 60
     activities: tuple[ActivityDef, ...] = DEFAULT_ACTIVITIES
     custom_attributes: tuple[str, ...] = DEFAULT_CUSTOM_ATTRIBUTES
-    # An identical credit inside this window is refused with "Event already processed".
+    # OPEN: whether CrowdTwist deduplicates at all. An identical credit inside this window is refused with
+    # "Event already processed"; 0 switches detection off (the same body twice awards twice).
     dedupe_window_s: float = 10.0
+    # OPEN: bad credentials answered 401, or 403 {"error": "forbidden", "message": "Invalid API key"}.
+    bad_credentials_status: int = 401
+    # OPEN: O:UserDeletionStatus names /v2/users/delete/{id}, its own sample /v2/user_deletion/{id}.
+    deletion_status_path: str = "users/delete"
+    # OPEN: the activity history is a bare list, or {"paging": ..., "activities": [...]}.
+    history_envelope: str = "list"
+    # OPEN: a null in an optional field clears it, or is ignored.
+    null_values: str = "clear"
+    # Awards are queued (O:UserActivityCredit): answered at once, applied this many seconds later.
+    award_lag_s: float = 0.0
+    # Deletions are queued too (O:UserDelete): the member is gone this many seconds after the DELETE.
+    deletion_lag_s: float = 0.0
     activity_date_enabled: bool = True
     first_member_id: int = 100001
     faults: FaultSettings = field(default_factory=FaultSettings)
@@ -87,6 +140,18 @@ class SandboxSettings:
             raise ValueError("timestamp_window_s must be > 0")
         if self.dedupe_window_s < 0:
             raise ValueError("dedupe_window_s must be >= 0 (0 disables the duplicate check)")
+        for name, allowed in (
+            ("bad_credentials_status", BAD_CREDENTIALS_STATUSES),
+            ("deletion_status_path", DELETION_STATUS_PATHS),
+            ("history_envelope", HISTORY_ENVELOPES),
+            ("null_values", NULL_VALUES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("award_lag_s", "deletion_lag_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
+                raise ValueError(f"{name} must be a number of seconds between 0 and 3600, got {value!r}")
         seen: set[str] = set()
         for activity in self.activities:
             if not _ACTIVITY_ID.match(activity.id):
@@ -117,12 +182,19 @@ class SandboxSettings:
         for key in ("auth_modes", "custom_attributes", "activities"):
             if key in mine:
                 mine[key] = tuple(mine[key])
-        if "fault_routes" in faults:
-            faults["fault_routes"] = tuple(faults["fault_routes"])
+        if isinstance(faults.get("fault_routes"), (list, str)):
+            routes = faults["fault_routes"]
+            faults["fault_routes"] = tuple(routes.split(",") if isinstance(routes, str) else routes)
         new = replace(self, **mine)
         if faults:
             new = replace(new, faults=replace(new.faults, **faults))
+        new.validate()
         return new
+
+    def readings(self) -> dict[str, Any]:
+        """The settings a test may change at runtime (``POST /_admin/settings``): all but keys and lists."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in RUNTIME_SETTINGS}
+        return {**out, **self.faults.as_dict()}
 
     def activity(self, activity_id: str) -> ActivityDef | None:
         for activity in self.activities:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_crowdtwist.client.formats import CA_POSTAL as _CA_POSTAL
-from airflow_provider_crowdtwist.client.formats import COUNTRY as _COUNTRY
-from airflow_provider_crowdtwist.client.formats import EMAIL as _EMAIL
-from airflow_provider_crowdtwist.client.formats import US_ZIP as _US_ZIP
+from airflow_provider_crowdtwist.formats import CA_POSTAL as _CA_POSTAL
+from airflow_provider_crowdtwist.formats import COUNTRY as _COUNTRY
+from airflow_provider_crowdtwist.formats import EMAIL as _EMAIL
+from airflow_provider_crowdtwist.formats import US_ZIP as _US_ZIP
 from airflow_provider_crowdtwist.sandbox.errors import ApiError, input_error
 from airflow_provider_crowdtwist.sandbox.settings import SandboxSettings
 
@@ -25,6 +25,12 @@ NO_CUSTOM_ATTRIBUTES = "No custom attributes setup for client"
 UNRECOGNIZED_ATTRIBUTE = "Unrecognized attribute name"
 EMAIL_TAKEN = "email_address already taken"
 EVENT_ALREADY_PROCESSED = "Event already processed"
+# O:UserDelete's documented refusals.
+DELETION_NOT_INITIATED = "Unable to initiate deletion"
+INACTIVE_WITH_POINTS = "Member is inactive but has redeemable points"
+MEMBER_NOT_FOUND = "Member not found"
+MEMBER_ID_INVALID = "Member ID is invalid"
+US_POSTAL_CODE_ONLY = "For domestic addresses ONLY postal_code can be provided"
 
 NAME_FIELDS = ("first_name", "last_name", "middle_name")
 FLAG_FIELDS = ("email_is_verified", "receive_email_updates", "password_generated")
@@ -49,6 +55,7 @@ STRING_FIELDS = (
     "username",
     "password",
     "tier_override",
+    "inst_username",
     "facebook_access_token",
     "twitter_access_token",
     "twitter_access_token_secret",
@@ -59,13 +66,20 @@ SOCIAL_PREFIXES = ("instagram_", "foursquare_")
 CREATE_FIELDS = frozenset(
     NAME_FIELDS + FLAG_FIELDS + EPOCH_FIELDS + ID_LIKE_FIELDS + STRING_FIELDS + OBJECT_FIELDS
 )
+# Update-only (O:UserUpdate): the create body does not take them, and CrowdTwist does not apply them on
+# create, so the sandbox ignores them there (a new member is active with no points, whatever was sent).
 UPDATE_ONLY_FIELDS = frozenset({"is_active", "remove_points"})
 UPDATE_FIELDS = CREATE_FIELDS | UPDATE_ONLY_FIELDS
 CREATE_REQUIRED = ("first_name", "last_name", "email_address")
 LOCATION_FIELDS = ("postal_code", "country_code", "city_id", "city_name")
+# Sent alongside a US postal_code, these are refused (O:UserCreate: "ONLY postal_code can be provided").
+NON_US_LOCATION_FIELDS = ("country_code", "city_id", "city_name")
 CREDIT_FIELDS = frozenset({"activity_id", "num_points", "activity_date", "extra_data"})
 
-_NAME_CHARS = set(" -\u2019_@.,")  # the contract lists a typographic apostrophe
+# Names: letters (any script), digits, space and these. Oracle prints the class as
+# [-\<U+2019> \p{L}0-9- _@\.,]: the backslash escapes an ASCII ' that the docs site curled (it curls every
+# quote), so both apostrophes are allowed.
+_NAME_CHARS = set(" -'\u2019_@.,")
 
 
 def _is_int(value: object) -> bool:
@@ -77,9 +91,7 @@ def _known(name: str, allowed: frozenset[str]) -> bool:
 
 
 def _check_value(name: str, value: Any, settings: SandboxSettings) -> Any:
-    """Check one attribute; return it as stored (id-like numbers become text)."""
-    if value is None:
-        raise input_error(f"{name} must not be null (leave the attribute out instead)")
+    """Check one non-null attribute; return it as stored (id-like numbers become text)."""
     if name in NAME_FIELDS:
         if not isinstance(value, str) or not value.strip():
             raise input_error(f"{name} must be a non-empty string")
@@ -87,17 +99,13 @@ def _check_value(name: str, value: Any, settings: SandboxSettings) -> Any:
         if bad:
             raise input_error(f"{name} contains characters that are not allowed: {''.join(bad)!r}")
         return value
-    if name in FLAG_FIELDS or name == "is_active":
+    if name in FLAG_FIELDS or name in UPDATE_ONLY_FIELDS:
         if not _is_int(value) or value not in (0, 1):
             raise input_error(f"{name} must be 0 or 1, got {value!r}")
         return value
     if name in EPOCH_FIELDS:
         if not _is_int(value):
             raise input_error(f"{name} must be an integer epoch timestamp (seconds), got {value!r}")
-        return value
-    if name == "remove_points":
-        if not _is_int(value) or value < 0:
-            raise input_error(f"remove_points must be an integer >= 0, got {value!r}")
         return value
     if name in ID_LIKE_FIELDS:
         if _is_int(value):
@@ -110,6 +118,9 @@ def _check_value(name: str, value: Any, settings: SandboxSettings) -> Any:
             raise input_error(f"{name} must be a JSON object")
         if name == "custom_data":
             _check_custom_data(value, settings)
+            if settings.null_values == "ignore":
+                # a null key is left alone; under "clear" it stays None and the state removes the key
+                return {k: v for k, v in value.items() if v is not None}
         return dict(value)
     if name == "email_address":
         if not isinstance(value, str) or not _EMAIL.match(value):
@@ -138,10 +149,16 @@ def _check_custom_data(data: Mapping[str, Any], settings: SandboxSettings) -> No
 
 
 def _check_location(attrs: Mapping[str, Any]) -> None:
-    """US zip, or Canada + ``L#L #L#``, or another country with a city; else the contract's message."""
+    """US: ``postal_code`` alone; Canada: ``CA`` + ``L#L #L#``; elsewhere a country with a city.
+
+    Anything else gets the contract's message; a US postal code sent with a city or a country (even
+    ``US``) is refused as CrowdTwist does ("for domestic addresses ONLY postal_code can be provided").
+    """
     country = attrs.get("country_code")
     postal = attrs.get("postal_code")
     if country in (None, "US"):
+        if postal is not None and any(attrs.get(name) is not None for name in NON_US_LOCATION_FIELDS):
+            raise input_error(US_POSTAL_CODE_ONLY)
         ok = isinstance(postal, str) and bool(_US_ZIP.match(postal))
     elif country == "CA":
         ok = isinstance(postal, str) and bool(_CA_POSTAL.match(postal))
@@ -158,27 +175,48 @@ def _object_body(body: Any) -> dict[str, Any]:
 
 
 def validate_create(body: Any, settings: SandboxSettings) -> dict[str, Any]:
-    """Check a ``POST /v2/users`` body; return the attributes to store."""
+    """Check a ``POST /v2/users`` body; return the attributes to store.
+
+    Update-only fields are checked like any value but not returned: they do not apply on create. A null
+    is an absent attribute on create under either reading of the OPEN point (there is nothing to clear).
+    """
     body = _object_body(body)
     for name in body:
-        if not _known(name, CREATE_FIELDS):
-            hint = " (only accepted on update)" if name in UPDATE_ONLY_FIELDS else ""
-            raise input_error(f"Unknown attribute '{name}'{hint}")
+        if not _known(name, UPDATE_FIELDS):
+            raise input_error(f"Unknown attribute '{name}'")
     for name in CREATE_REQUIRED:
         if name not in body or body[name] in (None, ""):
             raise input_error(f"{name} is required")
-    attrs = {name: _check_value(name, value, settings) for name, value in body.items()}
+    attrs = {
+        name: _check_value(name, value, settings)
+        for name, value in body.items()
+        if value is not None and name not in UPDATE_ONLY_FIELDS
+    }
+    for name in UPDATE_ONLY_FIELDS & body.keys():
+        if body[name] is not None:
+            _check_value(name, body[name], settings)
     _check_location(attrs)
     return attrs
 
 
 def validate_update(body: Any, current: Mapping[str, Any], settings: SandboxSettings) -> dict[str, Any]:
-    """Check a ``PUT /v2/users/{id}`` body against the member as stored; return the changes."""
+    """Check a ``PUT /v2/users/{id}`` body against the member as stored; return the changes.
+
+    A null is the OPEN point: with ``null_values="clear"`` it is returned as None (the caller removes the
+    attribute; a required one cannot be cleared), with ``"ignore"`` it is dropped as if not sent.
+    """
     body = _object_body(body)
     for name in body:
         if not _known(name, UPDATE_FIELDS):
             raise input_error(f"Unknown attribute '{name}'")
-    changes = {name: _check_value(name, value, settings) for name, value in body.items()}
+    changes: dict[str, Any] = {}
+    for name, value in body.items():
+        if value is not None:
+            changes[name] = _check_value(name, value, settings)
+        elif settings.null_values == "clear":
+            if name in CREATE_REQUIRED or name in UPDATE_ONLY_FIELDS:
+                raise input_error(f"{name} is required and cannot be cleared")
+            changes[name] = None
     if any(name in changes for name in LOCATION_FIELDS):
         merged = {name: current.get(name) for name in LOCATION_FIELDS}
         merged.update({k: v for k, v in changes.items() if k in LOCATION_FIELDS})

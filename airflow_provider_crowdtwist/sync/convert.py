@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_provider_crowdtwist.client.formats import NO_WORDS, YES_WORDS, show
+from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
 
 
 class ConversionError(ValueError):

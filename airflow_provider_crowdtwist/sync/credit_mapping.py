@@ -33,6 +33,7 @@ from airflow_provider_crowdtwist.sync.convert import (
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.run import IDENTIFIER
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 __all__ = ["CreditMapping", "CreditRequest", "default_dedupe_key"]
 
@@ -112,11 +113,13 @@ def _name_list(value: str | Sequence[str] | Mapping[str, str] | None, arg: str) 
     elif isinstance(value, Sequence):
         pairs = [(c, c) for c in value]
     else:
-        raise ValueError(f"{arg} must be a list of column names or a mapping column -> key, got {value!r}")
+        raise SyncConfigError(
+            f"{arg} must be a list of column names or a mapping column -> key, got {value!r}"
+        )
     out: dict[str, str] = {}
     for column, key in pairs:
         if not isinstance(column, str) or not column or not isinstance(key, str) or not key:
-            raise ValueError(
+            raise SyncConfigError(
                 f"{arg}: column names and keys must be non-empty strings, got {column!r}: {key!r}"
             )
         out[column] = key
@@ -151,22 +154,22 @@ class CreditMapping:
             ("dedupe_key_column", dedupe_key_column),
         ):
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"{arg} must be a non-empty column name, got {value!r}")
+                raise SyncConfigError(f"{arg} must be a non-empty column name, got {value!r}")
         if id_column is None:
-            raise ValueError("id_column is required: the column holding the member identifier")
+            raise SyncConfigError("id_column is required: the column holding the member identifier")
         problem = id_type_problem(id_type)
         if problem:
-            raise ValueError(problem)
+            raise SyncConfigError(problem)
         if (activity_id is None) == (activity_id_column is None):
-            raise ValueError(
+            raise SyncConfigError(
                 "give exactly one of activity_id (the same activity for every row) or activity_id_column"
             )
         if activity_id is not None:
             if isinstance(activity_id, bool) or not isinstance(activity_id, (str, int)):
-                raise ValueError(f"activity_id must be a string, got {activity_id!r}")
+                raise SyncConfigError(f"activity_id must be a string, got {activity_id!r}")
             activity_id = str(activity_id).strip()
             if not activity_id:
-                raise ValueError("activity_id must not be empty")
+                raise SyncConfigError("activity_id must not be empty")
         self.id_column = id_column
         self.id_type = id_type
         self.activity_id = activity_id
@@ -187,7 +190,7 @@ class CreditMapping:
         """
         self.known_activities = frozenset(str(a) for a in activity_ids)
         if self.activity_id is not None and self.activity_id not in self.known_activities:
-            raise ValueError(
+            raise SyncConfigError(
                 f"activity_id {self.activity_id!r} is not an active activity of the program "
                 f"({self._known_listing()}); check the id or set validate_activities=False"
             )
@@ -232,7 +235,7 @@ class CreditMapping:
         present = {str(c) for c in columns}
         missing = [c for c in self.required_columns if c not in present]
         if missing:
-            raise ValueError(
+            raise SyncConfigError(
                 f"the source has no column(s) {', '.join(repr(c) for c in missing)} "
                 f"(columns found: {', '.join(sorted(present)) or 'none'})"
             )
@@ -255,12 +258,12 @@ class CreditMapping:
                     self.id_type, identifier, activity_id, num_points, activity_date, extra_data
                 )
         except _RowRejected as rej:
-            return RowResult(
-                row_number=row_number,
-                identifier=identifier,
-                outcome=Outcome.REJECTED,
+            return RowResult.at(
+                row_number,
+                identifier,
+                Outcome.REJECTED,
+                rej.message,
                 code="invalid_row",
-                message=f"row {row_number}: {rej.message}",
                 extra={"field": rej.field},
             )
         return CreditRequest(

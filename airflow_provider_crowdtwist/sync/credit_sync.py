@@ -77,12 +77,7 @@ class CreditSyncConfig(RunConfig):
                 f"remote_ledger_batch must be a positive integer, got {self.remote_ledger_batch!r}",
                 "remote_ledger_batch",
             )
-        try:
-            self.build_mapping()
-        except SyncConfigError:
-            raise
-        except ValueError as exc:
-            raise SyncConfigError(str(exc)) from None
+        self.build_mapping()  # its constructor raises SyncConfigError naming the argument
 
     def build_mapping(self) -> CreditMapping:
         """The row mapping (its constructor checks the column arguments)."""

@@ -48,7 +48,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import Any
 
 from airflow_provider_crowdtwist.sync.paths import (
     FileInUseError,
@@ -66,7 +66,6 @@ __all__ = [
     "LedgerEntry",
     "LedgerError",
     "LedgerInUseError",
-    "RemotePath",
 ]
 
 PENDING = "pending"
@@ -102,14 +101,6 @@ class LedgerError(RuntimeError):
 
 class LedgerInUseError(LedgerError, FileInUseError):
     """Another running sync holds the ledger; two writers would defeat the exactly-once guarantee."""
-
-
-@runtime_checkable
-class RemotePath(Protocol):
-    """What the ledger needs from an object-storage path (Airflow's ``ObjectStoragePath`` fits)."""
-
-    def open(self, mode: str = ...) -> IO[Any]:  # pragma: no cover - protocol
-        ...
 
 
 @dataclass(frozen=True)
@@ -158,7 +149,7 @@ class CreditLedger:
         db_path: str | os.PathLike[str],
         *,
         run_id: str | None = None,
-        remote: RemotePath | None = None,
+        remote: Any = None,
         location: str | None = None,
         lock: bool = True,
         recover: bool = True,
@@ -181,7 +172,8 @@ class CreditLedger:
         self._copy: WorkingCopy | None = None
         self.recovered_unknown = 0
         if lock and remote is None:
-            self._file_lock = FileLock(self.db_path, self._busy)
+            where = f"the credit ledger {self.db_path}"
+            self._file_lock = FileLock(self.db_path, LedgerInUseError, what=where, shared="a ledger")
         try:
             self._conn = sqlite3.connect(
                 str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
@@ -211,7 +203,7 @@ class CreditLedger:
     @classmethod
     def open(
         cls,
-        location: str | os.PathLike[str] | RemotePath,
+        location: Any,
         *,
         run_id: str | None = None,
         log: logging.Logger | logging.LoggerAdapter | None = None,
@@ -222,7 +214,7 @@ class CreditLedger:
         turns ``s3://...`` or ``file://...`` into an ``ObjectStoragePath`` before calling this.
         """
         if is_local(location):
-            path = pathlib.Path(os.fspath(location)).expanduser()  # type: ignore[arg-type]  # local
+            path = pathlib.Path(os.fspath(location)).expanduser()
             if path.exists() and path.is_dir():
                 raise LedgerError(
                     f"ledger_path {path} is a directory; give a file name such as credits.sqlite"
@@ -243,7 +235,7 @@ class CreditLedger:
                 (log or _log).info("Downloaded credit ledger %s (%d bytes)", location, size)
             else:
                 (log or _log).info("Credit ledger %s does not exist yet; starting a new one", location)
-            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)  # type: ignore[arg-type]
+            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)
         except Exception:
             copy.close()
             raise
@@ -277,12 +269,6 @@ class CreditLedger:
     def is_remote(self) -> bool:
         """True when the ledger is a local copy of an object-storage file (uploaded by :meth:`sync`)."""
         return self.remote is not None
-
-    def _busy(self, lock_path: str) -> Exception:
-        return LedgerInUseError(
-            f"the credit ledger {self.db_path} is in use by another running sync (lock {lock_path}); "
-            "run credit syncs that share a ledger one at a time (e.g. max_active_runs=1)"
-        )
 
     def _release_file_lock(self) -> None:
         if self._file_lock is not None:

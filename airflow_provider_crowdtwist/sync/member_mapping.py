@@ -312,13 +312,8 @@ class MemberMapping:
     def _reject(
         row_number: int, identifier: str | None, code: str, reason: str, payload: dict[str, Any] | None
     ) -> RowResult:
-        return RowResult(
-            row_number=row_number,
-            identifier=identifier,
-            outcome=Outcome.REJECTED,
-            code=code,
-            message=f"row {row_number}: {reason}",
-            payload=dict(payload) if payload else None,
+        return RowResult.at(
+            row_number, identifier, Outcome.REJECTED, reason, code=code, payload=payload or None
         )
 
 

@@ -67,7 +67,7 @@ class MemberSyncConfig(RunConfig):
         mapping = MemberMapping(
             id_column=self.id_column,
             id_type=self.id_type or "email",
-            field_mapping=dict(self.field_mapping or {})
+            field_mapping=dict(self.field_mapping)
             if isinstance(self.field_mapping, Mapping)
             else self.field_mapping,
             unmapped_columns=self.unmapped_columns,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
+from airflow_provider_crowdtwist.formats import TextEnum
+
 #: What a row's outcome may be: an :class:`Outcome`, or a member of a sync's own ``str`` enum of extra
 #: outcomes (declared to :class:`~.run.SyncRun`, e.g. ``deactivated``), or its plain string value.
 OutcomeLike = Union["Outcome", Enum, str]
@@ -21,7 +23,7 @@ def outcome_key(outcome: OutcomeLike) -> str:
     return str(outcome.value) if isinstance(outcome, Enum) else str(outcome)
 
 
-class Outcome(str, Enum):
+class Outcome(TextEnum):
     """The final state of one source row.
 
     A ``str`` enum so that values serialise to plain strings in XComs, JSON lines and log tables.
@@ -35,9 +37,6 @@ class Outcome(str, Enum):
     REJECTED = "rejected"
     FAILED = "failed"
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Outcomes written to the rejects file: the rows a human has to look at.
@@ -73,6 +72,19 @@ class RowResult:
     payload: dict[str, Any] | None = None
     status: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def at(
+        cls,
+        row_number: int,
+        identifier: str | None,
+        outcome: OutcomeLike,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> RowResult:
+        """A result whose message (if any) starts with ``row N: `` like every message of a sync."""
+        message = f"row {row_number}: {reason}" if reason is not None else None
+        return cls(row_number, identifier, outcome, message=message, **fields)
 
     @property
     def is_problem(self) -> bool:

@@ -15,7 +15,7 @@ import pathlib
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 try:  # POSIX advisory locks keep two runs from sharing one local state or ledger at the same time.
@@ -132,11 +132,14 @@ class FileLock:
     """An exclusive, non-blocking advisory lock next to a local file, held until :meth:`release`.
 
     The lock file is named after the file's RESOLVED real path (``os.path.realpath``), so a symlink
-    and its target, or two spellings of one path, take the same lock. ``busy`` builds the error raised
-    when another process (or another open in this one) holds it; it receives the lock file's path.
+    and its target, or two spellings of one path, take the same lock. When another process (or another
+    open in this one) holds it, ``busy`` is raised: "``what`` is in use by another running sync ...;
+    run syncs that share ``shared`` one at a time".
     """
 
-    def __init__(self, path: str | os.PathLike[str], busy: Callable[[str], Exception]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], busy: type[FileInUseError], *, what: str, shared: str
+    ) -> None:
         real = os.path.realpath(os.fspath(path))
         self.lock_path = real + ".lock"
         self._handle: IO[Any] | None = None
@@ -147,7 +150,10 @@ class FileLock:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             handle.close()
-            raise busy(self.lock_path) from exc
+            raise busy(
+                f"{what} is in use by another running sync (lock {self.lock_path}); run syncs that share "
+                f"{shared} one at a time (e.g. max_active_runs=1)"
+            ) from exc
         self._handle = handle
 
     def release(self) -> None:

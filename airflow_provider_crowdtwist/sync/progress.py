@@ -64,10 +64,6 @@ class ProgressReporter:
         self.done += n
         self.maybe_log()
 
-    def heartbeat(self) -> None:
-        """:meth:`maybe_log` for the sender's heartbeat (which wants no result)."""
-        self.maybe_log()
-
     def maybe_log(self) -> bool:
         """Log a progress line if ``interval`` seconds passed since the last one; return whether it did."""
         now = self.clock()

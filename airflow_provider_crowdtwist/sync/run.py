@@ -282,8 +282,7 @@ class SyncRun(Generic[T]):
         self, row: RowRef, outcome: OutcomeLike, message: str | None = None, **fields: Any
     ) -> RowResult:
         """A :class:`RowResult` for ``row``; ``message`` gets the ``row N: `` prefix every message has."""
-        text = f"row {row.row_number}: {message}" if message is not None else None
-        return RowResult(row.row_number, row.identifier, outcome, message=text, payload=row.payload, **fields)
+        return RowResult.at(row.row_number, row.identifier, outcome, message, payload=row.payload, **fields)
 
     def record(self, result: RowResult) -> None:
         """Count ``result``, write it to the rejects file if it is a problem, log a few, feed progress."""
@@ -292,13 +291,8 @@ class SyncRun(Generic[T]):
             self.rejects.write(result)
             key = result.extra.get("dedupe_key")
             if self._problems_logged < MAX_LOGGED_PROBLEMS:
-                self.log.warning(
-                    "%s [%s] %s%s",
-                    result.outcome,
-                    result.code or "",
-                    result.message,
-                    f" (dedupe key {key})" if key else "",
-                )
+                where = f" (dedupe key {key})" if key else ""
+                self.log.warning("%s [%s] %s%s", result.outcome, result.code or "", result.message, where)
             elif self._problems_logged == MAX_LOGGED_PROBLEMS:
                 self.log.warning("More rejected/failed/unknown rows are not logged; see the rejects file.")
             self._problems_logged += 1
@@ -320,8 +314,10 @@ class SyncRun(Generic[T]):
             return self._error(row, ambiguous, INTERNAL, message, None, extra)
         if exc.credential_failure:
             self.abort(
-                f"CrowdTwist answered {exc.status or 401} ({exc.message}): the API key or HMAC keys of the "
-                "connection are wrong"
+                self.redact(
+                    f"CrowdTwist answered {exc.status or 401} ({exc.message}): the API key or HMAC keys of "
+                    "the connection are wrong"
+                )
             )
         # ``ambiguous`` first: even a final 400 after an earlier dropped attempt may have been applied.
         if exc.ambiguous and ambiguous is not Outcome.FAILED:
@@ -414,7 +410,7 @@ class SyncRun(Generic[T]):
                 guarded,
                 max_workers=self.config.max_workers,
                 stop=self.stop,
-                heartbeat=self.progress.heartbeat,
+                heartbeat=self.progress.maybe_log,
             ):
                 if isinstance(outcome, SendFailure):
                     outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
@@ -445,11 +441,10 @@ class SyncRun(Generic[T]):
             self.summary.aborted = self.abort_reason = (
                 "the sync was stopped before every row was sent (task killed)"
             )
-        if not self.summary.is_consistent():  # pragma: no cover - would be a bug in a sync
+        summary = self.summary
+        if not summary.is_consistent():  # pragma: no cover - would be a bug in a sync
             self.log.error(
-                "Row accounting mismatch: %d rows, %d outcomes",
-                self.summary.rows_expected,
-                self.summary.total_outcomes,
+                "Row accounting mismatch: %d rows, %d outcomes", summary.rows_expected, summary.total_outcomes
             )
         table = summary_table(self.summary, self.title)
         self.log.info("%s", f"{table}\n{notes}" if notes else table)

@@ -63,7 +63,7 @@ def send_all(
     max_workers: int,
     max_in_flight: int | None = None,
     stop: threading.Event | None = None,
-    heartbeat: Callable[[], None] | None = None,
+    heartbeat: Callable[[], object] | None = None,
     heartbeat_interval: float = 1.0,
     thread_name_prefix: str = "crowdtwist-sender",
 ) -> Iterator[tuple[T, R | SendFailure[T]]]:

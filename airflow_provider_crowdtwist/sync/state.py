@@ -40,7 +40,8 @@ class MemberState:
         self._lock: FileLock | None = None
         try:
             if not self._copy.is_remote:
-                self._lock = FileLock(self.path, self._busy)
+                where = f"the member state {self._copy.location}"
+                self._lock = FileLock(self.path, StateInUseError, what=where, shared="a state_path")
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS member_state (key TEXT PRIMARY KEY, hash TEXT NOT NULL, "
@@ -50,12 +51,6 @@ class MemberState:
             self._release()
             raise
         self._pending: list[tuple[str, str, int]] = []
-
-    def _busy(self, lock_path: str) -> Exception:
-        return StateInUseError(
-            f"the member state {self._copy.location} is in use by another running sync (lock {lock_path}); "
-            "run member syncs that share a state_path one at a time (e.g. max_active_runs=1)"
-        )
 
     def _release(self) -> None:
         if self._lock is not None:

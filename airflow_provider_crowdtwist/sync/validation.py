@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_crowdtwist.client.formats import CA_POSTAL, COUNTRY, EMAIL, US_ZIP, show
+from airflow_provider_crowdtwist.formats import CA_POSTAL, COUNTRY, EMAIL, US_ZIP, show
 from airflow_provider_crowdtwist.sync.attributes import CREATE_REQUIRED, NAME_ATTRIBUTES
 
 _NAME_EXTRA = frozenset(" -\u2019_@.,")  # \u2019: the typographic apostrophe

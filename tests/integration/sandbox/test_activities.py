@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistForbiddenError,
@@ -27,28 +29,64 @@ def test_list_activities_answers_only_active_ones(sandbox, client_for):
         ("birthday", 100),
     ]
     body = raw(sandbox, "GET", "/v2/activities", headers=API_KEY_HEADER).json()
-    assert set(body["activities"][0]) == {"id", "name", "points", "is_active"}
-    assert all(a["is_active"] for a in body["activities"])
+    # Oracle's field names (O:Activities), nothing else: no "points", no "is_active" (all listed are active)
+    assert set(body["activities"][0]) == {
+        "id",
+        "name",
+        "title",
+        "description",
+        "num_points",
+        "type_id",
+        "category_id",
+        "freq_cap",
+        "freq_period_id",
+        "date_start",
+        "date_end",
+    }
+    purchase = body["activities"][0]
+    assert (purchase["id"], purchase["name"], purchase["title"], purchase["num_points"]) == (
+        "purchase",
+        "Purchase",
+        "Purchase",
+        10,
+    )
+    assert "legacy_survey" not in {a["id"] for a in body["activities"]}
 
 
-def test_extended_list_is_paged_up_to_25(client_for):
-    many = tuple(ActivityDef(f"act_{i:02d}", f"Activity {i}", i, is_active=i % 7 != 0) for i in range(30))
+def test_extended_list_is_paged_up_to_25_with_urls(client_for):
+    many = tuple(ActivityDef(f"act_{i:02d}", f"Activity {i}", i) for i in range(30))
     with SandboxServer(activities=many) as server:
         client = client_for(server)
         first = client.request("GET", "/v2.1/activities/extended", params={"page": 1, "page_size": 25}).json()
         assert len(first["activities"]) == 25
-        assert first["paging"]["total"] == 30
-        assert first["paging"]["pages"] == 2
-        assert (first["paging"]["next_page"], first["paging"]["prev_page"]) == (2, None)
-        second = client.request(
-            "GET", "/v2.1/activities/extended", params={"page": 2, "page_size": 25}
-        ).json()
+        assert (first["paging"]["total"], first["paging"]["pages"]) == (30, 2)
+        assert first["paging"]["prev_page"] is None
+        next_url = first["paging"]["next_page"]
+        assert next_url.startswith(server.base_url + "/v2.1/activities/extended?")
+        assert parse_qs(urlsplit(next_url).query) == {"page": ["2"], "page_size": ["25"]}
+        # following the URL as given (auth added by the caller) gives page 2
+        second = requests.get(next_url, headers=API_KEY_HEADER, timeout=5).json()
         assert [a["id"] for a in second["activities"]] == [f"act_{i:02d}" for i in range(25, 30)]
-        assert (second["paging"]["next_page"], second["paging"]["prev_page"]) == (None, 1)
-        assert any(not a["is_active"] for a in first["activities"])  # extended lists inactive ones too
-        too_big = raw(server, "GET", "/v2.1/activities/extended?page=1&page_size=26", headers=API_KEY_HEADER)
-        assert too_big.status_code == 400
-        assert too_big.json()["error"] == "param_error"
+        assert second["paging"]["next_page"] is None
+        assert parse_qs(urlsplit(second["paging"]["prev_page"]).query)["page"] == ["1"]
+
+
+def test_extended_default_page_size_and_bad_pages_are_not_errors(client_for):
+    many = tuple(ActivityDef(f"act_{i:02d}", f"Activity {i}", i) for i in range(30))
+    with SandboxServer(activities=many) as server:
+        default = raw(server, "GET", "/v2.1/activities/extended", headers=API_KEY_HEADER).json()
+        assert len(default["activities"]) == 10  # default page_size
+        assert default["paging"]["pages"] == 3
+        for bad in ("abc", "0", "-1"):  # a page that is not a page is page 1
+            got = raw(server, "GET", f"/v2.1/activities/extended?page={bad}", headers=API_KEY_HEADER)
+            assert got.status_code == 200
+            assert [a["id"] for a in got.json()["activities"]] == [a["id"] for a in default["activities"]]
+        past = raw(server, "GET", "/v2.1/activities/extended?page=99", headers=API_KEY_HEADER)
+        assert (past.status_code, past.json()["activities"]) == (200, [])
+        too_big = raw(server, "GET", "/v2.1/activities/extended?page_size=26", headers=API_KEY_HEADER)
+        assert len(too_big.json()["activities"]) == 25  # capped at the documented maximum
+        leaked = raw(server, "GET", "/v2.1/activities/extended?api_key=sandbox-api-key")
+        assert "sandbox-api-key" not in leaked.text  # the paging URLs never echo the key
 
 
 def test_credit_default_points_override_date_and_extra_data(sandbox, client_for):

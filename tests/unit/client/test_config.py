@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_crowdtwist.client import ID_TYPES, ClientConfig, CrowdTwistClient, CrowdTwistConfigError
+from airflow_provider_crowdtwist.provider_info import CONNECTION_FIELD_LABELS
 
 from .conftest import API_KEY, PRIVATE_KEY
 
@@ -83,10 +84,16 @@ def test_loopback_http_and_any_https_are_accepted(base_url: str) -> None:
     ],
 )
 def test_bad_field_is_named(overrides: dict[str, Any], fragment: str) -> None:
+    # named as the hook names them: the connection's field labels (the client knows no Airflow words)
     with pytest.raises(CrowdTwistConfigError) as info:
-        _config(**overrides).validate()
+        _config(**overrides).validate(CONNECTION_FIELD_LABELS)
     assert fragment in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_without_labels_the_client_names_its_own_field() -> None:
+    with pytest.raises(CrowdTwistConfigError, match="client setting 'id_type' must be one of"):
+        _config(id_type="phone").validate()
 
 
 def test_client_validates_before_any_request(requests_mock: Any) -> None:

@@ -10,14 +10,7 @@ from typing import Literal
 
 import pytest
 
-from airflow_provider_crowdtwist.client.errors import (
-    CrowdTwistAuthError,
-    CrowdTwistConnectionError,
-    CrowdTwistForbiddenError,
-    CrowdTwistNotFoundError,
-    CrowdTwistServerError,
-    CrowdTwistValidationError,
-)
+from airflow_provider_crowdtwist.client import errors as ct
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
 from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError, SyncSummary
@@ -33,14 +26,14 @@ def new_run(**settings: object) -> SyncRun[int]:
 @pytest.mark.parametrize(
     ("error", "ambiguous", "outcome", "aborts"),
     [
-        (CrowdTwistAuthError("Unauthorized", status=401), Outcome.FAILED, "failed", True),
-        (CrowdTwistForbiddenError("Invalid API key", status=403), Outcome.FAILED, "failed", True),
-        (CrowdTwistForbiddenError("User is inactive.", status=403), Outcome.FAILED, "rejected", False),
-        (CrowdTwistNotFoundError("User does not exist.", status=404), Outcome.FAILED, "rejected", False),
-        (CrowdTwistValidationError("bad s3cret-pw", status=400), Outcome.FAILED, "rejected", False),
-        (CrowdTwistServerError("down", status=503, ambiguous=True), Outcome.FAILED, "failed", False),
-        (CrowdTwistServerError("down", status=503, ambiguous=True), Outcome.UNKNOWN, "unknown", False),
-        (CrowdTwistConnectionError("refused"), Outcome.UNKNOWN, "failed", False),
+        (ct.CrowdTwistAuthError("Unauthorized", status=401), Outcome.FAILED, "failed", True),
+        (ct.CrowdTwistForbiddenError("Invalid API key", status=403), Outcome.FAILED, "failed", True),
+        (ct.CrowdTwistForbiddenError("User is inactive.", status=403), Outcome.FAILED, "rejected", False),
+        (ct.CrowdTwistNotFoundError("User does not exist.", status=404), Outcome.FAILED, "rejected", False),
+        (ct.CrowdTwistValidationError("bad s3cret-pw", status=400), Outcome.FAILED, "rejected", False),
+        (ct.CrowdTwistServerError("down", status=503, ambiguous=True), Outcome.FAILED, "failed", False),
+        (ct.CrowdTwistServerError("down", status=503, ambiguous=True), Outcome.UNKNOWN, "unknown", False),
+        (ct.CrowdTwistConnectionError("refused"), Outcome.UNKNOWN, "failed", False),
         (RuntimeError("bug"), Outcome.UNKNOWN, "unknown", False),
         (RuntimeError("bug"), Outcome.FAILED, "failed", False),
     ],
@@ -59,7 +52,7 @@ def test_send_yields_every_item_and_marks_the_rest_not_sent_after_an_abort():
 
     def work(n: int):
         if n == 3:
-            return run.error_result(RowRef(n, None), CrowdTwistAuthError("Unauthorized", status=401))
+            return run.error_result(RowRef(n, None), ct.CrowdTwistAuthError("Unauthorized", status=401))
         return run.result(RowRef(n, None), Outcome.CREATED)
 
     results = dict(run.send(range(1, 101), work, lambda n: RowRef(n, None)))

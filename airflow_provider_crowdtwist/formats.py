@@ -8,10 +8,20 @@ sandbox can never disagree on what an email address or a Canadian postal code lo
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Any
 
+
+class TextEnum(str, Enum):
+    """A ``str`` enum that prints as its value: values go to XComs, JSON lines and log tables as is."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+#: US: 5 digits, or 9 with or without the hyphen (O:UserCreate; CrowdTwist validates only the first 5).
+US_ZIP = re.compile(r"^\d{5}(-?\d{4})?$")
 CA_POSTAL = re.compile(r"^[A-Za-z]\d[A-Za-z] \d[A-Za-z]\d$")
 COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
