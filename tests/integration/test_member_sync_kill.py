@@ -9,17 +9,15 @@ died with the process), and the next spool created there removes it, while a liv
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 
 from airflow_provider_crowdtwist.sync.spool import Spool
+from tests.integration.sigkill import kill_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -60,23 +58,11 @@ def test_sigkill_leaves_no_password_in_clear_and_the_next_run_removes_the_dead_s
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     sandbox.admin.set_faults(latency_ms=40)
-    env = {**os.environ, "TMPDIR": str(private_tmp), "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
     command = [sys.executable, str(WORKER), sandbox.base_url, sandbox.api_key, str(rows_path)]
-    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
-        deadline = time.monotonic() + 90
-        while member_requests(sandbox) < 40:
-            assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
-            assert time.monotonic() < deadline, "the worker made no progress"
-            time.sleep(0.05)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+    env = {"TMPDIR": str(private_tmp)}  # every temp file of the worker lands here
+    returncode = kill_when(command, lambda: member_requests(sandbox) >= 40, env=env, timeout=90)
     sandbox.admin.set_faults(latency_ms=0)
-    assert worker.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     assert 0 < member_requests(sandbox) < 2 * ROWS  # killed mid-run
 
     left = sorted(private_tmp.glob("crowdtwist-spool-*"))
