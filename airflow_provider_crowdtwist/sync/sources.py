@@ -19,8 +19,8 @@ comes out between the chunks as a :class:`BadLine`, which the sync turns into a 
 
 from __future__ import annotations
 
-import codecs
 import csv
+import io
 import json
 import os
 import re
@@ -191,11 +191,11 @@ def file_chunks(
         if fmt == "parquet":
             yield from _parquet_chunks(handle, chunksize, path)
             return
-        lines = _decoded_lines(_decompressed(handle, compression, stack))
+        text = _text(_decompressed(handle, compression, stack))
         if fmt == "jsonl":
-            yield from _chunked(_jsonl_items(lines), chunksize, on_bad_lines, "JSON lines", None)
+            yield from _chunked(_jsonl_items(text), chunksize, on_bad_lines, "JSON lines", None)
             return
-        records = _CsvRecords(lines, "\t" if fmt == "tsv" else ",")
+        records = _CsvRecords(text, "\t" if fmt == "tsv" else ",")
         yield from _chunked(iter(records), chunksize, on_bad_lines, fmt.upper(), records)
 
 
@@ -212,55 +212,48 @@ def _decompressed(handle: Any, compression: str | None, stack: ExitStack) -> Any
     return stack.enter_context(openers[compression](handle, "rb"))
 
 
-class _Line(str):
-    """A decoded line that remembers its number and why it could not be decoded (if it could not)."""
+def _text(handle: Any) -> io.TextIOWrapper:
+    """The file as text. A byte that is not UTF-8 does not stop the read: ``surrogateescape`` keeps it
+    as a lone surrogate (U+DC80..U+DCFF), which :func:`_undecodable` finds in the line it belongs to.
+    Decoding stays in C, and ``newline=""`` leaves line ends to the ``csv`` module (quoted newlines)."""
+    return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
-    number: int
-    problem: str | None
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _decoded_lines(handle: Any) -> Iterator[_Line]:
-    """The file's lines as text, one by one; an undecodable line is replaced and flagged, not fatal."""
-    for number, raw in enumerate(handle, start=1):
-        if number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        try:
-            line = _Line(raw.decode("utf-8"))
-            line.problem = None
-        except UnicodeDecodeError as exc:
-            line = _Line(raw.decode("utf-8", errors="replace"))
-            line.problem = f"byte 0x{raw[exc.start]:02x} at position {exc.start + 1} is not UTF-8 text"
-        line.number = number
-        yield line
+def _undecodable(values: Iterable[str], names: Sequence[str] | None = None) -> str | None:
+    """Why a line is not UTF-8 (the first escaped byte and where), or None. ASCII text is skipped at
+    C speed, so a clean file pays one ``isascii()`` a value."""
+    for i, value in enumerate(values):
+        if value.isascii():
+            continue
+        found = _SURROGATE.search(value)
+        if found:
+            where = f"in column {names[i]!r}" if names is not None and i < len(names) else f"in field {i + 1}"
+            return f"byte 0x{ord(found.group()) - 0xDC00:02x} ({where}) is not UTF-8 text"
+    return None
 
 
 class _CsvRecords:
     """CSV records as lists of values (empty cells ``None``), or :class:`BadLine`; the header is line 1.
 
-    A record may span lines (a quoted newline); it is bad when any of its lines is undecodable, when
-    it has more fields than the header (fewer are padded, as pandas does), or when ``csv`` refuses it
-    (``strict``: an unterminated quote, a stray quote after a quoted field). ``header`` is known once
-    the first record is read; a header that cannot be read fails the source whatever ``on_bad_lines``.
+    A record may span lines (a quoted newline) and is named by its first line. It is bad when it holds
+    a byte that is not UTF-8, has more fields than the header (fewer are padded, as pandas does), or
+    ``csv`` refuses it (``strict``: an unterminated quote, a stray quote after a quoted field).
+    ``header`` is known once the first record is read; a header that cannot be read fails the source
+    whatever ``on_bad_lines``. Line numbers come from the reader's own count: memory stays flat.
     """
 
-    def __init__(self, lines: Iterator[_Line], delimiter: str) -> None:
-        self.lines = lines
+    def __init__(self, text: io.TextIOWrapper, delimiter: str) -> None:
+        self.text = text
         self.delimiter = delimiter
         self.header: list[str] | None = None
 
     def __iter__(self) -> Iterator[list[Any] | BadLine]:
-        problems: dict[int, str] = {}
-        numbers: list[int] = []
-
-        def feed() -> Iterator[str]:
-            for line in self.lines:
-                numbers.append(line.number)
-                if line.problem:
-                    problems[line.number] = line.problem
-                yield line
-
-        reader = csv.reader(feed(), delimiter=self.delimiter, strict=True)
-        used = 0  # lines consumed by the records before this one
+        reader = csv.reader(self.text, delimiter=self.delimiter, strict=True)
+        last = 0  # the last line of the previous record
+        width = 0
         while True:
             try:
                 fields, error = next(reader), None
@@ -268,22 +261,23 @@ class _CsvRecords:
                 return
             except csv.Error as exc:
                 fields, error = [], f"malformed CSV ({exc})"
-            span, used = numbers[used:] or [reader.line_num], len(numbers)
-            bad = error or next((problems[n] for n in span if n in problems), None)
+            first, last = last + 1, reader.line_num
+            bad = error or (None if all(map(str.isascii, fields)) else _undecodable(fields, self.header))
             if self.header is None:
                 if bad:
-                    raise SourceError(f"CSV: the header (line {span[0]}) cannot be read: {bad}")
+                    raise SourceError(f"CSV: the header (line {first}) cannot be read: {bad}")
                 if fields:
-                    self.header = fields
+                    self.header, width = fields, len(fields)
                 continue
-            width = len(self.header)
             if bad:
-                yield BadLine(span[0], bad)
+                yield BadLine(first, bad)
             elif len(fields) > width:
                 columns = _names(self.header)
-                yield BadLine(span[0], f"{len(fields)} fields, the header has {width} ({columns})")
+                yield BadLine(first, f"{len(fields)} fields, the header has {width} ({columns})")
+            elif len(fields) == width:
+                yield [f or None for f in fields]
             elif fields:  # a blank line is no record
-                yield [f if f != "" else None for f in fields] + [None] * (width - len(fields))
+                yield [f or None for f in fields] + [None] * (width - len(fields))
 
 
 def _names(names: Sequence[str]) -> str:
@@ -291,25 +285,26 @@ def _names(names: Sequence[str]) -> str:
     return shown + (", ..." if len(names) > 10 else "")
 
 
-def _jsonl_items(lines: Iterator[_Line]) -> Iterator[dict[str, Any] | BadLine]:
+def _jsonl_items(text: io.TextIOWrapper) -> Iterator[dict[str, Any] | BadLine]:
     """One dict per non-blank line, or a :class:`BadLine`. Parsed with the json module: pandas' JSON
     reader infers types (ids become ints, ISO strings become dates) and we want values as written."""
-    for line in lines:
+    for number, line in enumerate(text, start=1):
         if not line.strip():
             continue
-        if line.problem:
-            yield BadLine(line.number, line.problem)
+        bad = _undecodable((line,))
+        if bad:
+            yield BadLine(number, bad.replace(" (in field 1)", ""))
             continue
         try:
             record = json.loads(line, object_pairs_hook=_object_without_repeats)
         except _RepeatedKey as exc:
-            yield BadLine(line.number, f"key {exc.key!r} appears twice in one object")
+            yield BadLine(number, f"key {exc.key!r} appears twice in one object")
             continue
         except json.JSONDecodeError as exc:
-            yield BadLine(line.number, f"not valid JSON ({exc.msg})")
+            yield BadLine(number, f"not valid JSON ({exc.msg})")
             continue
         if not isinstance(record, dict):
-            yield BadLine(line.number, f"not a JSON object (a {type(record).__name__})")
+            yield BadLine(number, f"not a JSON object (a {type(record).__name__})")
             continue
         yield record
 

@@ -178,7 +178,7 @@ def test_a_bad_line_in_a_credit_file_is_rejected_and_the_rest_credited(
     messages = [r["message"] for r in rejects(rejects_path)]
     assert messages == [
         "row 2: line 3 of the file: 3 fields, the header has 2 (email, order)",
-        "row 3: line 4 of the file: byte 0xe9 at position 16 is not UTF-8 text",
+        "row 3: line 4 of the file: byte 0xe9 (in column 'order') is not UTF-8 text",
     ]
 
 
