@@ -29,6 +29,7 @@ from airflow_provider_crowdtwist.sandbox.errors import (
 )
 from airflow_provider_crowdtwist.sandbox.faults import FaultInjector
 from airflow_provider_crowdtwist.sandbox.http import DROP, Request, Response, _Drop
+from airflow_provider_crowdtwist.sandbox.push import LivePusher
 from airflow_provider_crowdtwist.sandbox.settings import RUNTIME_SETTINGS, SandboxSettings
 from airflow_provider_crowdtwist.sandbox.state import (
     CREDIT_ID_TYPES,
@@ -151,6 +152,29 @@ class SandboxApp:
         self.faults = FaultInjector(settings.faults)
         self.clock = clock
         self.access_log_enabled = access_log_enabled
+        # CrowdTwist's live push: every applied change is pushed to the configured endpoints.
+        self.pusher = (
+            LivePusher(settings.push, on_third_party_id=self._store_third_party_id)
+            if settings.push.enabled
+            else None
+        )
+        if self.pusher is not None:
+            self.state.add_listener(self.pusher.on_event)
+
+    def _store_third_party_id(self, member_id: int, value: str) -> None:
+        """CrowdTwist keeps the third_party_id a profile endpoint answered (unless another member has it)."""
+        with self.state.lock:
+            record = self.state.members.get(member_id)
+            if record is None or record.get("third_party_id") == value:
+                return
+            if self.state.owner_of("third_party_id", value) not in (None, member_id):
+                return
+        self.state.update(member_id, {"third_party_id": value})
+
+    def close(self) -> None:
+        """Stop the pusher's thread (pushes still queued are dropped, as on a shut-down program)."""
+        if self.pusher is not None:
+            self.pusher.stop()
 
     def reset(self) -> None:
         """Members, credits and counts cleared; settings and faults back to the start-up ones."""

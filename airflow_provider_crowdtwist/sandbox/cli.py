@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from airflow_provider_crowdtwist.sandbox.app import SandboxApp
 from airflow_provider_crowdtwist.sandbox.faults import ERROR_STATUSES, RATE_LIMIT_MODES, FaultSettings
 from airflow_provider_crowdtwist.sandbox.http import HttpServer
+from airflow_provider_crowdtwist.sandbox.push import RETRY_INTERVAL_S, RETRY_WINDOW_S, PushSettings
 from airflow_provider_crowdtwist.sandbox.settings import (
     AUTH_MODES,
     BAD_CREDENTIALS_STATUSES,
@@ -161,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
         "activities,extended (default all)",
     )
     g.add_argument("--seed", type=int, default=None)
+    g = p.add_argument_group(
+        "live push",
+        "Push every changed member profile and every awarded credit, as CrowdTwist does, to these "
+        "endpoints (e.g. a crowdtwist-live-push receiver). The push secret comes from the environment.",
+    )
+    g.add_argument("--push-profile-url", default=None, help="endpoint for member profile pushes")
+    g.add_argument("--push-activity-url", default=None, help="endpoint for activity completion pushes")
+    auth = g.add_mutually_exclusive_group()
+    auth.add_argument("--push-api-key-env", metavar="VAR", help="variable holding the x-api-key to send")
+    auth.add_argument("--push-basic-auth-env", metavar="VAR", help="variable holding user:password to send")
+    g.add_argument(
+        "--push-retry-interval-s", type=float, default=RETRY_INTERVAL_S, help="720 = 5 tries an hour"
+    )
+    g.add_argument("--push-retry-window-s", type=float, default=RETRY_WINDOW_S, help="28800 = 8 hours")
     g = p.add_argument_group("process")
     g.add_argument("--access-log", action="store_true", help="log each request to stderr (api_key redacted)")
     g.add_argument("--exit-with-parent", type=int, default=None, metavar="PID", help=argparse.SUPPRESS)
@@ -200,10 +215,31 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         deletion_lag_s=args.deletion_lag_s,
         activity_date_enabled=not args.no_activity_date,
         faults=faults,
+        push=push_settings_from_args(args),
         **({"activities": tuple(args.activities)} if args.activities else {}),
     )
     settings.validate()
     return settings
+
+
+def _secret_from_env(variable: str | None, flag: str) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise ValueError(f"environment variable {variable} ({flag}) is not set")
+    return value
+
+
+def push_settings_from_args(args: argparse.Namespace) -> PushSettings:
+    return PushSettings(
+        profile_url=args.push_profile_url,
+        activity_url=args.push_activity_url,
+        api_key=_secret_from_env(args.push_api_key_env, "--push-api-key-env"),
+        basic_auth=_secret_from_env(args.push_basic_auth_env, "--push-basic-auth-env"),
+        retry_interval_s=args.push_retry_interval_s,
+        retry_window_s=args.push_retry_window_s,
+    )
 
 
 async def serve(settings: SandboxSettings, port: int, access_log: bool, parent_pid: int | None) -> None:
@@ -228,6 +264,7 @@ async def serve(settings: SandboxSettings, port: int, access_log: bool, parent_p
     print(f"{READY_PREFIX}http://{HOST}:{bound}", flush=True)
     await stop.wait()
     await http.close()
+    app.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

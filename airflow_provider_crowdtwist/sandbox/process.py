@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,52 @@ def options_to_args(options: dict[str, Any]) -> list[str]:
         else:
             args.extend([flag, str(value)])
     return args
+
+
+def wait_ready_line(
+    process: subprocess.Popen[bytes], prefix: str, timeout: float, what: str, stderr_tail: Any
+) -> str:
+    """The child's first stdout line starting with ``prefix``; fails (with its stderr) when it exits first.
+
+    Used by every child server of the package (the sandbox, the live push receiver): each prints its
+    ready line only once its socket listens, so waiting for it replaces sleeping and guessing.
+    """
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    buffer = b""
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"{what} did not start within {timeout:.0f} s" + stderr_tail())
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                code = process.wait(5)
+                raise RuntimeError(f"{what} exited with code {code} before it was ready{stderr_tail()}")
+            buffer += chunk
+            for line in buffer.decode(errors="replace").splitlines():
+                if line.startswith(prefix):
+                    return line
+    finally:
+        selector.close()
+
+
+def end_child(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+    """Send ``signum``, wait, SIGKILL if it does not exit in time; close its stdout. Its exit code."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    if process.stdout is not None:
+        process.stdout.close()
+    return process.returncode
 
 
 class SandboxProcess(SandboxAddresses):
@@ -109,33 +156,11 @@ class SandboxProcess(SandboxAddresses):
         return self
 
     def _wait_ready(self) -> int:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        buffer = b""
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RuntimeError(
-                        f"crowdtwist sandbox did not start within {self.startup_timeout:.0f} s"
-                        + self._stderr_tail()
-                    )
-                if not selector.select(remaining):
-                    continue
-                chunk = os.read(self.process.stdout.fileno(), 4096)
-                if not chunk:
-                    code = self.process.wait(5)
-                    raise RuntimeError(
-                        f"crowdtwist sandbox exited with code {code} before it was ready{self._stderr_tail()}"
-                    )
-                buffer += chunk
-                for line in buffer.decode(errors="replace").splitlines():
-                    if line.startswith(READY_PREFIX):
-                        return int(line.rsplit(":", 1)[1])
-        finally:
-            selector.close()
+        assert self.process is not None
+        line = wait_ready_line(
+            self.process, READY_PREFIX, self.startup_timeout, "crowdtwist sandbox", self._stderr_tail
+        )
+        return int(line.rsplit(":", 1)[1])
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:
@@ -148,15 +173,7 @@ class SandboxProcess(SandboxAddresses):
         process, self.process = self.process, None
         atexit.unregister(self.stop)
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout)
-            if process.stdout is not None:
-                process.stdout.close()
+            end_child(process, signal.SIGTERM, timeout)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -102,6 +102,7 @@ class SandboxServer(SandboxAddresses):
                 loop.call_soon_threadsafe(stopped.set)
         self._thread.join(timeout)
         self._thread = None
+        self.app.close()
 
     def __enter__(self) -> SandboxServer:
         if self._thread is None:
@@ -110,6 +111,11 @@ class SandboxServer(SandboxAddresses):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def pusher(self) -> Any:
+        """The live pusher (``LivePusher``), or None when no push endpoint is configured."""
+        return self.app.pusher
 
     @property
     def running(self) -> bool:

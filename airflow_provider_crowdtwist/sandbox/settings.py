@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from airflow_provider_crowdtwist.sandbox.faults import FaultSettings
+from airflow_provider_crowdtwist.sandbox.push import PushSettings
 
 DEFAULT_API_KEY = "sandbox-api-key"
 DEFAULT_HMAC_PUBLIC_KEY = "sandbox-public"
@@ -123,6 +124,8 @@ class SandboxSettings:
     activity_date_enabled: bool = True
     first_member_id: int = 100001
     faults: FaultSettings = field(default_factory=FaultSettings)
+    # CrowdTwist's live push: where to push changed profiles and awarded credits (off by default).
+    push: PushSettings = field(default_factory=PushSettings)
 
     def validate(self) -> None:
         """Fail at start-up, naming the setting, rather than serve a sandbox that cannot work."""
@@ -169,12 +172,17 @@ class SandboxSettings:
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"custom_attributes: invalid attribute name {name!r}")
         self.faults.validate()
+        self.push.validate()
 
     def with_overrides(self, **overrides: Any) -> SandboxSettings:
-        """A copy with settings *or fault knobs* replaced, so callers can write ``latency_ms=200`` flat."""
-        own = {f.name for f in fields(self)}
+        """A copy with settings *or fault knobs* replaced, so callers can write ``latency_ms=200`` flat.
+
+        Live push settings go by ``push_`` + their name: ``push_profile_url=...``, ``push_api_key=...``.
+        """
+        own = {f.name for f in fields(self)} - {"push"}
         fault_names = {f.name for f in fields(FaultSettings)}
-        unknown = sorted(set(overrides) - own - fault_names)
+        push_names = {f"push_{f.name}" for f in fields(PushSettings)}
+        unknown = sorted(set(overrides) - own - fault_names - push_names)
         if unknown:
             raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}")
         mine = {k: v for k, v in overrides.items() if k in own}
@@ -186,6 +194,9 @@ class SandboxSettings:
             routes = faults["fault_routes"]
             faults["fault_routes"] = tuple(routes.split(",") if isinstance(routes, str) else routes)
         new = replace(self, **mine)
+        push = {k[len("push_") :]: v for k, v in overrides.items() if k in push_names}
+        if push:
+            new = replace(new, push=replace(new.push, **push))
         if faults:
             new = replace(new, faults=replace(new.faults, **faults))
         new.validate()

@@ -37,7 +37,14 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE_DAG_IDS = {"crowdtwist_loyalty_sync", "crowdtwist_member_file_sync", "crowdtwist_hmac_review_rewards"}
+EXAMPLE_DAG_IDS = {
+    "crowdtwist_loyalty_sync",
+    "crowdtwist_member_file_sync",
+    "crowdtwist_hmac_review_rewards",
+    "crowdtwist_live_push_load",
+}
+# The live push load runs hourly (pushes arrive all day); the syncs run daily.
+HOURLY_DAG_IDS = {"crowdtwist_live_push_load"}
 # The sandbox program's default points per activity (sandbox/settings.py DEFAULT_ACTIVITIES).
 DEFAULT_POINTS = {"purchase": 10, "signup": 50, "review": 5, "birthday": 100}
 # RUN_DATE's data interval (daily, UTC): the day before.
@@ -138,7 +145,10 @@ def test_example_dags_load_without_import_errors(airflow_env: AirflowEnv) -> Non
     assert set(bag["dags"]) == EXAMPLE_DAG_IDS
     for dag_id, info in bag["dags"].items():
         assert info["catchup"] is False, dag_id
-        assert "daily" in info["schedule"] or "0 0 * * *" in info["schedule"], (dag_id, info["schedule"])
+        if dag_id in HOURLY_DAG_IDS:
+            assert "hourly" in info["schedule"] or "0 * * * *" in info["schedule"], (dag_id, info["schedule"])
+        else:
+            assert "daily" in info["schedule"] or "0 0 * * *" in info["schedule"], (dag_id, info["schedule"])
     loyalty = bag["dags"]["crowdtwist_loyalty_sync"]
     # The credits run only after the members exist, and only once CrowdTwist answers.
     assert ["wait_for_crowdtwist", "sync_members"] in loyalty["edges"]

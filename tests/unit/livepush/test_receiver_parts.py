@@ -1,0 +1,130 @@
+"""The receiver's parts, one at a time: push checks, auth, the spool's recovery and its group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_crowdtwist.livepush.auth import AuthConfigError, PushAuth
+from airflow_provider_crowdtwist.livepush.feeds import PushRejected, encode_line, parse_push
+from airflow_provider_crowdtwist.livepush.output import Output
+from airflow_provider_crowdtwist.livepush.settings import ReceiverSettings
+from airflow_provider_crowdtwist.livepush.store import FeedLog, RollPolicy, recover_part
+
+
+@pytest.mark.parametrize(
+    ("feed", "body", "reason"),
+    [
+        ("profile", b"{", "body is not JSON"),
+        ("profile", b"\xff\xfe", "body is not JSON"),
+        ("profile", b"[1]", "must be a JSON object, got list"),
+        ("profile", b'{"id": true}', "'id' must be the member's CrowdTwist id"),
+        ("profile", b'{"id": "abc"}', "'id' must be the member's CrowdTwist id"),
+        ("activity", b'{"userActivityId": " "}', "'userActivityId' must identify"),
+        ("activity", b"{}", "'userActivityId' must identify"),
+    ],
+)
+def test_bad_pushes_say_why(feed: str, body: bytes, reason: str) -> None:
+    with pytest.raises(PushRejected, match=reason):
+        parse_push(feed, body)
+
+
+def test_a_push_is_kept_as_sent_except_secret_fields() -> None:
+    push = parse_push("profile", b'{"id": "12", "password": "p", "salt": "s", "brandNew": [1]}')
+    assert push.key == "12" and push.body == {"id": "12", "brandNew": [1]}
+    line = json.loads(encode_line(push, received_at=5.25))
+    assert line == {"received_at": 5.25, "push": {"id": "12", "brandNew": [1]}}
+
+
+def test_auth_from_the_environment_and_its_checks() -> None:
+    env = {"K": "secret-key", "B": "user:pa:ss"}
+    api = PushAuth.from_env(api_key_env="K", environ=env)
+    assert api.check({b"x-api-key": b"secret-key"})
+    assert not api.check({b"x-api-key": b"secret-kex"}) and not api.check({})
+    basic = PushAuth.from_env(basic_auth_env="B", environ=env)
+    token = base64.b64encode(b"user:pa:ss")
+    assert basic.check({b"authorization": b"Basic " + token})
+    assert basic.check({b"authorization": b"basic " + token})
+    assert not basic.check({b"authorization": b"Bearer " + token})
+    assert not basic.check({b"authorization": b"Basic %%%"})
+    assert "secret" not in repr(api) and "pa:ss" not in repr(basic)
+    assert PushAuth.from_env(environ={}).check({})
+    with pytest.raises(AuthConfigError, match=r"K2 .* is not set"):
+        PushAuth.from_env(api_key_env="K2", environ=env)
+    with pytest.raises(AuthConfigError, match="user:password"):
+        PushAuth.from_env(basic_auth_env="K", environ=env)
+    with pytest.raises(AuthConfigError, match="not both"):
+        PushAuth.from_env(api_key_env="K", basic_auth_env="B", environ=env)
+
+
+def test_settings_are_checked_before_listening() -> None:
+    with pytest.raises(ValueError, match="only without authentication"):
+        ReceiverSettings(
+            output="/x", auth=PushAuth("api_key", b"k"), third_party_id_field="thirdPartyId"
+        ).validate()
+    with pytest.raises(ValueError, match="max-body-bytes"):
+        ReceiverSettings(output="/x", max_body_bytes=10).validate()
+    with pytest.raises(ValueError, match="invalid field path"):
+        ReceiverSettings(output="/x", third_party_id_field="a..b").validate()
+
+
+def test_recovery_cuts_a_torn_last_line(tmp_path: Path) -> None:
+    part = tmp_path / "a.jsonl.part"
+    part.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c"')
+    assert recover_part(part) == len(b'{"a": 1}\n{"b": 2}\n')
+    assert part.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+
+
+def test_start_up_publishes_what_a_killed_receiver_left(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    (spool / "profile").mkdir(parents=True)
+    (spool / "profile" / "profile-old.jsonl.part").write_bytes(b'{"x": 1}\n{"tor')
+    (spool / "profile" / "profile-empty.jsonl.part").write_bytes(b'{"torn')
+    log = FeedLog("profile", spool, Output(str(tmp_path / "out")), RollPolicy())
+    published = log.recover()
+    assert [Path(p).name for p in published] == ["profile-old.jsonl"]
+    assert (tmp_path / "out" / "profile" / "profile-old.jsonl").read_bytes() == b'{"x": 1}\n'
+    assert not list(spool.rglob("*.part"))
+
+
+def test_concurrent_pushes_share_fsyncs_and_files_roll_by_size(tmp_path: Path) -> None:
+    async def run() -> FeedLog:
+        out = Output(str(tmp_path / "out"))
+        log = FeedLog("activity", tmp_path / "spool", out, RollPolicy(max_bytes=2500))
+        await log.start()
+        for wave in range(5):  # five waves of 100 concurrent pushes, ~1 KB each
+            await asyncio.gather(*(log.append(b'{"n": %d}\n' % (wave * 100 + i)) for i in range(100)))
+        await log.close()
+        return log
+
+    log = asyncio.run(run())
+    assert log.lines_written == 500
+    assert log.batches < 500  # group commit: many pushes per write + fsync
+    files = sorted((tmp_path / "out" / "activity").glob("*.jsonl"))
+    assert len(files) == log.files_published >= 2  # rolled by size, the rest published on close
+    assert all(f.stat().st_size < 2500 + 1100 for f in files)
+    numbers = [json.loads(line)["n"] for f in files for line in f.read_text().splitlines()]
+    assert sorted(numbers) == list(range(500))
+
+
+def test_object_storage_output_uploads_whole_files_then_drops_the_spooled_copy(tmp_path: Path) -> None:
+    import fsspec
+
+    async def run() -> FeedLog:
+        log = FeedLog("profile", tmp_path / "spool", Output("memory://live-push-test/out"), RollPolicy())
+        await log.start()
+        await asyncio.gather(*(log.append(b'{"n": %d}\n' % i) for i in range(10)))
+        await log.close()
+        return log
+
+    assert Output("memory://x").default_spool_dir() is None  # a spool dir must be given for object storage
+    log = asyncio.run(run())
+    fs = fsspec.filesystem("memory")
+    [name] = fs.ls("/live-push-test/out/profile", detail=False)
+    assert name.endswith(".jsonl") and log.files_published == 1
+    assert sorted(json.loads(x)["n"] for x in fs.cat(name).splitlines()) == list(range(10))
+    assert not list((tmp_path / "spool").rglob("*.part"))
