@@ -49,9 +49,9 @@ FIRST_NAMES = (
 )  # fmt: skip
 LAST_NAMES = (
     "Smith", "Garcia", "Nguyen", "Okafor", "Muller", "Rossi", "Tanaka", "Patel", "O\u2019Brien",
-    "Kowalski", "Dubois", "Silva", "Haddad", "Johansson", "Kim", "Lopez", "Baker", "Singh",
+    "Kowalski", "Dubois", "Silva", "Haddad", "Johansson", "Kim", "Lopez", "Baker", "Singh", "O'Neil",
 )  # fmt: skip
-US_ZIPS = ("10001", "94105", "60614", "73301", "98101", "02139", "30303", "80202-1234", "33101")
+US_ZIPS = ("10001", "94105", "60614", "73301", "98101", "02139", "30303", "80202-1234", "331011234")
 CA_POSTAL = ("M5V 2T6", "H2X 1Y4", "V6B 4Y8", "T2P 1J9", "K1P 5J2")
 ELSEWHERE = (("GB", "London"), ("FR", "Paris"), ("DE", "Berlin"), ("JP", "Tokyo"), ("BR", "Recife"))
 

@@ -34,16 +34,34 @@ from requests.adapters import HTTPAdapter
 
 from airflow_provider_crowdtwist import __version__
 from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
-from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES, ClientConfig
+from airflow_provider_crowdtwist.client.config import (
+    CREDIT_ID_TYPES,
+    ID_TYPE_ATTRIBUTES,
+    ID_TYPES,
+    PII_FREE_ID_TYPES,
+    UPDATE_ONLY_FIELDS,
+    ClientConfig,
+    id_type_problem,
+)
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
+    CrowdTwistDeletionNotFoundError,
+    CrowdTwistDeletionRefusedError,
     CrowdTwistError,
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
     error_class_for_status,
 )
-from airflow_provider_crowdtwist.client.models import Activity, parse_activities, parse_error_body
+from airflow_provider_crowdtwist.client.models import (
+    Activity,
+    ActivityPage,
+    DeletionRequest,
+    parse_activities,
+    parse_activity_page,
+    parse_deletion,
+    parse_error_body,
+)
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
 from airflow_provider_crowdtwist.client.retry import (
@@ -58,6 +76,13 @@ from airflow_provider_crowdtwist.client.retry import (
 USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
 
 ALREADY_PROCESSED = "already processed"
+#: O:Activities-Extended21: at most 25 activities a page.
+MAX_EXTENDED_PAGE_SIZE = 25
+#: The deletion-status path is an OPEN point: O:UserDeletionStatus names the first, its own sample
+#: the second. Both are tried (the one that answered is remembered).
+DELETION_STATUS_PATHS: tuple[str, ...] = ("/v2/users/delete/{}", "/v2/user_deletion/{}")
+#: 404 messages that are about the member, not about the path (so the other path is not tried).
+_MEMBER_404 = ("member not found", "member id is invalid", "user does not exist")
 _MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
 
@@ -126,6 +151,7 @@ class CrowdTwistClient:
         self._session = session if session is not None else self._new_session(config)
         self._counter_lock = threading.Lock()
         self._requests_sent = 0
+        self._deletion_status_paths: tuple[str, ...] = DELETION_STATUS_PATHS
 
     @staticmethod
     def _new_session(config: ClientConfig) -> requests.Session:
@@ -442,12 +468,11 @@ class CrowdTwistClient:
 
     # -- id helpers ----------------------------------------------------------------------------
 
-    def _id_type(self, id_type: str | None) -> str:
+    def _id_type(self, id_type: str | None, allowed: tuple[str, ...] = ID_TYPES) -> str:
         chosen = id_type or self.config.id_type
-        if chosen not in ID_TYPES:
-            raise CrowdTwistConfigError(
-                f"id_type must be one of {', '.join(repr(t) for t in ID_TYPES)}; got {chosen!r}"
-            )
+        problem = id_type_problem(chosen, allowed)
+        if problem:
+            raise CrowdTwistConfigError(problem)
         return chosen
 
     @staticmethod
@@ -463,10 +488,68 @@ class CrowdTwistClient:
         response = self._call("GET", "/v2/activities")
         return parse_activities(self._json(response, "GET", "/v2/activities"))
 
-    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
-        """``GET /v2/users/{user_id}?id_type=T``: the member's profile."""
+    def activities_page(self, page: int = 1, page_size: int = 10) -> ActivityPage:
+        """``GET /v2.1/activities/extended?page=&page_size=``: one page (O:Activities-Extended21)."""
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not (1 <= page_size <= MAX_EXTENDED_PAGE_SIZE)
+        ):
+            raise CrowdTwistConfigError(
+                f"page_size must be a whole number from 1 to {MAX_EXTENDED_PAGE_SIZE}; got {page_size!r}"
+            )
+        path = "/v2.1/activities/extended"
+        response = self._call("GET", path, params={"page": page, "page_size": page_size})
+        return parse_activity_page(self._json(response, "GET", path))
+
+    def list_activities_extended(self, page_size: int = MAX_EXTENDED_PAGE_SIZE) -> list[Activity]:
+        """Every active activity through the v2.1 paged list, page by page.
+
+        ``paging.next_page`` is a URL (O:Activities-Extended21): only its page number is used, and the
+        request is built here, so a link naming another host never receives the credentials. A bad
+        page is "page 1 or an empty list, not an error", so the walk stops on an empty page, on a page
+        that repeats page 1, and after ``paging.pages`` pages -- it cannot loop.
+        """
+        activities: list[Activity] = []
+        seen: set[str] = set()
+        first_ids: tuple[str, ...] | None = None
+        page, pages_read = 1, 0
+        while True:
+            result = self.activities_page(page, page_size)
+            pages_read += 1
+            ids = tuple(a.id for a in result.activities)
+            if not ids or (first_ids is not None and ids == first_ids):
+                break
+            if first_ids is None:
+                first_ids = ids
+            for activity in result.activities:
+                if activity.id not in seen:
+                    seen.add(activity.id)
+                    activities.append(activity)
+            following = result.next_page
+            if following is None or following <= page:
+                following = page + 1 if result.pages is not None and page < result.pages else None
+            limit = result.pages if result.pages is not None else (result.total or len(seen)) + 1
+            if following is None or pages_read >= max(limit, 1):
+                break
+            page = following
+        return activities
+
+    def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
+        """``GET /v2/users/{user_id}?id_type=T``: the member's profile.
+
+        ``pii=False`` sends ``pii=false`` (O:UserProfile): no personal data comes back, and only the
+        ``id`` and ``third_party_id`` id types take it -- for reads that need only those.
+        """
         path = self._member_path(user_id)
-        params = {"id_type": self._id_type(id_type)}
+        chosen = self._id_type(id_type)
+        params = {"id_type": chosen}
+        if not pii:
+            if chosen not in PII_FREE_ID_TYPES:
+                raise CrowdTwistConfigError(
+                    f"pii=false works only with id_type {' or '.join(PII_FREE_ID_TYPES)}; got {chosen!r}"
+                )
+            params["pii"] = "false"
         return _as_dict(self._json(self._call("GET", path, params=params), "GET", path))
 
     def create_user(self, fields: Mapping[str, Any]) -> dict:
@@ -499,18 +582,24 @@ class CrowdTwistClient:
             return "updated", self.update_user(user_id, fields, chosen)
         except CrowdTwistNotFoundError:
             pass
-        body = dict(fields)
+        body, update_only = split_update_only(fields)
         attribute = ID_TYPE_ATTRIBUTES.get(chosen)
         if attribute and body.get(attribute) in (None, ""):
             body[attribute] = user_id
         taken: CrowdTwistValidationError | None = None
         try:
-            return "created", self.create_user(body)
+            created = self.create_user(body)
         except CrowdTwistValidationError as err:
             if not any(word in err.message.lower() for word in _ALREADY_TAKEN):
                 raise
             taken = err
-        if taken.ambiguous:
+        else:
+            if update_only:  # is_active & co. are not taken by the create (O:UserUpdate)
+                return "created", self.update_user(user_id, update_only, chosen)
+            return "created", created
+        if taken.ambiguous:  # our own earlier POST landed: it still lacks the update-only fields
+            if update_only:
+                return "created", self.update_user(user_id, update_only, chosen)
             return "created", self.get_user(user_id, chosen)
         try:
             return "updated", self.update_user(user_id, fields, chosen)
@@ -518,9 +607,52 @@ class CrowdTwistClient:
             pass
         raise taken
 
-    def delete_user(self, user_id: str, id_type: str | None = None) -> None:
-        """``DELETE /v2/users/{user_id}?id_type=T`` (seen in third-party code only)."""
-        self._call("DELETE", self._member_path(user_id), params={"id_type": self._id_type(id_type)})
+    def delete_user(self, user_id: str, id_type: str | None = None) -> DeletionRequest:
+        """``DELETE /v2/users/{user_id}?id_type=T``: *queue* the deletion (O:UserDelete).
+
+        Returns the answer ``{"user_id": N, "status": "Queued"}``. The documented refusals are typed,
+        with ``.reason``: 400 :class:`CrowdTwistDeletionRefusedError` ("Unable to initiate deletion",
+        "Member is inactive but has redeemable points") and 404
+        :class:`CrowdTwistDeletionNotFoundError` ("Member not found", "Member ID is invalid").
+        """
+        path = self._member_path(user_id)
+        refused: CrowdTwistError | None = None
+        try:
+            response = self._call("DELETE", path, params={"id_type": self._id_type(id_type)})
+        except CrowdTwistNotFoundError as err:
+            refused = _retyped(CrowdTwistDeletionNotFoundError, err)
+        except CrowdTwistValidationError as err:
+            refused = _retyped(CrowdTwistDeletionRefusedError, err)
+        if refused is not None:
+            raise refused
+        return parse_deletion(self._json(response, "DELETE", path))
+
+    def deletion_status(self, user_id: str, id_type: str | None = None) -> DeletionRequest:
+        """The state of a queued deletion (O:UserDeletionStatus), ``status`` as CrowdTwist words it.
+
+        Which path serves it is OPEN (``/v2/users/delete/{id}`` or ``/v2/user_deletion/{id}``): a 404
+        that is not about the member means "no such path", so the other one is tried, and the path
+        that answered is tried first from then on.
+        """
+        params = {"id_type": self._id_type(id_type)}
+        quoted = quote_path_value(user_id)
+        if not str(user_id).strip():
+            raise CrowdTwistValidationError("user_id is empty")
+        missing_path: CrowdTwistNotFoundError | None = None
+        for template in self._deletion_status_paths:
+            path = template.format(quoted)
+            try:
+                response = self._call("GET", path, params=params)
+            except CrowdTwistNotFoundError as err:
+                if any(word in err.message.lower() for word in _MEMBER_404):
+                    raise _retyped(CrowdTwistDeletionNotFoundError, err) from None
+                missing_path = err
+                continue
+            if template != self._deletion_status_paths[0]:
+                self._deletion_status_paths = (template, *(p for p in DELETION_STATUS_PATHS if p != template))
+            return parse_deletion(self._json(response, "GET", path))
+        assert missing_path is not None
+        raise missing_path
 
     def credit_activity(
         self,
@@ -545,7 +677,7 @@ class CrowdTwistClient:
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
         path = self._member_path(user_id, "/activities")
-        params = {"id_type": self._id_type(id_type)}
+        params = {"id_type": self._id_type(id_type, CREDIT_ID_TYPES)}
         body: dict[str, Any] = {"activity_id": str(activity_id)}
         if num_points is not None:
             body["num_points"] = num_points
@@ -577,6 +709,18 @@ def quote_path_value(value: Any) -> str:
     return quote(str(value), safe="")
 
 
+def split_update_only(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(create body, update-only fields)``: the create does not take ``is_active``/``remove_points``
+    (O:UserUpdate), so a new member that needs them gets them with the PUT that follows the POST."""
+    body = {k: v for k, v in fields.items() if k not in UPDATE_ONLY_FIELDS}
+    return body, {k: v for k, v in fields.items() if k in UPDATE_ONLY_FIELDS}
+
+
+def _retyped(cls: type[CrowdTwistError], err: CrowdTwistError) -> CrowdTwistError:
+    """``err`` as the more precise ``cls`` (same redacted message and state)."""
+    return cls(err.message, **err._state())
+
+
 def _as_dict(data: Any) -> dict:
     return data if isinstance(data, dict) else {"response": data}
 
@@ -590,4 +734,4 @@ def _short(error: CrowdTwistError | None) -> str:
     return error.message if error is not None else "error"
 
 
-__all__ = ["USER_AGENT", "CrowdTwistClient", "quote_path_value"]
+__all__ = ["USER_AGENT", "CrowdTwistClient", "quote_path_value", "split_update_only"]

@@ -29,6 +29,17 @@ ID_TYPES: tuple[str, ...] = (
     "mobile_phone_number",
 )
 
+#: ``id_type`` values of an activity credit: the member id types plus ``inst_username``
+#: (O:UserActivityCredit).
+CREDIT_ID_TYPES: tuple[str, ...] = (*ID_TYPES, "inst_username")
+
+#: The only id types a ``pii=false`` profile read takes (O:UserProfile).
+PII_FREE_ID_TYPES: tuple[str, ...] = ("id", "third_party_id")
+
+#: Member fields the update takes and the create does not (O:UserUpdate): a new member whose row sets
+#: one of them needs the PUT after the POST.
+UPDATE_ONLY_FIELDS: tuple[str, ...] = ("is_active", "remove_points")
+
 #: The member attribute that holds each identifier, so that a create can carry the identifier the
 #: member was looked up by (``id`` is assigned by CrowdTwist and has no attribute).
 ID_TYPE_ATTRIBUTES: dict[str, str] = {
@@ -235,11 +246,23 @@ class ClientConfig:
         )
 
 
-def id_type_problem(id_type: object) -> str | None:
-    """Why ``id_type`` is not one CrowdTwist takes (the one wording every caller uses), or None."""
-    if id_type in ID_TYPES:
+def id_type_problem(id_type: object, allowed: tuple[str, ...] = ID_TYPES) -> str | None:
+    """Why ``id_type`` is not one CrowdTwist takes (the one wording every caller uses), or None.
+
+    ``allowed`` is :data:`ID_TYPES`, or :data:`CREDIT_ID_TYPES` for the credit call.
+    """
+    if id_type in allowed:
         return None
-    return f"id_type {id_type!r} is not valid: id_type must be one of {', '.join(ID_TYPES)}"
+    return f"id_type {id_type!r} is not valid: id_type must be one of {', '.join(allowed)}"
 
 
-__all__ = ["ID_TYPES", "ID_TYPE_ATTRIBUTES", "ClientConfig", "id_type_problem", "is_loopback_host"]
+__all__ = [
+    "CREDIT_ID_TYPES",
+    "ID_TYPES",
+    "ID_TYPE_ATTRIBUTES",
+    "PII_FREE_ID_TYPES",
+    "UPDATE_ONLY_FIELDS",
+    "ClientConfig",
+    "id_type_problem",
+    "is_loopback_host",
+]

@@ -153,6 +153,38 @@ class CrowdTwistConnectionError(CrowdTwistError):
         return {**super()._state(), "problem": self.problem}
 
 
+#: O:UserDelete's documented refusals (message, lower case) -> the reason callers switch on.
+DELETION_REASONS: dict[str, str] = {
+    "unable to initiate deletion": "deletion_not_initiated",
+    "member is inactive but has redeemable points": "inactive_with_redeemable_points",
+    "member not found": "member_not_found",
+    "member id is invalid": "member_id_invalid",
+}
+
+
+class _DeletionReason:
+    """Mixin: ``reason`` names which documented deletion refusal the message is (None: another one)."""
+
+    message: str
+
+    @property
+    def reason(self) -> str | None:
+        text = (self.message or "").strip().rstrip(".").lower()
+        for known, reason in DELETION_REASONS.items():
+            if known in text:
+                return reason
+        return None
+
+
+class CrowdTwistDeletionRefusedError(_DeletionReason, CrowdTwistValidationError):
+    """400 to ``DELETE /v2/users/{id}``: "Unable to initiate deletion" or "Member is inactive but has
+    redeemable points" (O:UserDelete); a row outcome with its ``reason``, not a crash."""
+
+
+class CrowdTwistDeletionNotFoundError(_DeletionReason, CrowdTwistNotFoundError):
+    """404 to ``DELETE /v2/users/{id}``: "Member not found" or "Member ID is invalid" (O:UserDelete)."""
+
+
 def error_class_for_status(status: int) -> type[CrowdTwistError]:
     """Map an HTTP status to the error class the callers switch on."""
     if status == 401:
@@ -171,10 +203,13 @@ def error_class_for_status(status: int) -> type[CrowdTwistError]:
 
 
 __all__ = [
+    "DELETION_REASONS",
     "ConnectionProblem",
     "CrowdTwistAuthError",
     "CrowdTwistConfigError",
     "CrowdTwistConnectionError",
+    "CrowdTwistDeletionNotFoundError",
+    "CrowdTwistDeletionRefusedError",
     "CrowdTwistError",
     "CrowdTwistForbiddenError",
     "CrowdTwistNotFoundError",

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS
 
@@ -21,13 +22,65 @@ _FALSE_WORDS = NO_WORDS | {"inactive", "disabled", "archived", "deleted"}
 
 @dataclass(frozen=True)
 class Activity:
-    """One activity of the program (what can be credited to a member)."""
+    """One activity of the program (what can be credited to a member), with Oracle's field names.
+
+    O:Activities lists ``id``, ``name``, ``title``, ``description``, ``num_points``, ``type_id``,
+    ``category_id``, ``freq_cap``, ``freq_period_id``, ``date_start``, ``date_end``. ``points`` is kept
+    as an alias of ``num_points`` for callers written before the names were checked.
+    """
 
     id: str
     name: str | None = None
-    points: int | None = None
+    num_points: int | None = None
     active: bool = True
+    title: str | None = None
+    description: str | None = None
+    type_id: int | None = None
+    category_id: int | None = None
+    freq_cap: int | None = None
+    freq_period_id: int | None = None
+    date_start: Any = None
+    date_end: Any = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def points(self) -> int | None:
+        """The activity's default points (``num_points``)."""
+        return self.num_points
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    """One page of ``GET /v2.1/activities/extended`` (O:Activities-Extended21).
+
+    ``next_page``/``prev_page`` are the page numbers read out of the ``paging`` URLs (None at an end).
+    """
+
+    activities: list[Activity]
+    total: int | None = None
+    pages: int | None = None
+    next_page: int | None = None
+    prev_page: int | None = None
+
+
+DELETION_QUEUED = "Queued"
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """CrowdTwist's answer to ``DELETE /v2/users/{id}`` (O:UserDelete): the deletion is *queued*.
+
+    ``user_id`` is CrowdTwist's member id; ``status`` is ``"Queued"`` on success (the member is removed
+    later; ``GET`` the deletion status to follow it).
+    """
+
+    user_id: str | None
+    status: str | None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def queued(self) -> bool:
+        return (self.status or "").strip().lower() == DELETION_QUEUED.lower()
 
 
 def _first(item: Mapping[str, Any], *keys: str) -> Any:
@@ -71,18 +124,29 @@ def _to_bool(value: Any, default: bool = True) -> bool:
 
 
 def parse_activity(item: Mapping[str, Any]) -> Activity | None:
-    """One activity from ``id``/``activity_id``, ``name``/``title``, ``num_points`` (Oracle's name) or
-    ``points``/``default_points``, ``is_active``/``active``/``status``; None when the entry has no id."""
+    """One activity from Oracle's names (``id``, ``name``, ``title``, ``num_points``, ``type_id``, ...),
+    tolerating older spellings (``activity_id``, ``points``/``default_points``, ``is_active``/``active``/
+    ``status``); None when the entry has no id at all."""
     raw_id = _first(item, "id", "activity_id")
     if raw_id is None or isinstance(raw_id, (dict, list)) or str(raw_id).strip() == "":
         return None
     name = _first(item, "name", "title")
+    title = _first(item, "title")
+    description = _first(item, "description")
     return Activity(
         id=str(raw_id),
         name=str(name) if name is not None else None,
-        points=_to_int(_first(item, "num_points", "points", "default_points")),
+        num_points=_to_int(_first(item, "num_points", "points", "default_points")),
         # GET /v2/activities lists active activities, so an entry without a flag is active.
         active=_to_bool(_first(item, "is_active", "active", "status"), default=True),
+        title=str(title) if title is not None else None,
+        description=str(description) if description is not None else None,
+        type_id=_to_int(item.get("type_id")),
+        category_id=_to_int(item.get("category_id")),
+        freq_cap=_to_int(item.get("freq_cap")),
+        freq_period_id=_to_int(item.get("freq_period_id")),
+        date_start=item.get("date_start"),
+        date_end=item.get("date_end"),
         raw=dict(item),
     )
 
@@ -111,6 +175,47 @@ def parse_activities(payload: Any) -> list[Activity]:
             if activity is not None:
                 activities.append(activity)
     return activities
+
+
+def page_number(link: Any, param: str = "page") -> int | None:
+    """The page a ``paging`` link points at: a URL's ``page`` query value (Oracle sends URLs), or a
+    bare number (tolerated); None for no link or one that names no page."""
+    if link is None or isinstance(link, bool):
+        return None
+    if isinstance(link, int):
+        return link if link >= 1 else None
+    text = str(link).strip()
+    if text.isdigit():
+        return int(text) or None
+    values = parse_qs(urlsplit(text).query).get(param)
+    if values and values[-1].strip().isdigit():
+        return int(values[-1].strip()) or None
+    return None
+
+
+def parse_activity_page(payload: Any) -> ActivityPage:
+    """A v2.1 extended page: ``{"activities": [...], "paging": {total, pages, next_page, prev_page}}``."""
+    paging = payload.get("paging") if isinstance(payload, Mapping) else None
+    paging = paging if isinstance(paging, Mapping) else {}
+    return ActivityPage(
+        activities=parse_activities(payload),
+        total=_to_int(paging.get("total")),
+        pages=_to_int(paging.get("pages")),
+        next_page=page_number(paging.get("next_page")),
+        prev_page=page_number(paging.get("prev_page")),
+    )
+
+
+def parse_deletion(payload: Any) -> DeletionRequest:
+    """``{"user_id": N, "status": "Queued"}`` (O:UserDelete), tolerating an empty or odd body."""
+    data = dict(payload) if isinstance(payload, Mapping) else {}
+    user_id = data.get("user_id", data.get("id"))
+    status = data.get("status")
+    return DeletionRequest(
+        user_id=str(user_id) if user_id is not None and not isinstance(user_id, (dict, list)) else None,
+        status=str(status) if status is not None and not isinstance(status, (dict, list)) else None,
+        raw=data,
+    )
 
 
 def parse_error_body(text: str | bytes | None, limit: int | None = None) -> tuple[str | None, str]:
@@ -168,4 +273,15 @@ def _str_or_none(value: Any) -> str | None:
     return text or None
 
 
-__all__ = ["Activity", "parse_activities", "parse_activity", "parse_error_body"]
+__all__ = [
+    "DELETION_QUEUED",
+    "Activity",
+    "ActivityPage",
+    "DeletionRequest",
+    "page_number",
+    "parse_activities",
+    "parse_activity",
+    "parse_activity_page",
+    "parse_deletion",
+    "parse_error_body",
+]

@@ -392,9 +392,12 @@ class CrowdTwistHook(BaseHook):
         """The program's active activities (``GET /v2/activities``)."""
         return self.get_conn().list_activities()
 
-    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
-        """A member's profile; ``id_type`` defaults to the connection's ``id_type``."""
-        return self.get_conn().get_user(user_id, id_type=id_type)
+    def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
+        """A member's profile; ``id_type`` defaults to the connection's ``id_type``.
+
+        ``pii=False`` reads it without personal data (``id``/``third_party_id`` id types only).
+        """
+        return self.get_conn().get_user(user_id, id_type=id_type, pii=pii)
 
     def create_user(self, fields: Mapping[str, Any]) -> dict:
         """Create a member (``POST /v2/users``)."""
@@ -458,6 +461,8 @@ class CrowdTwistHook(BaseHook):
             _ = self.connection  # load first, so that scrub() knows the secrets whatever fails next
             client = self.new_client(max_retries=0)
             result = self.check_api(client=client)
+            if result.status == CHECK_AUTH_ERROR and client.config.auth_type == "hmac":
+                return False, self._hmac_unit_hint(client.config.hmac_timestamp_unit, result.message)
         except CrowdTwistConfigError as exc:
             return False, self.scrub(error_text(exc))
         except Exception as exc:  # the UI must get an answer, not a stack trace
@@ -468,8 +473,34 @@ class CrowdTwistHook(BaseHook):
                     client.close()
         return result.status == CHECK_SUCCESS, result.message
 
+    def _hmac_unit_hint(self, refused_unit: str, refused_message: str) -> str:
+        """The HMAC timestamp unit is an OPEN point (Oracle's examples: ms; AP: s): when the configured
+        unit is refused, one more check in the other unit tells the user which setting works, or that
+        the keys themselves are refused."""
+        other = "ms" if refused_unit == "s" else "s"
+        probe = self.new_client(max_retries=0, hmac_timestamp_unit=other)
+        try:
+            second = self.check_api(client=probe)
+        finally:
+            with contextlib.suppress(Exception):
+                probe.close()
+        if second.status == CHECK_SUCCESS:
+            return self.scrub(
+                f"CrowdTwist refused the HMAC signature with timestamps in {_UNIT_WORDS[refused_unit]} but "
+                f"accepted it in {_UNIT_WORDS[other]}: set the connection extra 'hmac_timestamp_unit' to "
+                f"'{other}' ({second.message})"
+            )
+        if second.status == CHECK_AUTH_ERROR:
+            return self.scrub(
+                f"{refused_message} (timestamps were tried in both seconds and milliseconds: the keys, "
+                "not the timestamp unit, are refused)"
+            )
+        return refused_message
+
 
 # ---------------------------------------------------------------------- helpers
+
+_UNIT_WORDS = {"s": "seconds", "ms": "milliseconds"}
 
 
 def _config_error(message: str) -> CrowdTwistConfigError:

@@ -9,13 +9,15 @@ catalogue in ``field_mapping`` is a configuration error, found before the first 
 
 from __future__ import annotations
 
+from airflow_provider_crowdtwist.client.config import UPDATE_ONLY_FIELDS
+
 #: Attribute -> value kind, for attributes accepted on create (and on update).
 CREATE_ATTRIBUTES: dict[str, str] = {
     "first_name": "text",
     "last_name": "text",
     "middle_name": "text",
     "email_address": "text",
-    "postal_code": "text",
+    "postal_code": "postal",
     "country_code": "text",
     "city_id": "text",
     "city_name": "text",
@@ -23,6 +25,8 @@ CREATE_ATTRIBUTES: dict[str, str] = {
     "email_is_verified": "bool01",
     "receive_email_updates": "bool01",
     "password_generated": "bool01",
+    "send_verify_email": "bool01",
+    "sign_up_channel_id": "text",
     "invite_code": "text",
     "lang_pref": "text",
     "username": "text",
@@ -44,11 +48,10 @@ CREATE_ATTRIBUTES: dict[str, str] = {
     "extra_data": "object",
 }
 
-#: Attributes accepted only on update.
-UPDATE_ONLY_ATTRIBUTES: dict[str, str] = {
-    "is_active": "bool01",
-    "remove_points": "int",
-}
+#: Attributes accepted only on update (``client.config.UPDATE_ONLY_FIELDS``), all 0/1 flags:
+#: ``is_active``, and ``remove_points``, which O:UserUpdate documents as a flag "sent with is_active"
+#: that wipes the member's points on deactivation -- not a count.
+UPDATE_ONLY_ATTRIBUTES: dict[str, str] = dict.fromkeys(UPDATE_ONLY_FIELDS, "bool01")
 
 #: Every attribute a member payload may carry.
 MEMBER_ATTRIBUTES: dict[str, str] = {**CREATE_ATTRIBUTES, **UPDATE_ONLY_ATTRIBUTES}
@@ -56,7 +59,11 @@ MEMBER_ATTRIBUTES: dict[str, str] = {**CREATE_ATTRIBUTES, **UPDATE_ONLY_ATTRIBUT
 #: Attributes required to create a member (plus a location, see ``validation.check_create``).
 CREATE_REQUIRED: tuple[str, ...] = ("first_name", "last_name", "email_address")
 
-#: Attributes restricted to letters, digits, space and ``-\u2019_@.,`` (\u2019 is the typographic apostrophe).
+#: Left out of a US member's payload: "for domestic addresses ONLY postal_code can be provided"
+#: (O:UserCreate); CrowdTwist refuses a city or a country alongside a US postal code.
+NOT_WITH_US_POSTAL_CODE: tuple[str, ...] = ("country_code", "city_id", "city_name")
+
+#: Attributes restricted to letters, digits, space and ``-'\u2019_@.,`` (both apostrophes, O:UserCreate).
 NAME_ATTRIBUTES: tuple[str, ...] = ("first_name", "last_name", "middle_name")
 
 #: Prefix for ``field_mapping`` targets that go into ``custom_data`` under a key of their own.

@@ -183,6 +183,48 @@ def to_secret(value: Any) -> Any:
     raise ConversionError(f"expected text, got {type(value).__name__}")
 
 
+class DigitsFromNumber(str):
+    """The text of a whole number read from a numeric column, whose leading zeros may be lost.
+
+    A warehouse that typed a ZIP column as an integer stores 02134 as 2134; only once the country is
+    known (see :func:`zero_pad_us_postal_code`) can the mapping tell whether zeros must come back.
+    """
+
+    __slots__ = ()
+
+
+def to_postal_code(value: Any) -> Any:
+    """Convert a postal code to text, or :data:`MISSING`; numbers become :class:`DigitsFromNumber`.
+
+    Text is sent as given (stripped). A whole number (an ``int``, or a float/``Decimal`` from a numeric
+    column with NULLs) is a code whose leading zeros a numeric column may have dropped.
+    """
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        raise ConversionError(f"expected a postal code, got a boolean ({show(value)})")
+    if isinstance(value, (int, np.integer, float, np.floating, Decimal)):
+        plain = to_plain(value)
+        if isinstance(plain, int) and plain >= 0:
+            return DigitsFromNumber(str(plain))
+        raise ConversionError(f"expected a postal code, got the number {show(value)}")
+    return to_text(value)
+
+
+def zero_pad_us_postal_code(digits: str) -> str:
+    """Put back the leading zeros an integer column dropped from a US ZIP: to 5 digits, or to 9 (ZIP+4).
+
+    ``2134`` -> ``02134``; ``21341234`` -> ``021341234``. Five or nine digits stay as they are.
+    """
+    if not digits.isdigit():
+        return digits
+    if len(digits) < 5:
+        return digits.zfill(5)
+    if 5 < len(digits) < 9:
+        return digits.zfill(9)
+    return digits
+
+
 def to_bool01(value: Any) -> Any:
     """Convert a boolean-ish value to ``0``/``1`` (how CrowdTwist takes booleans), or :data:`MISSING`.
 
@@ -394,6 +436,7 @@ CONVERTERS = {
     "activity_date": to_activity_date,
     "secret": to_secret,
     "object": to_object,
+    "postal": to_postal_code,
     "plain": to_plain,
 }
 

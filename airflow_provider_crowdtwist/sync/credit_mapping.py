@@ -1,10 +1,11 @@
 """Activity credits: one source row -> one credit request (or a clear rejection), and its dedupe key.
 
 Everything that can be decided without CrowdTwist is decided here, before anything is sent: a row
-with no member identifier, no activity, points that are not a whole number >= 0, or a date that cannot
-be read is rejected with a reason naming the row and the column. A thousand rows with a typo in the
-activity id give a thousand clear messages instead of a thousand HTTP 400s (when the program's active
-activities are known, see ``known_activities``).
+with no member identifier, no activity, points that are not a whole number, or a date that cannot
+be read is rejected with a reason naming the row and the column (each rule is in the pre-send audit of
+``docs/contract.md``; a negative number of points is sent, since no documented rule refuses it).
+A thousand rows with a typo in the activity id give a thousand clear messages instead of a thousand
+HTTP 400s (when the program's active activities are known, see ``known_activities``).
 
 The dedupe key is what the ledger stores to keep a credit exactly-once. It is either the value of
 ``dedupe_key_column`` (an order id, an event id: the best choice, because it is what the business
@@ -21,11 +22,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_crowdtwist.client.config import id_type_problem
+from airflow_provider_crowdtwist.client.config import CREDIT_ID_TYPES, id_type_problem
 from airflow_provider_crowdtwist.sync.convert import (
     MISSING,
     ConversionError,
-    show,
     to_activity_date,
     to_int,
     to_plain,
@@ -157,7 +157,7 @@ class CreditMapping:
                 raise SyncConfigError(f"{arg} must be a non-empty column name, got {value!r}")
         if id_column is None:
             raise SyncConfigError("id_column is required: the column holding the member identifier")
-        problem = id_type_problem(id_type)
+        problem = id_type_problem(id_type, CREDIT_ID_TYPES)  # inst_username too (O:UserActivityCredit)
         if problem:
             raise SyncConfigError(problem)
         if (activity_id is None) == (activity_id_column is None):
@@ -316,10 +316,7 @@ class CreditMapping:
             raise _RowRejected(column, f"column {column!r} (num_points): {exc}") from None
         if value is MISSING:
             return None  # the activity's default points
-        if value < 0:
-            raise _RowRejected(
-                column, f"column {column!r} (num_points): must not be negative, got {show(raw)}"
-            )
+        # A negative count is sent as given: no documented rule refuses it (docs/contract.md).
         return int(value)
 
     def _date(self, record: Mapping[str, Any]) -> int | None:

@@ -18,15 +18,23 @@ from typing import Any, Literal, get_args
 from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, id_type_problem
 from airflow_provider_crowdtwist.sync.attributes import (
     CUSTOM_DATA_PREFIX,
-    UPDATE_ONLY_ATTRIBUTES,
+    NOT_WITH_US_POSTAL_CODE,
     attribute_kind,
     is_attribute,
 )
-from airflow_provider_crowdtwist.sync.convert import CONVERTERS, MISSING, ConversionError, to_plain, to_text
+from airflow_provider_crowdtwist.sync.convert import (
+    CONVERTERS,
+    MISSING,
+    ConversionError,
+    DigitsFromNumber,
+    to_plain,
+    to_text,
+    zero_pad_us_postal_code,
+)
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.run import IDENTIFIER, validate_config
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
-from airflow_provider_crowdtwist.sync.validation import check_create, check_email, check_fields
+from airflow_provider_crowdtwist.sync.validation import check_create, check_fields, is_us
 
 #: What a member sync does with each row; what it does with columns the mapping does not name.
 MemberMode = Literal["upsert", "insert", "update"]
@@ -41,6 +49,20 @@ CREATE_REQUIREMENTS = "create_requirements"
 DUPLICATE_IDENTIFIER = "duplicate_identifier"
 #: The attributes that make a member's location (the create rule named "location").
 _LOCATION = ("postal_code", "country_code", "city_id", "city_name")
+
+# Documented conversions (docs/contract.md), counted per run and logged once, never per row.
+ZERO_PADDED = "postal_code_zero_padded"
+US_POSTAL_CODE_ONLY = "us_postal_code_only"
+_CONVERSION_NOTES = {
+    ZERO_PADDED: (
+        "{n} row(s) had a numeric postal_code with fewer digits than a US ZIP; the leading zeros a "
+        "numeric column drops were put back (2134 -> 02134, to 5 or 9 digits)"
+    ),
+    US_POSTAL_CODE_ONLY: (
+        "{n} row(s) with country_code US were sent without country_code/city_id/city_name: for US "
+        "addresses CrowdTwist takes the postal_code only and refuses a city or country alongside it"
+    ),
+}
 
 
 class MemberSyncConfigError(SyncConfigError):
@@ -83,6 +105,8 @@ class MemberMapping:
     mode: MemberMode = "upsert"
     _plans: dict[tuple[str, ...], _Plan] = field(default_factory=dict, repr=False)
     _checked_first: bool = field(default=False, repr=False)
+    #: How many rows each documented conversion touched (see :meth:`conversion_notes`).
+    conversions: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -124,11 +148,6 @@ class MemberMapping:
                 raise MemberSyncConfigError(
                     f"field_mapping: column {column!r} maps to {attribute!r}, which is not a CrowdTwist "
                     "member attribute (use 'custom_data.<key>' for custom attributes)"
-                )
-            if self.mode == "insert" and attribute in UPDATE_ONLY_ATTRIBUTES:
-                raise MemberSyncConfigError(
-                    f"field_mapping: {attribute!r} (column {column!r}) is only accepted on update, "
-                    "not with mode 'insert'"
                 )
             if attribute in seen:
                 raise MemberSyncConfigError(
@@ -181,9 +200,6 @@ class MemberMapping:
             elif column == self.id_column:
                 continue
             elif is_attribute(column) and column not in mapped_attrs:
-                if self.mode == "insert" and column in UPDATE_ONLY_ATTRIBUTES:
-                    ignored.append(column)
-                    continue
                 targets.append(_Target(column, column, attribute_kind(column) or "plain"))
             elif self.unmapped_columns == "custom_data":
                 targets.append(_Target(column, "custom_data", "plain", column))
@@ -282,22 +298,14 @@ class MemberMapping:
         id_attr = self.identifier_attribute
         if id_attr is not None and id_attr not in payload:
             payload[id_attr] = identifier
-        if self.id_type == "email":
-            reason = check_email(identifier)
-            if reason:
-                return self._reject(
-                    row_number,
-                    identifier,
-                    INVALID_VALUE,
-                    f"{self.id_column} (id_type email): {reason}",
-                    payload,
-                )
+        self._restore_zip_zeros(payload)
         problem = check_fields(payload)
         if problem:
             name, reason = problem
             return self._reject(
                 row_number, identifier, INVALID_VALUE, f"{self.field_label(name)}: {reason}", payload
             )
+        self._us_postal_code_only(payload)
         if self.mode == "insert":
             problem = check_create(payload)
             if problem:
@@ -307,6 +315,39 @@ class MemberMapping:
                     row_number, identifier, CREATE_REQUIREMENTS, f"{label}: {reason}", payload
                 )
         return MappedRow(row_number, identifier, self.dedupe_key(identifier), payload)
+
+    def _restore_zip_zeros(self, payload: dict[str, Any]) -> None:
+        """A numeric postal code of a US (or country-less, i.e. domestic) member gets its zeros back.
+
+        Other countries' codes are sent as the number's digits: their lengths vary (4 in Austria),
+        so padding there would be a guess.
+        """
+        postal = payload.get("postal_code")
+        if not isinstance(postal, DigitsFromNumber):
+            return
+        country = payload.get("country_code")
+        text = str(postal)
+        if country is None or is_us(country):
+            padded = zero_pad_us_postal_code(text)
+            if padded != text:
+                self._note(ZERO_PADDED)
+            text = padded
+        payload["postal_code"] = text
+
+    def _us_postal_code_only(self, payload: dict[str, Any]) -> None:
+        """A US member travels with ``postal_code`` only (O:UserCreate); the rest is left out, counted."""
+        if not is_us(payload.get("country_code")):
+            return
+        for name in NOT_WITH_US_POSTAL_CODE:
+            payload.pop(name, None)
+        self._note(US_POSTAL_CODE_ONLY)
+
+    def _note(self, conversion: str) -> None:
+        self.conversions[conversion] = self.conversions.get(conversion, 0) + 1
+
+    def conversion_notes(self) -> list[str]:
+        """One line per documented conversion this run applied, for the log (once per run)."""
+        return [_CONVERSION_NOTES[name].format(n=count) for name, count in sorted(self.conversions.items())]
 
     @staticmethod
     def _reject(

@@ -21,8 +21,13 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_provider_crowdtwist.client.errors import CrowdTwistNotFoundError, CrowdTwistValidationError
-from airflow_provider_crowdtwist.sync.attributes import UPDATE_ONLY_ATTRIBUTES
+from airflow_provider_crowdtwist.client.client import split_update_only
+from airflow_provider_crowdtwist.client.config import PII_FREE_ID_TYPES
+from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistError,
+    CrowdTwistNotFoundError,
+    CrowdTwistValidationError,
+)
 from airflow_provider_crowdtwist.sync.member_mapping import (
     CREATE_REQUIREMENTS,
     DUPLICATE_IDENTIFIER,
@@ -136,7 +141,7 @@ class _MemberSender:
             if self.dry_run:
                 return self._dry_run(row, payload)
             if self.mode == "insert":
-                self.client.create_user(_create_body(payload))
+                self._create(row, payload)
                 return self._ok(row, Outcome.CREATED)
             if self.mode == "update":
                 self.client.update_user(row.identifier, payload, id_type=self.id_type)
@@ -170,7 +175,7 @@ class _MemberSender:
     def _create_then_update(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult:
         """POST; on "email_address already taken" the member exists: one PUT updates it."""
         try:
-            self.client.create_user(_create_body(payload))
+            self._create(row, payload)
         except CrowdTwistValidationError as exc:
             if self.id_type == "email" and _email_taken(exc.message):
                 self.order.observe(was_new=False)
@@ -180,12 +185,33 @@ class _MemberSender:
         self.order.observe(was_new=True)
         return self._ok(row, Outcome.CREATED)
 
+    def _create(self, row: SpooledRow, payload: dict[str, Any]) -> None:
+        """POST the member; then PUT what the create does not take (``is_active``, ``remove_points``).
+
+        Without the PUT a row with ``is_active=0`` would end ``created`` with an active member. When
+        the PUT fails the row takes that error, its message saying the member was created.
+        """
+        body, update_only = split_update_only(payload)
+        self.client.create_user(body)
+        if not update_only:
+            return
+        try:
+            self.client.update_user(row.identifier, update_only, id_type=self.id_type)
+        except CrowdTwistError as exc:
+            exc.message = (
+                f"member created, but the update that sets {', '.join(sorted(update_only))} "
+                f"failed: {exc.message}"
+            )
+            raise
+
     def _dry_run(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult:
         # No writes: find out whether the member exists (a read) to report what would happen.
         if self.mode == "insert":
             return self._ok(row, Outcome.CREATED)
         try:
-            self.client.get_user(row.identifier, id_type=self.id_type)
+            # Only existence matters: no personal data is read where CrowdTwist allows it (O:UserProfile).
+            pii = self.id_type not in PII_FREE_ID_TYPES
+            self.client.get_user(row.identifier, id_type=self.id_type, pii=pii)
             return self._ok(row, Outcome.UPDATED)
         except CrowdTwistNotFoundError as exc:
             if self.mode == "update" or self.id_type == "id":
@@ -223,11 +249,6 @@ def _email_taken(message: str | None) -> bool:
     """CrowdTwist's answer to a create for an email it has ("email_address already taken")."""
     text = (message or "").lower()
     return EMAIL_TAKEN in text and "email" in text
-
-
-def _create_body(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """A create takes no update-only attributes (``is_active``, ``remove_points``)."""
-    return {k: v for k, v in payload.items() if k not in UPDATE_ONLY_ATTRIBUTES}
 
 
 def sync_members(
@@ -314,6 +335,8 @@ def _read(
                 summary.count(Outcome.REJECTED),
             )
     run.progress.set_total(summary.rows_read)
+    for note in mapping.conversion_notes():
+        run.log.info("Documented conversion (docs/contract.md): %s.", note)
     run.log.info(
         "Read %d row(s); %d to send after validation and de-duplication%s.",
         summary.rows_read,

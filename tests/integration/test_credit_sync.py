@@ -220,13 +220,14 @@ def test_bad_rows_rejected_before_sending(
     assert summary.counts["skipped"] == 1  # the second "ok-1": duplicate in this run
     assert summary.counts["rejected"] == 9
     assert summary.is_consistent()
-    # Only the valid row and the unknown member reached CrowdTwist.
-    assert credit_requests(sandbox) == 2
+    # Only the valid row, the unknown member and the negative points reached CrowdTwist (no documented
+    # rule refuses a negative num_points, so it is sent and CrowdTwist's answer recorded).
+    assert credit_requests(sandbox) == 3
     records = {r["row_number"]: r for r in map(json.loads, rejects.read_text().splitlines())}
     assert set(records) == {2, 3, 4, 5, 6, 7, 8, 9, 11}
     assert "'email' (member identifier) is empty" in records[2]["message"]
     assert "'activity' (activity_id) is empty" in records[3]["message"]
-    assert "must not be negative" in records[4]["message"]
+    assert records[4]["status"] == 400 and "num_points" in records[4]["message"]
     assert "expected a whole number" in records[5]["message"]
     assert "cannot read 'yesterday' as a date" in records[6]["message"]
     assert "'purchse' is not an active activity" in records[7]["message"]

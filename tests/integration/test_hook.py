@@ -108,7 +108,9 @@ def test_bad_api_key(monkeypatch: pytest.MonkeyPatch, sandbox: Any, caplog: pyte
         assert spelling not in logged
 
 
-def test_wrong_hmac_timestamp_unit_is_an_auth_failure(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
+def test_wrong_hmac_timestamp_unit_fails_and_names_the_unit_that_works(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Any
+) -> None:
     set_conn(
         monkeypatch,
         "ct_ms",
@@ -119,8 +121,9 @@ def test_wrong_hmac_timestamp_unit_is_an_auth_failure(monkeypatch: pytest.Monkey
         login=sandbox.hmac_public_key,
     )
     ok, message = CrowdTwistHook("ct_ms").test_connection()
-    assert not ok
-    assert "Authentication failed" in message and "HMAC" in message
+    assert not ok  # as configured it does not work; the message says what would
+    assert "refused the HMAC signature with timestamps in milliseconds" in message
+    assert "set the connection extra 'hmac_timestamp_unit' to 's'" in message
     assert sandbox.hmac_private_key not in message
 
 
@@ -184,7 +187,11 @@ def test_delegating_methods_reach_the_api(monkeypatch: pytest.MonkeyPatch, sandb
         assert outcome == "created"
         assert hook.get_user("ada@example.com")["email_address"] == "ada@example.com"
         hook.update_user("ada@example.com", {"first_name": "Augusta"})
-        assert hook.get_user("ada@example.com")["first_name"] == "Augusta"
+        member = hook.get_user("ada@example.com")
+        assert member["first_name"] == "Augusta"
+        # Without PII (O:UserProfile): by CrowdTwist id only, and no name or email comes back.
+        bare = hook.get_user(str(member["id"]), id_type="id", pii=False)
+        assert bare["id"] == member["id"] and "first_name" not in bare and "email_address" not in bare
         answer = hook.credit_activity("ada@example.com", "purchase", num_points=7)
         assert answer.get("awarded") is True
     credits = sandbox.admin.credits()

@@ -237,7 +237,9 @@ def test_row_outcomes_and_rejects_file_against_the_sandbox(sandbox, tmp_path, ca
     assert counts(summary) == {"created": 2, "skipped": 1, "rejected": 5}
     lines = {r["row_number"]: r for r in map(json.loads, rejects.read_text().splitlines())}
     assert sorted(lines) == [2, 3, 4, 5, 6]
-    assert "not an email" in lines[2]["message"]
+    # Sent (no documented email rule, so no pre-send rejection): the refusal is CrowdTwist's own answer.
+    assert lines[2]["message"] == "row 2: email_address is not a valid email address"
+    assert lines[2]["status"] == 400
     assert "Canadian postal code" in lines[3]["message"]
     # CrowdTwist's own message, and the source column it is about
     assert lines[4]["message"] == "row 4: Unrecognized attribute name (column 'shoe_size')"
@@ -309,8 +311,9 @@ def test_dry_run_sends_no_writes(sandbox):
         before = sandbox.admin.stats()["by_route"]
         summary = sync_members(client, [pd.DataFrame(small_rows())], MemberSyncConfig(dry_run=True), LOG)
         after = sandbox.admin.stats()["by_route"]
-    # A dry run cannot know CrowdTwist's own verdicts (the unknown custom attribute): it would create it.
-    assert counts(summary) == {"created": 2, "updated": 1, "skipped": 1, "rejected": 4}
+    # A dry run cannot know CrowdTwist's own verdicts (the unknown custom attribute, the identifier that
+    # is not an email address, neither proven wrong by a documented rule): it would create both.
+    assert counts(summary) == {"created": 3, "updated": 1, "skipped": 1, "rejected": 3}
     writes = ("POST /v2/users", "PUT /v2/users/{user_id}")
     assert all(after.get(w, 0) == before.get(w, 0) for w in writes)
     assert after["GET /v2/users/{user_id}"] > before.get("GET /v2/users/{user_id}", 0)

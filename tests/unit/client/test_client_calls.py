@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -19,6 +20,10 @@ from airflow_provider_crowdtwist.client import (
     CrowdTwistServerError,
     CrowdTwistValidationError,
     quote_path_value,
+)
+from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistDeletionNotFoundError,
+    CrowdTwistDeletionRefusedError,
 )
 
 from .conftest import RecordingLimiter
@@ -98,10 +103,130 @@ def test_non_json_success_body_is_an_error(requests_mock: Any, make_client: Any)
         make_client().get_user("a+b@c.com")
 
 
-def test_delete_user(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.delete(USER, status_code=204)
-    assert make_client().delete_user("a+b@c.com") is None
+def test_delete_user_returns_the_queued_answer(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.delete(USER, json={"user_id": 42, "status": "Queued"})
+    answer = make_client().delete_user("a+b@c.com")
+    assert (answer.user_id, answer.status, answer.queued) == ("42", "Queued", True)
     assert requests_mock.last_request.method == "DELETE"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "cls", "reason"),
+    [
+        (400, "Unable to initiate deletion", CrowdTwistDeletionRefusedError, "deletion_not_initiated"),
+        (
+            400,
+            "Member is inactive but has redeemable points",
+            CrowdTwistDeletionRefusedError,
+            "inactive_with_redeemable_points",
+        ),
+        (404, "Member not found", CrowdTwistDeletionNotFoundError, "member_not_found"),
+        (404, "Member ID is invalid", CrowdTwistDeletionNotFoundError, "member_id_invalid"),
+        (400, "Something new", CrowdTwistDeletionRefusedError, None),
+    ],
+)
+def test_delete_user_refusals_are_typed_with_the_reason(
+    requests_mock: Any, make_client: Any, status: int, message: str, cls: type, reason: str | None
+) -> None:
+    code = "page_not_found" if status == 404 else "input_error"
+    requests_mock.delete(USER, status_code=status, json={"error": code, "message": message})
+    with pytest.raises(cls) as caught:
+        make_client().delete_user("a+b@c.com")
+    err = caught.value
+    assert err.reason == reason and err.status == status and err.message == message
+    # Still the general classes, so callers written against them keep working.
+    assert isinstance(err, CrowdTwistNotFoundError if status == 404 else CrowdTwistValidationError)
+    assert pickle.loads(pickle.dumps(err)).reason == reason
+
+
+def test_deletion_status_finds_the_path_that_answers(requests_mock: Any, make_client: Any) -> None:
+    """OPEN point: /v2/users/delete/{id} or /v2/user_deletion/{id}; the one that answers is kept."""
+    first = requests_mock.get(
+        "https://api.test/v2/users/delete/42",
+        status_code=404,
+        json={"error": "page_not_found", "message": "No such endpoint"},
+    )
+    second = requests_mock.get(
+        "https://api.test/v2/user_deletion/42", json={"user_id": 42, "status": "Queued"}
+    )
+    client = make_client()
+    assert client.deletion_status("42", id_type="id").status == "Queued"
+    assert client.deletion_status("42", id_type="id").queued
+    assert (first.call_count, second.call_count) == (1, 2)  # the second call goes straight there
+
+
+def test_deletion_status_member_404_is_not_a_missing_path(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get(
+        "https://api.test/v2/users/delete/42",
+        status_code=404,
+        json={"error": "page_not_found", "message": "Member not found"},
+    )
+    other = requests_mock.get("https://api.test/v2/user_deletion/42", json={})
+    with pytest.raises(CrowdTwistDeletionNotFoundError) as caught:
+        make_client().deletion_status("42", id_type="id")
+    assert caught.value.reason == "member_not_found" and other.call_count == 0
+
+
+def test_get_user_without_pii(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.get("https://api.test/v2/users/T-1?id_type=third_party_id&pii=false", json={"id": 5})
+    client = make_client()
+    assert client.get_user("T-1", id_type="third_party_id", pii=False) == {"id": 5}
+    assert requests_mock.last_request.qs == {"id_type": ["third_party_id"], "pii": ["false"]}
+    with pytest.raises(CrowdTwistConfigError, match="pii=false works only with id_type id or third_party_id"):
+        client.get_user("a+b@c.com", id_type="email", pii=False)
+    assert requests_mock.call_count == 1
+
+
+def test_inst_username_is_an_id_type_for_credits_only(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(
+        "https://api.test/v2/users/ann_ig/activities?id_type=inst_username", json={"awarded": True}
+    )
+    client = make_client()
+    assert client.credit_activity("ann_ig", "purchase", id_type="inst_username") == {"awarded": True}
+    with pytest.raises(CrowdTwistConfigError, match="id_type"):
+        client.get_user("ann_ig", id_type="inst_username")
+
+
+def _extended_page(number: int, ids: list[str], pages: int) -> dict:
+    link = "https://elsewhere.example/v2.1/activities/extended?page={}&page_size=2"
+    return {
+        "activities": [{"id": i, "name": i, "num_points": 1} for i in ids],
+        "paging": {
+            "total": 5,
+            "pages": pages,
+            "next_page": link.format(number + 1) if number < pages else None,
+            "prev_page": link.format(number - 1) if number > 1 else None,
+        },
+    }
+
+
+def test_extended_activities_walk_the_pages_by_their_links(requests_mock: Any, make_client: Any) -> None:
+    pages = {1: ["a", "b"], 2: ["c", "d"], 3: ["e"]}
+
+    def answer(request: Any, context: Any) -> dict:
+        number = int(request.qs["page"][0])
+        return _extended_page(number, pages[number], 3)
+
+    requests_mock.get("https://api.test/v2.1/activities/extended", json=answer)
+    client = make_client()
+    assert [a.id for a in client.list_activities_extended(page_size=2)] == ["a", "b", "c", "d", "e"]
+    # The links name another host: only their page numbers are used; every request went to the API.
+    assert all(r.netloc == "api.test" for r in requests_mock.request_history)
+    assert [r.qs["page"] for r in requests_mock.request_history] == [["1"], ["2"], ["3"]]
+    with pytest.raises(CrowdTwistConfigError, match="page_size"):
+        client.activities_page(page_size=26)
+
+
+def test_extended_activities_stop_when_a_bad_page_answers_page_one(
+    requests_mock: Any, make_client: Any
+) -> None:
+    """O:Activities-Extended21: a bad page gives page 1 or an empty list; the walk cannot loop."""
+    requests_mock.get(
+        "https://api.test/v2.1/activities/extended",
+        json={"activities": [{"id": "a"}], "paging": {"total": 9, "pages": 9, "next_page": "?page=2"}},
+    )
+    assert [a.id for a in make_client().list_activities_extended()] == ["a"]
+    assert requests_mock.call_count == 2
 
 
 # -- upsert ------------------------------------------------------------------------------------------
@@ -149,6 +274,22 @@ def test_upsert_fills_missing_email_and_skips_id(requests_mock: Any, make_client
     assert requests_mock.last_request.json() == {"first_name": "A"}
 
 
+def test_upsert_creating_a_member_puts_the_update_only_fields(requests_mock: Any, make_client: Any) -> None:
+    """is_active / remove_points are not taken by the create (O:UserUpdate): POST, then the PUT."""
+    put = requests_mock.put(USER, [NOT_FOUND, {"json": {"id": 8, "is_active": False}}])
+    post = requests_mock.post(CREATE, json={"id": 8, "is_active": True})
+    fields = {"first_name": "A", "last_name": "B", "postal_code": "02134", "is_active": 0, "remove_points": 1}
+    status, user = make_client().upsert_user("a+b@c.com", fields)
+    assert (status, user) == ("created", {"id": 8, "is_active": False})
+    assert post.last_request.json() == {
+        "first_name": "A",
+        "last_name": "B",
+        "postal_code": "02134",
+        "email_address": "a+b@c.com",
+    }
+    assert put.call_count == 2 and put.last_request.json() == {"is_active": 0, "remove_points": 1}
+
+
 def test_upsert_put_refused_does_not_post(requests_mock: Any, make_client: Any) -> None:
     requests_mock.put(
         USER, status_code=400, json={"error": "input_error", "message": "Unrecognized attribute name"}
@@ -172,6 +313,17 @@ def test_upsert_own_ambiguous_create_reads_back(requests_mock: Any, make_client:
     requests_mock.post(CREATE, [{"exc": requests.ReadTimeout("slow")}, taken])
     requests_mock.get(USER, json={"id": 4})
     assert make_client().upsert_user("a+b@c.com", {"first_name": "A"}) == ("created", {"id": 4})
+
+
+def test_upsert_own_ambiguous_create_still_gets_its_update_only_fields(
+    requests_mock: Any, make_client: Any
+) -> None:
+    put = requests_mock.put(USER, [NOT_FOUND, {"json": {"id": 4, "is_active": False}}])
+    taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
+    requests_mock.post(CREATE, [{"exc": requests.ReadTimeout("slow")}, taken])
+    status = make_client().upsert_user("a+b@c.com", {"first_name": "A", "is_active": 0})
+    assert status == ("created", {"id": 4, "is_active": False})
+    assert put.last_request.json() == {"is_active": 0}
 
 
 def test_upsert_taken_by_someone_else_raises_the_refusal(requests_mock: Any, make_client: Any) -> None:

@@ -6,14 +6,83 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_crowdtwist.client.models import Activity, parse_activities, parse_error_body
+from airflow_provider_crowdtwist.client.models import (
+    Activity,
+    page_number,
+    parse_activities,
+    parse_activity_page,
+    parse_deletion,
+    parse_error_body,
+)
 
 
-def test_sandbox_shape() -> None:
+def test_oracle_activity_fields() -> None:
+    """O:Activities names: id, name, title, description, num_points, type_id, category_id, freq_cap..."""
+    item = {
+        "id": 101,
+        "name": "purchase",
+        "title": "Make a purchase",
+        "description": "Points per order",
+        "num_points": 10,
+        "type_id": 3,
+        "category_id": 7,
+        "freq_cap": 5,
+        "freq_period_id": 2,
+        "date_start": 1700000000,
+        "date_end": None,
+        "brand_new_field": {"x": 1},  # unknown fields are ignored (O:CrowdTwistAPIBestPractices)
+    }
+    [activity] = parse_activities([item])
+    assert activity == Activity(
+        id="101",
+        name="purchase",
+        num_points=10,
+        active=True,
+        title="Make a purchase",
+        description="Points per order",
+        type_id=3,
+        category_id=7,
+        freq_cap=5,
+        freq_period_id=2,
+        date_start=1700000000,
+    )
+    assert activity.points == 10  # the older name stays an alias
+    assert activity.raw == item
+
+
+def test_older_shape_with_points_and_flag() -> None:
     payload = {"activities": [{"id": "purchase", "name": "Purchase", "points": 10, "is_active": 1}]}
     [activity] = parse_activities(payload)
-    assert activity == Activity(id="purchase", name="Purchase", points=10, active=True)
-    assert activity.raw == payload["activities"][0]
+    assert (activity.id, activity.name, activity.num_points, activity.active) == (
+        "purchase",
+        "Purchase",
+        10,
+        True,
+    )
+
+
+def test_extended_page_links_are_urls() -> None:
+    page = parse_activity_page(
+        {
+            "activities": [{"id": "a", "num_points": 1}],
+            "paging": {
+                "total": 30,
+                "pages": 3,
+                "next_page": "https://sbapi1.crowdtwist.com/v2.1/activities/extended?page=3&page_size=10",
+                "prev_page": "https://sbapi1.crowdtwist.com/v2.1/activities/extended?page_size=10&page=1",
+            },
+        }
+    )
+    assert (page.total, page.pages, page.next_page, page.prev_page) == (30, 3, 3, 1)
+    assert [a.id for a in page.activities] == ["a"]
+    assert page_number(None) is None and page_number(4) == 4 and page_number("2") == 2
+    assert page_number("https://x/y?page_size=10") is None
+
+
+def test_deletion_answer() -> None:
+    answer = parse_deletion({"user_id": 42, "status": "Queued"})
+    assert answer.user_id == "42" and answer.status == "Queued" and answer.queued
+    assert not parse_deletion({}).queued and parse_deletion("junk").user_id is None
 
 
 @pytest.mark.parametrize("key", ["activities", "data", "items"])

@@ -153,7 +153,7 @@ def test_execute_credits_then_rerun_skips_everything(
     rejects = tmp_path / "rejects.jsonl"
     rows = [
         *rows_for(members),
-        {"email": members[0], "event_id": "bad", "points": -5, "at": None, "store": 1},
+        {"email": members[0], "event_id": "bad", "points": "ten", "at": None, "store": 1},
     ]
     op = operator(rows=rows, ledger_path=str(ledger), rejects_path=str(rejects))
     ctx = context()

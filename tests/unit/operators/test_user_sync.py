@@ -111,7 +111,9 @@ def test_execute_with_rows_returns_a_small_summary(conn, tmp_path):
     result = operator(rows=rows, rejects_path=str(rejects), max_workers=2).execute(context())
     assert result["counts"]["created"] == 3 and result["counts"]["rejected"] == 1
     assert result["rows_read"] == 4 and result["rejects_path"] == str(rejects)
-    assert result["requests_sent"] == 6  # PUT 404 + POST for each new member
+    # PUT 404 + POST for each new member; "broken" is sent too (no documented rule refuses a
+    # non-email identifier): its PUT answers 404 and it cannot be created (no last name, no location).
+    assert result["requests_sent"] == 7
     assert "broken" in rejects.read_text()
     assert json.loads(json.dumps(result)) == result
     assert "op0@example.com" not in json.dumps(result)  # counts, never rows

@@ -81,7 +81,7 @@ class FakeClient:
             self.members[email] = dict(fields)
         return {}
 
-    def get_user(self, user_id: str, id_type: str | None = None) -> dict:
+    def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
         self._record("GET", user_id, None)
         if user_id not in self.members:
             raise CrowdTwistNotFoundError("User does not exist.", status=404, code="page_not_found")
@@ -123,6 +123,65 @@ def test_upsert_creates_new_and_updates_existing_members():
         "last_name": "L",
         "postal_code": "02134",
     }
+
+
+@pytest.mark.parametrize("mode", ["upsert", "insert"])
+def test_new_member_gets_the_update_only_fields_with_a_put_after_the_post(mode, tmp_path):
+    """is_active=0 on a new member is not dropped: the create does not take it, so a PUT follows."""
+    client = FakeClient()
+    state = tmp_path / "state.db"
+    summary = run(client, [member(1, is_active=0, remove_points=1)], mode=mode, state_path=str(state))
+    assert counts(summary) == {"created": 1}
+    posts = [body for m, _, body in client.calls if m == "POST"]
+    assert posts and not {"is_active", "remove_points"} & posts[0].keys()
+    assert client.calls[-1] == ("PUT", "m1@ex.com", {"is_active": 0, "remove_points": 1})
+    assert client.members["m1@ex.com"]["is_active"] == 0
+    # With state_path the row is recorded only because the PUT landed: a rerun sends nothing.
+    client.calls.clear()
+    assert counts(
+        run(client, [member(1, is_active=0, remove_points=1)], mode=mode, state_path=str(state))
+    ) == {"unchanged": 1}
+
+
+def test_a_failed_put_after_the_post_is_not_reported_created(tmp_path):
+    def behaviour(method: str, identifier: str) -> None:
+        if method == "PUT" and identifier == "m1@ex.com" and any(m == "POST" for m, _, _ in client.calls):
+            raise CrowdTwistServerError("Internal error", status=500, code="internal_error")
+
+    client = FakeClient(behaviour)
+    rejects = tmp_path / "r.jsonl"
+    with pytest.raises(ThresholdExceededError):
+        run(client, [member(1, is_active=0)], rejects_path=str(rejects))
+    [record] = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert record["outcome"] == "failed"
+    assert "member created, but the update that sets is_active failed" in record["message"]
+
+
+def test_documented_conversions_are_logged_once_per_run(caplog):
+    client = FakeClient()
+    rows = [
+        {
+            "user_id": f"z{i}@ex.com",
+            "first_name": "O'Neil",
+            "last_name": "L",
+            "postal_code": 2134,
+            "country_code": "US",
+            "city_name": "Boston",
+        }
+        for i in range(5)
+    ]
+    with caplog.at_level(logging.INFO, logger="test.sync"):
+        summary = run(client, rows)
+    assert counts(summary) == {"created": 5}
+    notes = [r.getMessage() for r in caplog.records if "Documented conversion" in r.getMessage()]
+    assert len(notes) == 2  # one line per conversion, not one per row
+    assert any(
+        n.startswith("Documented conversion (docs/contract.md): 5 row(s) had a numeric") for n in notes
+    )
+    assert client.members["z0@ex.com"]["postal_code"] == "02134"
+    assert (
+        "country_code" not in client.members["z0@ex.com"] and "city_name" not in client.members["z0@ex.com"]
+    )
 
 
 def test_second_run_is_one_put_per_row():
