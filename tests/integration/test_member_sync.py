@@ -238,7 +238,7 @@ def test_row_outcomes_and_rejects_file_against_the_sandbox(sandbox, tmp_path, ca
     lines = {r["row_number"]: r for r in map(json.loads, rejects.read_text().splitlines())}
     assert sorted(lines) == [2, 3, 4, 5, 6]
     # Sent (no documented email rule, so no pre-send rejection): the refusal is CrowdTwist's own answer.
-    assert lines[2]["message"] == "row 2: email_address is not a valid email address"
+    assert lines[2]["message"] == "row 2: email_address is not a valid email address (column 'user_id')"
     assert lines[2]["status"] == 400
     assert "Canadian postal code" in lines[3]["message"]
     # CrowdTwist's own message, and the source column it is about
