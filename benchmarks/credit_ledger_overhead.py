@@ -60,6 +60,24 @@ def client_for(sandbox: SandboxProcess, workers: int, cap: int = 0) -> CrowdTwis
     return CrowdTwistClient(config, rate_limiter=RateLimiter(cap) if cap else None)
 
 
+def create_members(sandbox: SandboxProcess) -> None:
+    """The ``MEMBERS`` members the benchmark rows credit (``bench{i}@example.com``)."""
+    with client_for(sandbox, 16) as client, ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda i: client.create_user(
+                    {
+                        "first_name": "Bench",
+                        "last_name": "Member",
+                        "email_address": f"bench{i}@example.com",
+                        "postal_code": "10001",
+                    }
+                ),
+                range(MEMBERS),
+            )
+        )
+
+
 def baseline(sandbox: SandboxProcess, rows: pd.DataFrame, workers: int) -> float:
     with client_for(sandbox, workers) as client, ThreadPoolExecutor(workers) as pool:
         records = rows.to_dict("records")
@@ -79,21 +97,31 @@ def baseline(sandbox: SandboxProcess, rows: pd.DataFrame, workers: int) -> float
         return len(records) / (time.perf_counter() - started)
 
 
+def quiet_log() -> logging.Logger:
+    """A logger that keeps the engine's progress and tables out of the benchmark's output."""
+    quiet = logging.getLogger("bench.quiet")
+    quiet.setLevel(logging.ERROR)
+    return quiet
+
+
+def bench_config(workers: int, **overrides: Any) -> CreditSyncConfig:
+    """The benchmark rows' credit config: one activity, points, the order id as the dedupe key."""
+    options: dict[str, Any] = {
+        "id_column": "email",
+        "activity_id": "purchase",
+        "points_column": "points",
+        "dedupe_key_column": "order_id",
+        "max_workers": workers,
+        "progress_interval": 3600,
+    }
+    return CreditSyncConfig(**{**options, **overrides})
+
+
 def engine(
     sandbox: SandboxProcess, rows: pd.DataFrame, workers: int, ledger_path: Any, cap: int = 0
 ) -> float:
-    quiet = logging.getLogger("bench.quiet")
-    quiet.setLevel(logging.ERROR)
-    config = CreditSyncConfig(
-        id_column="email",
-        activity_id="purchase",
-        points_column="points",
-        extra_data_columns=["order_id"],
-        dedupe_key_column="order_id",
-        max_workers=workers,
-        allow_duplicates=ledger_path is None,
-        progress_interval=3600,
-    )
+    quiet = quiet_log()
+    config = bench_config(workers, extra_data_columns=["order_id"], allow_duplicates=ledger_path is None)
     with client_for(sandbox, workers, cap) as client:
         ledger = CreditLedger.open(ledger_path, run_id="bench") if ledger_path is not None else None
         try:
@@ -137,20 +165,7 @@ def main() -> None:
 
     table: list[tuple[str, float, str, str]] = []
     with SandboxProcess() as sandbox, tempfile.TemporaryDirectory() as tmp:
-        with client_for(sandbox, 16) as client, ThreadPoolExecutor(16) as pool:
-            list(
-                pool.map(
-                    lambda i: client.create_user(
-                        {
-                            "first_name": "Bench",
-                            "last_name": "Member",
-                            "email_address": f"bench{i}@example.com",
-                            "postal_code": "10001",
-                        }
-                    ),
-                    range(MEMBERS),
-                )
-            )
+        create_members(sandbox)
         sandbox.set_faults(latency_ms=args.latency_ms)
         base = baseline(sandbox, make_rows(args.rows, "base"), args.workers)
         table.append(("bare thread pool, no engine, no ledger", base, "1.00", "baseline"))

@@ -2,6 +2,9 @@
 
     wait_for_crowdtwist  ->  sync_members  ->  credit_events  ->  report
 
+(This file also holds ``crowdtwist_partitioned_sync``, the same two syncs split over workers: see the
+end of the file and docs/scale-out.md.)
+
 * ``wait_for_crowdtwist`` (sensor): the program answers and has the activities the credits use, so a
   CrowdTwist outage or a renamed activity stops the run before anything is sent.
 * ``sync_members``: upserts every member from a SQL query (update when CrowdTwist knows the email,
@@ -46,6 +49,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
 
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
+from airflow_provider_crowdtwist.operators.partition import combine_summaries, combined_violation, partitions
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 from airflow_provider_crowdtwist.sensors.crowdtwist import CrowdTwistApiSensor
 
@@ -81,6 +85,33 @@ WHERE event_time >= '{{ data_interval_start.strftime("%Y-%m-%d %H:%M:%S") }}'
 ORDER BY event_time, event_id
 """
 
+# The two syncs' arguments, apart from their files (also used by crowdtwist_partitioned_sync below).
+MEMBER_SYNC = {
+    "crowdtwist_conn_id": CROWDTWIST_CONN_ID,
+    "sql": MEMBERS_SQL,
+    "sql_conn_id": WAREHOUSE_CONN_ID,
+    "id_column": "user_id",
+    "id_type": "email",
+    "field_mapping": CUSTOM_ATTRIBUTES,
+    "mode": "upsert",
+    "max_workers": 16,
+    "max_failed_ratio": 0.05,
+}
+CREDIT_EVENTS = {
+    "crowdtwist_conn_id": CROWDTWIST_CONN_ID,
+    "sql": EVENTS_SQL,
+    "sql_conn_id": WAREHOUSE_CONN_ID,
+    "id_column": "user_email",
+    "id_type": "email",
+    "activity_id_column": "activity_id",
+    "points_column": "points",
+    "activity_date_column": "event_time",
+    "extra_data_columns": {"event_id": "order_id", "store": "store"},
+    "dedupe_key_column": "event_id",
+    "max_workers": 16,
+    "max_failed_ratio": 0.02,
+}
+
 with DAG(
     dag_id="crowdtwist_loyalty_sync",
     description="Members upsert, then activity credits for the day's events, into CrowdTwist",
@@ -101,15 +132,7 @@ with DAG(
 
     sync_members = CrowdTwistUserSyncOperator(
         task_id="sync_members",
-        crowdtwist_conn_id=CROWDTWIST_CONN_ID,
-        sql=MEMBERS_SQL,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        id_column="user_id",
-        id_type="email",
-        field_mapping=CUSTOM_ATTRIBUTES,
-        mode="upsert",
-        max_workers=16,
-        max_failed_ratio=0.05,
+        **MEMBER_SYNC,
         rejects_path=f"{WORK_DIR}/rejects/members-{{{{ ds }}}}.jsonl",
         # Remembers what was last sent per member: tomorrow, only members whose data changed are sent.
         state_path=f"{WORK_DIR}/state/member-state.sqlite",
@@ -117,19 +140,8 @@ with DAG(
 
     credit_events = CrowdTwistActivityCreditOperator(
         task_id="credit_events",
-        crowdtwist_conn_id=CROWDTWIST_CONN_ID,
-        sql=EVENTS_SQL,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        id_column="user_email",
-        id_type="email",
-        activity_id_column="activity_id",
-        points_column="points",
-        activity_date_column="event_time",
-        extra_data_columns={"event_id": "order_id", "store": "store"},
-        dedupe_key_column="event_id",
+        **CREDIT_EVENTS,
         ledger_path=f"{WORK_DIR}/state/credit-ledger.sqlite",
-        max_workers=16,
-        max_failed_ratio=0.02,
         rejects_path=f"{WORK_DIR}/rejects/credits-{{{{ ds }}}}.jsonl",
     )
 
@@ -151,3 +163,74 @@ with DAG(
 
     wait_for_crowdtwist >> sync_members >> credit_events
     report(sync_members.output, credit_events.output)
+
+
+# --------------------------------------------------------------------------------------------------
+# The same two syncs, split over workers: crowdtwist_partitioned_sync (docs/scale-out.md).
+
+PARTITIONS = int(os.environ.get("CROWDTWIST_PARTITIONS", "4"))
+PARTITIONED_DOC = """One program, split over several workers: the daily loyalty sync as mapped tasks.
+
+    sync_members[0..n-1]  ->  credit_events[0..n-1]
+         |                          |
+    members_total              credits_total
+
+One worker sends a program's standard 10,000 requests a minute with CPU to spare, so most programs
+need no partitions (docs/scale-out.md). A program with a higher negotiated cap, or a worker shared by
+many syncs, can split a sync into ``n`` partitions that Airflow's executor (Celery, Kubernetes) runs on
+different workers, by dynamic task mapping:
+
+* ``.expand(partition=partitions(n))`` makes ``n`` task instances; instance ``i`` keeps the source rows
+  whose member identifier hashes to ``i`` (stable across processes and runs; one member is always in
+  one partition, so its rows keep their order and its credits their ledger);
+* each partition has its own state, ledger and rejects file (``name.part-i-of-n.ext``) and paces itself
+  at the program's cap divided by ``n``: together they stay under the cap;
+* ``combine_summaries`` adds the partitions' summaries into one (``members_total``, ``credits_total``).
+
+Keep ``n`` fixed for a program once its credit ledger exists: a run with another ``n`` refuses to start
+rather than miss credits recorded under the old layout.
+
+The queries and the syncs' arguments are ``crowdtwist_loyalty_sync``'s (this file, above): only the
+files, the mapping and where the failure ratio is judged differ. ``CROWDTWIST_PARTITIONS`` (default 4)
+sets ``n``.
+"""
+
+with DAG(
+    dag_id="crowdtwist_partitioned_sync",
+    description="Members and credits into one CrowdTwist program, split over workers by member",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["crowdtwist", "example"],
+    doc_md=PARTITIONED_DOC,
+) as partitioned_dag:
+    # The failure ratio is judged on the combined summary (a partition's share of bad rows scatters
+    # around the whole's); each partition still fails on any failed row.
+    sync_members = CrowdTwistUserSyncOperator.partial(
+        task_id="sync_members",
+        **{**MEMBER_SYNC, "max_failed_ratio": None},
+        rejects_path=f"{WORK_DIR}/rejects/partitioned-members-{{{{ ds }}}}.jsonl",
+        state_path=f"{WORK_DIR}/state/partitioned-member-state.sqlite",
+    ).expand(partition=partitions(PARTITIONS))
+
+    credit_events = CrowdTwistActivityCreditOperator.partial(
+        task_id="credit_events",
+        **{**CREDIT_EVENTS, "max_failed_ratio": None},
+        ledger_path=f"{WORK_DIR}/state/partitioned-credit-ledger.sqlite",
+        rejects_path=f"{WORK_DIR}/rejects/partitioned-credits-{{{{ ds }}}}.jsonl",
+    ).expand(partition=partitions(PARTITIONS))
+
+    @task
+    def combine(summaries: list[dict], max_failed_ratio: float) -> dict:
+        """The partitions' summaries as one, judged by the sync's failure ratio: what to alert on."""
+        total = combine_summaries(summaries)
+        print(f"{total['partitions']} partitions: {total['rows_read']} rows -> {total['counts']}")
+        problem = combined_violation(total, max_failed_ratio=max_failed_ratio)
+        if problem:
+            raise ValueError(problem)
+        return total
+
+    sync_members >> credit_events
+    combine.override(task_id="members_total")(sync_members.output, MEMBER_SYNC["max_failed_ratio"])
+    combine.override(task_id="credits_total")(credit_events.output, CREDIT_EVENTS["max_failed_ratio"])

@@ -6,6 +6,7 @@ from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth, hmac_s
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient, quote_path_value
 from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, ID_TYPES, ClientConfig
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistAuthError,
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
@@ -16,7 +17,7 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistServerError,
     CrowdTwistValidationError,
 )
-from airflow_provider_crowdtwist.client.models import Activity, parse_activities
+from airflow_provider_crowdtwist.client.models import Activity, ActivityHistoryItem, parse_activities
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.client.redact import Redactor
 
@@ -24,8 +25,10 @@ __all__ = [
     "ID_TYPES",
     "ID_TYPE_ATTRIBUTES",
     "Activity",
+    "ActivityHistoryItem",
     "ApiKeyAuth",
     "ClientConfig",
+    "CrowdTwistAlreadyProcessedError",
     "CrowdTwistAuthError",
     "CrowdTwistClient",
     "CrowdTwistConfigError",

@@ -1,8 +1,12 @@
 """CrowdTwist authentication as ``requests`` auth objects.
 
-Auth runs inside ``PreparedRequest.prepare`` after the URL and body are final, so the HMAC signer
-sees the exact bytes and the exact ``path?query`` that go on the wire (``path_url``), and a retry,
-which prepares the request again, is signed again with a fresh timestamp.
+Auth runs on the prepared request after the URL and body are final, so the HMAC signer sees the exact
+bytes and the exact ``path?query`` that go on the wire (``path_url``), and a retry, which prepares the
+request again, is signed again with a fresh timestamp.
+
+An API key never changes within a run, so :class:`ApiKeyAuth` also hands out its header or query
+parameter as plain values (:meth:`ApiKeyAuth.headers`, :meth:`ApiKeyAuth.query`): the client puts them
+into its request template once, instead of running an auth hook on every request.
 """
 
 from __future__ import annotations
@@ -33,11 +37,18 @@ class ApiKeyAuth(AuthBase):
         self._api_key = api_key
         self.location = location
 
+    def headers(self) -> dict[str, str]:
+        """The header to send on every request (empty when the key goes in the query)."""
+        return {API_KEY_HEADER: f"CTApiKey {self._api_key}"} if self.location == "header" else {}
+
+    def query(self) -> dict[str, str]:
+        """The query parameter to append to every request (empty when the key goes in a header)."""
+        return {"api_key": self._api_key} if self.location == "query" else {}
+
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self.location == "header":
-            r.headers[API_KEY_HEADER] = f"CTApiKey {self._api_key}"
-        else:
-            r.prepare_url(r.url, {"api_key": self._api_key})
+        r.headers.update(self.headers())
+        if self.location == "query":
+            r.prepare_url(r.url, self.query())
         return r
 
     def __repr__(self) -> str:
@@ -60,11 +71,10 @@ def hmac_string_to_sign(
     return f"{method.upper()}\n{body_md5}\n{content_type}\n{timestamp}\n{request_uri}"
 
 
-def hmac_signature(private_key: str, string_to_sign: str) -> str:
+def hmac_signature(private_key: str | bytes, string_to_sign: str) -> str:
     """base64 of the *lowercase hex* HMAC-SHA256 digest (CrowdTwist's quirk, not of the raw bytes)."""
-    hex_digest = hmac.new(
-        private_key.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256
-    ).hexdigest()
+    key = private_key.encode("utf-8") if isinstance(private_key, str) else private_key
+    hex_digest = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     return base64.b64encode(hex_digest.encode("ascii")).decode("ascii")
 
 
@@ -95,7 +105,7 @@ class HmacAuth(AuthBase):
         if timestamp_unit not in ("s", "ms"):
             raise ValueError("hmac timestamp unit must be 's' or 'ms'")
         self.public_key = public_key
-        self._private_key = private_key
+        self._private_key = private_key.encode("utf-8")  # encoded once, not on every request
         self.timestamp_unit = timestamp_unit
         self._clock = clock
 

@@ -4,9 +4,17 @@ Design points (see docs/architecture.md for the contract):
 
 * Configuration is validated in ``__init__``: bad settings fail before the first request.
 * Every attempt, retries included, first takes a token from the shared :class:`RateLimiter` and is
-  counted in ``requests_sent``; a 429 pauses the limiter so every worker slows down.
+  counted in ``requests_sent``; every answer is reported back to it (a 429 with its ``Retry-After``
+  and the time the request left), so the limiter learns the program's real rate and every worker
+  slows down, not only the one that got the 429.
 * Retries follow :mod:`.retry` (only 429, 5xx, connection errors; backoff with full jitter,
-  ``Retry-After`` honoured, total wait capped), driven by ``tenacity``.
+  ``Retry-After`` honoured, total wait capped) in a plain loop.
+* The hot path does per run what can be done per run (see docs/performance.md): the header template
+  (with the API key), the environment's proxy and CA-bundle settings, the retry plans; per request it
+  builds the ``PreparedRequest`` itself (the URL is already encoded, the body serialised once) and
+  hands it to ``Session.send``, skipping ``Session.request``'s re-parsing, hook and environment
+  lookups (which read all of ``os.environ`` twice per request). Cookies are not kept: the API is
+  stateless and authenticates every request by key.
 * Errors are typed and carry ``ambiguous``; they are built *outside* any ``except`` block from
   redacted text, so neither their text nor ``__cause__``/``__context__`` can hold a ``requests``
   exception whose message embeds a URL with the API key.
@@ -21,16 +29,18 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-import tenacity
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
+from requests.structures import CaseInsensitiveDict
+from requests.utils import default_headers
 
 from airflow_provider_crowdtwist import __version__
 from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
@@ -44,6 +54,7 @@ from airflow_provider_crowdtwist.client.config import (
     id_type_problem,
 )
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
     CrowdTwistDeletionNotFoundError,
@@ -55,9 +66,11 @@ from airflow_provider_crowdtwist.client.errors import (
 )
 from airflow_provider_crowdtwist.client.models import (
     Activity,
+    ActivityHistoryItem,
     ActivityPage,
     DeletionRequest,
     parse_activities,
+    parse_activity_history,
     parse_activity_page,
     parse_deletion,
     parse_error_body,
@@ -83,8 +96,68 @@ MAX_EXTENDED_PAGE_SIZE = 25
 DELETION_STATUS_PATHS: tuple[str, ...] = ("/v2/users/delete/{}", "/v2/user_deletion/{}")
 #: 404 messages that are about the member, not about the path (so the other path is not tried).
 _MEMBER_404 = ("member not found", "member id is invalid", "user does not exist")
+#: The body encoder, built once (``json.dumps`` with options builds a new encoder on every call).
+_JSON = jsonlib.JSONEncoder(separators=(",", ":"), allow_nan=False)
+#: Activities asked per history page; a server may serve fewer (the end is an empty page, not a short one).
+HISTORY_PAGE_SIZE = 100
+#: A history look-up that needs more pages than this gives up (it cannot conclude) rather than loop.
+HISTORY_MAX_PAGES = 200
 _MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
+
+
+class _NoCookies(RequestsCookieJar):
+    """A cookie jar that keeps nothing: the API is stateless, and parsing cookies costs CPU per row."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class _LeanAdapter(HTTPAdapter):
+    """``HTTPAdapter`` minus the per-request work that gives the same answer every time.
+
+    The connection pool for ``scheme://host:port`` and its TLS settings are looked up once, not
+    re-parsed from the URL (and the CA bundle ``stat``-ed) per request; responses carry no cookie jar.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pools: dict[tuple[str, Any, Any], Any] = {}
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        if proxies:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        url = request.url or ""
+        key = (url[: url.find("/", url.find("//") + 2)], verify, cert)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        return pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if getattr(conn, "_crowdtwist_tls", None) != (verify, cert):
+            super().cert_verify(conn, url, verify, cert)
+            conn._crowdtwist_tls = (verify, cert)
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
+        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = response.raw.reason
+        response.url = req.url or ""
+        response.request = req
+        response.connection = self
+        return response
 
 
 @dataclass
@@ -92,17 +165,15 @@ class _CallContext:
     """State of one logical call across its attempts."""
 
     method: str
-    url: str
+    url: str  # complete: encoded path and query (with the API key when it travels in the query)
     shown: str  # redacted "path?query" for logs and errors
-    params: dict[str, str] | None
     body: bytes | None
     headers: dict[str, str]
     credit: bool
     extra_secrets: tuple[str, ...]
+    history: bool = False  # an activity-history read (counted apart: verification costs requests)
     any_ambiguous: bool = False
-    ambiguous_since: float | None = None
     waited: float = 0.0
-    planned: dict[int, float | None] = field(default_factory=dict)
     last: AttemptResult | None = None
 
 
@@ -137,9 +208,10 @@ class CrowdTwistClient:
         for secret in secrets:
             GLOBAL_REDACTOR.add(secret)
         install_urllib3_filter()
-        self._auth: requests.auth.AuthBase
+        self._auth: ApiKeyAuth | HmacAuth
+        self._signer: HmacAuth | None = None
         if config.auth_type == "hmac":
-            self._auth = HmacAuth(
+            self._auth = self._signer = HmacAuth(
                 config.hmac_public_key or "",
                 config.hmac_private_key or "",
                 config.hmac_timestamp_unit,
@@ -152,12 +224,51 @@ class CrowdTwistClient:
         self._counter_lock = threading.Lock()
         self._requests_sent = 0
         self._deletion_status_paths: tuple[str, ...] = DELETION_STATUS_PATHS
+        self._root = config.api_root
+        self._headers, self._auth_query, self._send_settings = self._request_template()
+        self._queries: dict[tuple[tuple[str, str], ...], str] = {}  # encoded query strings, by params
+        self._plan = RetryPlan(
+            max_retries=config.max_retries,
+            max_retry_wait=config.max_retry_wait,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            rng=rng,
+        )
+        self._credit_plan = replace(self._plan, credit_mode=True)
+        self._history_requests_sent = 0
+        #: None until the first history read tells whether the program serves the v2.1 date filter.
+        self._history_date_filter: bool | None = None
+
+    def _request_template(self) -> tuple[dict[str, str], str, dict[str, Any]]:
+        """Once per client: the headers of every request, the query of every request, send()'s settings.
+
+        The session's own headers, proxies and TLS settings and the environment's (``HTTPS_PROXY``,
+        ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ...) are resolved here, as ``Session.request`` would
+        resolve them on every request; every request goes to the same host.
+        """
+        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(default_headers())
+        headers.update(self._session.headers)
+        headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        query: dict[str, str] = {}
+        if isinstance(self._auth, ApiKeyAuth):
+            headers.update(self._auth.headers())
+            query = self._auth.query()
+        settings = self._session.merge_environment_settings(
+            self.config.api_root + "/", {}, None, self.config.verify, None
+        )
+        send = {
+            "timeout": (self.config.connect_timeout, self.config.read_timeout),
+            "allow_redirects": False,
+            **settings,
+        }
+        return dict(headers.items()), urlencode(query), send
 
     @staticmethod
     def _new_session(config: ClientConfig) -> requests.Session:
         session = requests.Session()
-        # Our own retries (tenacity) decide; urllib3 must not resend anything behind our back.
-        adapter = HTTPAdapter(
+        session.cookies = _NoCookies()
+        # Our own retries decide; urllib3 must not resend anything behind our back.
+        adapter = _LeanAdapter(
             pool_connections=4,
             pool_maxsize=config.pool_size,
             max_retries=urllib3.util.Retry(total=0, read=False, redirect=False),
@@ -177,9 +288,17 @@ class CrowdTwistClient:
         with self._counter_lock:
             return self._requests_sent
 
-    def _count(self) -> None:
+    @property
+    def history_requests_sent(self) -> int:
+        """The part of :attr:`requests_sent` that read activity histories (verifying credits)."""
+        with self._counter_lock:
+            return self._history_requests_sent
+
+    def _count(self, *, history: bool = False) -> None:
         with self._counter_lock:
             self._requests_sent += 1
+            if history:
+                self._history_requests_sent += 1
 
     def close(self) -> None:
         if self._owns_session:
@@ -224,67 +343,40 @@ class CrowdTwistClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         credit: bool = False,
+        history: bool = False,
         extra_secrets: tuple[str | None, ...] = (),
     ) -> requests.Response:
         ctx = self._context(method, path, params, body, credit, extra_secrets)
-        plan = RetryPlan(
-            max_retries=self.config.max_retries,
-            max_retry_wait=self.config.max_retry_wait,
-            backoff_base=self.config.backoff_base,
-            backoff_max=self.config.backoff_max,
-            credit_mode=credit,
-            credit_resend_delay=self.config.credit_resend_delay,
-            credit_resend_window=self.config.credit_resend_window,
-            rng=self._rng,
-        )
-
-        def planned_wait(state: tenacity.RetryCallState) -> float | None:
-            number = state.attempt_number
-            if number not in ctx.planned:
-                result: AttemptResult = state.outcome.result()  # type: ignore[union-attr]
-                ctx.planned[number] = plan.next_wait(
-                    result, number - 1, ctx.waited, ctx.ambiguous_since, self._clock()
-                )
-            return ctx.planned[number]
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            wait = planned_wait(state) or 0.0
-            result: AttemptResult = state.outcome.result()  # type: ignore[union-attr]
+        ctx.history = history
+        plan = self._credit_plan if credit else self._plan
+        retries = 0
+        while True:
+            result = self._attempt(ctx)
+            if not result.retryable:
+                break
+            wait = plan.next_wait(result, retries, ctx.waited, ctx.any_ambiguous)
+            if wait is None:
+                break
+            retries += 1
             ctx.waited += wait
-            if result.status == 429 and self.rate_limiter is not None:
-                self.rate_limiter.pause(wait)
-            what = str(result.status) if result.status is not None else _short(result.error)
-            self.log.warning(
-                "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s%s",
-                ctx.method,
-                ctx.shown,
-                what,
-                state.attempt_number,
-                self.config.max_retries,
-                wait,
-                " (resending at once: the last attempt may have been applied)"
-                if credit and ctx.ambiguous_since is not None
-                else "",
-            )
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_result(lambda r: r.retryable),
-            stop=lambda state: planned_wait(state) is None,
-            wait=lambda state: planned_wait(state) or 0.0,
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
-        )
-        result: AttemptResult = retrying(self._attempt, ctx)
+            self._log_retry(ctx, result, retries, wait)
+            self._sleep(wait)
         response = result.response
         if response is not None and 200 <= response.status_code < 300:
             return response
-        if result.status == 429 and self.rate_limiter is not None:
-            # Out of retries, but the program is still over its cap: the other workers must slow too.
-            self.rate_limiter.pause(
-                result.retry_after if result.retry_after is not None else self.config.backoff_base
-            )
         raise self._error(ctx, result)
+
+    def _log_retry(self, ctx: _CallContext, result: AttemptResult, attempt: int, wait: float) -> None:
+        what = str(result.status) if result.status is not None else _short(result.error)
+        self.log.warning(
+            "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s",
+            ctx.method,
+            ctx.shown,
+            what,
+            attempt,
+            self.config.max_retries,
+            wait,
+        )
 
     def _context(
         self,
@@ -300,13 +392,16 @@ class CrowdTwistClient:
             path = "/" + path
         clean_params = {k: str(v) for k, v in params.items() if v is not None} if params else None
         extras = tuple(s for s in extra_secrets if isinstance(s, str) and s)
-        shown = path + ("?" + urlencode(clean_params) if clean_params else "")
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        query = self._encode_query(clean_params) if clean_params else ""
+        shown = path + ("?" + query if query else "")
+        if self._auth_query:
+            query = query + ("&" if query else "") + self._auth_query
+        headers = self._headers.copy()
         data: bytes | None = None
         if body is not None:
             # Serialised once: the HMAC MD5 must be of exactly the bytes that are sent.
             try:
-                data = jsonlib.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+                data = _JSON.encode(body).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 problem = type(exc).__name__
                 detail = str(exc) if isinstance(exc, TypeError) else "NaN or infinite number"
@@ -319,58 +414,39 @@ class CrowdTwistClient:
                     path=self._redactor.redact(shown, extras),
                 ) from None
             headers["Content-Type"] = "application/json"
+            headers["Content-Length"] = str(len(data or b""))
+        elif method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
         return _CallContext(
             method=method,
-            url=self.config.api_root + path,
+            url=self._root + path + ("?" + query if query else ""),
             shown=self._redactor.redact(shown, extras),
-            params=clean_params,
             body=data,
             headers=headers,
             credit=credit,
             extra_secrets=extras,
         )
 
+    def _encode_query(self, params: dict[str, str]) -> str:
+        """``urlencode`` with a small memo: a sync sends the same ``id_type=...`` on every request."""
+        key = tuple(params.items())
+        encoded = self._queries.get(key)
+        if encoded is None:
+            encoded = urlencode(params)
+            if len(self._queries) < 64:
+                self._queries[key] = encoded
+        return encoded
+
     def _attempt(self, ctx: _CallContext) -> AttemptResult:
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
-        if (
-            ctx.credit
-            and ctx.ambiguous_since is not None
-            and ctx.last is not None
-            and self._clock() - ctx.ambiguous_since > self.config.credit_resend_window
-        ):
-            # The limiter held us past the duplicate window: a resend now could award twice.
-            self.log.warning(
-                "CrowdTwist %s %s not resent: more than %.1f s since the ambiguous failure",
-                ctx.method,
-                ctx.shown,
-                self.config.credit_resend_window,
-            )
-            return AttemptResult(
-                response=ctx.last.response,
-                error=ctx.last.error,
-                retryable=False,
-                ambiguous=True,
-                retry_after=ctx.last.retry_after,
-                finished_at=self._clock(),
-            )
-        self._count()
+        self._count(history=ctx.history)
         started = self._clock()
         response: requests.Response | None = None
         failure = None
         detail = ""
         try:
-            response = self._session.request(
-                ctx.method,
-                ctx.url,
-                params=ctx.params,
-                data=ctx.body,
-                headers=ctx.headers,
-                auth=self._auth,
-                timeout=(self.config.connect_timeout, self.config.read_timeout),
-                verify=self.config.verify,
-                allow_redirects=False,
-            )
+            response = self._session.send(self._prepare(ctx), **self._send_settings)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             failure = classify_transport_error(exc)
             detail = self._redactor.redact(f"{type(exc).__name__}: {exc}", ctx.extra_secrets)
@@ -408,19 +484,35 @@ class CrowdTwistClient:
                 retry_after=retry_after,
                 finished_at=finished,
             )
-            self.log.debug(
-                "CrowdTwist %s %s -> %d in %.0f ms",
-                ctx.method,
-                ctx.shown,
-                status,
-                (finished - started) * 1000,
-            )
+            if self.rate_limiter is not None:
+                if status == 429:
+                    self.rate_limiter.record_rate_limited(retry_after, sent_at=started)
+                else:
+                    self.rate_limiter.record_success()
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug(
+                    "CrowdTwist %s %s -> %d in %.0f ms",
+                    ctx.method,
+                    ctx.shown,
+                    status,
+                    (finished - started) * 1000,
+                )
         if result.ambiguous:
             ctx.any_ambiguous = True
-            if ctx.ambiguous_since is None:
-                ctx.ambiguous_since = finished
         ctx.last = result
         return result
+
+    def _prepare(self, ctx: _CallContext) -> requests.PreparedRequest:
+        """The request as it goes on the wire, built directly: URL and body are final already."""
+        prepared = requests.PreparedRequest()
+        prepared.method = ctx.method
+        prepared.url = ctx.url
+        prepared.headers = CaseInsensitiveDict(ctx.headers)
+        prepared.body = ctx.body
+        prepared._cookies = _NO_COOKIES  # type: ignore[attr-defined]  # (copied, never changed, on a redirect)
+        if self._signer is not None:
+            self._signer(prepared)  # signed per attempt: a fresh timestamp each time
+        return prepared
 
     def _error(self, ctx: _CallContext, result: AttemptResult) -> CrowdTwistError:
         """The typed error for a final failed attempt; ``ambiguous`` if *any* attempt was."""
@@ -664,15 +756,15 @@ class CrowdTwistClient:
         activity_date: int | None = None,
         extra_data: Mapping | None = None,
     ) -> dict:
-        """``POST /v2/users/{user_id}/activities?id_type=T``.
+        """``POST /v2/users/{user_id}/activities?id_type=T``, sent once.
 
-        CrowdTwist has no idempotency key. Its only guard is that a duplicate credit sent in rapid
-        succession is refused with "Event already processed". So an ambiguous failure (timeout,
-        dropped connection, 5xx) is followed at once by the identical request, inside that window:
-        either it is applied now (the first never landed) or it is refused as a duplicate (the first
-        did land) -- both mean "credited once", returned as ``{"awarded": True,
-        "already_processed": True}`` in the second case. Still ambiguous when the retries or the
-        window run out: the error has ``ambiguous=True`` and the caller must not resend blindly.
+        CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. So after an
+        attempt that may have been applied (timeout, dropped connection, 5xx) nothing is resent: the
+        error has ``ambiguous=True`` and the caller settles it by reading the member's activity history
+        (:meth:`activity_history`; the credit sync does that). An "Event already processed" answer
+        raises :class:`CrowdTwistAlreadyProcessedError` (also ambiguous): an identical credit was seen
+        before, which does not prove that *this* one was applied. Failures that were certainly not
+        applied (429, a refused connection) are retried as for any other call.
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
@@ -693,15 +785,73 @@ class CrowdTwistClient:
                 raise
             duplicate = err
         if duplicate is not None:
-            self.log.info(
-                "CrowdTwist %s: %s; the credit was already applied (%s)",
-                duplicate.path,
+            raise CrowdTwistAlreadyProcessedError(
                 duplicate.message,
-                "by the ambiguous first attempt" if duplicate.ambiguous else "before this call",
+                status=duplicate.status,
+                code=duplicate.code,
+                method=duplicate.method,
+                path=duplicate.path,
             )
-            return {"awarded": True, "already_processed": True}
         data = self._json(response, "POST", path)
         return data if isinstance(data, dict) else {"awarded": True, "response": data}
+
+    def activity_history(
+        self,
+        user_id: str,
+        id_type: str | None = None,
+        *,
+        since: float | None = None,
+        page_size: int = HISTORY_PAGE_SIZE,
+        max_pages: int = HISTORY_MAX_PAGES,
+    ) -> Iterator[ActivityHistoryItem]:
+        """The member's activities (``GET .../activity_history``), page by page, newest pages first.
+
+        ``since`` (epoch seconds) bounds how far back to read. Where the program serves the v2.1 form,
+        ``date_start=since`` filters on the server; otherwise (a 404 or a 400 on the v2.1 path, then
+        remembered for this client) the v2 list is paged, and paging stops early once a page in
+        newest-first order reaches items older than ``since``. The end of the history is an empty page
+        or the ``paging`` block saying so -- never a short page, since a server may cap ``page_size``
+        below what was asked. Both documented envelopes are read (a bare list, or ``{"paging": ...,
+        "activities": [...]}``). Stop iterating as soon as you found what you look for: each page is
+        one request, paced by the rate limiter and counted in :attr:`history_requests_sent`.
+        More than ``max_pages`` pages raises :class:`CrowdTwistError` (the look-up cannot conclude).
+        """
+        chosen = self._id_type(id_type)
+        path = self._member_path(user_id, "/activity_history")
+        filtered = since is not None and self._history_date_filter is not False
+        for number in range(1, max_pages + 1):
+            params: dict[str, Any] = {"id_type": chosen, "page_size": page_size, "page_number": number}
+            if filtered:
+                params["date_start"] = int(since)  # type: ignore[arg-type]
+                try:
+                    response = self._call("GET", "/v2.1" + path[3:], params=params, history=True)
+                except (CrowdTwistNotFoundError, CrowdTwistValidationError) as err:
+                    if number > 1 or err.ambiguous:
+                        raise
+                    # No v2.1 history on this program (or no date filter): page the v2 list instead;
+                    # a member that really does not exist gets its 404 from the v2 path too.
+                    filtered = False
+                    del params["date_start"]
+                    response = self._call("GET", path, params=params, history=True)
+                    self._history_date_filter = False
+                    self.log.info(
+                        "CrowdTwist: no date-filtered activity history (v2.1 answered %s); paging the v2 "
+                        "history instead",
+                        err.status,
+                    )
+                else:
+                    self._history_date_filter = True
+            else:
+                response = self._call("GET", path, params=params, history=True)
+            page = parse_activity_history(self._json(response, "GET", path))
+            yield from page.items
+            if page.is_last(number) or (since is not None and page.reaches_before(since)):
+                return
+        raise CrowdTwistError(
+            f"the activity history has more than {max_pages} pages since {since}; the look-up stopped",
+            method="GET",
+            path=self._redactor.redact(path),
+        )
 
 
 def quote_path_value(value: Any) -> str:

@@ -98,14 +98,6 @@ class ClientConfig:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     pool_size: int = 64
-    # Not in the first contract draft; defaults keep every documented call working.
-    #: Wait before resending a credit whose first send was ambiguous: short, so the resend lands
-    #: inside CrowdTwist's duplicate window and is answered "Event already processed" if the first
-    #: one was applied.
-    credit_resend_delay: float = 0.2
-    #: A credit is never resent later than this many seconds after the ambiguous failure was seen:
-    #: past CrowdTwist's duplicate window a resend could award the points twice.
-    credit_resend_window: float = 5.0
 
     def __repr__(self) -> str:
         shown = []
@@ -143,8 +135,6 @@ class ClientConfig:
         self._check_number("max_retry_wait")
         self._check_number("backoff_base")
         self._check_number("backoff_max")
-        self._check_number("credit_resend_delay")
-        self._check_number("credit_resend_window")
         self._check_int("requests_per_minute", minimum=0, note="0 means no limit")
         self._check_int("max_retries", minimum=0)
         self._check_int("pool_size", minimum=1)

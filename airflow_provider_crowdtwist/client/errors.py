@@ -127,6 +127,20 @@ class CrowdTwistValidationError(CrowdTwistError):
     """400/422 and any other 4xx: the server refused the content; resending will not help."""
 
 
+class CrowdTwistAlreadyProcessedError(CrowdTwistValidationError):
+    """A credit answered "Event already processed": CrowdTwist saw an *identical* credit before.
+
+    That is not proof that *this* credit was applied: the identical one may be another credit with
+    the same body (only a dedupe key in ``extra_data`` makes bodies unique), and whether CrowdTwist
+    deduplicates at all, and within what window, is undocumented. So it is ``ambiguous``: the credit
+    sync looks for the credit's key in the member's activity history before it counts it credited.
+    """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs["ambiguous"] = True
+        super().__init__(message, **kwargs)
+
+
 class CrowdTwistRateLimitError(CrowdTwistError):
     """429 after the retries ran out; ``retry_after`` holds the server's last hint, if any."""
 
@@ -205,6 +219,7 @@ def error_class_for_status(status: int) -> type[CrowdTwistError]:
 __all__ = [
     "DELETION_REASONS",
     "ConnectionProblem",
+    "CrowdTwistAlreadyProcessedError",
     "CrowdTwistAuthError",
     "CrowdTwistConfigError",
     "CrowdTwistConnectionError",

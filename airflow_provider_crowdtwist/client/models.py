@@ -7,9 +7,11 @@ known names, ignores the rest, and never fails on an unknown field.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -218,6 +220,130 @@ def parse_deletion(payload: Any) -> DeletionRequest:
     )
 
 
+@dataclass(frozen=True)
+class ActivityHistoryItem:
+    """One activity a member completed, as ``GET /v2/users/{id}/activity_history`` lists it.
+
+    ``extra_data`` is what the credit carried ("Extra data set via User Activity Credit API",
+    O:UserActivityHistory): the credit sync finds its dedupe key there. Dates are epoch seconds, or
+    None when absent or unreadable.
+    """
+
+    activity_id: str | None
+    name: str | None = None
+    num_points: int | None = None
+    date_created: float | None = None
+    date_awarded: float | None = None
+    extra_data: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of an activity history and what its envelope says about the pages after it."""
+
+    items: list[ActivityHistoryItem]
+    total_pages: int | None = None  # from ``paging.pages``, when the envelope has one
+    has_next: bool | None = None  # from ``paging.next_page``, when the envelope has one
+
+    def is_last(self, number: int) -> bool:
+        """True when no page follows page ``number``: an empty page, or the paging block says so.
+
+        A short page is *not* taken as the end: a server may serve fewer items than asked for.
+        """
+        if not self.items:
+            return True
+        if self.has_next is not None:
+            return not self.has_next
+        return self.total_pages is not None and number >= self.total_pages
+
+    def reaches_before(self, since: float) -> bool:
+        """True when the page is newest-first and ends before ``since``: later pages are all older.
+
+        The order of the history is not documented; a page that is not in non-increasing date order
+        (or has an item without a date) proves nothing, and paging goes on.
+        """
+        dates = [item.date_created for item in self.items]
+        if not dates or any(d is None for d in dates):
+            return False
+        known = [d for d in dates if d is not None]
+        newest_first = all(a >= b for a, b in itertools.pairwise(known))
+        return newest_first and known[-1] < since
+
+
+def _to_epoch(value: Any) -> float | None:
+    """Epoch seconds from a number, a digit string, or an ISO 8601 date-time (UTC when naive)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.timestamp()
+    else:
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return number / 1000.0 if number > 1e11 else number  # milliseconds, as some APIs send
+
+
+def _extra_data(value: Any) -> dict:
+    """``extra_data`` as an object; a JSON text holding an object is read too, anything else is {}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def parse_history_item(item: Mapping[str, Any]) -> ActivityHistoryItem:
+    """One history entry from its known names; unknown fields are kept in ``raw`` and ignored."""
+    raw_id = _first(item, "activity_id", "id")
+    name = _first(item, "name", "title")
+    return ActivityHistoryItem(
+        activity_id=str(raw_id) if raw_id is not None and not isinstance(raw_id, (dict, list)) else None,
+        name=str(name) if name is not None else None,
+        num_points=_to_int(_first(item, "num_points", "points")),
+        date_created=_to_epoch(_first(item, "date_created", "activity_date")),
+        date_awarded=_to_epoch(item.get("date_awarded")),
+        extra_data=_extra_data(item.get("extra_data")),
+        raw=dict(item),
+    )
+
+
+def parse_activity_history(payload: Any) -> HistoryPage:
+    """A history page from either envelope: a bare list, or ``{"paging": ..., "activities": [...]}``.
+
+    The list may also sit under ``data``/``items``/``results`` (tolerated as for activities). In the
+    paging block, ``next_page`` (a URL or a number; null on the last page) and ``pages`` are read.
+    """
+    items: Any = payload
+    paging: Any = None
+    if isinstance(payload, Mapping):
+        paging = payload.get("paging")
+        items = next((payload[k] for k in _LIST_KEYS if isinstance(payload.get(k), list)), [])
+    if not isinstance(items, list):
+        items = []
+    parsed = [parse_history_item(i) for i in items if isinstance(i, Mapping)]
+    total_pages: int | None = None
+    has_next: bool | None = None
+    if isinstance(paging, Mapping):
+        total_pages = _to_int(paging.get("pages"))
+        if "next_page" in paging:
+            has_next = paging["next_page"] not in (None, "", False)
+    return HistoryPage(parsed, total_pages=total_pages, has_next=has_next)
+
+
 def parse_error_body(text: str | bytes | None, limit: int | None = None) -> tuple[str | None, str]:
     """``(code, message)`` from an error body: ``{"error": CODE, "message": TEXT}`` and variants.
 
@@ -276,12 +402,16 @@ def _str_or_none(value: Any) -> str | None:
 __all__ = [
     "DELETION_QUEUED",
     "Activity",
+    "ActivityHistoryItem",
     "ActivityPage",
     "DeletionRequest",
+    "HistoryPage",
     "page_number",
     "parse_activities",
     "parse_activity",
+    "parse_activity_history",
     "parse_activity_page",
     "parse_deletion",
     "parse_error_body",
+    "parse_history_item",
 ]

@@ -9,12 +9,14 @@ The rules, from the API contract and from what users of similar providers asked 
 * a ``Retry-After`` header (delta seconds or an HTTP date) wins over the backoff;
 * the total time spent waiting between attempts of one call is capped (``max_retry_wait``): a
   ``Retry-After`` longer than what is left ends the retries instead of being shortened;
-* for activity credits, once an attempt was *ambiguous* (it may have been applied), the identical
-  request is resent after a short fixed delay and only inside CrowdTwist's duplicate window, where a
-  duplicate is answered "Event already processed" rather than awarded twice.
+* for activity credits, once an attempt was *ambiguous* (it may have been applied), nothing is resent:
+  CrowdTwist has no idempotency key and no documented duplicate window, so a blind resend could award
+  twice. The ambiguous error goes to the credit sync, which looks the credit up in the member's
+  activity history before it decides (see ``sync/credit_verify.py``). Failures that were certainly
+  not applied (429, a refused connection) are retried as for any other call.
 
-This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client
-drives ``tenacity`` with them.
+This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client's
+retry loop asks the plan for the wait before each next attempt.
 """
 
 from __future__ import annotations
@@ -177,9 +179,8 @@ class RetryPlan:
     max_retry_wait: float
     backoff_base: float
     backoff_max: float
+    #: A credit: never resend after an attempt that may have been applied.
     credit_mode: bool = False
-    credit_resend_delay: float = 0.2
-    credit_resend_window: float = 5.0
     rng: Callable[[float, float], float] = random.uniform
 
     def next_wait(
@@ -187,18 +188,13 @@ class RetryPlan:
         attempt: AttemptResult,
         retries_done: int,
         waited: float,
-        ambiguous_since: float | None,
-        now: float,
+        any_ambiguous: bool = False,
     ) -> float | None:
         if not attempt.retryable or retries_done >= self.max_retries:
             return None
+        if self.credit_mode and (attempt.ambiguous or any_ambiguous):
+            return None
         remaining = self.max_retry_wait - waited
-        if self.credit_mode and ambiguous_since is not None:
-            # Resend at once: only inside the duplicate window is a resend safe for a credit.
-            wait = max(self.credit_resend_delay, attempt.retry_after or 0.0)
-            if wait > remaining or (now - ambiguous_since) + wait > self.credit_resend_window:
-                return None
-            return wait
         if attempt.retry_after is not None:
             return attempt.retry_after if attempt.retry_after <= remaining else None
         if remaining <= 0:

@@ -419,6 +419,13 @@ class CrowdTwistHook(BaseHook):
         (with its ledger) for anything that may be retried."""
         return self.get_conn().credit_activity(user_id, activity_id, **options)
 
+    def activity_history(
+        self, user_id: str, id_type: str | None = None, *, since: float | None = None
+    ) -> list[Any]:
+        """The member's activities since ``since`` (epoch seconds; all of them when None), newest first
+        where CrowdTwist orders them so; each item carries the ``extra_data`` its credit was sent with."""
+        return list(self.get_conn().activity_history(user_id, id_type, since=since))
+
     # ------------------------------------------------------------------ health checks
 
     def check_api(

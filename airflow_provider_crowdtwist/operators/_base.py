@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.operators._common import build_client, validate_requests_per_minute
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
+from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = ("sql", "parameters", "rows", "source_path", "rejects_path")
@@ -27,6 +28,10 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
 
     The operators declare only their own arguments and pass the rest here through ``**kwargs``,
     so a shared argument has one default, one check and one place to change.
+
+    ``partition=(i, n)``: sync only the members that hash to ``i`` of ``n``, with this partition's own
+    state / ledger / rejects files and ``1/n`` of the cap; for ``.expand(partition=partitions(n))``
+    (docs/scale-out.md).
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
     allowed; read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path``
@@ -58,6 +63,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         rejects_path: Any = None,
         dry_run: bool = False,
         on_bad_lines: str = "fail",
+        partition: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,6 +84,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.rejects_path = rejects_path
         self.dry_run = dry_run
         self.on_bad_lines = on_bad_lines
+        self.partition = partition
         # Made in execute (an Event cannot be deep-copied with the task); set by on_kill.
         self._stop: threading.Event | None = None
 
@@ -99,13 +106,19 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             chunksize=self.chunksize,
         )
         validate_requests_per_minute(self.requests_per_minute)
+        Partition.parse(self.partition)  # a PartitionError (ValueError) names the argument
 
     def _build_client(self) -> CrowdTwistClient:
         """ONE client with ONE rate limiter for all workers of this task, from the connection."""
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-        return build_client(hook, requests_per_minute=self.requests_per_minute, max_workers=self.max_workers)
+        return build_client(
+            hook,
+            requests_per_minute=self.requests_per_minute,
+            max_workers=self.max_workers,
+            partition=active_partition(self.partition),
+        )
 
     def _source_chunks(self) -> Iterator[SourceItem]:
         """The rendered source arguments -> DataFrame chunks (nothing is read until iterated)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.sync.partition import Partition
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError
 
 SUMMARY_XCOM_KEY = "summary"
@@ -25,11 +26,14 @@ def validate_requests_per_minute(value: Any) -> None:
         raise ValueError(f"requests_per_minute must be an integer >= 0 (0 = no limit) or None, got {value!r}")
 
 
-def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int) -> CrowdTwistClient:
+def build_client(
+    hook: Any, *, requests_per_minute: int | None, max_workers: int, partition: Partition | None = None
+) -> CrowdTwistClient:
     """A client for ``hook``'s connection with one shared rate limiter and a pool for ``max_workers``.
 
-    ``requests_per_minute`` given on the task overrides the connection's extra. Bad connection
-    settings raise ``CrowdTwistConfigError`` here, before the first request.
+    ``requests_per_minute`` given on the task overrides the connection's extra; one ``partition``
+    of ``n`` paces at the cap divided by ``n``, so the partitions together stay under it. Bad
+    connection settings raise ``CrowdTwistConfigError`` here, before the first request.
     """
     overrides: dict[str, Any] = {}
     if requests_per_minute is not None:
@@ -37,6 +41,8 @@ def build_client(hook: Any, *, requests_per_minute: int | None, max_workers: int
     config = hook.get_client_config(**overrides)
     if config.pool_size < max_workers:
         config = dataclasses.replace(config, pool_size=max_workers)
+    if partition is not None:
+        config = dataclasses.replace(config, requests_per_minute=partition.share(config.requests_per_minute))
     return CrowdTwistClient(config)  # it builds its one limiter from config.requests_per_minute
 
 

@@ -20,8 +20,11 @@ from typing import Any
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
+from airflow_provider_crowdtwist.sync.credit_mapping import DEFAULT_DEDUPE_EXTRA_KEY
+from airflow_provider_crowdtwist.sync.credit_settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.partition import ledger_location
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -30,10 +33,12 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     CrowdTwist has no idempotency key: a credit sent twice can award points twice. The ledger
     (``ledger_path``) records every dedupe key before its request is sent and what became of it, so a
-    retried task, a rerun of the DAG or a worker killed mid-run never credits a key twice; a credit
-    whose fate nobody knows (a timeout after the request was sent, still unresolved after the
-    client's immediate identical resend) is ``unknown``, reported, and not resent by later runs unless
-    ``resend_unknown=True``.
+    retried task, a rerun of the DAG or a worker killed mid-run never credits a key twice. Every credit
+    carries its dedupe key in ``extra_data`` (``dedupe_extra_key``); a credit whose answer was
+    ambiguous (a timeout after the request was sent, a dropped connection, a 5xx, "Event already
+    processed") is looked up in the member's activity history after ``verify_delay`` seconds: found
+    means ``credited``, absent means it is sent again (same key), at most ``verify_resends`` times.
+    What that cannot settle stays ``unknown`` and is settled first by the next run.
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files allowed;
     read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path`` (CSV / JSON
@@ -54,10 +59,19 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     :param ledger_path: the ledger (a SQLite file): a local path or an object-storage URL
         (``s3://...``, ``file://...``). Required unless ``allow_duplicates=True``.
     :param allow_duplicates: credit without a ledger. Must be set explicitly: a retry may credit twice.
-    :param resend_unknown: send keys the ledger holds as ``unknown`` again (after a human checked
-        that they did not land).
-    :param fail_on_unknown: fail the task when any credit is ``unknown`` (default True: a human must
-        look). The summary is pushed to XCom (key ``summary``) first.
+    :param resend_unknown: where verification cannot work (the history cannot be read, or
+        ``dedupe_extra_key=None``), send ``unknown`` credits again without proof.
+    :param fail_on_unknown: fail the task when any credit is still ``unknown`` after verification
+        (default True; a retry settles them first). The summary is pushed to XCom (key ``summary``) first.
+    :param verify_delay: seconds between an ambiguous answer and the look-up in the member's activity
+        history (default 30: Oracle says awards are applied "generally within seconds"). It must
+        outlast CrowdTwist's award delay: a credit not visible yet is taken as absent and sent again.
+    :param verify_resends: how many times one credit verified absent is sent again in one run
+        (default 3).
+    :param dedupe_extra_key: the ``extra_data`` key that carries each credit's dedupe key (default
+        ``ct_dedupe_key``; a column mapped to it in ``extra_data_columns`` is a configuration error).
+        ``None`` turns it off: ambiguous credits then cannot be verified, and exactly-once rests on
+        CrowdTwist's undocumented duplicate window.
     :param validate_activities: fetch the program's active activities once at start and reject rows
         naming another one (default True).
     :param remote_ledger_batch: with an object-storage ledger, how many credits have their intents
@@ -93,6 +107,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         fail_on_unknown: bool = True,
         validate_activities: bool = True,
         remote_ledger_batch: int = 1000,
+        verify_delay: float = DEFAULT_VERIFY_DELAY,
+        verify_resends: int = DEFAULT_VERIFY_RESENDS,
+        dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -108,6 +125,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         self.fail_on_unknown = fail_on_unknown
         self.validate_activities = validate_activities
         self.remote_ledger_batch = remote_ledger_batch
+        self.verify_delay = verify_delay
+        self.verify_resends = verify_resends
+        self.dedupe_extra_key = dedupe_extra_key
         self._validate_arguments()
 
     # ------------------------------------------------------------------ arguments
@@ -151,6 +171,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             dedupe_key_column=self.dedupe_key_column,
             validate_activities=self.validate_activities,
             remote_ledger_batch=self.remote_ledger_batch,
+            verify_delay=self.verify_delay,
+            verify_resends=self.verify_resends,
+            dedupe_extra_key=self.dedupe_extra_key,
             resend_unknown=self.resend_unknown,
             allow_duplicates=self.allow_duplicates,
             max_workers=self.max_workers,
@@ -160,6 +183,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
             dry_run=self.dry_run,
             on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
+            partition=self.partition,
             stop_event=None if parse_time else self._stop,
         )
 
@@ -196,12 +220,15 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
                 config = self._sync_config(self.id_type or client.config.id_type)
                 config.run_id = self._run_id(context)
                 location = self._ledger_location()
+                if location is not None:
+                    # this partition's ledger; refused before any request if kept under another layout
+                    location = ledger_location(resolve_path(location), config.part)
                 chunks = self._source_chunks()
             except ValueError as exc:
                 raise fail_task(exc, context) from None
             try:
                 ledger = (
-                    CreditLedger.open(resolve_path(location), run_id=config.run_id, log=self.log)
+                    CreditLedger.open(location, run_id=config.run_id, log=self.log)
                     if location is not None
                     else None
                 )

@@ -95,6 +95,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             state_path=path(self.state_path),
             dry_run=self.dry_run,
             on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
+            partition=self.partition,
             stop_event=None if parse_time else self._stop,
         )
 

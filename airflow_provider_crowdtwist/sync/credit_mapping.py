@@ -12,6 +12,13 @@ The dedupe key is what the ledger stores to keep a credit exactly-once. It is ei
 means by "the same credit"), or a SHA-256 over a canonical JSON of everything that is sent — id type,
 member identifier, activity, points, date and extra data (keys sorted). The hash is stable across
 processes and Python versions (no ``hash()``), so a rerun next week computes the same keys.
+
+Every credit also *carries* its dedupe key, in ``extra_data`` under one reserved key
+(``dedupe_extra_key``, default ``ct_dedupe_key``), merged with the user's own extra data. CrowdTwist
+stores ``extra_data`` and returns it in the member's activity history, so the key is what proves
+later that a credit landed (``sync/credit_verify.py``), and two distinct credits never have identical
+bodies. The hash above is taken over the user's extra data only, so adding the reserved key changed no
+key of an existing ledger.
 """
 
 from __future__ import annotations
@@ -35,7 +42,10 @@ from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.run import IDENTIFIER
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
-__all__ = ["CreditMapping", "CreditRequest", "default_dedupe_key"]
+__all__ = ["DEFAULT_DEDUPE_EXTRA_KEY", "CreditMapping", "CreditRequest", "default_dedupe_key"]
+
+#: The ``extra_data`` key that carries each credit's dedupe key unless configured otherwise.
+DEFAULT_DEDUPE_EXTRA_KEY = "ct_dedupe_key"
 
 _MAX_LISTED_ACTIVITIES = 10
 
@@ -82,6 +92,31 @@ class CreditRequest:
     num_points: int | None = None
     activity_date: int | None = None
     extra_data: dict[str, Any] | None = None
+    #: The ``extra_data`` key that carries ``dedupe_key`` (None: the key does not travel, and an
+    #: ambiguous credit cannot be verified in the activity history).
+    dedupe_extra_key: str | None = None
+
+    @property
+    def verifiable(self) -> bool:
+        """True when the credit carries its dedupe key, so the activity history can prove it landed."""
+        return (
+            self.dedupe_extra_key is not None
+            and (self.extra_data or {}).get(self.dedupe_extra_key) == self.dedupe_key
+        )
+
+    def to_json(self) -> str:
+        """The credit as the ledger keeps it: enough to verify it and resend it identically."""
+        data = {f: getattr(self, f) for f in _REQUEST_FIELDS}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, text: str, row_number: int = 0) -> CreditRequest:
+        """Rebuild a credit from :meth:`to_json` (a ledger row); ``row_number`` 0: no source row."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a ledger request must be a JSON object")
+        fields: dict[str, Any] = {f: data.get(f) for f in _REQUEST_FIELDS}
+        return cls(row_number=row_number, **fields)
 
     def payload(self) -> dict[str, Any]:
         """The JSON body CrowdTwist receives (for the rejects file and dry runs)."""
@@ -93,6 +128,18 @@ class CreditRequest:
         if self.extra_data:
             body["extra_data"] = self.extra_data
         return body
+
+
+_REQUEST_FIELDS = (
+    "dedupe_key",
+    "user_id",
+    "id_type",
+    "activity_id",
+    "num_points",
+    "activity_date",
+    "extra_data",
+    "dedupe_extra_key",
+)
 
 
 class _RowRejected(Exception):
@@ -126,6 +173,27 @@ def _name_list(value: str | Sequence[str] | Mapping[str, str] | None, arg: str) 
     return out
 
 
+def _reserved_key(key: str | None, extra_columns: Mapping[str, str]) -> str | None:
+    """Check ``dedupe_extra_key``: a non-empty string no ``extra_data_columns`` entry also writes."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.strip() or key != key.strip():
+        raise SyncConfigError(
+            f"dedupe_extra_key must be a non-empty extra_data key without surrounding spaces, got {key!r} "
+            "(None turns it off: then an ambiguous credit cannot be verified)",
+            "dedupe_extra_key",
+        )
+    clash = [column for column, name in extra_columns.items() if name == key]
+    if clash:
+        raise SyncConfigError(
+            f"extra_data_columns: column {clash[0]!r} would be sent as extra_data.{key}, the key reserved "
+            f"for each credit's dedupe key (dedupe_extra_key={key!r}); map the column to another key or "
+            "set dedupe_extra_key to another name",
+            "extra_data_columns",
+        )
+    return key
+
+
 class CreditMapping:
     """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects.
 
@@ -144,6 +212,7 @@ class CreditMapping:
         activity_date_column: str | None = None,
         extra_data_columns: str | Sequence[str] | Mapping[str, str] | None = None,
         dedupe_key_column: str | None = None,
+        dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY,
         known_activities: Collection[str] | None = None,
     ) -> None:
         for arg, value in (
@@ -178,6 +247,7 @@ class CreditMapping:
         self.activity_date_column = activity_date_column
         self.extra_data_columns = _name_list(extra_data_columns, "extra_data_columns")
         self.dedupe_key_column = dedupe_key_column
+        self.dedupe_extra_key = _reserved_key(dedupe_extra_key, self.extra_data_columns)
         self.known_activities: frozenset[str] | None = None
         if known_activities is not None:
             self.set_known_activities(known_activities)
@@ -257,6 +327,8 @@ class CreditMapping:
                 dedupe_key = default_dedupe_key(
                     self.id_type, identifier, activity_id, num_points, activity_date, extra_data
                 )
+            if self.dedupe_extra_key is not None:
+                extra_data = {**(extra_data or {}), self.dedupe_extra_key: dedupe_key}
         except _RowRejected as rej:
             return RowResult.at(
                 row_number,
@@ -275,6 +347,7 @@ class CreditMapping:
             num_points=num_points,
             activity_date=activity_date,
             extra_data=extra_data,
+            dedupe_extra_key=self.dedupe_extra_key,
         )
 
     def _text(self, record: Mapping[str, Any], column: str, what: str, *, required: bool) -> Any:

@@ -7,7 +7,11 @@ award points twice. The ledger is the memory that survives task retries, DAG rer
   ``credited``, ``failed`` or ``unknown`` after. A worker killed with SIGKILL therefore leaves its
   in-flight keys ``pending``; the next run turns them into ``unknown`` (the request may or may not have
   landed) instead of resending them.
-* ``unknown`` keys are never resent unless the user asks for it (``resend_unknown``): a human decides.
+* ``unknown`` keys are settled by the credit sync, not by a human: it looks each one up in the member's
+  activity history (``sync/credit_verify.py``) -- found: ``credited``; not there after the settle
+  delay: sent again. For that the ledger keeps what verification needs: the whole request (to find the
+  member and to resend it identically), when it was first and last sent, how often, when it became
+  ``unknown`` and how many look-ups it had. Only what verification cannot settle stays ``unknown``.
 * ``failed`` keys were definitely not applied (a 4xx, a refused connection, 429 after the retries), so a
   later run may send them again.
 
@@ -33,8 +37,19 @@ Schema (inspect it with ``sqlite3 LEDGER "select state, count(*) from credits gr
         num_points  INTEGER,            -- NULL: the activity's default points
         run_id      TEXT,               -- the run that last wrote the row
         updated_at  TEXT NOT NULL,      -- ISO 8601 UTC
-        message     TEXT                -- why a key is failed/unknown; the API's answer
+        message     TEXT,               -- why a key is failed/unknown; the API's answer
+        id_type     TEXT,               -- (v2) how user_id identifies the member
+        request     TEXT,               -- (v2) JSON of the credit as sent: resent identically if needed
+        attempts    INTEGER NOT NULL DEFAULT 0,  -- (v2) how many times it was sent
+        first_sent_at REAL,             -- (v2) epoch seconds of the first send (history look-back)
+        last_sent_at  REAL,             -- (v2) epoch seconds of the last send
+        unknown_since REAL,             -- (v2) epoch seconds it became 'unknown' (settle delay from here)
+        checks      INTEGER NOT NULL DEFAULT 0   -- (v2) activity-history look-ups made for it
     );
+
+A version-1 ledger gets the new columns when it is opened (``ALTER TABLE ... ADD COLUMN``); its old
+rows have no ``request``, so an old ``unknown`` key is verified from its source row when that is read
+again, and otherwise stays ``unknown``.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ import os
 import pathlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -74,7 +90,7 @@ UNKNOWN = "unknown"
 FAILED = "failed"
 #: Every state a key can have in the ledger.
 LEDGER_STATES: tuple[str, ...] = (PENDING, CREDITED, UNKNOWN, FAILED)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credits (
@@ -85,12 +101,30 @@ CREATE TABLE IF NOT EXISTS credits (
     num_points  INTEGER,
     run_id      TEXT,
     updated_at  TEXT NOT NULL,
-    message     TEXT
+    message     TEXT,
+    id_type     TEXT,
+    request     TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    first_sent_at REAL,
+    last_sent_at  REAL,
+    unknown_since REAL,
+    checks      INTEGER NOT NULL DEFAULT 0
 );
 """
 _INDEX = "CREATE INDEX IF NOT EXISTS credits_state ON credits (state)"
 
 _COLUMNS = ("dedupe_key", "state", "user_id", "activity_id", "num_points", "run_id", "updated_at", "message")
+#: Columns added by schema version 2 (what verifying an ``unknown`` credit needs), with their SQL types.
+_V2_COLUMNS = {
+    "id_type": "TEXT",
+    "request": "TEXT",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "first_sent_at": "REAL",
+    "last_sent_at": "REAL",
+    "unknown_since": "REAL",
+    "checks": "INTEGER NOT NULL DEFAULT 0",
+}
+_SELECT = f"SELECT {', '.join((*_COLUMNS, *_V2_COLUMNS))} FROM credits"
 
 _log = logging.getLogger(__name__)
 
@@ -105,12 +139,18 @@ class LedgerInUseError(LedgerError, FileInUseError):
 
 @dataclass(frozen=True)
 class CreditIntent:
-    """The facts recorded with a key before its request is sent (for a human reading the ledger)."""
+    """The facts recorded with a key before its request is sent.
+
+    ``request`` is the credit as sent (JSON text, see ``CreditRequest.to_json``): it lets a later run
+    verify the key in the member's history and resend it identically without the source row.
+    """
 
     dedupe_key: str
     user_id: str | None = None
     activity_id: str | None = None
     num_points: int | None = None
+    id_type: str | None = None
+    request: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,10 +165,21 @@ class LedgerEntry:
     run_id: str | None
     updated_at: str
     message: str | None
+    id_type: str | None = None
+    request: str | None = None
+    attempts: int = 0
+    first_sent_at: float | None = None
+    last_sent_at: float | None = None
+    unknown_since: float | None = None
+    checks: int = 0
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _epoch() -> float:
+    return time.time()
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
@@ -187,6 +238,9 @@ class CreditLedger:
                 raise sqlite3.DatabaseError(
                     f"its 'credits' table lacks the column(s) {', '.join(missing)}: not a credit ledger"
                 )
+            for name, kind in _V2_COLUMNS.items():  # a version-1 ledger: add what verification needs
+                if name not in columns:
+                    self._conn.execute(f"ALTER TABLE credits ADD COLUMN {name} {kind}")
             self._conn.execute(_INDEX)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_keys (dedupe_key TEXT PRIMARY KEY)")
@@ -280,17 +334,17 @@ class CreditLedger:
     def _recover_pending(self) -> int:
         with self._lock:
             cur = self._conn.execute(
-                "UPDATE credits SET state = ?, updated_at = ?, "
+                "UPDATE credits SET state = ?, updated_at = ?, unknown_since = ?, "
                 "message = 'left pending by run ' || COALESCE(run_id, '?') || "
                 "': the worker stopped while the request was in flight; it may or may not have been "
                 "credited' WHERE state = ?",
-                (UNKNOWN, _now(), PENDING),
+                (UNKNOWN, _now(), _epoch(), PENDING),
             )
             count = cur.rowcount
         if count:
             self._log.warning(
                 "Credit ledger %s: %d key(s) were left pending by an interrupted run and are now "
-                "'unknown'; they will not be resent unless resend_unknown=True",
+                "'unknown'; the credit sync looks them up in the members' activity histories",
                 self.location,
                 count,
             )
@@ -308,14 +362,19 @@ class CreditLedger:
         placeholders = ", ".join("?" for _ in retry_states)
         sql = (
             "INSERT INTO credits (dedupe_key, state, user_id, activity_id, num_points, run_id, updated_at, "
-            "message) VALUES (?, 'pending', ?, ?, ?, ?, ?, NULL) "
+            "message, id_type, request, attempts, first_sent_at, last_sent_at, unknown_since, checks) "
+            "VALUES (?, 'pending', ?, ?, ?, ?, ?, NULL, ?, ?, 1, ?, ?, NULL, 0) "
             "ON CONFLICT (dedupe_key) DO UPDATE SET state = 'pending', user_id = excluded.user_id, "
             "activity_id = excluded.activity_id, num_points = excluded.num_points, run_id = excluded.run_id, "
-            "updated_at = excluded.updated_at, message = NULL "
+            "updated_at = excluded.updated_at, message = NULL, id_type = excluded.id_type, "
+            "request = excluded.request, attempts = credits.attempts + 1, "
+            "first_sent_at = COALESCE(credits.first_sent_at, excluded.first_sent_at), "
+            "last_sent_at = excluded.last_sent_at, unknown_since = NULL "
             f"WHERE credits.state IN ({placeholders})"
         )
         accepted: set[str] = set()
         now = _now()
+        sent_at = _epoch()
         with self._lock:
             self._check_open()
             with transaction(self._conn, immediate=True):
@@ -329,6 +388,10 @@ class CreditLedger:
                             intent.num_points,
                             self.run_id,
                             now,
+                            intent.id_type,
+                            intent.request,
+                            sent_at,
+                            sent_at,
                             *retry_states,
                         ),
                     )
@@ -336,28 +399,55 @@ class CreditLedger:
                         accepted.add(intent.dedupe_key)
         return accepted
 
-    def record(self, dedupe_key: str, state: str, message: str | None = None) -> None:
-        """Record what became of a sent key (``credited``, ``failed`` or ``unknown``); committed at once."""
-        self.record_many([(dedupe_key, state, message)])
+    def record(
+        self, dedupe_key: str, state: str, message: str | None = None, *, checked: bool = False
+    ) -> None:
+        """Record what became of a sent key (``credited``, ``failed`` or ``unknown``); committed at once.
 
-    def record_many(self, results: Iterable[tuple[str, str, str | None]]) -> None:
+        ``checked``: the state comes from a look-up in the member's activity history (counted in
+        ``checks``). A key that becomes ``unknown`` keeps the time in ``unknown_since`` (the settle
+        delay runs from there); one that stays ``unknown`` after a look-up keeps its first time.
+        """
+        self.record_many([(dedupe_key, state, message)], checked=checked)
+
+    def record_many(self, results: Iterable[tuple[str, str, str | None]], *, checked: bool = False) -> None:
         """Record several results in one transaction."""
         rows = []
         now = _now()
+        epoch = _epoch()
         for key, state, message in results:
             if state not in (CREDITED, FAILED, UNKNOWN):
                 raise ValueError(f"a sent credit ends credited, failed or unknown, not {state!r}")
-            rows.append((state, self.run_id, now, message, key))
+            rows.append((state, self.run_id, now, message, state, epoch, int(checked), key))
         if not rows:
             return
         with self._lock:
             self._check_open()
             with transaction(self._conn, immediate=True):
                 self._conn.executemany(
-                    "UPDATE credits SET state = ?, run_id = ?, updated_at = ?, message = ? "
-                    "WHERE dedupe_key = ?",
+                    "UPDATE credits SET state = ?, run_id = ?, updated_at = ?, message = ?, "
+                    "unknown_since = CASE WHEN ? = 'unknown' THEN COALESCE(unknown_since, ?) END, "
+                    "checks = checks + ? WHERE dedupe_key = ?",
                     rows,
                 )
+
+    def mark_resend(self, dedupe_key: str, *, checked: bool = True) -> bool:
+        """Turn an ``unknown`` key back into ``pending`` before it is sent again (verified not there).
+
+        The write-ahead rule holds for a resend too: a worker killed during it leaves the key
+        ``pending``, hence ``unknown`` again, never lost. False when the key is not ``unknown`` (another
+        writer settled it), and then it must not be sent. ``checked``: a history look-up found it absent
+        (counted in ``checks``); False for a resend without proof (``resend_unknown``).
+        """
+        with self._lock:
+            self._check_open()
+            cur = self._conn.execute(
+                "UPDATE credits SET state = 'pending', run_id = ?, updated_at = ?, message = NULL, "
+                "attempts = attempts + 1, last_sent_at = ?, unknown_since = NULL, checks = checks + ?, "
+                "first_sent_at = COALESCE(first_sent_at, ?) WHERE dedupe_key = ? AND state = 'unknown'",
+                (self.run_id, _now(), _epoch(), int(checked), _epoch(), dedupe_key),
+            )
+            return bool(cur.rowcount)
 
     def discard_pending(self, keys: Iterable[str]) -> int:
         """Forget intents whose requests were never sent (e.g. the intent upload failed).
@@ -420,11 +510,7 @@ class CreditLedger:
             self._check_open()
             for batch in _chunks(key_list):
                 marks = ", ".join("?" for _ in batch)
-                for row in self._conn.execute(
-                    "SELECT dedupe_key, state, user_id, activity_id, num_points, run_id, updated_at, message "
-                    f"FROM credits WHERE dedupe_key IN ({marks})",
-                    tuple(batch),
-                ):
+                for row in self._conn.execute(f"{_SELECT} WHERE dedupe_key IN ({marks})", tuple(batch)):
                     found[row[0]] = LedgerEntry(*row)
         return found
 
@@ -443,10 +529,7 @@ class CreditLedger:
 
     def entries(self, state: str | None = None, *, limit: int | None = None) -> list[LedgerEntry]:
         """Rows of the ledger, optionally of one state, oldest update first."""
-        sql = (
-            "SELECT dedupe_key, state, user_id, activity_id, num_points, run_id, updated_at, message "
-            "FROM credits"
-        )
+        sql = _SELECT
         params: list[Any] = []
         if state is not None:
             sql += " WHERE state = ?"
@@ -460,7 +543,7 @@ class CreditLedger:
             return [LedgerEntry(*row) for row in self._conn.execute(sql, params)]
 
     def unknown_keys(self, limit: int | None = 100) -> list[LedgerEntry]:
-        """The keys a human has to look at (credited or not: nobody knows)."""
+        """The keys whose fate is not known (yet): the credit sync verifies them; else a human looks."""
         return self.entries(UNKNOWN, limit=limit)
 
     # ------------------------------------------------------------------ remote copies

@@ -40,7 +40,6 @@ from airflow_provider_crowdtwist.sync.member_mapping import (
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.rejects import mask_secrets
 from airflow_provider_crowdtwist.sync.run import RowRef, RunConfig, SyncRun
-from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
 from airflow_provider_crowdtwist.sync.state import MemberState
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
@@ -273,7 +272,11 @@ def sync_members(
     mapping = config.mapping()
     run: SyncRun[SpooledRow] = SyncRun(client, config, SyncSummary(), log, title="CrowdTwist member sync")
     run.column_of = mapping.column_of
-    state = MemberState(config.state_path, namespace=mapping.id_type) if config.state_path else None
+    state = (
+        MemberState(config.partition_path(config.state_path), namespace=mapping.id_type)
+        if config.state_path
+        else None
+    )
     try:
         with Spool(config.spool_dir) as spool:
             _read(run, chunks, mapping, spool)
@@ -317,8 +320,8 @@ def _read(
     for chunk in run.chunks(chunks):
         plan = mapping.plan([str(c) for c in chunk.columns])
         batch: list[tuple[int, str, str, str]] = []
-        for record in chunk_records(chunk):
-            mapped = mapping.map_record(run.read_row(), record, plan)
+        for row_number, record in run.rows(chunk, mapping.id_column, lower=mapping.id_type == "email"):
+            mapped = mapping.map_record(row_number, record, plan)
             if isinstance(mapped, MappedRow):
                 payload = json.dumps(
                     mapped.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False

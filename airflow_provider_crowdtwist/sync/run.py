@@ -41,10 +41,17 @@ from airflow_provider_crowdtwist.client.errors import (
 )
 from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
+from airflow_provider_crowdtwist.sync.partition import Partition, active_partition, member_key
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
-from airflow_provider_crowdtwist.sync.sources import BadLine, OnBadLines, SourceError, duplicate_columns
+from airflow_provider_crowdtwist.sync.sources import (
+    BadLine,
+    OnBadLines,
+    SourceError,
+    chunk_records,
+    duplicate_columns,
+)
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncConfigError,
@@ -87,6 +94,19 @@ class RunConfig:
     progress_interval: float = 10.0
     stop_event: threading.Event | None = None
     on_bad_lines: OnBadLines = "fail"
+    #: ``(index, count)``: this run syncs only the members that hash to ``index`` of ``count``, with its
+    #: own state / ledger / rejects files (docs/scale-out.md). None: the whole source.
+    partition: Any = None
+
+    @property
+    def part(self) -> Partition | None:
+        """``partition`` as a :class:`Partition` (None when unpartitioned); checked by :meth:`validate`."""
+        return active_partition(self.partition)
+
+    def partition_path(self, location: Any) -> Any:
+        """This partition's file for ``location`` (``name.part-i-of-n.ext``); unchanged when unpartitioned."""
+        part = self.part
+        return part.path(location) if part is not None else location
 
     def validate(self) -> None:
         """The shared rules, each field against its type (:func:`validate_config`), the sync's own."""
@@ -94,6 +114,7 @@ class RunConfig:
             ("max_workers", lambda: check_max_workers(self.max_workers)),
             ("max_failed_rows", lambda: validate_thresholds(self.max_failed_rows, None)),
             ("max_failed_ratio", lambda: validate_thresholds(None, self.max_failed_ratio)),
+            ("partition", lambda: Partition.parse(self.partition)),
         ):
             try:
                 check()
@@ -242,7 +263,10 @@ class SyncRun(Generic[T]):
         self._problems_logged = 0
         self._started = time.monotonic()
         self._requests_before = self._requests()
-        self.rejects = open_rejects(config.rejects_path, redact=self.redact)
+        self._source_rows = 0
+        self.part = config.part
+        summary.partition = (self.part.index, self.part.count) if self.part is not None else None
+        self.rejects = open_rejects(config.partition_path(config.rejects_path), redact=self.redact)
         summary.rejects_path = getattr(self.rejects, "location", None)
         #: The sync's attribute -> source column rule (its mapping's ``column_of``), so that a refusal
         #: naming an attribute names the column to fix.
@@ -254,13 +278,17 @@ class SyncRun(Generic[T]):
         """The source's DataFrame chunks; its unreadable lines (:class:`BadLine`) become rows here.
 
         A bad line takes the next row number, so rows keep their file order and the counts add up;
-        with ``on_bad_lines="fail"`` it raises :class:`SourceError` naming the line instead. A chunk
-        whose column names repeat (exactly, or as pandas' ``name.1``) is a configuration error.
+        with ``on_bad_lines="fail"`` it raises :class:`SourceError` naming the line instead. Its member
+        cannot be read, so of a partitioned sync only partition 0 reports it (the others number it).
+        A chunk whose column names repeat (exactly, or as pandas' ``name.1``) is a configuration error.
         """
         for item in items:
             if isinstance(item, BadLine):
                 if self.config.on_bad_lines != "reject":
                     raise SourceError(f"{item.describe()} (on_bad_lines='reject' would skip the line)")
+                if self.part is not None and self.part.index != 0:
+                    self._source_rows += 1
+                    continue
                 row = RowRef(self.read_row(), None)
                 self.record(self.result(row, Outcome.REJECTED, item.describe(), code=BAD_LINE))
                 continue
@@ -274,9 +302,23 @@ class SyncRun(Generic[T]):
             yield item
 
     def read_row(self) -> int:
-        """Count one row read from the source; return its 1-based row number."""
+        """Count one row read from the source; return its 1-based row number in the source."""
         self.summary.rows_read += 1
-        return self.summary.rows_read
+        self._source_rows += 1
+        return self._source_rows
+
+    def rows(self, chunk: Any, id_column: str, *, lower: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(row number, record)`` for the rows of ``chunk`` this run syncs (its partition's members).
+
+        Rows of other partitions are passed over: not counted, but numbered, so that a row keeps its
+        number in the source in every partition's rejects file.
+        """
+        part = self.part
+        for record in chunk_records(chunk):
+            if part is not None and not part.owns(member_key(record.get(id_column), lower=lower)):
+                self._source_rows += 1
+                continue
+            yield self.read_row(), record
 
     def result(
         self, row: RowRef, outcome: OutcomeLike, message: str | None = None, **fields: Any
@@ -431,6 +473,24 @@ class SyncRun(Generic[T]):
             self.summary.rejects_written = self.rejects.written
             self.summary.requests_sent = self._requests() - self._requests_before
             self.summary.duration_seconds = time.monotonic() - self._started
+            self.summary.rate_limit = self._rate_limit()
+
+    def _rate_limit(self) -> dict[str, Any] | None:
+        """The client's limiter figures (configured, learned, 429s), logged when it learned anything."""
+        stats = getattr(getattr(self.client, "rate_limiter", None), "stats", None)
+        if not callable(stats):
+            return None
+        figures = dict(stats())
+        if figures.get("rate_limited"):
+            self.log.warning(
+                "CrowdTwist answered 429 to %d request(s); the real limit was measured at %s requests/min "
+                "(configured %s); paced at %s requests/min at the end.",
+                figures["rate_limited"],
+                figures.get("learned_requests_per_minute") or "?",
+                figures.get("configured_requests_per_minute") or "no limit",
+                figures.get("paced_requests_per_minute") or "?",
+            )
+        return figures
 
     def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
         """Log the summary table (and ``notes``); raise on abort or a threshold violation.

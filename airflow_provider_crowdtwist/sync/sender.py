@@ -14,14 +14,18 @@ Design points:
 * a ``stop`` event ends the submission of new items (e.g. after a 401); items already in flight
   finish. Items never submitted stay in the caller's iterator, so the caller can give them an outcome;
 * ``heartbeat`` runs on the calling thread about once a second even when nothing completes (a long
-  429 pause), so progress keeps being logged.
+  429 pause), so progress keeps being logged;
+* completed futures arrive through a queue fed by their done-callbacks: ``concurrent.futures.wait``
+  over all in-flight futures locks each of them on every call, a cost per row that grows with
+  ``max_workers`` (it was the engine's largest item in the profile at 64 workers).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -82,6 +86,7 @@ def send_all(
         raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
     iterator = iter(items)
     in_flight: dict[Future[R], T] = {}
+    completed: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
     exhausted = False
 
     def _submit_more(pool: ThreadPoolExecutor) -> None:
@@ -92,13 +97,26 @@ def send_all(
             except StopIteration:
                 exhausted = True
                 return
-            in_flight[pool.submit(work, item)] = item
+            future = pool.submit(work, item)
+            in_flight[future] = item
+            future.add_done_callback(completed.put)
+
+    def _next_done() -> list[Future[R]]:
+        try:
+            done = [completed.get(timeout=heartbeat_interval)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(completed.get_nowait())
+            except queue.Empty:
+                return done
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix) as pool:
         try:
             _submit_more(pool)
             while in_flight:
-                done, _ = wait(list(in_flight), timeout=heartbeat_interval, return_when=FIRST_COMPLETED)
+                done = _next_done()
                 if heartbeat is not None:
                     heartbeat()
                 for future in done:

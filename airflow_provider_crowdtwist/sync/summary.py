@@ -76,6 +76,10 @@ class SyncSummary:
     aborted: str | None = None
     rows_removed: int = 0
     request_counts: dict[str, int] = field(default_factory=dict)
+    #: ``(index, count)`` when the run was one partition of a sync (docs/scale-out.md).
+    partition: tuple[int, int] | None = None
+    #: The rate limiter's figures: configured cap, the rate learned from 429s, the 429s (RateLimiter.stats).
+    rate_limit: dict[str, Any] | None = None
 
     def declare(self, outcome: OutcomeLike) -> None:
         """Make an extra outcome of a sync known (counted from 0, listed in the table)."""
@@ -134,7 +138,11 @@ class SyncSummary:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             data[f.name] = (
-                dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+                dict(value)
+                if isinstance(value, dict)
+                else list(value)
+                if isinstance(value, (list, tuple))
+                else value
             )
         data["duration_seconds"] = round(float(self.duration_seconds), 3)
         data["rows_per_second"] = round(self.rows_per_second, 2)

@@ -359,18 +359,25 @@ E2E_HMAC_PRIVATE = "ctpriv_Q2hhbmdlTWVQbGVhc2UxMjM0NTY3ODkw"
 SECRETS = (E2E_API_KEY, E2E_HMAC_PRIVATE)
 
 
-@pytest.fixture(scope="session")
-def e2e_sandbox_server() -> Iterator[Any]:
-    """One in-process sandbox for the e2e session (the Airflow child processes reach it over loopback)."""
+@contextlib.contextmanager
+def e2e_sandbox_running(**options: Any) -> Iterator[Any]:
+    """An in-process sandbox with the e2e credentials (and ``options``), always stopped afterwards."""
     from airflow_provider_crowdtwist.sandbox.server import SandboxServer
 
     server = SandboxServer(
-        api_key=E2E_API_KEY, hmac_public_key=E2E_HMAC_PUBLIC, hmac_private_key=E2E_HMAC_PRIVATE
+        api_key=E2E_API_KEY, hmac_public_key=E2E_HMAC_PUBLIC, hmac_private_key=E2E_HMAC_PRIVATE, **options
     ).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_sandbox_server() -> Iterator[Any]:
+    """One in-process sandbox for the e2e session (the Airflow child processes reach it over loopback)."""
+    with e2e_sandbox_running() as server:
+        yield server
 
 
 @pytest.fixture

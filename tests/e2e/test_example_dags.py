@@ -22,13 +22,11 @@ import pytest
 
 from tests.e2e.conftest import (
     DAGS_DIR,
-    E2E_API_KEY,
-    E2E_HMAC_PRIVATE,
-    E2E_HMAC_PUBLIC,
     AirflowEnv,
     WarehouseRows,
     api_key_conn,
     assert_no_secrets,
+    e2e_sandbox_running,
     explain,
     files_under,
     hmac_conn,
@@ -42,6 +40,8 @@ EXAMPLE_DAG_IDS = {
     "crowdtwist_member_file_sync",
     "crowdtwist_hmac_review_rewards",
     "crowdtwist_live_push_load",
+    "crowdtwist_partitioned_sync",
+    "crowdtwist_multi_program_sync",
 }
 # The live push load runs hourly (pushes arrive all day); the syncs run daily.
 HOURLY_DAG_IDS = {"crowdtwist_live_push_load"}
@@ -337,18 +337,8 @@ def test_member_file_sync_from_object_storage_url(
 @pytest.fixture
 def hmac_only_sandbox() -> Iterator[Any]:
     """A sandbox that accepts HMAC-signed requests only: an API-key request there is a 401."""
-    from airflow_provider_crowdtwist.sandbox.server import SandboxServer
-
-    server = SandboxServer(
-        api_key=E2E_API_KEY,
-        hmac_public_key=E2E_HMAC_PUBLIC,
-        hmac_private_key=E2E_HMAC_PRIVATE,
-        auth_modes=("hmac",),
-    ).start()
-    try:
+    with e2e_sandbox_running(auth_modes=("hmac",)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_hmac_review_rewards_signs_every_request(

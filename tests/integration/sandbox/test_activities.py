@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistForbiddenError,
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
@@ -132,11 +133,10 @@ def test_identical_credit_inside_the_window_is_event_already_processed(sandbox, 
         sandbox, "POST", path, json={**body, "extra_data": {"review_id": 10}}, headers=API_KEY_HEADER
     ).ok
     assert raw(sandbox, "POST", path, json={**body, "num_points": 5}, headers=API_KEY_HEADER).ok
-    # the package's client reads that answer as "it was already applied"
-    assert client.credit_activity("dup@example.com", "review", extra_data={"review_id": 9}) == {
-        "awarded": True,
-        "already_processed": True,
-    }
+    # the package's client reports that answer as its own, ambiguous error: not proof of anything
+    with pytest.raises(CrowdTwistAlreadyProcessedError) as caught:
+        client.credit_activity("dup@example.com", "review", extra_data={"review_id": 9})
+    assert caught.value.ambiguous is True
     assert len(sandbox.admin.credits()) == 3
 
 

@@ -147,17 +147,19 @@ def test_applied_then_503_stores_the_change_yet_answers_503(sandbox):
     assert [m["email_address"] for m in sandbox.admin.members()] == ["ghost@example.com"]
 
 
-def test_applied_then_503_credit_is_not_doubled_by_the_client(sandbox, client_for):
-    """The dangerous case: the credit landed, the answer said 503. A resend inside the duplicate window
-    is refused as "Event already processed", so the package's client reports one credit, not two."""
+def test_applied_then_503_credit_is_not_resent_by_the_client(sandbox, client_for):
+    """The dangerous case: the credit landed, the answer said 503. The client does not resend (that
+    would award twice wherever CrowdTwist does not deduplicate); the error is ambiguous, and the credit
+    sync settles it by looking in the member's activity history."""
     client = client_for(sandbox)
     client.create_user(member("twice@example.com"))
     sandbox.admin.set_faults(applied_then_503_rate=1.0)
-    result = client.credit_activity("twice@example.com", "birthday")
-    assert result == {"awarded": True, "already_processed": True}
+    with pytest.raises(CrowdTwistServerError) as caught:
+        client.credit_activity("twice@example.com", "birthday")
+    assert caught.value.ambiguous is True and caught.value.status == 503
     credits = sandbox.admin.credits()
     assert [(c["activity_id"], c["points"]) for c in credits] == [("birthday", 100)]
-    assert sandbox.admin.requests_for("twice@example.com") == 3  # create, credit (503), resend (400)
+    assert sandbox.admin.requests_for("twice@example.com") == 2  # create, credit (503); no resend
 
 
 def test_applied_then_503_with_a_naive_resend_after_the_window_doubles_points(client_for):
@@ -206,8 +208,9 @@ def test_applied_then_drop_is_applied_and_unanswered(sandbox, client_for):
     client = client_for(sandbox)
     client.create_user(member("reset@example.com"))
     sandbox.admin.set_faults(applied_then_drop_rate=1.0)
-    result = client.credit_activity("reset@example.com", "signup")
-    assert result == {"awarded": True, "already_processed": True}  # the resend met the duplicate check
+    with pytest.raises(CrowdTwistConnectionError) as caught:
+        client.credit_activity("reset@example.com", "signup")
+    assert caught.value.ambiguous is True  # applied, but nobody can tell from the answer
     assert [c["points"] for c in sandbox.admin.credits()] == [50]
     assert sandbox.admin.stats()["by_status"]["dropped"] == 1
 

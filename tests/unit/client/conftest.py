@@ -37,6 +37,8 @@ class RecordingLimiter:
     def __init__(self, on_acquire: Callable[[int], None] | None = None) -> None:
         self.acquired = 0
         self.pauses: list[float] = []
+        self.rate_limited: list[tuple[float | None, float | None]] = []  # (retry_after, sent_at)
+        self.successes = 0
         self._on_acquire = on_acquire
 
     def acquire(self) -> None:
@@ -46,6 +48,14 @@ class RecordingLimiter:
 
     def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
+
+    def record_rate_limited(self, retry_after: float | None = None, sent_at: float | None = None) -> None:
+        self.rate_limited.append((retry_after, sent_at))
+        if retry_after is not None:
+            self.pause(retry_after)  # as the real limiter does: Retry-After pauses everyone
+
+    def record_success(self) -> None:
+        self.successes += 1
 
 
 def make_config(**overrides: Any) -> ClientConfig:

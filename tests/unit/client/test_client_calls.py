@@ -1,4 +1,4 @@
-"""API calls: URL encoding, bodies, upsert, and the exactly-once aid of credit_activity."""
+"""API calls: URL encoding, bodies, upsert, credits sent once, and the activity history."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import requests
 
 from airflow_provider_crowdtwist import __version__
 from airflow_provider_crowdtwist.client import (
+    CrowdTwistAlreadyProcessedError,
     CrowdTwistAuthError,
     CrowdTwistConfigError,
     CrowdTwistConnectionError,
     CrowdTwistForbiddenError,
     CrowdTwistNotFoundError,
-    CrowdTwistRateLimitError,
     CrowdTwistServerError,
     CrowdTwistValidationError,
     quote_path_value,
@@ -25,8 +25,6 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistDeletionNotFoundError,
     CrowdTwistDeletionRefusedError,
 )
-
-from .conftest import RecordingLimiter
 
 USER = "https://api.test/v2/users/a%2Bb%40c.com?id_type=email"
 CREATE = "https://api.test/v2/users"
@@ -356,66 +354,61 @@ def test_credit_body_and_plain_success(requests_mock: Any, make_client: Any) -> 
     assert client.requests_sent == 1
 
 
-def test_credit_resends_at_once_after_read_timeout(requests_mock: Any, make_client: Any, clock: Any) -> None:
+def test_credit_is_not_resent_after_a_read_timeout(requests_mock: Any, make_client: Any, clock: Any) -> None:
+    """No blind resend: the timed-out credit may have been applied, and a resend could award twice."""
     requests_mock.post(CREDIT, [{"exc": requests.ReadTimeout("slow")}, {"json": {"awarded": True}}])
-    client = make_client(backoff_base=8.0, backoff_max=30.0, credit_resend_delay=0.1)
-    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True}
-    assert clock.sleeps == [0.1]  # the short fixed delay, not the 8 s backoff
-    first, second = requests_mock.request_history
-    assert first.body == second.body  # the identical request
-
-
-def test_credit_duplicate_answer_after_ambiguous_means_credited(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.post(CREDIT, [{"status_code": 502, "text": "bad gateway"}, PROCESSED])
     client = make_client()
-    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True, "already_processed": True}
-    assert client.requests_sent == 2
-
-
-def test_credit_duplicate_answer_on_first_attempt(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.post(CREDIT, **PROCESSED)
-    client = make_client()
-    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True, "already_processed": True}
-    assert client.requests_sent == 1
-
-
-def test_credit_still_ambiguous_after_retries(requests_mock: Any, make_client: Any, clock: Any) -> None:
-    requests_mock.post(CREDIT, exc=requests.ReadTimeout("slow"))
-    client = make_client(max_retries=2, credit_resend_delay=0.2)
     with pytest.raises(CrowdTwistConnectionError) as info:
         client.credit_activity("a+b@c.com", "purchase")
     assert info.value.ambiguous is True
-    assert client.requests_sent == 3 and clock.sleeps == [0.2, 0.2]
+    assert requests_mock.call_count == 1 and client.requests_sent == 1 and clock.sleeps == []
 
 
-def test_credit_not_resent_outside_the_duplicate_window(
-    requests_mock: Any, make_client: Any, clock: Any
-) -> None:
-    """A long Retry-After after an ambiguous attempt would land outside the window: stop, ambiguous."""
-    requests_mock.post(
-        CREDIT,
-        [{"exc": requests.ReadTimeout("slow")}, {"status_code": 429, "headers": {"Retry-After": "30"}}],
-    )
-    client = make_client(credit_resend_window=5.0, max_retry_wait=100.0)
-    with pytest.raises(CrowdTwistRateLimitError) as info:
-        client.credit_activity("a+b@c.com", "purchase")
-    assert info.value.ambiguous is True
-    assert client.requests_sent == 2 and clock.sleeps == [0.2]
-
-
-def test_credit_not_resent_when_the_limiter_held_it_past_the_window(
-    requests_mock: Any, make_client: Any, clock: Any
-) -> None:
-    def slow_second_token(count: int) -> None:
-        if count == 2:
-            clock.now += 60.0  # e.g. another worker's 429 paused everyone for a minute
-
-    requests_mock.post(CREDIT, [{"status_code": 503}, {"json": {"awarded": True}}])
-    client = make_client(limiter=RecordingLimiter(on_acquire=slow_second_token))
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_credit_is_not_resent_after_a_5xx(requests_mock: Any, make_client: Any, status: int) -> None:
+    requests_mock.post(CREDIT, [{"status_code": status, "text": "oops"}, {"json": {"awarded": True}}])
+    client = make_client()
     with pytest.raises(CrowdTwistServerError) as info:
         client.credit_activity("a+b@c.com", "purchase")
-    assert info.value.ambiguous is True
-    assert requests_mock.call_count == 1 and client.requests_sent == 1
+    assert info.value.ambiguous is True and info.value.status == status
+    assert requests_mock.call_count == 1
+
+
+def test_already_processed_is_its_own_ambiguous_answer(requests_mock: Any, make_client: Any) -> None:
+    """'Event already processed' names an *identical* earlier credit, not necessarily this one."""
+    requests_mock.post(CREDIT, **PROCESSED)
+    client = make_client()
+    with pytest.raises(CrowdTwistAlreadyProcessedError) as info:
+        client.credit_activity("a+b@c.com", "purchase")
+    assert info.value.ambiguous is True and info.value.status == 400
+    assert "already processed" in info.value.message.lower()
+    assert isinstance(info.value, CrowdTwistValidationError)  # still a 400 to code that catches those
+    assert client.requests_sent == 1
+
+
+def test_credit_429_before_any_ambiguity_is_retried(requests_mock: Any, make_client: Any) -> None:
+    """A 429 was certainly not applied: retried as for any call, and the credit is not ambiguous."""
+    requests_mock.post(
+        CREDIT, [{"status_code": 429, "headers": {"Retry-After": "1"}}, {"json": {"awarded": True}}]
+    )
+    client = make_client(max_retry_wait=10.0)
+    assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True}
+    assert requests_mock.call_count == 2
+
+
+def test_credit_ambiguous_after_a_429_stops_at_once(requests_mock: Any, make_client: Any) -> None:
+    requests_mock.post(
+        CREDIT,
+        [
+            {"status_code": 429, "headers": {"Retry-After": "0"}},
+            {"status_code": 503},
+            {"json": {"awarded": True}},
+        ],
+    )
+    client = make_client()
+    with pytest.raises(CrowdTwistServerError) as info:
+        client.credit_activity("a+b@c.com", "purchase")
+    assert info.value.ambiguous is True and requests_mock.call_count == 2
 
 
 def test_credit_connect_failure_uses_normal_backoff(requests_mock: Any, make_client: Any, clock: Any) -> None:
@@ -438,16 +431,17 @@ def test_credit_other_refusal_is_not_retried_or_ambiguous(requests_mock: Any, ma
         client.credit_activity("a+b@c.com", "")
 
 
-def test_credit_refusal_after_ambiguous_attempt_keeps_ambiguous(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.post(
-        CREDIT,
+def test_refusal_after_ambiguous_attempt_keeps_ambiguous(requests_mock: Any, make_client: Any) -> None:
+    """Calls other than credits are retried after an ambiguous attempt; the error stays ambiguous."""
+    requests_mock.put(
+        USER,
         [
             {"exc": requests.ReadTimeout("slow")},
             {"status_code": 403, "json": {"error": "forbidden", "message": "User is inactive."}},
         ],
     )
     with pytest.raises(Exception, match="User is inactive") as info:
-        make_client().credit_activity("a+b@c.com", "purchase")
+        make_client().update_user("a+b@c.com", {"first_name": "A"})
     assert info.value.ambiguous is True
 
 
@@ -531,3 +525,36 @@ def test_every_client_builds_its_limiter_from_the_config():
 )
 def test_credential_failure_is_401_or_a_403_naming_the_key(error, credential):
     assert error.credential_failure is credential
+
+
+def test_environment_proxy_is_resolved_once_and_used(monkeypatch: Any, requests_mock: Any) -> None:
+    """The hot path no longer asks the environment per request (it read all of os.environ twice per
+    request): the proxy settings are resolved when the client is built, as Session.request would."""
+    from airflow_provider_crowdtwist.client import CrowdTwistClient
+
+    from .conftest import make_config
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    requests_mock.get("https://api.test/v2/activities", json=[])
+    with CrowdTwistClient(make_config()) as client:
+        monkeypatch.delenv("HTTPS_PROXY")  # changed later: the client keeps what it resolved
+        client.list_activities()
+        client.list_activities()
+    assert requests_mock.call_count == 2
+    assert all(r.proxies.get("https") == "http://proxy.test:3128" for r in requests_mock.request_history)
+
+
+def test_api_key_in_query_is_sent_but_never_shown(requests_mock: Any, make_client: Any, caplog: Any) -> None:
+    from .conftest import API_KEY
+
+    requests_mock.get("https://api.test/v2/users/a%40b.com", [{"status_code": 500}, {"json": {"id": 1}}])
+    caplog.set_level("DEBUG")
+    client = make_client(api_key_in="query")
+    assert client.get_user("a@b.com") == {"id": 1}
+    sent = requests_mock.last_request
+    assert sent.qs == {"id_type": ["email"], "api_key": [API_KEY.lower()]}  # (requests_mock lower-cases)
+    assert "X-CT-Authorization" not in sent.headers
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("airflow_provider"))
+    assert API_KEY not in ours and "v2/users/a%40b.com?id_type=email -> 500" in ours

@@ -46,17 +46,25 @@ def test_429_with_retry_after_waits_that_long_and_pauses_everyone(
     assert [a.id for a in client.list_activities()] == ["purchase"]
     assert clock.sleeps == [7.0]
     assert limiter.pauses == [7.0]
+    assert limiter.rate_limited == [(7.0, 1000.0)]  # sent at the clock's start: nothing slept before
+    assert limiter.successes == 1
     assert limiter.acquired == 2 == client.requests_sent
 
 
-def test_429_without_retry_after_uses_backoff_for_the_pause(
+def test_429_without_retry_after_backs_off_and_reports_to_the_limiter(
     requests_mock: Any, make_client: Any, clock: Any
 ) -> None:
+    """Without Retry-After the request backs off on its own; the limiter learns from the report.
+
+    (Until issue 16 the backoff also paused every worker; now the adaptive limiter cuts the pace.)
+    """
     requests_mock.get(ACTIVITIES, [{"status_code": 429}, {"status_code": 429}, OK])
     limiter = RecordingLimiter()
     make_client(limiter=limiter).list_activities()
     assert clock.sleeps == [0.01, 0.02]  # the jitter draw is pinned to its maximum in these tests
-    assert limiter.pauses == clock.sleeps
+    assert limiter.pauses == []
+    assert limiter.rate_limited == [(None, 1000.0), (None, 1000.01)]  # each with its send time
+    assert limiter.successes == 1
 
 
 def test_retry_after_as_http_date(requests_mock: Any, make_client: Any, clock: Any) -> None:
@@ -73,6 +81,7 @@ def test_retry_after_on_503_is_honoured(requests_mock: Any, make_client: Any, cl
     limiter = RecordingLimiter()
     make_client(limiter=limiter).list_activities()
     assert clock.sleeps == [2.0] and limiter.pauses == []  # only a 429 slows every worker
+    assert limiter.rate_limited == [] and limiter.successes == 2  # a 503 is an answer, not a 429
 
 
 def test_exponential_backoff_with_full_jitter_and_cap(requests_mock: Any, clock: Any) -> None:

@@ -129,3 +129,143 @@ def test_threads_share_the_budget() -> None:
     assert len(done) == per_thread * threads
     minimum = (per_thread * threads - limiter.burst) / limiter.rate_per_second
     assert elapsed >= minimum * 0.98
+
+
+# -- adaptive pacing (issue 16): learn the real limit from 429s ------------------------------------
+
+
+def _per_minute(limiter: RateLimiter) -> float:
+    return limiter.rate_per_second * 60.0
+
+
+def test_first_429_halves_the_pace_and_is_reported() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(6000, clock=clock, sleep=clock.sleep)
+    ceiling = _per_minute(limiter)
+    limiter.acquire()
+    limiter.record_rate_limited(None, sent_at=clock.now)
+    assert _per_minute(limiter) == pytest.approx(ceiling / 2)
+    assert limiter.stats()["rate_limited"] == 1 and limiter.stats()["rate_decreases"] == 1
+    assert limiter.learned_requests_per_minute is None  # one 429 measures nothing yet
+
+
+def test_429s_for_requests_sent_before_the_cut_do_not_cut_again() -> None:
+    """A storm's in-flight requests were paced at the old rate: without this guard one storm would
+    cut the pace once per 429 down to the floor."""
+    clock = FakeClock()
+    limiter = RateLimiter(6000, clock=clock, sleep=clock.sleep)
+    sent = clock.now
+    clock.sleep(0.1)
+    limiter.record_rate_limited(None, sent_at=sent)
+    after_first = _per_minute(limiter)
+    for _ in range(20):
+        limiter.record_rate_limited(None, sent_at=sent)
+    assert _per_minute(limiter) == after_first
+    assert limiter.stats()["rate_limited"] == 21 and limiter.stats()["rate_decreases"] == 1
+    clock.sleep(0.1)
+    limiter.record_rate_limited(None, sent_at=clock.now)  # sent at the new pace: it cuts
+    assert _per_minute(limiter) < after_first
+
+
+def test_cut_goes_just_under_the_rate_the_server_accepted() -> None:
+    """Between two 429s the server accepted its real rate: 50/s over 2 s -> pace ~97% of 3,000/min."""
+    clock = FakeClock()
+    limiter = RateLimiter(10_000, clock=clock, sleep=clock.sleep)
+    limiter.record_rate_limited(None, sent_at=clock.now)
+    for _ in range(100):  # 100 accepted in 2 s, still inside the episode
+        clock.sleep(0.02)
+        limiter.record_success()
+    limiter.record_rate_limited(None, sent_at=clock.now)
+    assert limiter.learned_requests_per_minute == pytest.approx(3000, rel=0.01)
+    assert _per_minute(limiter) == pytest.approx(3000 * (1 - limiter.margin), rel=0.01)
+
+
+def test_pace_climbs_back_slowly_and_never_above_the_ceiling() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(6000, clock=clock, sleep=clock.sleep, probe_fraction=0.01)
+    ceiling = _per_minute(limiter)
+    limiter.record_rate_limited(None, sent_at=clock.now)
+    cut = _per_minute(limiter)
+    clock.sleep(1.0)
+    # additive: 1% of the ceiling (nothing learned yet) per second
+    assert _per_minute(limiter) == pytest.approx(cut + 0.01 * ceiling, rel=1e-6)
+    clock.sleep(10.0)
+    assert _per_minute(limiter) == pytest.approx(cut + 0.11 * ceiling, rel=1e-6)
+    clock.sleep(3600.0)
+    assert _per_minute(limiter) == pytest.approx(ceiling)
+    times = _grant_times(limiter, clock, 12_000)
+    assert _max_in_window(times, 60.0) <= 6000  # back at the ceiling, and the cap still holds
+
+
+def test_retry_after_pauses_everyone_and_the_climb_waits_for_it() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(6000, clock=clock, sleep=clock.sleep)
+    limiter.record_rate_limited(7.0, sent_at=clock.now)
+    cut = _per_minute(limiter)
+    start = clock.now
+    limiter.acquire()
+    assert clock.now - start >= 7.0  # honoured: nobody sent before Retry-After ran out
+    assert _per_minute(limiter) == pytest.approx(cut, rel=0.01)  # no climb during the pause
+    after = clock.now
+    limiter.acquire()
+    assert clock.now - after == pytest.approx(60.0 / cut, rel=0.02)  # one at a time, no burst
+
+
+def test_a_cut_voids_slots_reserved_at_the_old_pace() -> None:
+    """A thread that reserved a slot at the old pace and slept must queue again at the new one."""
+    clock = FakeClock()
+    limiter: RateLimiter
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 1:  # while the first waiter sleeps, a 429 cuts the pace
+            limiter.record_rate_limited(None, sent_at=clock.now)
+
+    limiter = RateLimiter(600, burst=1, clock=clock, sleep=sleep)
+    limiter.acquire()
+    limiter.acquire()  # reserved 0.1 s ahead at 600/min; the cut to 300/min comes while it sleeps
+    assert len(clock.sleeps) == 2
+    assert clock.sleeps[1] == pytest.approx(60.0 / 300.0, rel=0.01)
+
+
+def test_without_a_configured_cap_the_first_429_sets_a_pace() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock, sleep=clock.sleep)
+    for _ in range(100):  # 100 requests in the last second
+        limiter.acquire()
+        clock.now += 0.01
+    assert clock.sleeps == []
+    limiter.record_rate_limited(None, sent_at=clock.now)
+    assert _per_minute(limiter) == pytest.approx(50 * 60, rel=0.02)  # half of what was being sent
+    limiter.acquire()
+    limiter.acquire()
+    assert clock.sleeps and clock.sleeps[-1] == pytest.approx(1 / 50, rel=0.05)
+
+
+def test_not_adaptive_only_pauses() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(6000, clock=clock, sleep=clock.sleep, adaptive=False)
+    before = _per_minute(limiter)
+    limiter.record_rate_limited(3.0, sent_at=clock.now)
+    assert _per_minute(limiter) == before and limiter.paused_until == pytest.approx(clock.now + 3.0)
+
+
+def test_stats_for_the_summary() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10_000, clock=clock, sleep=clock.sleep)
+    assert limiter.stats() == {
+        "configured_requests_per_minute": 10_000,
+        "learned_requests_per_minute": None,
+        "paced_requests_per_minute": pytest.approx(10_000 - limiter.burst, abs=1),
+        "rate_limited": 0,
+        "rate_decreases": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"decrease_factor": 1.0}, {"probe_fraction": -0.1}, {"margin": 1.0}, {"min_requests_per_minute": 0}],
+)
+def test_bad_adaptive_settings_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        RateLimiter(100, **kwargs)

@@ -107,7 +107,6 @@ def _client(base_url: str, mode: str) -> CrowdTwistClient:
         max_retries=1,
         backoff_base=0.001,
         backoff_max=0.002,
-        credit_resend_delay=0.001,
         **AUTH_MODES[mode],
     )
     return CrowdTwistClient(config)

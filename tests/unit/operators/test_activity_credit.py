@@ -126,6 +126,11 @@ def test_a_blank_ledger_path_counts_as_none(tmp_path: pathlib.Path) -> None:
         ({"max_failed_ratio": 2}, "max_failed_ratio"),
         ({"rows": None}, "exactly one source"),
         ({"requests_per_minute": -1}, "requests_per_minute"),
+        ({"verify_delay": -1}, "verify_delay"),
+        ({"verify_delay": "soon"}, "verify_delay"),
+        ({"verify_resends": 1.5}, "verify_resends"),
+        ({"dedupe_extra_key": ""}, "dedupe_extra_key"),
+        ({"extra_data_columns": {"event_id": "ct_dedupe_key"}}, "reserved for each credit's dedupe key"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time(
@@ -183,29 +188,50 @@ def test_execute_credits_then_rerun_skips_everything(
         assert conn.api_key not in text
 
 
-def test_unknown_credits_fail_the_task_with_summary_pushed(
+def test_an_earlier_unknown_credit_is_verified_and_sent_once(
     conn: Any, members: list[str], tmp_path: pathlib.Path
 ) -> None:
+    """Left unknown by an earlier run (e.g. a timeout): looked up in the history, absent, sent once."""
+    ledger_path = tmp_path / "ledger.sqlite"
+    with CreditLedger.open(ledger_path, run_id="earlier") as ledger:
+        ledger.mark_pending([CreditIntent("evt-4", members[4], "purchase", 4)])
+        ledger.record("evt-4", "unknown", "read timeout")
+    result = operator(rows=rows_for(members, 10), ledger_path=str(ledger_path), verify_delay=0.1).execute(
+        context()
+    )
+    assert result["counts"]["credited"] == 10 and result["unknown"] == 0
+    assert result["resent"] == 1 and result["request_counts"].get("history", 0) >= 1
+    assert [c["extra_data"]["order_id"] for c in conn.admin.credits()].count("evt-4") == 1
+
+
+def test_unverifiable_unknown_credits_fail_the_task_with_summary_pushed(
+    conn: Any, members: list[str], tmp_path: pathlib.Path
+) -> None:
+    """With the key turned off nothing can be verified: the unknown key fails the task, as before."""
     ledger_path = tmp_path / "ledger.sqlite"
     with CreditLedger.open(ledger_path, run_id="earlier") as ledger:
         ledger.mark_pending([CreditIntent("evt-4", members[4], "purchase", 4)])
         ledger.record("evt-4", "unknown", "read timeout")
     rows = rows_for(members, 10)
+    off = {"dedupe_extra_key": None, "verify_delay": 0.1}
     ctx = context()
     with pytest.raises(AirflowException, match=r"1 credit\(s\) are 'unknown'") as info:
-        operator(rows=rows, ledger_path=str(ledger_path)).execute(ctx)
-    assert not isinstance(info.value, AirflowFailException)  # an ordinary failure: a human looks, then reruns
+        operator(rows=rows, ledger_path=str(ledger_path), **off).execute(ctx)
+    assert not isinstance(info.value, AirflowFailException)  # an ordinary failure: a retry may settle it
     pushed = ctx["ti"].xcom["summary"]
     assert pushed["unknown"] == 1
     assert pushed["unknown_keys"] == ["evt-4"]
     assert pushed["counts"]["credited"] == 9
+    assert pushed["request_counts"].get("history", 0) == 0
     assert "evt-4" not in {c["extra_data"]["order_id"] for c in conn.admin.credits()}
     # Tolerated on request; still not resent.
-    result = operator(rows=rows, ledger_path=str(ledger_path), fail_on_unknown=False).execute(context())
+    result = operator(rows=rows, ledger_path=str(ledger_path), fail_on_unknown=False, **off).execute(
+        context()
+    )
     assert result["unknown"] == 1
     assert result["counts"]["skipped"] == 9
-    # After a human checked CrowdTwist: resend.
-    result = operator(rows=rows, ledger_path=str(ledger_path), resend_unknown=True).execute(context())
+    # resend_unknown: sent again without proof, once.
+    result = operator(rows=rows, ledger_path=str(ledger_path), resend_unknown=True, **off).execute(context())
     assert result["counts"]["credited"] == 1
     assert len(conn.admin.credits()) == 10
 
@@ -262,3 +288,26 @@ def test_ledger_in_use_by_another_run_is_a_retryable_failure(
             operator(rows=rows_for(members), ledger_path=str(ledger_path)).execute(context())
         assert not isinstance(info.value, AirflowFailException)
     assert credit_requests(conn) == 0
+
+
+# ---- partitions (docs/scale-out.md) ------------------------------------------------------------------
+
+
+def test_partitions_keep_their_own_ledgers_and_another_layout_is_refused(conn, members, tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    rows = rows_for(members, n=5)  # one credit per member: no duplicate window in play
+    results = [
+        operator(rows=rows, ledger_path=str(ledger), partition=[i, 2]).execute(context()) for i in range(2)
+    ]
+    assert sum(r["counts"]["credited"] for r in results) == 5
+    assert sum(r["rows_read"] for r in results) == 5
+    assert all((tmp_path / f"ledger.part-{i}-of-2.sqlite").is_file() for i in range(2))
+    assert not ledger.exists()
+    sent = credit_requests(conn)
+    # the same ledger, partitioned 3 ways: refused before the first request, without retry
+    with pytest.raises(AirflowFailException, match="another partition layout"):
+        operator(rows=rows, ledger_path=str(ledger), partition=[0, 3]).execute(context())
+    with pytest.raises(AirflowFailException, match="unpartitioned"):
+        operator(rows=rows, ledger_path=str(ledger)).execute(context())
+    assert credit_requests(conn) == sent
+    assert len(conn.admin.credits()) == 5

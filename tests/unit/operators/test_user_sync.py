@@ -289,3 +289,37 @@ def test_operator_can_be_deep_copied_and_killed_before_running():
     op.on_kill()  # nothing running: no error
     clone = copy.deepcopy(op)
     assert clone.rows == op.rows
+
+
+# ---- partitions (docs/scale-out.md) ------------------------------------------------------------------
+
+
+def test_a_partition_paces_at_its_share_of_the_cap_and_syncs_only_its_members(conn, monkeypatch, tmp_path):
+    from airflow_provider_crowdtwist.operators import _common
+    from airflow_provider_crowdtwist.sync.partition import Partition, member_key
+
+    seen = {}
+    original = _common.CrowdTwistClient
+
+    def spy(config, **kwargs):
+        seen["config"] = config
+        return original(config, **kwargs)
+
+    monkeypatch.setattr(_common, "CrowdTwistClient", spy)
+    rows = members(40)
+    mine = [r["user_id"] for r in rows if Partition(1, 4).owns(member_key(r["user_id"], lower=True))]
+    result = operator(
+        rows=rows, requests_per_minute=1200, partition=[1, 4], state_path=str(tmp_path / "state.sqlite")
+    ).execute(context())
+    assert seen["config"].requests_per_minute == 300  # 1,200 / 4
+    assert result["partition"] == [1, 4]
+    assert result["rows_read"] == len(mine) and result["counts"]["created"] == len(mine)
+    assert sorted(m["email_address"] for m in conn.admin.members()) == sorted(mine)
+    assert (tmp_path / "state.part-1-of-4.sqlite").is_file()
+    assert result["rate_limit"]["configured_requests_per_minute"] == 300
+
+
+@pytest.mark.parametrize(("partition", "message"), [((4, 4), "index"), ((0, 0), "count"), ("1/4", "index")])
+def test_a_bad_partition_fails_at_parse_time(partition, message):
+    with pytest.raises(ValueError, match=message):
+        operator(partition=partition)

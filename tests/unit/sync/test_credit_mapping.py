@@ -48,14 +48,15 @@ def test_full_row_maps_to_request() -> None:
     assert req.activity_id == "12"
     assert req.num_points == 25
     assert req.activity_date == int(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc).timestamp())
-    assert req.extra_data == {"store_id": 7}
+    assert len(req.dedupe_key) == 64
+    # the user's extra data, plus the reserved key carrying the credit's own dedupe key
+    assert req.extra_data == {"store_id": 7, "ct_dedupe_key": req.dedupe_key}
     assert req.payload() == {
         "activity_id": "12",
         "num_points": 25,
         "activity_date": req.activity_date,
-        "extra_data": {"store_id": 7},
+        "extra_data": {"store_id": 7, "ct_dedupe_key": req.dedupe_key},
     }
-    assert len(req.dedupe_key) == 64
 
 
 def test_optional_fields_left_out() -> None:
@@ -64,7 +65,51 @@ def test_optional_fields_left_out() -> None:
     assert isinstance(req, CreditRequest)
     assert req.num_points is None
     assert req.activity_date is None
-    assert req.payload() == {"activity_id": "purchase"}
+    assert req.payload() == {"activity_id": "purchase", "extra_data": {"ct_dedupe_key": req.dedupe_key}}
+
+
+def test_reserved_key_carries_the_dedupe_key_column_value() -> None:
+    mapping = _mapping(dedupe_key_column="order_id", extra_data_columns={"store": "store"})
+    req = mapping.map_row(1, {"email": "a@b.c", "order_id": "O-17", "store": "S1"})
+    assert isinstance(req, CreditRequest)
+    assert req.dedupe_key == "O-17"
+    assert req.extra_data == {"store": "S1", "ct_dedupe_key": "O-17"}
+
+
+def test_reserved_key_does_not_change_the_default_key() -> None:
+    """Ledgers written before the key travelled in extra_data keep their keys."""
+    row = {"email": "a@b.c", "store": 3}
+    on = _mapping(extra_data_columns=["store"]).map_row(1, row)
+    off = _mapping(extra_data_columns=["store"], dedupe_extra_key=None).map_row(1, row)
+    assert isinstance(on, CreditRequest) and isinstance(off, CreditRequest)
+    assert (
+        on.dedupe_key
+        == off.dedupe_key
+        == default_dedupe_key("email", "a@b.c", "purchase", None, None, {"store": 3})
+    )
+    assert off.extra_data == {"store": 3}
+    assert on.extra_data == {"store": 3, "ct_dedupe_key": on.dedupe_key}
+
+
+def test_reserved_key_name_is_a_setting() -> None:
+    req = _mapping(dedupe_extra_key="our_key").map_row(1, {"email": "a@b.c"})
+    assert isinstance(req, CreditRequest)
+    assert req.extra_data == {"our_key": req.dedupe_key}
+
+
+def test_a_user_column_on_the_reserved_key_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match=r"column 'ref' would be sent as extra_data\.ct_dedupe_key"):
+        _mapping(extra_data_columns={"ref": "ct_dedupe_key"})
+    with pytest.raises(ValueError, match=r"column 'ct_dedupe_key' would be sent"):
+        _mapping(extra_data_columns=["ct_dedupe_key"])
+    # another name for the reserved key resolves the clash
+    _mapping(extra_data_columns=["ct_dedupe_key"], dedupe_extra_key="order_key")
+
+
+@pytest.mark.parametrize("bad", ["", "  ", " k", 5])
+def test_bad_reserved_key_names_the_argument(bad: object) -> None:
+    with pytest.raises(ValueError, match="dedupe_extra_key"):
+        _mapping(dedupe_extra_key=bad)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +140,12 @@ def test_bad_rows_are_rejected_with_row_and_field(record: dict, field: str, frag
 def test_negative_points_are_sent_as_given() -> None:
     """No documented rule refuses a negative num_points: CrowdTwist answers, the row records it."""
     req = _mapping(points_column="points").map_row(1, {"email": "a@b.c", "points": -3})
-    assert isinstance(req, CreditRequest) and req.payload() == {"activity_id": "purchase", "num_points": -3}
+    assert isinstance(req, CreditRequest)
+    assert req.payload() == {
+        "activity_id": "purchase",
+        "num_points": -3,
+        "extra_data": {"ct_dedupe_key": req.dedupe_key},
+    }
 
 
 def test_inst_username_is_a_credit_id_type() -> None:

@@ -47,7 +47,78 @@ def test_new_ledger_has_schema_and_wal(tmp_path: pathlib.Path) -> None:
         "run_id",
         "updated_at",
         "message",
+        "id_type",
+        "request",
+        "attempts",
+        "first_sent_at",
+        "last_sent_at",
+        "unknown_since",
+        "checks",
     ]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_version_1_ledger_gets_the_new_columns_and_keeps_its_rows(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE credits (dedupe_key TEXT PRIMARY KEY, state TEXT NOT NULL, user_id TEXT, "
+        "activity_id TEXT, num_points INTEGER, run_id TEXT, updated_at TEXT NOT NULL, message TEXT)"
+    )
+    conn.execute(
+        "INSERT INTO credits VALUES ('old', 'unknown', 'u@x.y', 'purchase', 5, 'r0', 't', 'timeout')"
+    )
+    conn.execute("INSERT INTO credits VALUES ('done', 'credited', 'u@x.y', 'purchase', 5, 'r0', 't', NULL)")
+    conn.commit()
+    conn.close()
+    with CreditLedger.open(path, run_id="r1") as ledger:
+        old = ledger.get("old")
+        assert (old.state, old.request, old.attempts, old.checks, old.unknown_since) == (
+            "unknown",
+            None,
+            0,
+            0,
+            None,
+        )
+        assert ledger.get("done").state == "credited"
+        assert ledger.mark_resend("old")
+        assert ledger.get("old").attempts == 1
+
+
+def test_what_verification_needs_is_recorded(tmp_path: pathlib.Path) -> None:
+    """Send times, attempts, the request itself, when a key became unknown, and the look-ups."""
+    with CreditLedger.open(tmp_path / "l.sqlite", run_id="r1") as ledger:
+        intent = CreditIntent(
+            "k", "a@b.c", "purchase", 5, id_type="email", request='{"activity_id": "purchase"}'
+        )
+        assert ledger.mark_pending([intent]) == {"k"}
+        first = ledger.get("k")
+        assert first.attempts == 1 and first.id_type == "email" and first.request == intent.request
+        assert first.first_sent_at == first.last_sent_at and first.first_sent_at is not None
+        ledger.record("k", "unknown", "503")
+        unknown = ledger.get("k")
+        assert unknown.unknown_since is not None and unknown.unknown_since >= first.last_sent_at
+        ledger.record("k", "unknown", "not in the history yet", checked=True)
+        again = ledger.get("k")
+        assert again.unknown_since == unknown.unknown_since and again.checks == 1  # the first time is kept
+        assert ledger.mark_resend("k")
+        resent = ledger.get("k")
+        assert (resent.state, resent.attempts, resent.unknown_since) == ("pending", 2, None)
+        assert resent.first_sent_at == first.first_sent_at and resent.last_sent_at >= first.last_sent_at
+        assert not ledger.mark_resend("k")  # only an unknown key may be resent
+        ledger.record("k", "credited", "verified", checked=True)
+        done = ledger.get("k")
+        assert (done.state, done.checks, done.unknown_since) == ("credited", 3, None)
+
+
+def test_recovered_pending_keys_get_their_unknown_time(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with CreditLedger.open(path, run_id="r1") as ledger:
+        ledger.mark_pending([_intent("in-flight")])
+    with CreditLedger.open(path, run_id="r2") as ledger:
+        entry = ledger.get("in-flight")
+        assert entry.state == "unknown" and entry.unknown_since is not None
+        assert entry.unknown_since >= entry.last_sent_at
 
 
 def test_pending_then_credited_round_trip(tmp_path: pathlib.Path) -> None:
