@@ -139,10 +139,7 @@ def test_fuzz_credit_sync(sandbox_server: Any, client_for: Any, rows: list[dict[
             activity_id_column="activity",
             points_column="points",
             activity_date_column="when",
-            # order_id travels in extra_data: two credits with identical bodies would otherwise meet
-            # CrowdTwist's "Event already processed", which the client of today reads as "credited"
-            # (issue #12 puts the dedupe key in extra_data and verifies credits).
-            extra_data_columns=["store", "order_id"],
+            extra_data_columns=["store"],  # the dedupe key travels in extra_data by itself (#12)
             dedupe_key_column="order_id",
             max_workers=4,
             rejects_path=str(rejects_path),
