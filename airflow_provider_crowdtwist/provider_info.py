@@ -31,37 +31,43 @@ ID_TYPES = (
 # widget is derived from it in ``hooks.crowdtwist.CrowdTwistHook.get_connection_form_widgets``.
 # No field has a default that could contradict another field: ``scheme`` has none because the host may
 # carry its own scheme, and a pre-filled "https" would then conflict with "http://127.0.0.1:...".
+# No enum lists ``None``: Airflow 3's form turns every enum member into a dropdown option, and ``None``
+# showed as the literal word "null". An extra left empty is simply not saved (the hook's default).
+#: Old extra names the hook still reads, mapped to their current name.
+LEGACY_EXTRAS: dict[str, str] = {"api_key_in": "key_placement"}
+
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "auth_type": {
         "label": "Auth type",
         "description": "api_key: the password is the API key. hmac: login is the HMAC public key and "
         "the password the HMAC private key.",
-        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac", None]},
+        "schema": {"type": ["string", "null"], "default": "api_key", "enum": ["api_key", "hmac"]},
     },
-    "api_key_in": {
+    "key_placement": {
         "label": "Send API key in",
         "description": "header (X-CT-Authorization, recommended: keeps the key out of URLs and logs) "
-        "or query (?api_key=).",
-        # No default here on purpose: Airflow's secrets masker treats any name containing "api_key"
-        # as sensitive and would show (and could save back) the default as "***". Unset = header.
-        "schema": {"type": ["string", "null"], "enum": ["header", "query", None]},
+        "or query (?api_key=). Read from the old name api_key_in too.",
+        # Not called "api_key_in" any more: Airflow's secrets masker hides every extra whose name
+        # contains a sensitive word ("api_key", "secret", "token"...), so the edit form showed "***"
+        # for this plain choice. No sensitive word in this name; the hook still reads api_key_in.
+        "schema": {"type": ["string", "null"], "default": "header", "enum": ["header", "query"]},
     },
     "hmac_timestamp_unit": {
         "label": "HMAC timestamp unit",
         "description": "s or ms. CrowdTwist's documentation is ambiguous; seconds is what working "
         "signers send.",
-        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms", None]},
+        "schema": {"type": ["string", "null"], "default": "s", "enum": ["s", "ms"]},
     },
     "id_type": {
         "label": "Default id_type",
         "description": "How members are identified when a task does not say: " + ", ".join(ID_TYPES) + ".",
-        "schema": {"type": ["string", "null"], "default": "email", "enum": [*ID_TYPES, None]},
+        "schema": {"type": ["string", "null"], "default": "email", "enum": list(ID_TYPES)},
     },
     "scheme": {
         "label": "Scheme",
         "description": "https or http, only used when the host has no scheme of its own. Defaults "
         "to https; http is accepted for loopback hosts only.",
-        "schema": {"type": ["string", "null"], "enum": ["https", "http", None]},
+        "schema": {"type": ["string", "null"], "enum": ["https", "http"]},
     },
     "timeout": {
         "label": "Read timeout (seconds)",
@@ -86,18 +92,22 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port"],
+    # Port stays visible: Airflow 3.3's Test button sends port 0 for a connection saved without one and
+    # then refuses to reuse the stored key ("host or port differs"); giving the port (443) avoids it.
+    "hidden_fields": ["schema"],
     "relabeling": {
         "host": "API base URL",
+        "port": "Port (optional)",
         "login": "HMAC public key",
         "password": "API key / HMAC private key",
     },
     "placeholders": {
         "host": "https://sbapi123.crowdtwist.com",
+        "port": "443",
         "login": "only for auth type hmac",
         "password": "API key, or HMAC private key",
         "auth_type": "api_key",
-        "api_key_in": "header",
+        "key_placement": "header",
         "hmac_timestamp_unit": "s",
         "id_type": "email",
         "scheme": "https",
@@ -116,6 +126,9 @@ def _ui_field_behaviour_kebab() -> dict[str, Any]:
         "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
         "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
     }
+
+
+ASSET_URI_HANDLER = "airflow_provider_crowdtwist.assets.sanitize_uri"
 
 
 def _modules(*modules: str) -> list[dict[str, Any]]:
@@ -141,6 +154,10 @@ PROVIDER_INFO: dict[str, Any] = {
     ),
     "sensors": _modules("airflow_provider_crowdtwist.sensors.crowdtwist"),
     "triggers": _modules("airflow_provider_crowdtwist.triggers.crowdtwist"),
+    # The crowdtwist:// asset scheme and its normalizer: "asset-uris" is what Airflow 3 reads,
+    # "dataset-uris" what Airflow 2 reads.
+    "asset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
+    "dataset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
     "connection-types": [
         {
             "connection-type": CONN_TYPE,
@@ -159,7 +176,7 @@ CONNECTION_FIELD_LABELS: dict[str, str] = {
     "base_url": "connection host (API base URL)",
     "auth_type": "connection extra 'auth_type'",
     "api_key": "password (API key)",
-    "api_key_in": "connection extra 'api_key_in'",
+    "api_key_in": "connection extra 'key_placement'",
     "hmac_public_key": "login (HMAC public key)",
     "hmac_private_key": "password (HMAC private key)",
     "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",

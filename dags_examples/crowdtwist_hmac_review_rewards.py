@@ -23,7 +23,11 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow import DAG
+
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator

@@ -40,12 +40,12 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3
-    from airflow.sdk import task
+    from airflow.sdk import DAG, task
 except ImportError:  # Airflow 2
+    from airflow import DAG
     from airflow.decorators import task
 
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator

@@ -24,7 +24,11 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow import DAG
+
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
 
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 

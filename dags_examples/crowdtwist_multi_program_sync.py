@@ -21,7 +21,11 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow import DAG
+
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
 
 try:  # Airflow 3
     from airflow.sdk import task

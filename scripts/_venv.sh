@@ -8,13 +8,24 @@
 # commands stay quick, while any change to the dependencies reinstalls on the next run.
 #
 # Usage: source scripts/_venv.sh; ensure_venv   -> sets VENV, PY, AIRFLOW_VERSION
+#
+# AIRFLOW_LINE picks the environment:
+#   3    .venv       Airflow 3.3.2 and the newest providers (the default)
+#   2    .venv-af2   Airflow 2.11.0
+#   min  .venv-min   the LOWEST supported set: every runtime dependency at exactly the floor that
+#                    pyproject.toml declares (apache-airflow>=2.10.0 -> ==2.10.0, and so on), so the
+#                    declared lower bounds are what CI tests, not what somebody once believed.
 
-# The two Airflow lines the provider supports; pinned here so CI tests exactly these.
+# The Airflow lines the provider supports; pinned here so CI tests exactly these.
 AIRFLOW_3_VERSION="3.3.2"
 AIRFLOW_2_VERSION="2.11.0"
-# Airflow 2.11's ObjectStoragePath refuses every URL with universal-pathlib 0.3 (what pip picks without
-# Airflow's constraints file); Airflow 2.11's constraints pin the 0.2 line, so the 2.x leg does too.
+# Airflow 2.x's ObjectStoragePath refuses every URL with universal-pathlib 0.3 (what pip picks without
+# Airflow's constraints file); Airflow 2's constraints pin the 0.2 line, so the 2.x legs do too.
 AIRFLOW_2_EXTRA_PINS="universal-pathlib<0.3"
+# pandas 2.1 (the declared floor) is built against numpy 1.x and crashes on import with numpy 2; its
+# metadata does not say so, Airflow 2.10's constraints pin numpy 1.26, and so does the min leg.
+# pyarrow at the parquet extra's floor too: pyarrow >= 18 refuses numpy 1.x.
+AIRFLOW_MIN_EXTRA_PINS="$AIRFLOW_2_EXTRA_PINS numpy<2 pyarrow==14.0.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -35,12 +46,25 @@ _pick_python() {
     return 1
 }
 
+floor_pins() {
+    # The runtime dependencies of pyproject.toml with each lower bound turned into an exact pin
+    # ("pandas>=2.1.0" -> "pandas==2.1.0"). A regex, not tomllib: the base Python may be 3.10.
+    "$1" - "$ROOT/pyproject.toml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M).group(1)
+pins = [f"{n}=={v}" for n, v in re.findall(r'"([A-Za-z0-9_.\-]+)>=([0-9][0-9.]*)', block)]
+print(" ".join(pins))
+PY
+}
+
 ensure_venv() {
-    local EXTRA_PINS=""
+    local EXTRA_PINS="" AIRFLOW_PIN
     case "${AIRFLOW_LINE:-3}" in
         3) VENV="$ROOT/.venv"; AIRFLOW_VERSION="$AIRFLOW_3_VERSION" ;;
         2) VENV="$ROOT/.venv-af2"; AIRFLOW_VERSION="$AIRFLOW_2_VERSION"; EXTRA_PINS="$AIRFLOW_2_EXTRA_PINS" ;;
-        *) _log "AIRFLOW_LINE must be 2 or 3, got '${AIRFLOW_LINE}'"; return 2 ;;
+        min) VENV="$ROOT/.venv-min"; AIRFLOW_VERSION="min"; EXTRA_PINS="$AIRFLOW_MIN_EXTRA_PINS" ;;
+        *) _log "AIRFLOW_LINE must be 2, 3 or min, got '${AIRFLOW_LINE}'"; return 2 ;;
     esac
     PY="$VENV/bin/python"
 
@@ -64,9 +88,16 @@ ensure_venv() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi
-    _log "installing the provider with test extras and apache-airflow==$AIRFLOW_VERSION into $VENV"
-    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+    if [ "$AIRFLOW_VERSION" = "min" ]; then
+        AIRFLOW_PIN="$(floor_pins "$PY")" || return 1
+    else
+        AIRFLOW_PIN="apache-airflow==$AIRFLOW_VERSION"
+    fi
+    _log "installing the provider with the dev dependency group and $AIRFLOW_PIN into $VENV"
+    # pip >= 25.1 reads PEP 735 dependency groups (--group); the test tools are not a published extra.
+    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1" >/dev/null
+    # shellcheck disable=SC2086  # the pins are separate words on purpose
     (cd "$ROOT" && "$PY" -m pip install --quiet --disable-pip-version-check \
-        -e ".[test]" "apache-airflow==$AIRFLOW_VERSION" $EXTRA_PINS) || return 1
+        -e . --group dev $AIRFLOW_PIN $EXTRA_PINS) || return 1
     echo "$want" >"$stamp"
 }

@@ -36,6 +36,7 @@ from airflow_provider_crowdtwist.provider_info import (
     CONNECTION_FIELD_LABELS,
     HOOK_NAME,
     ID_TYPES,
+    LEGACY_EXTRAS,
     UI_FIELD_BEHAVIOUR,
 )
 
@@ -55,14 +56,11 @@ CHECK_ERROR = CheckStatus.ERROR
 def mask_secret(secret: str) -> None:
     """Register ``secret`` with Airflow's secrets masker, on Airflow 2 and 3 alike.
 
-    Imported lazily because the compat layer resolves the masker of the running Airflow line; a
-    masker that cannot be reached must not break a hook (the client redacts its own texts anyway).
+    Resolved lazily through ``_compat`` (common-compat < 1.23 has no ``mask_secret`` in ``sdk``).
     """
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret as _mask
-    except ImportError:  # pragma: no cover - very old compat provider
-        from airflow.utils.log.secrets_masker import mask_secret as _mask
-    _mask(secret)
+    from airflow_provider_crowdtwist import _compat
+
+    _compat.mask_secret(secret)
 
 
 class CrowdTwistHook(BaseHook):
@@ -193,14 +191,7 @@ class CrowdTwistHook(BaseHook):
             if value is None or (isinstance(value, str) and value.strip() == ""):
                 continue
             out[name] = value
-        if out.get("api_key_in") == _MASK:
-            # "api_key_in" contains "api_key", so Airflow's UI masks its value; a form saved with the
-            # mask would otherwise fail. The mask carries no choice: fall back to the default.
-            self.log.warning(
-                "Connection '%s': extra 'api_key_in' holds the UI mask '***'; using 'header'",
-                self.crowdtwist_conn_id,
-            )
-            del out["api_key_in"]
+        self._apply_legacy_names(out)
         unknown = sorted(set(out) - set(CONN_FIELDS))
         if unknown:
             self.log.warning(
@@ -210,6 +201,32 @@ class CrowdTwistHook(BaseHook):
                 ", ".join(CONN_FIELDS),
             )
         return out
+
+    def _apply_legacy_names(self, extras: dict[str, Any]) -> None:
+        """Read an extra saved under its old name (``api_key_in``) as its current one, in place.
+
+        The old name contained "api_key", so Airflow's UI masked its value and a form saved with the
+        mask stored ``***``: that carries no choice and falls back to the default. When both names are
+        set they must agree, otherwise the hook would have to guess which one the user meant.
+        """
+        for legacy, current in LEGACY_EXTRAS.items():
+            if legacy not in extras:
+                continue
+            value = extras.pop(legacy)
+            if value == _MASK:
+                self.log.warning(
+                    "Connection '%s': extra '%s' holds the UI mask '***'; ignoring it (rename it to '%s')",
+                    self.crowdtwist_conn_id,
+                    legacy,
+                    current,
+                )
+                continue
+            if current in extras and _norm(extras[current]) != _norm(value):
+                raise self._fail(
+                    f"extra '{current}' is {show(extras[current])} but the old extra '{legacy}' is "
+                    f"{show(value)}; keep only '{current}'"
+                )
+            extras.setdefault(current, value)
 
     def _choice(self, extras: Mapping[str, Any], name: str, allowed: Sequence[str], default: str) -> str:
         value = extras.get(name, default)
@@ -337,7 +354,7 @@ class CrowdTwistHook(BaseHook):
             "base_url": self._base_url(extras),
             "auth_type": auth_type,
             "api_key": password if auth_type == "api_key" else None,
-            "api_key_in": self._choice(extras, "api_key_in", ("header", "query"), "header"),
+            "api_key_in": self._choice(extras, "key_placement", ("header", "query"), "header"),
             "hmac_public_key": login if auth_type == "hmac" else None,
             "hmac_private_key": password if auth_type == "hmac" else None,
             "hmac_timestamp_unit": self._choice(extras, "hmac_timestamp_unit", ("s", "ms"), "s"),
@@ -512,3 +529,7 @@ _UNIT_WORDS = {"s": "seconds", "ms": "milliseconds"}
 
 def _config_error(message: str) -> CrowdTwistConfigError:
     return CrowdTwistConfigError(message)
+
+
+def _norm(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value

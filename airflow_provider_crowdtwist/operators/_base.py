@@ -14,13 +14,39 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_crowdtwist.assets import MEMBERS
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
-from airflow_provider_crowdtwist.operators._common import build_client, validate_requests_per_minute
+from airflow_provider_crowdtwist.operators._common import (
+    build_client,
+    push_summary,
+    validate_requests_per_minute,
+)
+from airflow_provider_crowdtwist.operators._outcome import (
+    alias_name,
+    asset_extra,
+    default_outlets,
+    emit_asset_event,
+)
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
+from airflow_provider_crowdtwist.sync.alerts import (
+    summary_text,
+    too_few_rows,
+    too_many_rejected,
+    validate_volume_checks,
+)
 from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 
-SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = ("sql", "parameters", "rows", "source_path", "rejects_path")
+SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
+    "crowdtwist_conn_id",
+    "sql",
+    "sql_conn_id",
+    "sql_hook_params",
+    "parameters",
+    "rows",
+    "source_path",
+    "rejects_path",
+)
 
 
 class CrowdTwistSyncOperatorBase(BaseOperator):
@@ -41,7 +67,9 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
     """
 
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    template_fields_renderers = {"sql": "sql", "parameters": "json", "sql_hook_params": "json"}
+    #: What the task writes in CrowdTwist: the object part of its asset URI (``assets.py``).
+    asset_object: str = MEMBERS
 
     def __init__(
         self,
@@ -49,6 +77,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         crowdtwist_conn_id: str = "crowdtwist_default",
         sql: str | None = None,
         sql_conn_id: str | None = None,
+        sql_hook_params: dict[str, Any] | None = None,
         parameters: Any = None,
         rows: Any = None,
         source_path: Any = None,
@@ -64,8 +93,16 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         dry_run: bool = False,
         on_bad_lines: str = "fail",
         partition: Any = None,
+        progress_interval: float = 10.0,
+        min_rows: int = 1,
+        min_rows_action: str = "warn",
+        max_rejected_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
+        # Our asset event only for the outlets we chose: a user's own outlets get Airflow's own events.
+        self._default_outlets = kwargs.get("outlets") is None
+        if self._default_outlets:
+            kwargs["outlets"] = default_outlets(crowdtwist_conn_id, self.asset_object)
         super().__init__(**kwargs)
         self.crowdtwist_conn_id = crowdtwist_conn_id
         self.sql = sql
@@ -85,6 +122,14 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.dry_run = dry_run
         self.on_bad_lines = on_bad_lines
         self.partition = partition
+        self.sql_hook_params = sql_hook_params
+        self.progress_interval = progress_interval
+        self.min_rows = min_rows
+        self.min_rows_action = min_rows_action
+        self.max_rejected_ratio = max_rejected_ratio
+        # Set in execute, read by _complete and the OpenLineage method.
+        self._base_url: str | None = None
+        self._summary: dict[str, Any] | None = None
         # Made in execute (an Event cannot be deep-copied with the task); set by on_kill.
         self._stop: threading.Event | None = None
 
@@ -107,24 +152,32 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         )
         validate_requests_per_minute(self.requests_per_minute)
         Partition.parse(self.partition)  # a PartitionError (ValueError) names the argument
+        validate_volume_checks(self.min_rows, self.min_rows_action, self.max_rejected_ratio)
+        if isinstance(self.progress_interval, bool) or not isinstance(self.progress_interval, (int, float)):
+            raise ValueError(f"progress_interval must be a number of seconds, got {self.progress_interval!r}")
+        if not self.progress_interval > 0:
+            raise ValueError(f"progress_interval must be > 0 seconds, got {self.progress_interval!r}")
 
     def _build_client(self) -> CrowdTwistClient:
         """ONE client with ONE rate limiter for all workers of this task, from the connection."""
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-        return build_client(
+        client = build_client(
             hook,
             requests_per_minute=self.requests_per_minute,
             max_workers=self.max_workers,
             partition=active_partition(self.partition),
         )
+        self._base_url = client.config.base_url
+        return client
 
     def _source_chunks(self) -> Iterator[SourceItem]:
         """The rendered source arguments -> DataFrame chunks (nothing is read until iterated)."""
         return source_chunks(
             sql=self.sql,
             sql_conn_id=self.sql_conn_id,
+            sql_hook_params=self.sql_hook_params,
             parameters=self.parameters,
             rows=self.rows,
             source_path=self.source_path,
@@ -132,3 +185,52 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             file_format=self.file_format,
             on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine config
         )
+
+    # ------------------------------------------------------------------ how a run ends
+
+    def _asset_uri(self, base_url: str) -> str:
+        """The asset this task's rows went to (``crowdtwist://<host>/members`` here)."""
+        from airflow_provider_crowdtwist.assets import member_asset_uri
+
+        return member_asset_uri(base_url)
+
+    def _complete(self, summary: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Volume checks, the one-line text, the ``summary`` XCom and the asset event; the summary back.
+
+        A mostly rejected run (``max_rejected_ratio``) and, with ``min_rows_action="fail"``, a source
+        with fewer than ``min_rows`` rows fail the task without retry (a retry reads the same source);
+        the summary is pushed first either way.
+        """
+        from airflow_provider_crowdtwist._compat import AirflowFailException
+
+        few = too_few_rows(summary, self.min_rows)
+        problem = too_many_rejected(summary, self.max_rejected_ratio)
+        if few and self.min_rows_action == "fail":
+            problem = problem or few
+        elif few:
+            self.log.warning("%s: %s (min_rows_action='warn')", self.task_id, few)
+            summary["warnings"] = [few]
+        summary["text"] = summary_text(self.task_id, summary, problem, None if problem else few)
+        self._summary = summary
+        push_summary(context, summary)
+        self.log.info("%s", summary["text"])
+        if problem:
+            raise AirflowFailException(summary["text"])
+        if self._default_outlets and not summary.get("dry_run") and self._base_url:
+            self.outlets = emit_asset_event(
+                context,
+                list(self.outlets or []),
+                alias_name(self.crowdtwist_conn_id, self.asset_object),
+                self._asset_uri(self._base_url),
+                asset_extra(summary),
+            )
+        return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the source as input, the CrowdTwist program (and the rejects file) as outputs.
+
+        Called by the openlineage provider only; it is imported here, so the operators work without it.
+        """
+        from airflow_provider_crowdtwist.operators._lineage import operator_lineage
+
+        return operator_lineage(self)

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.sync.alerts import summary_text
 from airflow_provider_crowdtwist.sync.partition import Partition
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError
 
@@ -47,7 +48,7 @@ def build_client(
 
 
 def push_summary(context: Any, summary: dict[str, Any]) -> None:
-    """Push the summary under ``summary`` so that it is visible even when the task fails."""
+    """Push the summary under ``summary``, on success and failure alike (``_outcome.py``)."""
     ti = (context or {}).get("ti") if hasattr(context, "get") else None
     if ti is None:
         return
@@ -82,11 +83,14 @@ def fail_task(error: BaseException, context: Any) -> BaseException:
     Configuration errors and bad credentials fail without retry (``AirflowFailException``): a retry
     cannot fix them. Threshold failures are ordinary failures: failed rows may succeed on a retry.
     """
-    from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+    from airflow_provider_crowdtwist._compat import AirflowException, AirflowFailException
 
     summary = getattr(error, "summary", None)
     if summary is not None:
-        push_summary(context, summary.to_dict())
+        data = summary.to_dict()
+        ti = context.get("ti") if hasattr(context, "get") else None
+        data["text"] = summary_text(str(getattr(ti, "task_id", None) or "sync"), data, str(error))
+        push_summary(context, data)
     if isinstance(error, SyncConfigError):
         return AirflowFailException(argument_message(error))
     if isinstance(error, (SyncAbortedError, CrowdTwistConfigError, ValueError)):

@@ -12,11 +12,15 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, OnBadLines, SourceItem, iter_chunks
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for pandas (see sync/lazy.py)
+    pd = LazyModule("pandas", globals(), "pd")
 
 
 def validate_source_args(
@@ -91,35 +95,45 @@ def parse_rows(rows: Any) -> Any:
     raise ValueError(f"rows: expected a DataFrame, a list of dicts or an XCom, got {type(rows).__name__}")
 
 
-def sql_chunks(
-    sql: str, sql_conn_id: str, *, parameters: Any = None, chunksize: int = DEFAULT_CHUNKSIZE
-) -> Iterator[pd.DataFrame]:
-    """Run ``sql`` on any common.sql connection and yield pandas chunks (never the whole result).
-
-    The connection's hook must be a ``DbApiHook``; its ``get_df_by_chunks`` streams the result
-    (``df_type="pandas"`` is asked for explicitly: newer common-sql also offers polars).
-    """
+def sql_hook(sql_conn_id: str, hook_params: Mapping[str, Any] | None = None) -> Any:
+    """The common.sql hook of ``sql_conn_id``, built with ``hook_params`` (e.g. a Snowflake warehouse
+    or role, a BigQuery location); ``ValueError`` when the connection is not a database one."""
     from airflow.providers.common.compat.sdk import BaseHook
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-    hook = BaseHook.get_connection(sql_conn_id).get_hook()
+    if hook_params is not None and not isinstance(hook_params, Mapping):
+        raise ValueError(f"sql_hook_params must be a dict, got {type(hook_params).__name__}")
+    hook = BaseHook.get_connection(sql_conn_id).get_hook(hook_params=dict(hook_params or {}))
     if not isinstance(hook, DbApiHook):
         raise ValueError(
             f"sql_conn_id {sql_conn_id!r}: its hook {type(hook).__name__} is not a DbApiHook (common.sql); "
             "use a database connection"
         )
-    try:
-        yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize, df_type="pandas")
-    except TypeError as exc:
-        if "df_type" not in str(exc):
-            raise
-        yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize)
+    return hook
+
+
+def sql_chunks(
+    sql: str,
+    sql_conn_id: str,
+    *,
+    parameters: Any = None,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    hook_params: Mapping[str, Any] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Run ``sql`` on any common.sql connection and yield pandas chunks (never the whole result).
+
+    The connection's hook must be a ``DbApiHook``; its ``get_df_by_chunks`` (common-sql >= 1.26)
+    streams the result (``df_type="pandas"`` is asked for explicitly: common-sql also offers polars).
+    """
+    hook = sql_hook(sql_conn_id, hook_params)
+    yield from hook.get_df_by_chunks(sql, parameters=parameters, chunksize=chunksize, df_type="pandas")
 
 
 def source_chunks(
     *,
     sql: str | None = None,
     sql_conn_id: str | None = None,
+    sql_hook_params: Mapping[str, Any] | None = None,
     parameters: Any = None,
     rows: Any = None,
     source_path: Any = None,
@@ -138,7 +152,14 @@ def source_chunks(
     )
     if sql is not None:
         return iter_chunks(
-            sql_chunks(sql, str(sql_conn_id), parameters=parameters, chunksize=chunksize), chunksize
+            sql_chunks(
+                sql,
+                str(sql_conn_id),
+                parameters=parameters,
+                chunksize=chunksize,
+                hook_params=sql_hook_params,
+            ),
+            chunksize,
         )
     if rows is not None:
         return iter_chunks(parse_rows(rows), chunksize)

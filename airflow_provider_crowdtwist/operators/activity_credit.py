@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
@@ -91,6 +92,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "activity_id")
     ui_color = "#f7e6c4"
+    asset_object = ACTIVITIES
 
     def __init__(
         self,
@@ -184,6 +186,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             dry_run=self.dry_run,
             on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
             partition=self.partition,
+            progress_interval=self.progress_interval,
             stop_event=None if parse_time else self._stop,
         )
 
@@ -207,7 +210,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Read, map, validate, dedupe and send; return the summary dict (XCom)."""
-        from airflow.providers.common.compat.sdk import AirflowException
+        from airflow_provider_crowdtwist._compat import AirflowException
 
         self._stop = threading.Event()
         try:
@@ -254,4 +257,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             finally:
                 if ledger is not None:
                     ledger.close()
-        return summary.to_dict()
+        return self._complete(summary.to_dict(), context)
+
+    def _asset_uri(self, base_url: str) -> str:
+        """``crowdtwist://<host>/activities/<id>``; ``.../activities`` when the rows name the activity."""
+        return activity_asset_uri(base_url, self.activity_id if not self.activity_id_column else None)

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.providers.common.compat.assets import Asset
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_crowdtwist.assets import live_push_asset_uri
 from airflow_provider_crowdtwist.livepush.dialects import check_table_name, dialect_for
 from airflow_provider_crowdtwist.livepush.feeds import FEEDS
 from airflow_provider_crowdtwist.livepush.load import LiveFeedLoader
@@ -24,7 +25,7 @@ MAX_FILES_IN_SUMMARY = 20
 
 def live_push_asset(feed: str, table: str) -> Asset:
     """The asset a load of ``feed`` into ``table`` updates: ``crowdtwist://live-push/<feed>/<table>``."""
-    return Asset(f"crowdtwist://live-push/{feed}/{table}")
+    return Asset(live_push_asset_uri(feed, table))
 
 
 class CrowdTwistLivePushLoadOperator(BaseOperator):

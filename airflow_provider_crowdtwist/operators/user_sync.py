@@ -1,4 +1,4 @@
-"""``CrowdTwistUserSyncOperator``: warehouse rows -> CrowdTwist members, created or updated.
+"""``CrowdTwistUserSyncOperator``: warehouse rows -> CrowdTwist members, created, updated or removed.
 
 A thin adapter: it checks arguments, turns the source arguments into DataFrame chunks
 (``_source.py``), builds ONE rate-limited client from the connection, and calls the engine
@@ -40,8 +40,20 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
     :param rejects_path: where to write rejected/failed rows as JSON lines (local or object storage).
-    :param state_path: optional SQLite file remembering what was sent; unchanged rows are not resent.
-    :param dry_run: do everything but the writes (reads tell created from updated) and report.
+    :param state_path: optional SQLite file remembering the members synced; unchanged rows are not
+        resent, new members are created first, and members who left the source can be removed.
+    :param on_removed: members the state knows that the (completely read) source no longer has:
+        ``ignore`` (default), ``deactivate`` (``is_active: 0``) or ``delete`` (queued deletion).
+        Needs ``state_path``.
+    :param remove_points_on_deactivate: with ``on_removed="deactivate"``, wipe their points too.
+    :param max_removed_ratio: the guard: a run that would remove more than this share of the members
+        in the state (default 0.1) fails before sending anything.
+    :param allow_empty_source_removal: let a source with zero rows remove members (default: never).
+    :param full_refresh: send every row this run, whatever the state says, and re-record it.
+    :param null_values: ``skip`` (default: a null leaves CrowdTwist's value alone) or ``clear`` (a null
+        in an optional field clears it; in a required one it rejects the row).
+    :param dry_run: do everything but the writes (reads tell created from updated) and report; with
+        ``on_removed``, list the members a real run would remove (beside the rejects file, or in the log).
     :param chunksize: rows per chunk read from the source (default 10,000).
     :param on_bad_lines: a CSV / JSON-lines line that cannot be read (a byte that is not UTF-8, more
         fields than the header): ``fail`` (default) fails the task naming the line; ``reject`` makes
@@ -62,6 +74,12 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         unmapped_columns: str = "custom_data",
         mode: str = "upsert",
         state_path: Any = None,
+        on_removed: str = "ignore",
+        remove_points_on_deactivate: bool = False,
+        max_removed_ratio: float = 0.1,
+        allow_empty_source_removal: bool = False,
+        full_refresh: bool = False,
+        null_values: str = "skip",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -69,6 +87,12 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         self.unmapped_columns = unmapped_columns
         self.mode = mode
         self.state_path = state_path
+        self.on_removed = on_removed
+        self.remove_points_on_deactivate = remove_points_on_deactivate
+        self.max_removed_ratio = max_removed_ratio
+        self.allow_empty_source_removal = allow_empty_source_removal
+        self.full_refresh = full_refresh
+        self.null_values = null_values
         self._validate_arguments()
 
     def _validate_arguments(self) -> None:
@@ -92,10 +116,18 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             max_failed_rows=self.max_failed_rows,
             max_failed_ratio=self.max_failed_ratio,
             rejects_path=path(self.rejects_path),
-            state_path=path(self.state_path),
+            # At parse time only whether there is one matters (on_removed and full_refresh need it).
+            state_path=(self.state_path or None) if parse_time else path(self.state_path),
             dry_run=self.dry_run,
             on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
+            on_removed=self.on_removed,  # type: ignore[arg-type]  # checked by the engine
+            remove_points_on_deactivate=self.remove_points_on_deactivate,
+            max_removed_ratio=self.max_removed_ratio,
+            allow_empty_source_removal=self.allow_empty_source_removal,
+            full_refresh=self.full_refresh,
+            null_values=self.null_values,  # type: ignore[arg-type]
             partition=self.partition,
+            progress_interval=self.progress_interval,
             stop_event=None if parse_time else self._stop,
         )
 
@@ -120,4 +152,4 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
                 summary = sync_members(client, self._source_chunks(), config, self.log)
             except (SyncError, FileInUseError, ValueError) as exc:
                 raise fail_task(exc, context) from None
-        return summary.to_dict()
+        return self._complete(summary.to_dict(), context)

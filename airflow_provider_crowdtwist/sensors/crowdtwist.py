@@ -22,15 +22,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.providers.common.compat.sdk import (
+from airflow.providers.common.compat.sdk import BaseSensorOperator
+
+from airflow_provider_crowdtwist._compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
-    BaseSensorOperator,
     conf,
 )
-
 from airflow_provider_crowdtwist.hooks.crowdtwist import (
     CHECK_AUTH_ERROR,
     CHECK_ERROR,

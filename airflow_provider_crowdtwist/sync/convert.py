@@ -22,10 +22,16 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
+    pd = LazyModule("pandas", globals(), "pd")
 
 from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
 

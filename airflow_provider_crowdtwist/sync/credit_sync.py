@@ -25,9 +25,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistAlreadyProcessedError
 from airflow_provider_crowdtwist.sync.credit_mapping import (
@@ -57,6 +55,9 @@ from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult, outcom
 from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
 from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary, threshold_violation
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CreditSyncConfig",

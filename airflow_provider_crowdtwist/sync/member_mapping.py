@@ -17,8 +17,10 @@ from typing import Any, Literal, get_args
 
 from airflow_provider_crowdtwist.client.config import ID_TYPE_ATTRIBUTES, id_type_problem
 from airflow_provider_crowdtwist.sync.attributes import (
+    CREATE_REQUIRED,
     CUSTOM_DATA_PREFIX,
     NOT_WITH_US_POSTAL_CODE,
+    UPDATE_ONLY_ATTRIBUTES,
     attribute_kind,
     is_attribute,
 )
@@ -27,6 +29,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     MISSING,
     ConversionError,
     DigitsFromNumber,
+    is_missing,
     to_plain,
     to_text,
     zero_pad_us_postal_code,
@@ -36,11 +39,14 @@ from airflow_provider_crowdtwist.sync.run import IDENTIFIER, validate_config
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_fields, is_us
 
-#: What a member sync does with each row; what it does with columns the mapping does not name.
+#: What a member sync does with each row; what it does with columns the mapping does not name;
+#: what a null cell means (leave CrowdTwist's value alone, or clear the field).
 MemberMode = Literal["upsert", "insert", "update"]
 UnmappedPolicy = Literal["custom_data", "ignore", "error"]
+NullValues = Literal["skip", "clear"]
 MODES: tuple[str, ...] = get_args(MemberMode)
 UNMAPPED_POLICIES: tuple[str, ...] = get_args(UnmappedPolicy)
+NULL_VALUES: tuple[str, ...] = get_args(NullValues)
 
 # Error codes of row-level rejections made before any request.
 MISSING_IDENTIFIER = "missing_identifier"
@@ -103,6 +109,7 @@ class MemberMapping:
     field_mapping: Mapping[str, str] | None = None
     unmapped_columns: UnmappedPolicy = "custom_data"
     mode: MemberMode = "upsert"
+    null_values: NullValues = "skip"
     _plans: dict[tuple[str, ...], _Plan] = field(default_factory=dict, repr=False)
     _checked_first: bool = field(default=False, repr=False)
     #: How many rows each documented conversion touched (see :meth:`conversion_notes`).
@@ -118,7 +125,7 @@ class MemberMapping:
         if problem:
             raise MemberSyncConfigError(problem, "id_type")
         try:
-            validate_config(self)  # the Literal choices (mode, unmapped_columns)
+            validate_config(self)  # the Literal choices (mode, unmapped_columns, null_values)
         except SyncConfigError as exc:
             raise MemberSyncConfigError(str(exc), exc.field) from None
         if self.mode == "insert" and self.id_type == "id":
@@ -282,7 +289,9 @@ class MemberMapping:
                 label = where if where == target.column else f"{where} (column {target.column!r})"
                 return self._reject(row_number, identifier, INVALID_VALUE, f"{label}: {exc}", payload)
             if converted is MISSING:
-                continue
+                if not (self.null_values == "clear" and is_missing(value) and _clearable(target)):
+                    continue
+                converted = None  # null_values="clear": a JSON null clears the field in CrowdTwist
             if target.attribute == "custom_data":
                 if target.custom_key is None:
                     custom.update(converted)
@@ -296,8 +305,18 @@ class MemberMapping:
         if isinstance(country, str):
             payload["country_code"] = country.upper()
         id_attr = self.identifier_attribute
-        if id_attr is not None and id_attr not in payload:
+        if id_attr is not None and payload.get(id_attr) is None:
             payload[id_attr] = identifier
+        for name in CREATE_REQUIRED:
+            if name in payload and payload[name] is None:
+                return self._reject(
+                    row_number,
+                    identifier,
+                    INVALID_VALUE,
+                    f"{name}: the value is empty, and CrowdTwist requires {name} "
+                    "(null_values='clear' cannot clear a required field)",
+                    payload,
+                )
         self._restore_zip_zeros(payload)
         problem = check_fields(payload)
         if problem:
@@ -356,6 +375,14 @@ class MemberMapping:
         return RowResult.at(
             row_number, identifier, Outcome.REJECTED, reason, code=code, payload=payload or None
         )
+
+
+def _clearable(target: _Target) -> bool:
+    """A null may clear a scalar attribute or one custom_data key; never a whole object or a flag
+    that only makes sense with a value (``is_active``, ``remove_points``)."""
+    if target.custom_key is not None:
+        return True
+    return target.kind != "object" and target.attribute not in UPDATE_ONLY_ATTRIBUTES
 
 
 def _list(names: Sequence[str]) -> str:

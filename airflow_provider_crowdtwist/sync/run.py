@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+import numpy as np
+
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistError,
     CrowdTwistForbiddenError,
@@ -179,6 +181,8 @@ class RowRef:
     row_number: int
     identifier: str | None
     payload: dict[str, Any] | None = None
+    #: How messages name it when it is not a source row (a member who left the source): "row N" else.
+    label: str | None = None
 
 
 #: CrowdTwist's refusals of a custom attribute name no key: every custom key the row sent is a suspect.
@@ -320,10 +324,32 @@ class SyncRun(Generic[T]):
                 continue
             yield self.read_row(), record
 
+    def take(self, chunk: Any, id_column: str, *, lower: bool) -> tuple[Any, np.ndarray]:
+        """The rows of ``chunk`` this run syncs, and their row numbers in the source: :meth:`rows` for
+        a sync that works on whole chunks (the member state hashes them column-wise)."""
+        first = self._source_rows + 1
+        numbers = np.arange(first, first + len(chunk), dtype=np.int64)
+        self._source_rows += len(chunk)
+        part = self.part
+        if part is not None:
+            ids = chunk[id_column].to_numpy(dtype=object)
+            owned = np.fromiter(
+                (part.owns(member_key(v, lower=lower)) for v in ids), dtype=bool, count=len(ids)
+            )
+            chunk, numbers = chunk[owned], numbers[owned]
+        self.summary.rows_read += len(chunk)
+        return chunk, numbers
+
     def result(
         self, row: RowRef, outcome: OutcomeLike, message: str | None = None, **fields: Any
     ) -> RowResult:
-        """A :class:`RowResult` for ``row``; ``message`` gets the ``row N: `` prefix every message has."""
+        """A :class:`RowResult` for ``row``; ``message`` gets the ``row N: `` prefix every message has
+        (a row that is not from the source, a member who left it, is named by its ``label``)."""
+        if row.label is not None:
+            text = f"{row.label}: {message}" if message is not None else None
+            return RowResult(
+                row.row_number, row.identifier, outcome, message=text, payload=row.payload, **fields
+            )
         return RowResult.at(row.row_number, row.identifier, outcome, message, payload=row.payload, **fields)
 
     def record(self, result: RowResult) -> None:

@@ -28,11 +28,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import pandas as pd
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.paths import is_local
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for pandas (see sync/lazy.py)
+    pd = LazyModule("pandas", globals(), "pd")
 
 DEFAULT_CHUNKSIZE = 10_000
 
@@ -70,7 +74,7 @@ class BadLine:
 
 
 #: A source item: a chunk of rows, or a line that could not be read.
-SourceItem = pd.DataFrame | BadLine
+SourceItem: TypeAlias = "pd.DataFrame | BadLine"  # a string: importing this module loads no pandas
 
 _RENAMED_DUPLICATE = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9]\d*)$")
 

@@ -1,20 +1,18 @@
-"""A temporary SQLite spool between reading and sending.
+"""The spool between reading and sending: payloads on disk, "last row wins" in numpy.
 
 Why spool instead of sending while reading:
 
-* duplicates resolve *last wins* without holding the source in memory: the spool keeps, per dedupe
-  key, the latest row, and the earlier ones are reported as ``skipped`` -- so one member is never
-  written twice in one run, whatever the source's order;
-* the source is read exactly once (a SQL query is not re-run), and the total is known before sending
-  starts, which makes progress and ETA meaningful;
-* memory stays flat: payloads live on disk in a temp directory, removed on close.
+* duplicates resolve *last wins* without holding the source in memory: per member, the latest row
+  is sent and the earlier ones are reported as ``skipped`` -- so one member is never written twice in
+  one run, whatever the source's order;
+* the source is read exactly once (a SQL query is not re-run), the total is known before sending
+  starts (progress and ETA mean something), and removals are decided only after a complete read;
+* memory stays flat: payloads live in a SQLite file in a temp directory, removed on close. What stays
+  in memory is 25 bytes a row (row number, the member's 128-bit key, a flag), so that resolving
+  duplicates among a million rows is one ``lexsort`` instead of a million SQLite upserts.
 
-Payloads carry passwords and tokens, and a killed task (SIGKILL, an OOM kill) never runs ``close``:
-so nothing secret is ever on disk in clear. Every payload is encrypted (AES-GCM) with a key that
-lives only in this process's memory; a spool left behind is unreadable ciphertext. Each spool
-directory holds an ``owner.lock`` that its process keeps locked (``flock``) while it lives; the kernel
-drops the lock when the process dies however it dies, so the next spool created in the same place
-removes the directories whose lock it can take (:func:`remove_dead_spools`) -- never a live run's.
+Rows the member state found ``unchanged`` take part in "last wins" (:meth:`Spool.add_unchanged`) but
+have no payload: they are never sent, and never mapped.
 
 The spool is used from one thread (the sync's calling thread); the sender's workers only get the
 rows it yields.
@@ -29,13 +27,65 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from airflow_provider_crowdtwist.sync.paths import fcntl, transaction
+from airflow_provider_crowdtwist.sync.row_hash import member_keys
+
+
+@dataclass(frozen=True)
+class SpooledRow:
+    """A row waiting to be sent.
+
+    ``key``/``key2``: the member's key (:func:`.row_hash.member_keys`); ``fingerprint``: what the
+    member state records when CrowdTwist accepts the row; ``known``: ``None`` without a state, else
+    whether the state knows the member (a known member is updated first, a new one created first);
+    ``reactivate``: the state has the member as deactivated by an earlier run.
+    """
+
+    row_number: int
+    identifier: str
+    payload_json: str
+    key: int = 0
+    key2: int = 0
+    fingerprint: int = 0
+    known: bool | None = None
+    reactivate: bool = False
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload, parsed."""
+        return json.loads(self.payload_json)
+
+
+@dataclass(frozen=True)
+class SupersededRow:
+    """A row replaced by a later row for the same member (reported as ``skipped``).
+
+    ``identifier`` and ``payload_json`` are ``None`` for a row that was ``unchanged`` (never mapped).
+    """
+
+    row_number: int
+    identifier: str | None
+    winner_row_number: int
+    payload_json: str | None
+
+
+@dataclass(frozen=True)
+class RowState:
+    """What the member state said about the rows of one :meth:`Spool.add_many` batch (aligned)."""
+
+    keys: np.ndarray
+    keys2: np.ndarray
+    fingerprints: np.ndarray
+    known: np.ndarray
+    reactivate: np.ndarray
+
 
 PREFIX = "crowdtwist-spool-"
 OWNER_LOCK = "owner.lock"
@@ -56,9 +106,10 @@ def _take_lock(path: str) -> IO[Any] | None:
 def remove_dead_spools(directory: str | None = None) -> list[str]:
     """Remove the spool directories in ``directory`` (default: the temp dir) whose owner is gone.
 
-    Only a directory whose ``owner.lock`` exists and can be locked is removed: its process died
-    without cleaning up (the lock file is put in place already locked, so a spool being created right
-    now is never taken for a dead one). Returns the removed paths.
+    Payloads carry passwords, and a killed task (SIGKILL, out of memory) never cleans up. Only a
+    directory whose ``owner.lock`` exists and can be locked is removed: the kernel released its
+    owner's ``flock`` when the process died (the lock file is put in place already locked, so a spool
+    being created right now is never taken for a dead one). Returns the removed paths.
     """
     if fcntl is None:  # pragma: no cover - Windows: no flock, nothing is removed
         return []
@@ -75,33 +126,10 @@ def remove_dead_spools(directory: str | None = None) -> list[str]:
     return removed
 
 
-@dataclass(frozen=True)
-class SpooledRow:
-    """A row waiting to be sent."""
-
-    row_number: int
-    identifier: str
-    payload_json: str
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The payload, parsed."""
-        return json.loads(self.payload_json)
-
-
-@dataclass(frozen=True)
-class SupersededRow:
-    """A row replaced by a later row with the same identifier (reported as ``skipped``)."""
-
-    row_number: int
-    identifier: str
-    winner_row_number: int
-    payload_json: str
-
-
 class Spool:
-    """SQLite file of encrypted payloads in a private temp directory; a context manager that deletes
-    it on exit. Creating one first removes the spools that dead runs left in the same directory."""
+    """SQLite file of encrypted payloads (AES-GCM, the key only in this process's memory: a spool a
+    killed task leaves behind is unreadable) in a private temp directory; a context manager that
+    deletes it on exit. Creating one first removes the spools dead runs left in the same directory."""
 
     def __init__(self, directory: str | None = None) -> None:
         self.removed_dead = remove_dead_spools(directory)
@@ -117,55 +145,124 @@ class Spool:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute(
-            "CREATE TABLE rows (row_number INTEGER PRIMARY KEY, dedupe_key TEXT NOT NULL, "
-            "identifier TEXT NOT NULL, payload BLOB NOT NULL)"
+            "CREATE TABLE rows (row_number INTEGER PRIMARY KEY, identifier TEXT NOT NULL, "
+            "payload BLOB NOT NULL, key INTEGER NOT NULL, key2 INTEGER NOT NULL, "
+            "fingerprint INTEGER NOT NULL, known INTEGER, reactivate INTEGER NOT NULL)"
         )
-        self._db.execute("CREATE TABLE latest (dedupe_key TEXT PRIMARY KEY, row_number INTEGER NOT NULL)")
         self.rows_added = 0
+        self._numbers: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+        self._keys2: list[np.ndarray] = []
+        self._spooled: list[np.ndarray] = []
+        self._resolved: _Resolution | None = None
 
-    def add_many(self, rows: Iterable[tuple[int, str, str, str]]) -> int:
+    def add_many(self, rows: Iterable[tuple[int, str, str, str]], state: RowState | None = None) -> int:
         """Add ``(row_number, dedupe_key, identifier, payload_json)`` tuples in source order.
 
         Row numbers must increase across calls: "last wins" means the highest row number wins.
+        ``state``, aligned with ``rows``, carries the member state's view of each row; without it the
+        keys are computed here from the dedupe keys.
         """
         batch = list(rows)
         if not batch:
             return 0
+        numbers = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+        if state is None:
+            keys, keys2 = member_keys([r[1] for r in batch])
+            known: Sequence[Any] = [None] * len(batch)
+            fingerprints = np.zeros(len(batch), dtype=np.int64)
+            reactivate = np.zeros(len(batch), dtype=bool)
+        else:
+            keys, keys2, fingerprints = state.keys, state.keys2, state.fingerprints
+            known, reactivate = state.known.tolist(), state.reactivate
         with transaction(self._db):
             self._db.executemany(
-                "INSERT INTO rows (row_number, dedupe_key, identifier, payload) VALUES (?, ?, ?, ?)",
-                [(n, key, identifier, self._seal(payload)) for n, key, identifier, payload in batch],
+                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                zip(
+                    numbers.tolist(),
+                    (r[2] for r in batch),
+                    (self._seal(r[3]) for r in batch),
+                    keys.tolist(),
+                    keys2.tolist(),
+                    fingerprints.tolist(),
+                    known,
+                    reactivate.tolist(),
+                    strict=True,
+                ),
             )
-            self._db.executemany(
-                "INSERT INTO latest (dedupe_key, row_number) VALUES (?, ?) "
-                "ON CONFLICT(dedupe_key) DO UPDATE SET row_number = MAX(row_number, excluded.row_number)",
-                [(key, n) for n, key, _, _ in batch],
-            )
-        self.rows_added += len(batch)
+        self._append(numbers, keys, keys2, spooled=True)
         return len(batch)
 
+    def add_unchanged(self, row_numbers: np.ndarray, keys: np.ndarray, keys2: np.ndarray) -> int:
+        """Add rows the member state found unchanged: they compete in "last wins", are never sent."""
+        if len(row_numbers):
+            self._append(np.asarray(row_numbers, dtype=np.int64), keys, keys2, spooled=False)
+        return len(row_numbers)
+
+    def _append(self, numbers: np.ndarray, keys: np.ndarray, keys2: np.ndarray, *, spooled: bool) -> None:
+        self._resolved = None
+        self._numbers.append(numbers)
+        self._keys.append(np.asarray(keys, dtype=np.int64))
+        self._keys2.append(np.asarray(keys2, dtype=np.int64))
+        self._spooled.append(np.full(len(numbers), spooled, dtype=bool))
+        self.rows_added += len(numbers)
+
+    def _resolution(self) -> _Resolution:
+        if self._resolved is None:
+            # One array per column from here on (the per-batch pieces are dropped, not kept twice).
+            self._numbers = [_concat(self._numbers, np.int64)]
+            self._keys = [_concat(self._keys, np.int64)]
+            self._keys2 = [_concat(self._keys2, np.int64)]
+            self._spooled = [_concat(self._spooled, bool)]
+            self._resolved = _Resolution.of(self._numbers[0], self._keys[0], self._keys2[0], self._spooled[0])
+        return self._resolved
+
     def count_survivors(self) -> int:
-        """Rows that will be sent (one per dedupe key)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM latest").fetchone()[0])
+        """Rows that will be sent (one per member, unchanged winners excluded)."""
+        return self._resolution().to_send
+
+    def count_unchanged(self) -> int:
+        """Members whose winning row is unchanged (not sent)."""
+        return self._resolution().unchanged
 
     def superseded(self) -> Iterator[SupersededRow]:
-        """Rows that lost to a later row with the same dedupe key, in source order."""
-        cursor = self._db.execute(
-            "SELECT r.row_number, r.identifier, l.row_number, r.payload FROM rows r "
-            "JOIN latest l ON l.dedupe_key = r.dedupe_key WHERE r.row_number <> l.row_number "
-            "ORDER BY r.row_number"
-        )
-        for row_number, identifier, winner, payload in cursor:
-            yield SupersededRow(row_number, identifier, winner, self._open(payload))
+        """Rows that lost to a later row for the same member, in source order."""
+        resolution = self._resolution()
+        for number, winner, spooled in zip(
+            resolution.loser_numbers.tolist(),
+            resolution.loser_winners.tolist(),
+            resolution.loser_spooled.tolist(),
+            strict=True,
+        ):
+            identifier = payload = None
+            if spooled:
+                identifier, payload = self._db.execute(
+                    "SELECT identifier, payload FROM rows WHERE row_number = ?", (number,)
+                ).fetchone()
+            yield SupersededRow(number, identifier, winner, None if payload is None else self._open(payload))
 
     def survivors(self) -> Iterator[SpooledRow]:
         """The rows to send, in source order, read lazily from disk."""
+        send = self._resolution().send_mask
         cursor = self._db.execute(
-            "SELECT r.row_number, r.identifier, r.payload FROM latest l "
-            "JOIN rows r ON r.row_number = l.row_number ORDER BY r.row_number"
+            "SELECT row_number, identifier, payload, key, key2, fingerprint, known, reactivate "
+            "FROM rows ORDER BY row_number"
         )
-        for row_number, identifier, payload in cursor:
-            yield SpooledRow(row_number, identifier, self._open(payload))
+        # Batches: every SQLite step releases the GIL, and with busy worker threads each release
+        # can cost a thread switch; one fetchmany per 1,000 rows keeps the reader from starving.
+        while batch := cursor.fetchmany(1000):
+            for number, identifier, payload, key, key2, fingerprint, known, reactivate in batch:
+                if send[number]:
+                    yield SpooledRow(
+                        number,
+                        identifier,
+                        self._open(payload),
+                        key,
+                        key2,
+                        fingerprint,
+                        None if known is None else bool(known),
+                        bool(reactivate),
+                    )
 
     def _seal(self, payload_json: str) -> bytes:
         nonce = os.urandom(_NONCE)
@@ -175,7 +272,10 @@ class Spool:
         return self._cipher.decrypt(sealed[:_NONCE], sealed[_NONCE:], None).decode("utf-8")
 
     def close(self) -> None:
-        """Close and delete the spool, then let go of its owner lock."""
+        """Close and delete the spool; its arrays go too (a sync's state closes after it); then let go
+        of its owner lock."""
+        self._numbers, self._keys, self._keys2, self._spooled = [], [], [], []
+        self._resolved = None
         try:
             self._db.close()
         finally:
@@ -190,3 +290,54 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """ "Last wins" over every row added: which rows are sent, which lost and to whom."""
+
+    send_mask: np.ndarray  # indexed by row number
+    to_send: int
+    unchanged: int
+    loser_numbers: np.ndarray
+    loser_winners: np.ndarray
+    loser_spooled: np.ndarray
+
+    @classmethod
+    def of(cls, numbers: np.ndarray, keys: np.ndarray, keys2: np.ndarray, spooled: np.ndarray) -> _Resolution:
+        # Most members have one row: sort by the first 64 bits of the key only (8 bytes a row of
+        # scratch), and resolve the few rows whose neighbour shares them exactly, on their own.
+        winners = np.ones(len(numbers), dtype=bool)
+        winner_numbers = numbers
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        shared = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        del sorted_keys
+        if len(shared):
+            rows = np.unique(np.concatenate([order[shared], order[shared + 1]]))
+            group_order = np.lexsort((numbers[rows], keys2[rows], keys[rows]))  # by member, then row number
+            rows = rows[group_order]
+            k1, k2 = keys[rows], keys2[rows]
+            last = np.ones(len(rows), dtype=bool)  # the last row of each member's group wins
+            last[:-1] = (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1])
+            group = np.concatenate(([0], np.cumsum(last[:-1])))
+            winners[rows] = last
+            winner_numbers = numbers.copy()
+            winner_numbers[rows] = numbers[rows][last][group]
+        del order
+        send_mask = np.zeros(int(numbers.max()) + 1 if len(numbers) else 1, dtype=bool)
+        send_mask[numbers[winners & spooled]] = True
+        losers = np.flatnonzero(~winners)
+        losers = losers[np.argsort(numbers[losers], kind="stable")]
+        return cls(
+            send_mask=send_mask,
+            to_send=int(np.count_nonzero(winners & spooled)),
+            unchanged=int(np.count_nonzero(winners & ~spooled)),
+            loser_numbers=numbers[losers],
+            loser_winners=winner_numbers[losers],
+            loser_spooled=spooled[losers],
+        )
+
+
+def _concat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)

@@ -168,15 +168,18 @@ def validate_thresholds(max_failed_rows: int | None, max_failed_ratio: float | N
         isinstance(max_failed_rows, bool) or not isinstance(max_failed_rows, int) or max_failed_rows < 0
     ):
         raise ValueError(f"max_failed_rows must be an integer >= 0 or None, got {max_failed_rows!r}")
-    if max_failed_ratio is not None and (
-        isinstance(max_failed_ratio, bool)
-        or not isinstance(max_failed_ratio, (int, float))
-        or math.isnan(max_failed_ratio)
-        or not 0.0 <= float(max_failed_ratio) <= 1.0
+    check_ratio("max_failed_ratio", max_failed_ratio)
+
+
+def check_ratio(name: str, value: Any) -> None:
+    """A ratio setting is ``None`` or a number between 0 and 1; ``ValueError`` naming ``name`` otherwise."""
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or not 0.0 <= float(value) <= 1.0
     ):
-        raise ValueError(
-            f"max_failed_ratio must be a number between 0 and 1 or None, got {max_failed_ratio!r}"
-        )
+        raise ValueError(f"{name} must be a number between 0 and 1 or None, got {value!r}")
 
 
 def threshold_violation(

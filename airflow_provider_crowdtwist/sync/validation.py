@@ -112,7 +112,7 @@ def check_create(payload: Mapping[str, Any]) -> tuple[str, str] | None:
 def check_fields(payload: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(field, reason)`` for the first field whose value breaks a documented rule, or ``None``."""
     for name in NAME_ATTRIBUTES:
-        if name in payload:
+        if payload.get(name) is not None:  # None: cleared (null_values="clear")
             reason = check_name(payload[name])
             if reason:
                 return name, reason

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 EXTRA_FIELDS = {
     "auth_type",
-    "api_key_in",
+    "key_placement",
     "hmac_timestamp_unit",
     "id_type",
     "timeout",
@@ -92,7 +92,7 @@ def test_connection_form_is_what_the_ui_reads(airflow_env: AirflowEnv) -> None:
         fields = form["standard_fields"]
         assert fields["host"]["title"] == "API base URL"
         assert fields["host"]["hidden"] is False
-        assert fields["port"]["hidden"] is True
+        assert fields["port"]["hidden"] is False and fields["url_schema"]["hidden"] is True
         assert "HMAC public key" in fields["login"]["title"]
         assert "API key" in fields["password"]["title"]
         extra = form["extra_fields"]
@@ -104,7 +104,7 @@ def test_connection_form_is_what_the_ui_reads(airflow_env: AirflowEnv) -> None:
         assert form["connection_testable"] is True
         assert {f"extra__crowdtwist__{name}" for name in EXTRA_FIELDS} <= set(form["widgets"])
         behaviour = form["behaviour"]
-        assert "port" in behaviour["hidden_fields"]
+        assert "schema" in behaviour["hidden_fields"] and "port" not in behaviour["hidden_fields"]
         assert behaviour["relabeling"]["host"] == "API base URL"
         assert "HMAC public key" in behaviour["relabeling"]["login"]
 

@@ -134,10 +134,7 @@ def test_partitioned_credits_exactly_once_and_a_changed_layout_is_refused(sandbo
     # one credit per member: CrowdTwist refuses a member's rapid duplicates ("Event already processed")
     members = [{"user_id": f"c{i}@example.com", "first_name": "C", "last_name": "R"} for i in range(120)]
     rows = pd.DataFrame(
-        [
-            {"user_id": f"c{i}@example.com", "event_id": f"e{i}", "activity_id": "purchase"}
-            for i in range(120)
-        ]
+        [{"user_id": f"c{i}@example.com", "event_id": f"e{i}", "activity_id": "purchase"} for i in range(120)]
     )
     with _client(sandbox, Partition(0, 1)) as client:  # the members exist first
         sync_members(

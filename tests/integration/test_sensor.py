@@ -14,13 +14,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from airflow.providers.common.compat.sdk import (
+
+from airflow_provider_crowdtwist._compat import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferred,
 )
-
 from airflow_provider_crowdtwist.sensors.crowdtwist import CrowdTwistApiSensor
 from airflow_provider_crowdtwist.triggers.crowdtwist import CrowdTwistApiTrigger
 

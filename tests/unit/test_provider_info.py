@@ -81,7 +81,7 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
     assert conn["conn-fields"] == CONN_FIELDS
     assert set(CONN_FIELDS) == {
         "auth_type",
-        "api_key_in",
+        "key_placement",
         "hmac_timestamp_unit",
         "id_type",
         "scheme",
@@ -96,7 +96,11 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
         validator = jsonschema.Draft7Validator(field["schema"])
         if "default" in field["schema"]:
             validator.validate(field["schema"]["default"])
-        validator.validate(None)  # every extra may be left empty
+        if "enum" not in field["schema"]:
+            validator.validate(None)  # a free-text extra may be left empty
+        # No null choice: Airflow 3 renders each enum member as an option ("null" for None); a
+        # choice left empty is not saved, and the hook's default applies.
+        assert all(isinstance(v, str) for v in field["schema"].get("enum", [])), name
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("oauth", CONN_FIELDS["auth_type"]["schema"])
     with pytest.raises(jsonschema.ValidationError):
@@ -109,10 +113,13 @@ def test_ui_field_behaviour_in_provider_info() -> None:
     assert set(behaviour) == {"hidden-fields", "relabeling", "placeholders"}
     assert behaviour["relabeling"] == {
         "host": "API base URL",
+        "port": "Port (optional)",
         "login": "HMAC public key",
         "password": "API key / HMAC private key",
     }
-    assert {"schema", "port"} <= set(behaviour["hidden-fields"])
+    assert "schema" in behaviour["hidden-fields"]
+    # the port stays visible: Airflow 3.3's Test button needs it to match the stored one
+    assert "port" not in behaviour["hidden-fields"]
     assert behaviour["hidden-fields"] == UI_FIELD_BEHAVIOUR["hidden_fields"]
 
 
@@ -158,11 +165,15 @@ def test_hook_meta_as_the_airflow3_ui_receives_it() -> None:
     assert meta.standard_fields.host.title == "API base URL"
     assert meta.standard_fields.login.title == "HMAC public key"
     assert meta.standard_fields.password.title == "API key / HMAC private key"
-    assert meta.standard_fields.port.hidden and meta.standard_fields.url_schema.hidden
+    assert meta.standard_fields.url_schema.hidden and not meta.standard_fields.port.hidden
+    assert meta.standard_fields.port.title == "Port (optional)"
     extra = meta.extra_fields
     assert list(extra) == list(CONN_FIELDS)
     assert extra["auth_type"]["value"] == "api_key"
-    assert extra["auth_type"]["schema"]["enum"] == ["api_key", "hmac", None]
+    assert extra["auth_type"]["schema"]["enum"] == ["api_key", "hmac"]
+    # no dropdown offers the word "null": no enum carries None
+    assert all(None not in f["schema"].get("enum", []) for f in extra.values())
+    assert extra["key_placement"]["value"] == "header"
     assert extra["requests_per_minute"]["value"] == 10000
     # no field default is hidden behind the secrets mask (names containing "api_key" are masked)
     assert all(field["value"] != "***" for field in extra.values())

@@ -55,7 +55,7 @@ def test_loopback_http_and_any_https_are_accepted(base_url: str) -> None:
         ({"api_key": ""}, "password (API key) is empty"),
         ({"api_key": "has space"}, "password (API key) contains whitespace"),
         ({"api_key": "line\nbreak"}, "password (API key) contains whitespace"),
-        ({"api_key_in": "body"}, "connection extra 'api_key_in' must be one of 'header', 'query'"),
+        ({"api_key_in": "body"}, "connection extra 'key_placement' must be one of 'header', 'query'"),
         ({"auth_type": "hmac", "api_key": None, "hmac_private_key": "p"}, "login (HMAC public key) is empty"),
         ({"auth_type": "hmac", "hmac_public_key": "p"}, "password (HMAC private key) is empty"),
         (

@@ -62,7 +62,7 @@ def test_json_connection_keeps_host_scheme_and_maps_every_extra(monkeypatch: pyt
         password=API_KEY,
         extra={
             "auth_type": "api_key",
-            "api_key_in": "query",
+            "key_placement": "query",
             "id_type": "third_party_id",
             "timeout": 12.5,
             "connect_timeout": 2,
@@ -222,8 +222,8 @@ def test_verify_accepts_a_ca_bundle_path(monkeypatch: pytest.MonkeyPatch, tmp_pa
         ({"host": "https://api.example.com", "extra": {"auth_type": "api_key"}}, "password"),
         ({"host": "https://api.example.com", "login": "pub", "password": API_KEY}, "extra 'auth_type'"),
         (
-            {"host": "https://api.example.com", "password": API_KEY, "extra": {"api_key_in": "cookie"}},
-            "extra 'api_key_in'",
+            {"host": "https://api.example.com", "password": API_KEY, "extra": {"key_placement": "cookie"}},
+            "extra 'key_placement'",
         ),
         (
             {"host": "https://api.example.com", "password": API_KEY, "extra": {"hmac_timestamp_unit": "us"}},
@@ -328,7 +328,7 @@ def test_get_conn_is_cached_and_closed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_secrets_are_registered_with_the_airflow_masker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.providers.common.compat.sdk import redact
+    from airflow_provider_crowdtwist._compat import redact
 
     key = "zz-unique-KEY/4bc+d=e-0192837465"
     set_json_conn(monkeypatch, "ct_mask", host="https://api.example.com", password=key)
@@ -365,12 +365,12 @@ def test_ui_field_behaviour_matches_provider_info() -> None:
     assert behaviour["relabeling"]["host"] == "API base URL"
     assert behaviour["relabeling"]["login"] == "HMAC public key"
     assert behaviour["relabeling"]["password"] == "API key / HMAC private key"
-    assert {"schema", "port"} <= set(behaviour["hidden_fields"])
+    assert behaviour["hidden_fields"] == ["schema"]  # port visible: see provider_info.UI_FIELD_BEHAVIOUR
     info = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
     assert info["hidden-fields"] == behaviour["hidden_fields"]
     assert info["relabeling"] == behaviour["relabeling"]
     assert info["placeholders"] == behaviour["placeholders"]
-    assert set(behaviour["placeholders"]) - {"host", "login", "password"} == set(CONN_FIELDS)
+    assert set(behaviour["placeholders"]) - {"host", "port", "login", "password"} == set(CONN_FIELDS)
     assert behaviour == UI_FIELD_BEHAVIOUR
 
 
@@ -502,7 +502,7 @@ def test_test_connection_reports_bad_configuration(monkeypatch: pytest.MonkeyPat
 
 
 def test_masked_api_key_in_from_the_ui_falls_back_to_header(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Airflow masks any extra whose name contains "api_key"; a form saved with the mask must still work
+    # Airflow masked the old extra name (it contains "api_key"); a form saved with the mask still works
     set_json_conn(
         monkeypatch,
         "ct_masked",
@@ -535,3 +535,53 @@ def test_ui_test_button_uri_round_trip(monkeypatch: pytest.MonkeyPatch, host: st
     set_uri_conn(monkeypatch, "ct_as_uri", conn.get_uri())
     assert CrowdTwistHook("ct_as_uri").get_client_config() == expected
     assert expected.base_url.startswith("https://" if "127.0.0.1" not in host else "http://")
+
+
+def test_old_extra_name_api_key_in_is_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {"api_key_in": "query"}
+    set_json_conn(monkeypatch, "ct_legacy", host="https://api.example.com", password=API_KEY, extra=extra)
+    assert CrowdTwistHook("ct_legacy").get_client_config().api_key_in == "query"
+
+
+def test_old_and_new_key_placement_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_json_conn(
+        monkeypatch,
+        "ct_both_agree",
+        host="https://api.example.com",
+        password=API_KEY,
+        extra={"api_key_in": "query", "key_placement": "Query"},
+    )
+    assert CrowdTwistHook("ct_both_agree").get_client_config().api_key_in == "query"
+    set_json_conn(
+        monkeypatch,
+        "ct_both",
+        host="https://api.example.com",
+        password=API_KEY,
+        extra={"api_key_in": "query", "key_placement": "header"},
+    )
+    with pytest.raises(CrowdTwistConfigError) as info:
+        CrowdTwistHook("ct_both").get_client_config()
+    text = str(info.value)
+    assert "key_placement" in text and "api_key_in" in text and API_KEY not in text
+
+
+def test_key_placement_is_not_a_name_airflow_masks() -> None:
+    """Airflow hides extras by name; the old name was hidden, the new one must not be."""
+    import importlib
+
+    for module in (
+        "airflow.sdk._shared.secrets_masker",
+        "airflow.sdk.execution_time.secrets_masker",
+        "airflow.utils.log.secrets_masker",
+    ):
+        try:
+            masker = importlib.import_module(module)
+        except ImportError:
+            continue
+        should_hide = masker.should_hide_value_for_key
+        break
+    else:  # pragma: no cover - every supported Airflow has one of them
+        pytest.fail("no secrets masker found")
+    assert should_hide("api_key_in") is True
+    for name in CONN_FIELDS:
+        assert should_hide(name) is False, name

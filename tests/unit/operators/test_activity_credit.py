@@ -13,8 +13,8 @@ import pathlib
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_crowdtwist._compat import AirflowException, AirflowFailException
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
 from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_crowdtwist._compat import AirflowException, AirflowFailException
 from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 
 CONN_ID = "crowdtwist_member_test"
@@ -84,11 +84,47 @@ def operator(**kwargs: Any) -> CrowdTwistUserSyncOperator:
         ({"sql": "SELECT 1", "sql_conn_id": "w", "rows": [{"user_id": "a@b.co"}]}, "exactly one source"),
         ({"rows": None, "sql": "SELECT 1"}, "sql_conn_id is required"),
         ({"rows": None}, "got none"),
+        ({"on_removed": "purge", "state_path": "s.sqlite"}, "on_removed 'purge'"),
+        ({"on_removed": "deactivate"}, "needs state_path"),
+        ({"full_refresh": True}, "needs state_path"),
+        ({"null_values": "erase"}, "null_values 'erase'"),
+        ({"max_removed_ratio": 2, "state_path": "s.sqlite"}, "max_removed_ratio"),
+        ({"remove_points_on_deactivate": True, "state_path": "s.sqlite"}, "on_removed='deactivate'"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time_naming_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         operator(**kwargs)
+
+
+def test_lifecycle_arguments_reach_the_engine_and_a_templated_state_path_counts(conn, tmp_path):
+    op = operator(
+        state_path="{{ params.state }}",
+        on_removed="delete",
+        max_removed_ratio=0.5,
+        allow_empty_source_removal=True,
+        full_refresh=True,
+        null_values="clear",
+    )
+    op.state_path = str(tmp_path / "state.sqlite")  # as rendered
+    config = op._sync_config()
+    assert (config.on_removed, config.max_removed_ratio, config.allow_empty_source_removal) == (
+        "delete",
+        0.5,
+        True,
+    )
+    assert (config.full_refresh, config.null_values) == (True, "clear")
+    result = op.execute(context())
+    assert result["counts"]["created"] == 3 and result["rows_removed"] == 0
+    op = operator(
+        rows=members(1),
+        state_path=str(tmp_path / "state.sqlite"),
+        on_removed="deactivate",
+        max_removed_ratio=1.0,
+    )
+    result = op.execute(context())
+    assert result["counts"]["deactivated"] == 2 and result["rows_removed"] == 2
+    assert conn.admin.member("op1@example.com")["is_active"] == 0
 
 
 def test_templated_field_mapping_is_checked_at_run_time_not_parse_time():

@@ -41,10 +41,13 @@ def test_a_lock_through_a_symlinked_directory_is_the_same_lock(tmp_path: pathlib
 
 def test_a_second_member_sync_on_one_state_path_fails_at_once(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "state.sqlite"
-    with MemberState(path), pytest.raises(StateInUseError, match="state_path one at a time"):
-        MemberState(tmp_path / "." / "state.sqlite")
-    with MemberState(path) as again:
-        assert again.get("nobody") is None
+    with (
+        MemberState(path, id_type="email", secret=b"k"),
+        pytest.raises(StateInUseError, match="state_path one at a time"),
+    ):
+        MemberState(tmp_path / "." / "state.sqlite", id_type="email", secret=b"k")
+    with MemberState(path, id_type="email", secret=b"k") as again:
+        assert len(again) == 0
 
 
 class _Remote:

@@ -132,3 +132,47 @@ def test_one_max_workers_rule_for_sender_and_both_syncs(bad):
     with pytest.raises(ValueError, match="max_workers must be an integer from 1 to 256"):
         CreditSyncConfig(id_column="email", activity_id="purchase", max_workers=bad).validate()
     check_max_workers(256)
+
+
+def test_unchanged_rows_take_part_in_last_wins_but_are_never_sent(tmp_path):
+    import numpy as np
+
+    from airflow_provider_crowdtwist.sync.row_hash import member_keys
+
+    with Spool(str(tmp_path)) as spool:
+        spool.add_many([(1, "a", "A", '{"v":1}'), (2, "b", "B", '{"v":2}')])
+        k1, k2 = member_keys(["a", "c"])
+        spool.add_unchanged(np.array([3, 4]), k1, k2)  # a later unchanged row for "a" wins over row 1
+        spool.add_many([(5, "c", "C", '{"v":5}')])  # a later changed row for "c" wins over row 4
+        assert spool.count_survivors() == 2 and spool.count_unchanged() == 1
+        assert [r.row_number for r in spool.survivors()] == [2, 5]
+        lost = list(spool.superseded())
+        assert [(r.row_number, r.winner_row_number, r.identifier) for r in lost] == [
+            (1, 3, "A"),
+            (4, 5, None),
+        ]
+
+
+def test_last_wins_matches_a_plain_dict_on_random_rows(tmp_path):
+    import numpy as np
+
+    from airflow_provider_crowdtwist.sync.row_hash import member_keys
+
+    rng = np.random.default_rng(7)
+    names = [f"k{int(v)}" for v in rng.integers(0, 300, 2000)]
+    unchanged = rng.random(2000) < 0.3
+    with Spool(str(tmp_path)) as spool:
+        for start in range(0, 2000, 250):  # chunks: unchanged rows of a chunk are added before the rest
+            part = range(start, start + 250)
+            idle = [i for i in part if unchanged[i]]
+            k1, k2 = member_keys([names[i] for i in idle])
+            spool.add_unchanged(np.array([i + 1 for i in idle], dtype=np.int64), k1, k2)
+            spool.add_many((i + 1, names[i], names[i], "{}") for i in part if not unchanged[i])
+        last: dict[str, int] = {}
+        for i, name in enumerate(names):
+            last[name] = i + 1
+        expected_sent = sorted(n for n in last.values() if not unchanged[n - 1])
+        assert [r.row_number for r in spool.survivors()] == expected_sent
+        assert spool.count_unchanged() == sum(1 for n in last.values() if unchanged[n - 1])
+        lost = [(r.row_number, r.winner_row_number) for r in spool.superseded()]
+        assert lost == [(i + 1, last[name]) for i, name in enumerate(names) if last[name] != i + 1]

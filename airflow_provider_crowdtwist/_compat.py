@@ -1,0 +1,62 @@
+"""The Airflow names the provider uses that ``common.compat.sdk`` did not always export.
+
+The provider supports ``apache-airflow-providers-common-compat>=1.8.0`` (the first release with
+``common.compat.sdk``, and the last line that installs on Airflow 2.10). That release has ``BaseHook``,
+``BaseOperator``, ``BaseSensorOperator`` and ``ObjectStoragePath``, but not the exceptions, ``conf`` or
+``mask_secret``, which came in 1.11-1.23. Importing those from ``compat.sdk`` therefore failed on the
+lowest supported set with an ``ImportError`` at the first connection read. Each name here is looked
+up in ``compat.sdk`` first (so a newer compat release keeps deciding), then in the Airflow 3 SDK module,
+then in the Airflow 2 module -- the same order newer compat releases use.
+
+Resolved lazily (module ``__getattr__``): importing this module imports no Airflow module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXCEPTION_MODULES = ("airflow.providers.common.compat.sdk", "airflow.sdk.exceptions", "airflow.exceptions")
+
+#: name -> modules to try, in order.
+_LOCATIONS: dict[str, tuple[str, ...]] = {
+    "AirflowException": _EXCEPTION_MODULES,
+    "AirflowFailException": _EXCEPTION_MODULES,
+    "AirflowSensorTimeout": _EXCEPTION_MODULES,
+    "AirflowSkipException": _EXCEPTION_MODULES,
+    "TaskDeferred": _EXCEPTION_MODULES,
+    "conf": ("airflow.providers.common.compat.sdk", "airflow.sdk.configuration", "airflow.configuration"),
+    "mask_secret": (
+        "airflow.providers.common.compat.sdk",
+        "airflow.sdk.log",
+        "airflow.sdk.execution_time.secrets_masker",
+        "airflow.utils.log.secrets_masker",
+    ),
+    "redact": (
+        "airflow.providers.common.compat.sdk",
+        "airflow.sdk.log",
+        "airflow.sdk.execution_time.secrets_masker",
+        "airflow.utils.log.secrets_masker",
+    ),
+}
+
+__all__ = sorted(_LOCATIONS)
+
+
+def resolve(name: str) -> Any:
+    """The object ``name`` from the first module in its list that has it."""
+    for module_name in _LOCATIONS[name]:
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"{name} is in none of {', '.join(_LOCATIONS[name])}")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LOCATIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = resolve(name)
+    globals()[name] = value  # resolved once
+    return value

@@ -1,0 +1,109 @@
+"""Hashes of source rows for the member state: who a row is (its key) and what it says (its fingerprint).
+
+Why the state hashes *source rows* and not payloads: deciding that a row is ``unchanged`` must cost
+far less than mapping it, or a nightly export of a million members spends its time mapping rows that
+are then not sent. A chunk's fingerprints are computed column-wise (pandas' keyed SipHash over whole
+columns), so an unchanged row is never mapped, validated or serialised at all.
+
+* **Key**: two 64-bit SipHash values of the row's dedupe key (the identifier as the sync compares it:
+  stripped, lower-cased for emails), with two fixed hash keys. 128 bits, so two members colliding is
+  out of reach (about 1e-27 for a million members). Identifiers are not secret (the state stores them
+  in clear to list and send removals), so these keys need not be secret either -- and must not be: the
+  key decides which members are "no longer in the source".
+* **Fingerprint**: a 64-bit SipHash of the row's mapped columns (and its dedupe key), keyed with a
+  secret the state file does not hold (see :mod:`.state`). Every column is hashed as text with the key,
+  so a fingerprint reveals nothing testable without the key (a password cannot be guessed from a word
+  list). The key also covers the mapping settings and the columns' names and dtypes: change the
+  mapping and every row is sent once more.
+
+A fingerprint only has to say "same as last time" correctly: equal fingerprints must mean an equal
+payload (the mapping is a deterministic function of the row and the settings). A spurious
+difference (a column that came back as float instead of int) merely sends the row once. Columns whose
+values are not plain (a column of dicts, Decimals or dates mixed with text) are not hashed column-wise:
+such a chunk gets ``None`` and the sync hashes each row's payload instead (:func:`payload_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: pandas' SipHash takes a 16-byte key given as text; these two give the 128-bit member key.
+_KEY_HASH_KEYS = ("ct-member-key-k1", "ct-member-key-k2")
+#: Column kinds whose values print exactly (``astype(str)`` round-trips them): hashed column-wise.
+_TEXT_INFERRED = frozenset({"string", "empty"})
+
+
+def member_keys(dedupe_keys: Sequence[str] | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit).
+
+    A text ``Series`` and a list of the same strings hash alike (pandas hashes the characters).
+    """
+    series = dedupe_keys if isinstance(dedupe_keys, pd.Series) else pd.Series(list(dedupe_keys), dtype=object)
+    k1 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[0]).to_numpy()
+    k2 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[1]).to_numpy()
+    return k1.view(np.int64), k2.view(np.int64)
+
+
+def derive_key(secret: bytes, label: str) -> bytes:
+    """A 32-byte key for one purpose (``label``) from the state's secret."""
+    return hmac.new(secret, label.encode("utf-8"), hashlib.sha256).digest()
+
+
+def _pandas_key(key: bytes, domain: str) -> str:
+    """A 16-character SipHash key for pandas (96 bits of ``key``, bound to ``domain``)."""
+    digest = hmac.new(key, domain.encode("utf-8"), hashlib.sha256).digest()
+    return base64.b64encode(digest[:12]).decode("ascii")
+
+
+def _hashable(column: pd.Series) -> pd.Series | None:
+    """``column`` as values that hash exactly, or ``None`` when it holds values that are not plain."""
+    dtype = column.dtype
+    if pd.api.types.is_object_dtype(dtype):
+        return column if pd.api.types.infer_dtype(column, skipna=True) in _TEXT_INFERRED else None
+    if pd.api.types.is_string_dtype(dtype):
+        return column
+    if (
+        pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+    ):
+        # Numbers hash unkeyed in pandas; as text they take the key like every other column.
+        return column.astype(str).where(column.notna(), None)
+    return None
+
+
+def chunk_fingerprints(
+    chunk: pd.DataFrame, positions: Sequence[int], key: bytes, domain: str
+) -> np.ndarray | None:
+    """Keyed fingerprints (``int64``) of the columns at ``positions`` of every row, or ``None``.
+
+    ``positions`` include the identifier's column. ``domain`` names everything else the payload
+    depends on (mapping settings); the columns' names and dtypes are added here, so a chunk that
+    arrives with other dtypes is simply "changed". ``None`` means a column holds values that do not
+    hash exactly: fingerprint the payloads instead.
+    """
+    parts: dict[str, pd.Series] = {}
+    described: list[str] = []
+    for i, pos in enumerate(positions):
+        column = chunk.iloc[:, pos]
+        hashable = _hashable(column)
+        if hashable is None:
+            return None
+        parts[str(i)] = hashable.reset_index(drop=True)
+        described.append(f"{chunk.columns[pos]}:{column.dtype}")
+    frame = pd.DataFrame(parts)
+    pandas_key = _pandas_key(key, domain + "\x00" + "\x00".join(described))
+    hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=pandas_key).to_numpy()
+    return hashed.view(np.int64)
+
+
+def payload_fingerprint(payload_json: str, key: bytes) -> int:
+    """Keyed fingerprint of one payload's canonical JSON (rows whose columns cannot be hashed whole)."""
+    digest = hashlib.blake2b(payload_json.encode("utf-8"), digest_size=8, key=key[:64]).digest()
+    return int.from_bytes(digest, "little", signed=True)

@@ -1,0 +1,80 @@
+"""The crowdtwist:// asset URIs: built from the connection's base URL, normalized by Airflow itself
+through the handler the provider info registers (``asset-uris`` on 3.x, ``dataset-uris`` on 2.x)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from airflow_provider_crowdtwist.assets import (
+    activity_asset_uri,
+    member_asset_uri,
+    program_host,
+    sanitize_uri,
+)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host"),
+    [
+        ("https://SBAPI123.CrowdTwist.com", "sbapi123.crowdtwist.com"),
+        ("https://sbapi123.crowdtwist.com:443/", "sbapi123.crowdtwist.com"),
+        ("https://api.example.com:8443/v2root", "api.example.com:8443"),
+        ("http://127.0.0.1:8765", "127.0.0.1:8765"),
+    ],
+)
+def test_program_host(base_url: str, host: str) -> None:
+    assert program_host(base_url) == host
+
+
+def test_uris() -> None:
+    assert member_asset_uri("https://a.example.com") == "crowdtwist://a.example.com/members"
+    assert activity_asset_uri("https://a.example.com") == "crowdtwist://a.example.com/activities"
+    assert activity_asset_uri("https://a.example.com", "refer a/friend") == (
+        "crowdtwist://a.example.com/activities/refer%20a%2Ffriend"
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "normal"),
+    [
+        ("crowdtwist://SBAPI.crowdtwist.com:443/members/", "crowdtwist://sbapi.crowdtwist.com/members"),
+        ("crowdtwist://h:8443/activities", "crowdtwist://h:8443/activities"),
+        ("crowdtwist://h/activities/purchase", "crowdtwist://h/activities/purchase"),
+        ("crowdtwist://LIVE-PUSH/profile/members_live/", "crowdtwist://live-push/profile/members_live"),
+    ],
+)
+def test_sanitize_uri(uri: str, normal: str) -> None:
+    assert sanitize_uri(urlsplit(uri)).geturl() == normal
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "crowdtwist:///members",
+        "crowdtwist://h/users",
+        "crowdtwist://h/members?x=1",
+        "crowdtwist://h/",
+        "crowdtwist://live-push/members",
+        "crowdtwist://live-push/redemption/t",
+    ],
+)
+def test_sanitize_uri_refuses_what_the_provider_never_emits(uri: str) -> None:
+    with pytest.raises(ValueError, match="crowdtwist://"):
+        sanitize_uri(urlsplit(uri))
+
+
+def test_airflow_uses_the_registered_normalizer() -> None:
+    from airflow.providers.common.compat.sdk import Asset
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    # Airflow 3 calls them asset URI handlers, Airflow 2 dataset URI handlers
+    names = [n for n in ("asset_uri_handlers", "dataset_uri_handlers") if hasattr(manager, n)]
+    handlers = getattr(manager, names[0])
+    assert handlers["crowdtwist"] is sanitize_uri
+    assert (
+        Asset("crowdtwist://SBAPI.crowdtwist.com:443/members/").uri
+        == "crowdtwist://sbapi.crowdtwist.com/members"
+    )
