@@ -31,9 +31,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistError,
@@ -42,6 +40,7 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistValidationError,
 )
 from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
 from airflow_provider_crowdtwist.sync.partition import Partition, active_partition, member_key
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
@@ -62,6 +61,12 @@ from airflow_provider_crowdtwist.sync.summary import (
     threshold_violation,
     validate_thresholds,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
+
 
 #: Error code of a row that was never sent because the run stopped (abort or ``on_kill``).
 NOT_SENT = "not_sent"
