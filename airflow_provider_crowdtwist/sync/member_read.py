@@ -19,18 +19,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.convert import MISSING, ConversionError, to_text
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.member_mapping import MappedRow, MemberMapping
 from airflow_provider_crowdtwist.sync.outcomes import RowResult
 from airflow_provider_crowdtwist.sync.row_hash import chunk_fingerprints, member_keys, payload_fingerprint
 from airflow_provider_crowdtwist.sync.sources import chunk_records
 from airflow_provider_crowdtwist.sync.spool import RowState, Spool
 from airflow_provider_crowdtwist.sync.state import ACTIVE, DEACTIVATED, MemberState
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
+    pd = LazyModule("pandas", globals(), "pd")
+
 
 #: Bumped when the meaning of a fingerprint changes: every row is then sent once more.
 FINGERPRINT_VERSION = "1"

@@ -17,12 +17,17 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.paths import WorkingCopy
 from airflow_provider_crowdtwist.sync.state import DEACTIVATED, MemberState
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
+
 
 ON_REMOVED = ("ignore", "deactivate", "delete")
 PREVIEW_SUFFIX = ".removals.jsonl"

@@ -29,9 +29,17 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
+    pd = LazyModule("pandas", globals(), "pd")
+
 
 #: pandas' SipHash takes a 16-byte key given as text; these two give the 128-bit member key.
 _KEY_HASH_KEYS = ("ct-member-key-k1", "ct-member-key-k2")

@@ -29,13 +29,16 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.paths import fcntl, transaction
 from airflow_provider_crowdtwist.sync.row_hash import member_keys
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class Spool:
         if fcntl is not None:  # locked under a temporary name, then put in place: never seen unlocked
             self._owner = _take_lock(os.path.join(self._dir, OWNER_LOCK + ".new"))
             os.replace(os.path.join(self._dir, OWNER_LOCK + ".new"), os.path.join(self._dir, OWNER_LOCK))
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # on first use, not at DAG parse
+
         self._cipher = AESGCM(AESGCM.generate_key(bit_length=128))  # in memory only, never written
         self.path = os.path.join(self._dir, "spool.sqlite")
         self._db = sqlite3.connect(self.path, isolation_level=None)

@@ -55,12 +55,17 @@ import secrets as _secrets
 import sqlite3
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, transaction
 from airflow_provider_crowdtwist.sync.row_hash import derive_key, member_keys
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
+    np = LazyModule("numpy", globals(), "np")
+
 
 SCHEMA_VERSION = "2"
 ACTIVE = 0
@@ -76,7 +81,8 @@ _SCHEMA = (
     "key2 INTEGER NOT NULL, fingerprint INTEGER NOT NULL, status INTEGER NOT NULL)",
 )
 #: One member in the snapshot blob (little-endian, packed: 25 bytes).
-_ARRAY_DTYPE = np.dtype([("key", "<i8"), ("key2", "<i8"), ("fingerprint", "<i8"), ("status", "i1")])
+#: A record spec numpy reads as a structured dtype (a plain list: no numpy at import time).
+_ARRAY_DTYPE = [("key", "<i8"), ("key2", "<i8"), ("fingerprint", "<i8"), ("status", "i1")]
 _LOOKUP_BATCH = 500
 #: Results are committed in small transactions: after this many, or this long after the first one.
 #: A killed run thus resends the rows in flight plus the answers of the last 0.1 s (about 17 rows at

@@ -141,6 +141,16 @@ def test_add_connection_in_the_airflow3_ui(
         )
         return row, row.find_element(By.CSS_SELECTOR, "input[role=combobox]")
 
+    def open_dropdown(box: Any) -> None:
+        """Scroll the box to the middle first: a field's helper text can cover it near the edge."""
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+        try:
+            box.click()
+        except ElementClickInterceptedException:
+            box.send_keys(Keys.ARROW_DOWN)  # the keyboard opens the same menu
+
     def close_dropdown() -> None:  # Escape would close the whole dialog
         browser.find_element(By.XPATH, "//*[@role='dialog']//h2 | //*[@role='dialog']//header").click()
 
@@ -164,7 +174,7 @@ def test_add_connection_in_the_airflow3_ui(
 
     for label, expected in CHOICES.items():
         _, box = dropdown(label)
-        box.click()
+        open_dropdown(box)
         WebDriverWait(browser, 10).until(lambda d: visible_options())
         options = visible_options()
         assert options == expected, (label, options)
