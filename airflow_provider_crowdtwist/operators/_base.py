@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
@@ -35,10 +35,7 @@ from airflow_provider_crowdtwist.sync.alerts import (
     validate_volume_checks,
 )
 from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE
-
-if TYPE_CHECKING:
-    import pandas as pd
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "crowdtwist_conn_id",
@@ -64,7 +61,9 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
     allowed; read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path``
-    (CSV / JSON lines / Parquet, local or an object-storage URL; read in chunks).
+    (CSV / JSON lines / Parquet, local or an object-storage URL; read in chunks). ``on_bad_lines``:
+    a CSV / JSON-lines line that cannot be read fails the task naming the line (``fail``, the
+    default) or is a rejected row while the rest of the file is synced (``reject``).
     """
 
     template_ext: Sequence[str] = (".sql",)
@@ -92,6 +91,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         max_failed_ratio: float | None = None,
         rejects_path: Any = None,
         dry_run: bool = False,
+        on_bad_lines: str = "fail",
         partition: Any = None,
         progress_interval: float = 10.0,
         min_rows: int = 1,
@@ -120,6 +120,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.rejects_path = rejects_path
         self.dry_run = dry_run
+        self.on_bad_lines = on_bad_lines
         self.partition = partition
         self.sql_hook_params = sql_hook_params
         self.progress_interval = progress_interval
@@ -171,7 +172,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self._base_url = client.config.base_url
         return client
 
-    def _source_chunks(self) -> Iterator[pd.DataFrame]:
+    def _source_chunks(self) -> Iterator[SourceItem]:
         """The rendered source arguments -> DataFrame chunks (nothing is read until iterated)."""
         return source_chunks(
             sql=self.sql,
@@ -182,6 +183,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             source_path=self.source_path,
             chunksize=self.chunksize,
             file_format=self.file_format,
+            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine config
         )
 
     # ------------------------------------------------------------------ how a run ends

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, iter_chunks
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, OnBadLines, SourceItem, iter_chunks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,8 +139,10 @@ def source_chunks(
     source_path: Any = None,
     chunksize: int = DEFAULT_CHUNKSIZE,
     file_format: str | None = None,
-) -> Iterator[pd.DataFrame]:
-    """The operator's source arguments -> an iterator of DataFrame chunks of at most ``chunksize`` rows."""
+    on_bad_lines: OnBadLines = "fail",
+) -> Iterator[SourceItem]:
+    """The operator's source arguments -> an iterator of DataFrame chunks of at most ``chunksize`` rows
+    (and, for a file read with ``on_bad_lines="reject"``, its unreadable lines between them)."""
     if isinstance(sql, str) and not sql.strip():
         sql = None
     if isinstance(source_path, str) and not source_path.strip():
@@ -161,4 +163,6 @@ def source_chunks(
         )
     if rows is not None:
         return iter_chunks(parse_rows(rows), chunksize)
-    return iter_chunks(resolve_path(source_path), chunksize, file_format=file_format)
+    return iter_chunks(
+        resolve_path(source_path), chunksize, file_format=file_format, on_bad_lines=on_bad_lines
+    )

@@ -86,6 +86,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     :param rejects_path: where to write rejected/failed/unknown rows as JSON lines.
     :param dry_run: map, validate and look up the ledger, but send nothing and write no credit.
     :param chunksize: rows per chunk read from the source (default 10,000).
+    :param on_bad_lines: a CSV / JSON-lines line that cannot be read: ``fail`` (default) fails the
+        task naming the line; ``reject`` makes it a rejected row and credits the rest of the file.
     """
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "ledger_path", "activity_id")
@@ -182,6 +184,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             fail_on_unknown=self.fail_on_unknown,
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
             dry_run=self.dry_run,
+            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
             partition=self.partition,
             progress_interval=self.progress_interval,
             stop_event=None if parse_time else self._stop,

@@ -55,6 +55,9 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param dry_run: do everything but the writes (reads tell created from updated) and report; with
         ``on_removed``, list the members a real run would remove (beside the rejects file, or in the log).
     :param chunksize: rows per chunk read from the source (default 10,000).
+    :param on_bad_lines: a CSV / JSON-lines line that cannot be read (a byte that is not UTF-8, more
+        fields than the header): ``fail`` (default) fails the task naming the line; ``reject`` makes
+        it a rejected row (in the rejects file) and syncs the rest of the file.
     """
 
     template_fields: Sequence[str] = (*SOURCE_TEMPLATE_FIELDS, "state_path", "field_mapping")
@@ -116,6 +119,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             # At parse time only whether there is one matters (on_removed and full_refresh need it).
             state_path=(self.state_path or None) if parse_time else path(self.state_path),
             dry_run=self.dry_run,
+            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
             on_removed=self.on_removed,  # type: ignore[arg-type]  # checked by the engine
             remove_points_on_deactivate=self.remove_points_on_deactivate,
             max_removed_ratio=self.max_removed_ratio,

@@ -1,8 +1,9 @@
 """The CrowdTwist member attribute catalogue: which attributes exist and what kind of value each takes.
 
 Written from the contract (``crowdtwist-api.md``, "Bodies"). The kind decides the converter
-(``convert.CONVERTERS``): flags travel as 0/1, dates as epoch seconds, ids and codes as text (a phone
-number that went through a float column must not arrive as ``5551234.0``). An attribute outside this
+(``convert.CONVERTERS``): flags travel as 0/1, dates as epoch seconds (a birth date checked for
+plausibility), ids and codes as text (a phone number that went through a float column must not arrive
+as ``5551234.0``), passwords and tokens exactly as given (``secret``). An attribute outside this
 catalogue in ``field_mapping`` is a configuration error, found before the first request.
 """
 
@@ -20,7 +21,7 @@ CREATE_ATTRIBUTES: dict[str, str] = {
     "country_code": "text",
     "city_id": "text",
     "city_name": "text",
-    "date_of_birth": "epoch",
+    "date_of_birth": "birth_date",
     "email_is_verified": "bool01",
     "receive_email_updates": "bool01",
     "password_generated": "bool01",
@@ -29,20 +30,20 @@ CREATE_ATTRIBUTES: dict[str, str] = {
     "invite_code": "text",
     "lang_pref": "text",
     "username": "text",
-    "password": "text",
+    "password": "secret",
     "third_party_id": "text",
     "gender_id": "text",
     "mobile_phone_number": "text",
     "tier_override": "text",
     "facebook_user_id": "text",
-    "facebook_access_token": "text",
+    "facebook_access_token": "secret",
     "twitter_user_id": "text",
-    "twitter_access_token": "text",
-    "twitter_access_token_secret": "text",
+    "twitter_access_token": "secret",
+    "twitter_access_token_secret": "secret",
     "instagram_user_id": "text",
-    "instagram_access_token": "text",
+    "instagram_access_token": "secret",
     "foursquare_user_id": "text",
-    "foursquare_access_token": "text",
+    "foursquare_access_token": "secret",
     "custom_data": "object",
     "extra_data": "object",
 }
@@ -76,7 +77,7 @@ def attribute_kind(name: str) -> str | None:
     """The value kind of attribute ``name``, or ``None`` when CrowdTwist has no such attribute."""
     kind = MEMBER_ATTRIBUTES.get(name)
     if kind is None and name.startswith(SOCIAL_PREFIXES) and len(name) > len("instagram_"):
-        return "text"
+        return "secret" if name.endswith(("_token", "_secret")) else "text"
     return kind
 
 

@@ -162,6 +162,33 @@ def to_text(value: Any) -> Any:
     return str(value).strip()
 
 
+def to_secret(value: Any) -> Any:
+    """A password or token: sent exactly as given (never stripped), or :data:`MISSING` when empty.
+
+    The member owns the value: ``"  pass word  "`` is a different password from ``"pass word"``. A
+    value of only spaces is refused rather than dropped, because leaving the field out would look
+    like a success. No message ever shows the value.
+    """
+    if isinstance(value, str):
+        if not value:
+            return MISSING
+        if not value.strip():
+            raise ConversionError(
+                "the value is blank (only whitespace); secrets are sent as given, so it is refused "
+                "rather than set to blanks -- leave it empty to send none"
+            )
+        return value
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        raise ConversionError("expected text, got a boolean")
+    if isinstance(value, (int, np.integer, float, np.floating, Decimal)):
+        plain = to_plain(value)
+        if isinstance(plain, int):
+            return str(plain)
+    raise ConversionError(f"expected text, got {type(value).__name__}")
+
+
 class DigitsFromNumber(str):
     """The text of a whole number read from a numeric column, whose leading zeros may be lost.
 
@@ -252,14 +279,95 @@ def _datetime_to_epoch(value: dt.datetime) -> int:
     return (value - _EPOCH) // dt.timedelta(seconds=1)
 
 
+#: Epoch numbers at or above these magnitudes are milliseconds, microseconds, nanoseconds. 10**11
+#: seconds is the year 5138, 10**11 ms is 1973-03-03: no plausible date is ambiguous between them.
+_EPOCH_UNITS = ((10**17, 10**9), (10**14, 10**6), (10**11, 10**3))
+_COMPACT_DATE = range(10_000_000, 100_000_000)  # 8 digits: YYYYMMDD
+
+
+def _number_to_seconds(number: int | float, value: Any) -> int:
+    """A bare number (or digit string) as epoch seconds: the unit by magnitude, 8 digits as a date.
+
+    A warehouse gives epoch milliseconds (Java, JavaScript, Kafka) as often as seconds, and date keys
+    as ``YYYYMMDD`` integers; read as seconds they land in the year 22365 or in August 1970 and the
+    member's birthday is silently wrong. Sub-second parts are dropped (the API takes whole seconds).
+    """
+    if isinstance(number, int) and number in _COMPACT_DATE:
+        year, month, day = number // 10_000, number // 100 % 100, number % 100
+        try:
+            return (dt.date(year, month, day) - _EPOCH_DATE).days * 86_400
+        except ValueError:
+            raise ConversionError(
+                f"{show(value)} has 8 digits, read as a date YYYYMMDD, and is not a valid date "
+                "(write epoch seconds before 1973-03 as ISO 8601 text)"
+            ) from None
+    for threshold, per_second in _EPOCH_UNITS:
+        if abs(number) >= threshold:
+            return math.floor(number / per_second) if isinstance(number, float) else number // per_second
+    return math.floor(number)
+
+
+#: Bounds of a plausible birth date and activity date; outside them a value is a mistake, not a date.
+BIRTH_DATE_EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+ACTIVITY_DATE_MAX_AGE = dt.timedelta(days=25 * 365)
+#: Slack for "the future": a date written in a time zone ahead of UTC may be a few hours ahead.
+FUTURE_SLACK = dt.timedelta(days=1)
+#: A bare number this close to 0 is a placeholder (-1, 0, 1), not a date in the first day of 1970.
+_PLACEHOLDER_SECONDS = 86_400
+
+
+def _describe_seconds(seconds: int) -> str:
+    try:
+        return (_EPOCH.replace(tzinfo=None) + dt.timedelta(seconds=seconds)).isoformat(sep=" ") + " UTC"
+    except OverflowError:
+        return "a date outside the years 1-9999"
+
+
+def _bounded_date(value: Any, what: str, earliest: dt.datetime, latest: dt.datetime) -> Any:
+    """Epoch seconds of ``value``, refused (not sent) when outside ``earliest``..``latest``."""
+    seconds = to_epoch_seconds(value)
+    if seconds is MISSING:
+        return MISSING
+    is_number = isinstance(value, (int, float, Decimal, np.integer, np.floating)) or (
+        isinstance(value, str) and _INT_RE.match(value.strip())
+    )
+    if is_number and not isinstance(value, (bool, np.bool_)) and abs(seconds) < _PLACEHOLDER_SECONDS:
+        raise ConversionError(
+            f"{show(value)} looks like a placeholder, not a date (it would be {_describe_seconds(seconds)}); "
+            "leave the value empty, or write 1970-01-01 as ISO 8601 text if that day is meant"
+        )
+    low, high = _datetime_to_epoch(earliest), _datetime_to_epoch(latest)
+    if not low <= seconds <= high:
+        raise ConversionError(
+            f"{show(value)} is {_describe_seconds(seconds)}, outside the plausible range of {what} "
+            f"({earliest.date().isoformat()} to {latest.date().isoformat()})"
+        )
+    return seconds
+
+
+def to_birth_date(value: Any) -> Any:
+    """``date_of_birth``: epoch seconds from 1900-01-01 to today (plus a day of time-zone slack)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return _bounded_date(value, "a birth date", BIRTH_DATE_EARLIEST, now + FUTURE_SLACK)
+
+
+def to_activity_date(value: Any) -> Any:
+    """``activity_date`` of a credit: epoch seconds from 25 years ago to today (plus a day of slack)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return _bounded_date(value, "an activity date", now - ACTIVITY_DATE_MAX_AGE, now + FUTURE_SLACK)
+
+
 def to_epoch_seconds(value: Any) -> Any:
     """Convert a date-like value to integer epoch seconds (UTC), or :data:`MISSING`.
 
     Accepts ``datetime`` (naive = UTC), ``date`` (midnight UTC), pandas ``Timestamp``,
-    ``numpy.datetime64``, integers (already epoch seconds), digit strings, and ISO 8601 strings
-    (``1990-05-17``, ``1990-05-17T10:00:00Z``, ``1990-05-17 10:00:00+02:00``). Other text formats
-    are refused rather than guessed: ``01/02/1990`` means different days in different countries.
-    Dates before 1970 give negative numbers (birth dates).
+    ``numpy.datetime64``, ISO 8601 strings (``1990-05-17``, ``1990-05-17T10:00:00Z``,
+    ``1990-05-17 10:00:00+02:00``) and numbers or digit strings, read by :func:`_number_to_seconds`
+    (epoch seconds, milliseconds, microseconds or nanoseconds by magnitude; 8 digits = ``YYYYMMDD``).
+    Other text formats are refused rather than guessed: ``01/02/1990`` means different days in
+    different countries. Dates before 1970 give negative numbers (birth dates). The table of every
+    input form is in ``docs/member-sync.md`` ("Dates"); whether the date is plausible for its field
+    is :func:`to_birth_date` / :func:`to_activity_date`.
     """
     if is_missing(value):
         return MISSING
@@ -274,16 +382,16 @@ def to_epoch_seconds(value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):
         raise ConversionError(f"expected a date, got a boolean ({show(value)})")
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return _number_to_seconds(int(value), value)
     if isinstance(value, (float, np.floating, Decimal)):
         f = float(value)
         if not math.isfinite(f):
             raise ConversionError(f"cannot read {show(value)} as a date")
-        return math.floor(f)
+        return _number_to_seconds(int(f) if f.is_integer() else f, value)
     if isinstance(value, str):
         text = value.strip()
         if _INT_RE.match(text):
-            return int(text)
+            return _number_to_seconds(int(text), value)
         if _ISO_DATE_RE.match(text):
             iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
             try:
@@ -330,6 +438,9 @@ CONVERTERS = {
     "bool01": to_bool01,
     "int": to_int,
     "epoch": to_epoch_seconds,
+    "birth_date": to_birth_date,
+    "activity_date": to_activity_date,
+    "secret": to_secret,
     "object": to_object,
     "postal": to_postal_code,
     "plain": to_plain,

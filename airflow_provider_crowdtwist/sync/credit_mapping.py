@@ -33,12 +33,13 @@ from airflow_provider_crowdtwist.client.config import CREDIT_ID_TYPES, id_type_p
 from airflow_provider_crowdtwist.sync.convert import (
     MISSING,
     ConversionError,
-    to_epoch_seconds,
+    to_activity_date,
     to_int,
     to_plain,
     to_text,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.run import IDENTIFIER
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 __all__ = ["DEFAULT_DEDUPE_EXTRA_KEY", "CreditMapping", "CreditRequest", "default_dedupe_key"]
@@ -285,6 +286,20 @@ class CreditMapping:
         cols.extend(self.extra_data_columns)
         return cols
 
+    def column_of(self, attribute: str) -> str | None:
+        """The source column behind an attribute of the credit body (``extra_data.<key>`` for extras),
+        so that a refusal naming the attribute names the column; ``None`` for a fixed ``activity_id``."""
+        fixed = {
+            IDENTIFIER: self.id_column,
+            "activity_id": self.activity_id_column,
+            "num_points": self.points_column,
+            "activity_date": self.activity_date_column,
+        }
+        if attribute in fixed:
+            return fixed[attribute]
+        key = attribute.removeprefix("extra_data.")
+        return next((c for c, k in self.extra_data_columns.items() if k == key and key != attribute), None)
+
     def check_columns(self, columns: Collection[str]) -> None:
         """Fail with every missing column named (a configuration error, before the first request)."""
         present = {str(c) for c in columns}
@@ -382,7 +397,7 @@ class CreditMapping:
         if column is None:
             return None
         try:
-            value = to_epoch_seconds(record.get(column))
+            value = to_activity_date(record.get(column))
         except ConversionError as exc:
             raise _RowRejected(column, f"column {column!r} (activity_date): {exc}") from None
         return None if value is MISSING else int(value)

@@ -499,6 +499,7 @@ def sync_credits(
         client, config, CreditSyncSummary(), log, title="CrowdTwist activity credits", label="credits"
     )
     sync = _CreditSync(run, config, ledger)
+    run.column_of = sync.mapping.column_of
     summary = sync.summary
     history_before = int(getattr(client, "history_requests_sent", 0) or 0)
     try:
@@ -507,7 +508,7 @@ def sync_credits(
             activities = client.list_activities()
             sync.mapping.set_known_activities([a.id for a in activities if getattr(a, "active", True)])
         first = True
-        for chunk in chunks:
+        for chunk in run.chunks(chunks):
             if first:
                 sync.mapping.check_columns([str(c) for c in chunk.columns])
                 first = False

@@ -35,7 +35,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     zero_pad_us_postal_code,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import validate_config
+from airflow_provider_crowdtwist.sync.run import IDENTIFIER, validate_config
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_fields, is_us
 
@@ -53,6 +53,8 @@ MISSING_IDENTIFIER = "missing_identifier"
 INVALID_VALUE = "invalid_value"
 CREATE_REQUIREMENTS = "create_requirements"
 DUPLICATE_IDENTIFIER = "duplicate_identifier"
+#: The attributes that make a member's location (the create rule named "location").
+_LOCATION = ("postal_code", "country_code", "city_id", "city_name")
 
 # Documented conversions (docs/contract.md), counted per run and logged once, never per row.
 ZERO_PADDED = "postal_code_zero_padded"
@@ -226,6 +228,36 @@ class MemberMapping:
 
     # ---- rows ------------------------------------------------------------------------------
 
+    def column_of(self, attribute: str) -> str | None:
+        """The source column an attribute of a payload came from (``custom_data.<key>`` for custom keys).
+
+        Lets a message that names an attribute -- CrowdTwist's refusal, a create rule -- name the
+        column the user has to fix. ``None`` when no column of the source sent it.
+        """
+        key = attribute[len(CUSTOM_DATA_PREFIX) :] if attribute.startswith(CUSTOM_DATA_PREFIX) else None
+        whole_custom = None
+        for plan in list(self._plans.values()):
+            for target in plan.targets:
+                if key is None and target.custom_key is None and target.attribute == attribute:
+                    return target.column
+                if key is not None and target.custom_key == key:
+                    return target.column
+                if target.attribute == "custom_data" and target.custom_key is None:
+                    whole_custom = target.column
+        if key is not None:
+            return whole_custom
+        return self.id_column if attribute in (self.identifier_attribute, IDENTIFIER) else None
+
+    def field_label(self, attribute: str) -> str:
+        """``attribute (column 'c')`` when the column is named differently, for messages. The create
+        rule "location" is about every location column the source has."""
+        names = _LOCATION if attribute == "location" else (attribute,)
+        columns = [c for c in (self.column_of(a) for a in names) if c is not None]
+        if columns in ([], [attribute]):
+            return attribute
+        listed = ", ".join(repr(c) for c in columns)
+        return f"{attribute} (column {listed})" if len(columns) == 1 else f"{attribute} (columns {listed})"
+
     def dedupe_key(self, identifier: str) -> str:
         """Key under which two rows are the same member (emails compare case-insensitively)."""
         return identifier.lower() if self.id_type == "email" else identifier
@@ -289,13 +321,18 @@ class MemberMapping:
         problem = check_fields(payload)
         if problem:
             name, reason = problem
-            return self._reject(row_number, identifier, INVALID_VALUE, f"{name}: {reason}", payload)
+            return self._reject(
+                row_number, identifier, INVALID_VALUE, f"{self.field_label(name)}: {reason}", payload
+            )
         self._us_postal_code_only(payload)
         if self.mode == "insert":
             problem = check_create(payload)
             if problem:
                 name, reason = problem
-                return self._reject(row_number, identifier, CREATE_REQUIREMENTS, f"{name}: {reason}", payload)
+                label = self.field_label(name)
+                return self._reject(
+                    row_number, identifier, CREATE_REQUIREMENTS, f"{label}: {reason}", payload
+                )
         return MappedRow(row_number, identifier, self.dedupe_key(identifier), payload)
 
     def _restore_zip_zeros(self, payload: dict[str, Any]) -> None:

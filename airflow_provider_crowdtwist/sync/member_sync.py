@@ -317,7 +317,7 @@ class _MemberSender:
         if not problem:
             return None
         name, reason = problem
-        why = f"member not found, and cannot create it: {name}: {reason}"
+        why = f"member not found, and cannot create it: {self.mapping.field_label(name)}: {reason}"
         return self.run.result(_ref(row, payload), Outcome.REJECTED, why, code=CREATE_REQUIREMENTS)
 
     @staticmethod
@@ -392,6 +392,7 @@ def sync_members(
     run: SyncRun[Any] = SyncRun(
         client, config, SyncSummary(), log, title="CrowdTwist member sync", outcomes=MemberOutcome
     )
+    run.column_of = mapping.column_of
     state: MemberState | None = None
     try:
         state = _open_state(config, mapping, client)  # a second sync on this state fails here, at once
@@ -481,7 +482,7 @@ def _read(
             )
 
     reader = MemberReader(mapping, spool, run.record, take, state, config.full_refresh)
-    reader.read(chunks, log_progress)
+    reader.read(run.chunks(chunks), log_progress)
     run.progress.set_total(summary.rows_read)
     for note in mapping.conversion_notes():
         run.log.info("Documented conversion (docs/contract.md): %s.", note)

@@ -26,6 +26,10 @@ SECRET_FIELDS = frozenset({"password", "api_key", "apikey", "private_key", "hmac
 _SECRET_PARTS = ("password", "secret", "token", "api_key", "private_key")
 
 
+#: Characters that ``str.splitlines()`` takes for line ends and JSON leaves raw: written escaped.
+_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
 def is_secret_field(name: str) -> bool:
     """True for field names that hold secrets (``password``, ``*_token``, ``*secret*``, ...)."""
     lowered = name.lower()
@@ -79,8 +83,10 @@ class RejectsWriter:
         return record
 
     def write(self, result: RowResult) -> None:
-        """Append one row."""
-        self._handle.write(json.dumps(self.record(result), ensure_ascii=False, default=str) + "\n")
+        """Append one row: one line, whatever the text holds (line separators other than ``\\n`` --
+        U+0085, U+2028, U+2029 -- are escaped, so that ``str.splitlines()`` sees the same lines)."""
+        line = json.dumps(self.record(result), ensure_ascii=False, default=str)
+        self._handle.write(line.translate(_LINE_BREAKS) + "\n")
         self.written += 1
 
     def close(self) -> None:

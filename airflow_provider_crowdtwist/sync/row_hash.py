@@ -41,7 +41,6 @@ else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see
     pd = LazyModule("pandas", globals(), "pd")
 
 
-
 #: pandas' SipHash takes a 16-byte key given as text; these two give the 128-bit member key.
 _KEY_HASH_KEYS = ("ct-member-key-k1", "ct-member-key-k2")
 #: Column kinds whose values print exactly (``astype(str)`` round-trips them): hashed column-wise.

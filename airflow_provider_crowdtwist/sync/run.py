@@ -6,6 +6,8 @@ or the credit ledger). Everything else lives here, once:
 
 * settings shared by every sync, validated once (:class:`RunConfig`, :func:`validate_config`, with
   ``Literal`` choices and ranges read from the dataclass fields);
+* the source's chunks as the sync sees them (:meth:`SyncRun.chunks`): repeated column names refused
+  before the first request, unreadable file lines rejected (or fatal, ``on_bad_lines``);
 * the summary, rows numbered as read (:meth:`SyncRun.read_row`), the rejects file, the progress log,
   the first problems in the task log, timing and the request count;
 * redaction (the client's :class:`~..client.redact.Redactor`);
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -43,7 +46,13 @@ from airflow_provider_crowdtwist.sync.partition import Partition, active_partiti
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
-from airflow_provider_crowdtwist.sync.sources import chunk_records
+from airflow_provider_crowdtwist.sync.sources import (
+    BadLine,
+    OnBadLines,
+    SourceError,
+    chunk_records,
+    duplicate_columns,
+)
 from airflow_provider_crowdtwist.sync.summary import (
     SyncAbortedError,
     SyncConfigError,
@@ -63,6 +72,10 @@ else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see
 NOT_SENT = "not_sent"
 #: Error code of a row whose work raised something that is not a client error (a bug).
 INTERNAL = "internal"
+#: What ``column_of`` is asked for the member identifier (a "member not found" names its column).
+IDENTIFIER = "<identifier>"
+#: Error code of a line of a source file that could not be read as a row (``on_bad_lines="reject"``).
+BAD_LINE = "bad_line"
 #: How many problems are logged one by one; the rest are only in the rejects file.
 MAX_LOGGED_PROBLEMS = 20
 
@@ -76,6 +89,8 @@ class RunConfig:
     ``max_failed_rows`` and ``max_failed_ratio`` both ``None`` means: fail on any failed row,
     tolerate rejected rows. ``stop_event``: set it from another thread (the operator's ``on_kill``)
     to stop sending; rows not sent end as ``failed`` ("not sent") and the report is still written.
+    ``on_bad_lines``: a line of a CSV / JSON-lines source that cannot be read fails the sync naming
+    the line (``fail``), or is a rejected row and the rest of the file is synced (``reject``).
     """
 
     max_workers: int = 16
@@ -85,6 +100,7 @@ class RunConfig:
     dry_run: bool = False
     progress_interval: float = 10.0
     stop_event: threading.Event | None = None
+    on_bad_lines: OnBadLines = "fail"
     #: ``(index, count)``: this run syncs only the members that hash to ``index`` of ``count``, with its
     #: own state / ledger / rejects files (docs/scale-out.md). None: the whole source.
     partition: Any = None
@@ -174,6 +190,43 @@ class RowRef:
     label: str | None = None
 
 
+#: CrowdTwist's refusals of a custom attribute name no key: every custom key the row sent is a suspect.
+_UNNAMED_ATTRIBUTE_REFUSALS = ("Unrecognized attribute name", "No custom attributes setup for client")
+_OBJECT_FIELDS = ("custom_data", "extra_data")
+
+
+def _names(name: str, text: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text) is not None
+
+
+def refused_attributes(message: str | None, payload: Mapping[str, Any] | None) -> list[str]:
+    """The attributes of ``payload`` that CrowdTwist's refusal ``message`` is about.
+
+    An attribute is named in the message (``postal_code``, ``custom_data.vip``, or a custom key on its
+    own); for "Unrecognized attribute name" without a name, the custom keys sent are the suspects.
+    Keys of objects come as ``custom_data.<key>`` / ``extra_data.<key>``.
+    """
+    if not message or not payload:
+        return []
+    found: list[str] = []
+    text = message
+    for phrase in _UNNAMED_ATTRIBUTE_REFUSALS:
+        text = text.replace(phrase, " ")
+    custom: list[str] = []
+    for name, value in payload.items():
+        if not (name in _OBJECT_FIELDS and isinstance(value, Mapping)):
+            if _names(name, text):
+                found.append(name)
+            continue
+        keys = [f"{name}.{key}" for key in value]
+        custom.extend(k for k in keys if name == "custom_data")
+        named = [k for k in keys if _names(k, text) or _names(k.split(".", 1)[1], text)]
+        found.extend(named or (keys if _names(name, text) else []))  # the whole object: all its keys
+    if not found and text != message:
+        found = custom
+    return found
+
+
 def redactor_for(client: Any) -> Callable[[str], str]:
     """The client's own redaction; for a stand-in client, a :class:`Redactor` of its config secrets."""
     redact = getattr(client, "redact", None)
@@ -224,8 +277,38 @@ class SyncRun(Generic[T]):
         summary.partition = (self.part.index, self.part.count) if self.part is not None else None
         self.rejects = open_rejects(config.partition_path(config.rejects_path), redact=self.redact)
         summary.rejects_path = getattr(self.rejects, "location", None)
+        #: The sync's attribute -> source column rule (its mapping's ``column_of``), so that a refusal
+        #: naming an attribute names the column to fix.
+        self.column_of: Callable[[str], str | None] | None = None
 
     # ------------------------------------------------------------------ rows in, outcomes out
+
+    def chunks(self, items: Iterable[Any]) -> Iterator[Any]:
+        """The source's DataFrame chunks; its unreadable lines (:class:`BadLine`) become rows here.
+
+        A bad line takes the next row number, so rows keep their file order and the counts add up;
+        with ``on_bad_lines="fail"`` it raises :class:`SourceError` naming the line instead. Its member
+        cannot be read, so of a partitioned sync only partition 0 reports it (the others number it).
+        A chunk whose column names repeat (exactly, or as pandas' ``name.1``) is a configuration error.
+        """
+        for item in items:
+            if isinstance(item, BadLine):
+                if self.config.on_bad_lines != "reject":
+                    raise SourceError(f"{item.describe()} (on_bad_lines='reject' would skip the line)")
+                if self.part is not None and self.part.index != 0:
+                    self._source_rows += 1
+                    continue
+                row = RowRef(self.read_row(), None)
+                self.record(self.result(row, Outcome.REJECTED, item.describe(), code=BAD_LINE))
+                continue
+            repeated = duplicate_columns(item.columns)
+            if repeated:
+                raise SyncConfigError(
+                    f"the source has repeated column names: {', '.join(repeated)}; a row would carry "
+                    "two values for one field and one would be lost -- rename or drop the columns",
+                    "columns",
+                )
+            yield item
 
     def read_row(self) -> int:
         """Count one row read from the source; return its 1-based row number in the source."""
@@ -315,7 +398,7 @@ class SyncRun(Generic[T]):
         if exc.credential_failure:
             return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
         if isinstance(exc, CrowdTwistNotFoundError):
-            message = f"member not found ({exc.message})"
+            message = f"member not found ({exc.message}){self.columns_named([IDENTIFIER])}"
             return self._error(row, Outcome.REJECTED, exc.code or "not_found", message, exc, extra)
         if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
             # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
@@ -334,8 +417,24 @@ class SyncRun(Generic[T]):
         password = (row.payload or {}).get("password")
         if isinstance(password, str) and password:
             message = message.replace(password, "***")
+        if exc is not None and outcome is Outcome.REJECTED and not isinstance(exc, CrowdTwistNotFoundError):
+            message += self.columns_named(refused_attributes(message, row.payload))
         status = exc.status if exc is not None else None
         return self.result(row, outcome, self.redact(message), code=code, status=status, extra=extra)
+
+    def columns_named(self, attributes: Iterable[str]) -> str:
+        """`` (column 'x')`` for the source columns behind ``attributes`` (a refusal's), or ``""``."""
+        if self.column_of is None:
+            return ""
+        columns: list[str] = []
+        for attribute in attributes:
+            column = self.column_of(attribute)
+            if column is not None and column not in columns:
+                columns.append(column)
+        if not columns:
+            return ""
+        listed = ", ".join(repr(c) for c in columns)
+        return f" (column {listed})" if len(columns) == 1 else f" (columns {listed})"
 
     def not_sent(self, row: RowRef, reason: str | None = None) -> RowResult:
         """The ``failed`` result of a row the run never sent (stopped, aborted, or ``reason``)."""

@@ -8,17 +8,27 @@ out as DataFrames of at most ``chunksize`` rows. Files are read chunk by chunk, 
 Text files are read with every column as text: a postal code ``02134`` or a phone number must not be
 turned into an integer by type inference. The converters in ``convert.py`` turn text into numbers,
 booleans and dates where the CrowdTwist attribute needs one.
+
+CSV and JSON lines are read line by line (the ``csv`` and ``json`` modules, not pandas' readers) so
+that a line that cannot be read -- a byte that is not UTF-8, a row with more fields than the header,
+an unterminated quote, a JSON line that is not an object -- is known by its line number. With
+``on_bad_lines="fail"`` (the default) it stops the read with that line number; with ``"reject"`` it
+comes out between the chunks as a :class:`BadLine`, which the sync turns into a rejected row
+(``SyncRun.chunks``), and the rest of the file is still read.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.paths import is_local
@@ -43,8 +53,56 @@ FORMATS = {
 _COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
 
 
+#: What a sync does with a line of a CSV / JSON-lines file that cannot be read.
+OnBadLines = Literal["fail", "reject"]
+
+
 class SourceError(ValueError):
     """The source cannot be read (bad argument, unknown format, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of a text file that could not be read as a row (yielded between chunks, in file order)."""
+
+    line_number: int
+    reason: str
+
+    def describe(self) -> str:
+        """``line N of the file: why`` (the sync adds the row number)."""
+        return f"line {self.line_number} of the file: {self.reason}"
+
+
+#: A source item: a chunk of rows, or a line that could not be read.
+SourceItem: TypeAlias = "pd.DataFrame | BadLine"  # a string: importing this module loads no pandas
+
+_RENAMED_DUPLICATE = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9]\d*)$")
+
+
+def duplicate_columns(columns: Sequence[Any]) -> list[str]:
+    """Column names that occur twice, exactly or as pandas' renaming (``first_name``, ``first_name.1``).
+
+    With two columns of one name, a row has two values for one attribute and one of them would be
+    dropped silently; pandas' CSV reader renames the second to ``name.1``, which then travels as a
+    custom attribute nobody configured. Both are configuration errors of the source.
+    """
+    names = [str(c) for c in columns]
+    present = set(names)
+    seen: set[str] = set()
+    found: list[str] = []
+    for name in names:
+        renamed = _RENAMED_DUPLICATE.match(name)
+        if name in seen and name not in found:
+            found.append(name)
+        elif renamed and renamed["base"] in present and name not in found:
+            found.append(f"{renamed['base']} / {name}")
+        seen.add(name)
+    return found
+
+
+def _check_on_bad_lines(on_bad_lines: str) -> None:
+    if on_bad_lines not in ("fail", "reject"):
+        raise SourceError(f"on_bad_lines {on_bad_lines!r} is not one of fail, reject")
 
 
 def _check_chunksize(chunksize: int) -> int:
@@ -120,63 +178,183 @@ def file_chunks(
     chunksize: int = DEFAULT_CHUNKSIZE,
     *,
     file_format: str | None = None,
-) -> Iterator[pd.DataFrame]:
+    on_bad_lines: OnBadLines = "fail",
+) -> Iterator[SourceItem]:
     """Read a CSV, TSV, JSON-lines or Parquet file in chunks.
 
     ``path`` is a local path or any object with ``.open(mode)`` (``ObjectStoragePath``, ``UPath``);
-    the file is streamed, so a file larger than memory is fine. Text columns stay text.
+    the file is streamed, so a file larger than memory is fine. Text columns stay text. A line that
+    cannot be read raises :class:`SourceError` naming it, or with ``on_bad_lines="reject"`` is
+    yielded as a :class:`BadLine` between the chunks.
     """
     _check_chunksize(chunksize)
+    _check_on_bad_lines(on_bad_lines)
     fmt, compression = detect_format(path, file_format)
     with ExitStack() as stack:
         handle = _open_binary(path, stack)
-        if fmt in ("csv", "tsv"):
-            reader = pd.read_csv(
-                handle,
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                chunksize=chunksize,
-                compression=compression,  # type: ignore[arg-type]  # checked by detect_format
-                encoding="utf-8-sig",
-            )
-            stack.enter_context(reader)
-            for chunk in reader:
-                yield chunk.astype(object)
-        elif fmt == "jsonl":
-            yield from _jsonl_chunks(handle, chunksize, compression)
-        else:
+        if fmt == "parquet":
             yield from _parquet_chunks(handle, chunksize, path)
+            return
+        text = _text(_decompressed(handle, compression, stack))
+        if fmt == "jsonl":
+            yield from _chunked(_jsonl_items(text), chunksize, on_bad_lines, "JSON lines", None)
+            return
+        records = _CsvRecords(text, "\t" if fmt == "tsv" else ",")
+        yield from _chunked(iter(records), chunksize, on_bad_lines, fmt.upper(), records)
 
 
-def _jsonl_chunks(handle: Any, chunksize: int, compression: str | None) -> Iterator[pd.DataFrame]:
-    # Parsed with the json module line by line: pandas' JSON reader infers types (ids become ints,
-    # ISO strings become dates) and we want each value exactly as written.
-    if compression:
-        import bz2
-        import gzip
-        import lzma
+def _decompressed(handle: Any, compression: str | None, stack: ExitStack) -> Any:
+    if not compression:
+        return handle
+    import bz2
+    import gzip
+    import lzma
 
-        openers: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
-        if compression not in openers:
-            raise SourceError(f"compression {compression!r} is not supported for JSON lines")
-        handle = openers[compression](handle, "rb")
-    yield from records_chunks(_jsonl_records(io.TextIOWrapper(handle, encoding="utf-8-sig")), chunksize)
+    openers: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+    if compression not in openers:
+        raise SourceError(f"compression {compression!r} is not supported for text files (use gz, bz2, xz)")
+    return stack.enter_context(openers[compression](handle, "rb"))
 
 
-def _jsonl_records(text: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """One dict per non-blank line; a bad line names its line number (the row of a file)."""
-    for line_number, line in enumerate(text, start=1):
+def _text(handle: Any) -> io.TextIOWrapper:
+    """The file as text. A byte that is not UTF-8 does not stop the read: ``surrogateescape`` keeps it
+    as a lone surrogate (U+DC80..U+DCFF), which :func:`_undecodable` finds in the line it belongs to.
+    Decoding stays in C, and ``newline=""`` leaves line ends to the ``csv`` module (quoted newlines)."""
+    return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _undecodable(values: Iterable[str], names: Sequence[str] | None = None) -> str | None:
+    """Why a line is not UTF-8 (the first escaped byte and where), or None. ASCII text is skipped at
+    C speed, so a clean file pays one ``isascii()`` a value."""
+    for i, value in enumerate(values):
+        if value.isascii():
+            continue
+        found = _SURROGATE.search(value)
+        if found:
+            where = f"in column {names[i]!r}" if names is not None and i < len(names) else f"in field {i + 1}"
+            return f"byte 0x{ord(found.group()) - 0xDC00:02x} ({where}) is not UTF-8 text"
+    return None
+
+
+class _CsvRecords:
+    """CSV records as lists of values (empty cells ``None``), or :class:`BadLine`; the header is line 1.
+
+    A record may span lines (a quoted newline) and is named by its first line. It is bad when it holds
+    a byte that is not UTF-8, has more fields than the header (fewer are padded, as pandas does), or
+    ``csv`` refuses it (``strict``: an unterminated quote, a stray quote after a quoted field).
+    ``header`` is known once the first record is read; a header that cannot be read fails the source
+    whatever ``on_bad_lines``. Line numbers come from the reader's own count: memory stays flat.
+    """
+
+    def __init__(self, text: io.TextIOWrapper, delimiter: str) -> None:
+        self.text = text
+        self.delimiter = delimiter
+        self.header: list[str] | None = None
+
+    def __iter__(self) -> Iterator[list[Any] | BadLine]:
+        reader = csv.reader(self.text, delimiter=self.delimiter, strict=True)
+        last = 0  # the last line of the previous record
+        width = 0
+        while True:
+            try:
+                fields, error = next(reader), None
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                fields, error = [], f"malformed CSV ({exc})"
+            first, last = last + 1, reader.line_num
+            bad = error or (None if all(map(str.isascii, fields)) else _undecodable(fields, self.header))
+            if self.header is None:
+                if bad:
+                    raise SourceError(f"CSV: the header (line {first}) cannot be read: {bad}")
+                if fields:
+                    self.header, width = fields, len(fields)
+                continue
+            if bad:
+                yield BadLine(first, bad)
+            elif len(fields) > width:
+                columns = _names(self.header)
+                yield BadLine(first, f"{len(fields)} fields, the header has {width} ({columns})")
+            elif len(fields) == width:
+                yield [f or None for f in fields]
+            elif fields:  # a blank line is no record
+                yield [f or None for f in fields] + [None] * (width - len(fields))
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:10])
+    return shown + (", ..." if len(names) > 10 else "")
+
+
+def _jsonl_items(text: io.TextIOWrapper) -> Iterator[dict[str, Any] | BadLine]:
+    """One dict per non-blank line, or a :class:`BadLine`. Parsed with the json module: pandas' JSON
+    reader infers types (ids become ints, ISO strings become dates) and we want values as written."""
+    for number, line in enumerate(text, start=1):
         if not line.strip():
             continue
+        bad = _undecodable((line,))
+        if bad:
+            yield BadLine(number, bad.replace(" (in field 1)", ""))
+            continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_object_without_repeats)
+        except _RepeatedKey as exc:
+            yield BadLine(number, f"key {exc.key!r} appears twice in one object")
+            continue
         except json.JSONDecodeError as exc:
-            raise SourceError(f"JSON lines: line {line_number} is not valid JSON ({exc.msg})") from None
+            yield BadLine(number, f"not valid JSON ({exc.msg})")
+            continue
         if not isinstance(record, dict):
-            raise SourceError(f"JSON lines: line {line_number} is not a JSON object")
+            yield BadLine(number, f"not a JSON object (a {type(record).__name__})")
+            continue
         yield record
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
+def _chunked(
+    items: Iterator[Any], chunksize: int, on_bad_lines: str, label: str, csv_records: _CsvRecords | None
+) -> Iterator[SourceItem]:
+    """Rows (dicts, or CSV value lists) into DataFrame chunks of object columns (text kept as text);
+    bad lines raise, or come out between the chunks."""
+    batch: list[Any] = []
+
+    def frame() -> pd.DataFrame:
+        if csv_records is not None:  # the header as written: a repeated name stays visible to the sync
+            return pd.DataFrame(batch, columns=csv_records.header, dtype=object)
+        return pd.DataFrame.from_records(batch).astype(object)
+
+    for item in items:
+        if isinstance(item, BadLine):
+            if on_bad_lines == "fail":
+                raise SourceError(f"{label}: {item.describe()} (on_bad_lines='reject' would skip the line)")
+            if batch:
+                yield frame()
+                batch = []
+            yield item
+            continue
+        batch.append(item)
+        if len(batch) >= chunksize:
+            yield frame()
+            batch = []
+    if batch:
+        yield frame()
 
 
 def _parquet_chunks(handle: Any, chunksize: int, path: Any) -> Iterator[pd.DataFrame]:
@@ -193,20 +371,24 @@ def _parquet_chunks(handle: Any, chunksize: int, path: Any) -> Iterator[pd.DataF
 
 
 def iter_chunks(
-    source: Any, chunksize: int = DEFAULT_CHUNKSIZE, *, file_format: str | None = None
-) -> Iterator[pd.DataFrame]:
+    source: Any,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    *,
+    file_format: str | None = None,
+    on_bad_lines: OnBadLines = "fail",
+) -> Iterator[SourceItem]:
     """Turn any supported source into DataFrame chunks of at most ``chunksize`` rows.
 
     Accepts a DataFrame, a list/tuple of dicts, a dict of columns (``DataFrame.to_dict("list")``),
     an iterable of DataFrames (SQL chunks, passed through and re-sliced if too big), or a file path /
-    path-like object. Empty chunks are dropped.
+    path-like object. Empty chunks are dropped. A file's unreadable lines: see :func:`file_chunks`.
     """
     _check_chunksize(chunksize)
     if isinstance(source, pd.DataFrame):
         yield from frame_chunks(source, chunksize)
         return
     if isinstance(source, (str, PurePath)) or (hasattr(source, "open") and hasattr(source, "name")):
-        yield from file_chunks(source, chunksize, file_format=file_format)
+        yield from file_chunks(source, chunksize, file_format=file_format, on_bad_lines=on_bad_lines)
         return
     if isinstance(source, Mapping):
         try:

@@ -20,6 +20,8 @@ rows it yields.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
@@ -27,17 +29,16 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.paths import transaction
+from airflow_provider_crowdtwist.sync.paths import fcntl, transaction
 from airflow_provider_crowdtwist.sync.row_hash import member_keys
 
 if TYPE_CHECKING:
     import numpy as np
 else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
     np = LazyModule("numpy", globals(), "np")
-
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,60 @@ class RowState:
     reactivate: np.ndarray
 
 
+PREFIX = "crowdtwist-spool-"
+OWNER_LOCK = "owner.lock"
+_NONCE = 12
+
+
+def _take_lock(path: str) -> IO[Any] | None:
+    """An exclusive non-blocking ``flock`` on ``path`` (created if missing), or None if it is held."""
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the lock
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def remove_dead_spools(directory: str | None = None) -> list[str]:
+    """Remove the spool directories in ``directory`` (default: the temp dir) whose owner is gone.
+
+    Payloads carry passwords, and a killed task (SIGKILL, out of memory) never cleans up. Only a
+    directory whose ``owner.lock`` exists and can be locked is removed: the kernel released its
+    owner's ``flock`` when the process died (the lock file is put in place already locked, so a spool
+    being created right now is never taken for a dead one). Returns the removed paths.
+    """
+    if fcntl is None:  # pragma: no cover - Windows: no flock, nothing is removed
+        return []
+    removed = []
+    for lock_path in glob.glob(os.path.join(directory or tempfile.gettempdir(), PREFIX + "*", OWNER_LOCK)):
+        handle = _take_lock(lock_path)
+        if handle is None:
+            continue  # a live run owns it
+        try:
+            shutil.rmtree(os.path.dirname(lock_path), ignore_errors=True)
+            removed.append(os.path.dirname(lock_path))
+        finally:
+            handle.close()
+    return removed
+
+
 class Spool:
-    """SQLite file in a private temp directory; a context manager that deletes it on exit."""
+    """SQLite file of encrypted payloads (AES-GCM, the key only in this process's memory: a spool a
+    killed task leaves behind is unreadable) in a private temp directory; a context manager that
+    deletes it on exit. Creating one first removes the spools dead runs left in the same directory."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self._dir = tempfile.mkdtemp(prefix="crowdtwist-spool-", dir=directory)
+        self.removed_dead = remove_dead_spools(directory)
+        self._dir = tempfile.mkdtemp(prefix=PREFIX, dir=directory)
+        self._owner: IO[Any] | None = None
+        if fcntl is not None:  # locked under a temporary name, then put in place: never seen unlocked
+            self._owner = _take_lock(os.path.join(self._dir, OWNER_LOCK + ".new"))
+            os.replace(os.path.join(self._dir, OWNER_LOCK + ".new"), os.path.join(self._dir, OWNER_LOCK))
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # on first use, not at DAG parse
+
+        self._cipher = AESGCM(AESGCM.generate_key(bit_length=128))  # in memory only, never written
         self.path = os.path.join(self._dir, "spool.sqlite")
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
@@ -101,7 +151,7 @@ class Spool:
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute(
             "CREATE TABLE rows (row_number INTEGER PRIMARY KEY, identifier TEXT NOT NULL, "
-            "payload TEXT NOT NULL, key INTEGER NOT NULL, key2 INTEGER NOT NULL, "
+            "payload BLOB NOT NULL, key INTEGER NOT NULL, key2 INTEGER NOT NULL, "
             "fingerprint INTEGER NOT NULL, known INTEGER, reactivate INTEGER NOT NULL)"
         )
         self.rows_added = 0
@@ -136,7 +186,7 @@ class Spool:
                 zip(
                     numbers.tolist(),
                     (r[2] for r in batch),
-                    (r[3] for r in batch),
+                    (self._seal(r[3]) for r in batch),
                     keys.tolist(),
                     keys2.tolist(),
                     fingerprints.tolist(),
@@ -194,7 +244,7 @@ class Spool:
                 identifier, payload = self._db.execute(
                     "SELECT identifier, payload FROM rows WHERE row_number = ?", (number,)
                 ).fetchone()
-            yield SupersededRow(number, identifier, winner, payload)
+            yield SupersededRow(number, identifier, winner, None if payload is None else self._open(payload))
 
     def survivors(self) -> Iterator[SpooledRow]:
         """The rows to send, in source order, read lazily from disk."""
@@ -211,7 +261,7 @@ class Spool:
                     yield SpooledRow(
                         number,
                         identifier,
-                        payload,
+                        self._open(payload),
                         key,
                         key2,
                         fingerprint,
@@ -219,14 +269,26 @@ class Spool:
                         bool(reactivate),
                     )
 
+    def _seal(self, payload_json: str) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._cipher.encrypt(nonce, payload_json.encode("utf-8"), None)
+
+    def _open(self, sealed: bytes) -> str:
+        return self._cipher.decrypt(sealed[:_NONCE], sealed[_NONCE:], None).decode("utf-8")
+
     def close(self) -> None:
-        """Close and delete the spool; its arrays go too (a sync's state closes after it)."""
+        """Close and delete the spool; its arrays go too (a sync's state closes after it); then let go
+        of its owner lock."""
         self._numbers, self._keys, self._keys2, self._spooled = [], [], [], []
         self._resolved = None
         try:
             self._db.close()
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
+            if self._owner is not None:
+                with contextlib.suppress(OSError):
+                    self._owner.close()
+                self._owner = None
 
     def __enter__(self) -> Spool:
         return self

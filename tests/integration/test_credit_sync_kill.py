@@ -9,12 +9,9 @@ the members' activity histories). The truth is the sandbox's own record of appli
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 import pandas as pd
@@ -24,6 +21,7 @@ from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 from tests.integration.credit_worker import WORKER_CONFIG, FileRemote
+from tests.integration.sigkill import kill_when
 from tests.integration.test_credit_sync import applied_per_key, create_members, credit_requests, credit_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -57,21 +55,7 @@ def test_sigkill_mid_run_then_rerun_credits_each_key_at_most_once(
     ]
     command += ["--chunksize", str(chunksize), "--run-id", "killed"]
     command += ["--remote", "--remote-batch", str(remote_batch)] if remote else []
-    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
-    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while credit_requests(sandbox) < KILL_AFTER:
-            assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
-            assert time.monotonic() < deadline, "the worker made no progress"
-            time.sleep(0.05)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-    assert worker.returncode == -signal.SIGKILL
+    assert kill_when(command, lambda: credit_requests(sandbox) >= KILL_AFTER) == -signal.SIGKILL
     sandbox.admin.set_faults(latency_ms=0)
     applied_before_rerun = applied_per_key(sandbox)
     assert 0 < sum(applied_before_rerun.values()) < ROWS  # killed mid-run

@@ -45,7 +45,7 @@ def source_row(i: int, generation: int = 0) -> dict[str, Any]:
         "postal_code": f"{i % 100000:05d}",
         "country_code": None,
         "city_name": None,
-        "date_of_birth": (dt.date(1950, 1, 1) + dt.timedelta(days=i * 7)).isoformat(),
+        "date_of_birth": (dt.date(1950, 1, 1) + dt.timedelta(days=i * 7 % 25_000)).isoformat(),
         "receive_email_updates": i % 2,
         "favorite_store": STORES[i % 4],
         # NULLs stay where they were across generations: a NULL leaves the field out of the payload, so
@@ -238,10 +238,11 @@ def test_row_outcomes_and_rejects_file_against_the_sandbox(sandbox, tmp_path, ca
     lines = {r["row_number"]: r for r in map(json.loads, rejects.read_text().splitlines())}
     assert sorted(lines) == [2, 3, 4, 5, 6]
     # Sent (no documented email rule, so no pre-send rejection): the refusal is CrowdTwist's own answer.
-    assert lines[2]["message"] == "row 2: email_address is not a valid email address"
+    assert lines[2]["message"] == "row 2: email_address is not a valid email address (column 'user_id')"
     assert lines[2]["status"] == 400
     assert "Canadian postal code" in lines[3]["message"]
-    assert lines[4]["message"] == "row 4: Unrecognized attribute name"  # CrowdTwist's own message
+    # CrowdTwist's own message, and the source column it is about
+    assert lines[4]["message"] == "row 4: Unrecognized attribute name (column 'shoe_size')"
     assert lines[4]["error_code"] == "input_error" and lines[4]["status"] == 400
     assert lines[5]["error_code"] == "create_requirements"
     assert lines[6]["error_code"] == "missing_identifier"
