@@ -80,7 +80,9 @@ class CrowdTwistLivePushLoadOperator(BaseOperator):
         self.batch_size = batch_size
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.providers.common.compat.sdk import AirflowException, BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
+
+        from airflow_provider_crowdtwist._compat import AirflowException
 
         check_table_name(self.table)
         connection = BaseHook.get_connection(self.sql_conn_id)

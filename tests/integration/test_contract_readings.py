@@ -451,8 +451,7 @@ def test_wrong_key_fails_the_task_naming_the_credentials_with_the_summary_pushed
 ) -> None:
     """Under 401 and 403 "Invalid API key": the task fails (no retry), names the credentials, pushes
     its summary, and sent at most ``max_workers`` requests."""
-    from airflow.providers.common.compat.sdk import AirflowFailException
-
+    from airflow_provider_crowdtwist._compat import AirflowFailException
     from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
     from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
 

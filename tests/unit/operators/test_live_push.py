@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_provider_crowdtwist._compat import AirflowException
 from airflow_provider_crowdtwist.livepush.samples import sample_activity, sample_profile
 from airflow_provider_crowdtwist.operators.live_push import CrowdTwistLivePushLoadOperator
 

@@ -7,8 +7,8 @@ import pathlib
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_provider_crowdtwist._compat import AirflowFailException
 from tests.unit.operators import test_activity_credit as credit
 from tests.unit.operators import test_user_sync as members
 from tests.unit.operators.test_user_sync import conn  # noqa: F401 - the fixture
