@@ -205,8 +205,19 @@ def test_add_connection_in_the_airflow3_ui(
     row_xpath = f"//tr[.//*[normalize-space(text())='{CONN_ID}']]"
     browser.find_element(By.XPATH, f"{row_xpath}//button[@aria-label='Edit Connection']").click()
     browser.find_element(By.XPATH, "//button[normalize-space(.)='Extra Fields']").click()
-    row, _ = dropdown("Send API key in")
-    assert "query" in row.text and "***" not in row.text
+
+    def choice_shown(_: Any) -> str | bool:
+        """The row's text once the dialog has rendered it (an unrendered row reads as '')."""
+        row, _box = dropdown("Send API key in")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", row)
+        return row.text if "query" in row.text else False
+
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    shown = WebDriverWait(
+        browser, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(choice_shown)
+    assert "query" in shown and "***" not in shown
     browser.save_screenshot(str(shots / "2-edit.png"))
     browser.find_element(By.CSS_SELECTOR, "[role=dialog] button[aria-label='Close']").click()
     WebDriverWait(browser, 30).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
