@@ -1,8 +1,10 @@
 """Capacity as a property, not a timing: hundreds of requests really are held at once.
 
 The throughput figures live in ``benchmarks/sandbox_capacity.py``; here we only check that the server's
-own in-flight high-water mark reaches 256 when 300 connections each wait on 200 ms of latency -- a
-thread-per-request or serial server would never get there.
+own in-flight high-water mark reaches 256 when 300 connections each wait on 5 s of latency -- a
+thread-per-request or serial server would never get there. The latency is long on purpose: the client
+must have opened all 300 connections before the first answer comes back, and on a loaded 2-core CI
+machine opening them took longer than 200 ms (high-water mark 151 in one CI run).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ async def _many(port: int, n: int) -> list[bytes]:
 
 
 @pytest.mark.slow
-def test_at_least_256_requests_in_flight_at_200_ms(sandbox):
-    sandbox.admin.set_faults(latency_ms=200)
+def test_at_least_256_requests_in_flight_at_once(sandbox):
+    sandbox.admin.set_faults(latency_ms=5000)
     heads = asyncio.run(_many(sandbox.port, CONNECTIONS))
     assert all(h.startswith(b"HTTP/1.1 200 OK") for h in heads)
     stats = sandbox.admin.stats()
