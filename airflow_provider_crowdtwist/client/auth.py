@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from typing import Any
 
 import requests
 from requests.auth import AuthBase
@@ -114,15 +115,17 @@ class HmacAuth(AuthBase):
         return str(int(now * 1000) if self.timestamp_unit == "ms" else int(now))
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        digest = body_md5(r.body)
-        # Without a body both MD5 and content type are empty, whatever header a caller left behind.
-        content_type = r.headers.get("Content-Type", "") if digest else ""
-        timestamp = self.timestamp()
-        to_sign = hmac_string_to_sign(r.method or "GET", digest, content_type, timestamp, r.path_url)
-        signature = hmac_signature(self._private_key, to_sign)
-        r.headers[API_KEY_HEADER] = f"CTApiV2Auth {self.public_key}:{signature}"
-        r.headers[TIMESTAMP_HEADER] = timestamp
+        r.headers.update(self.sign(r.method or "GET", r.path_url, r.body, r.headers.get("Content-Type", "")))
         return r
+
+    def sign(self, method: str, path_url: str, body: Any, content_type: str) -> dict[str, str]:
+        """The two headers for one attempt (a fresh timestamp each time); ``path_url`` is path + query."""
+        digest = body_md5(body)
+        # Without a body both MD5 and content type are empty, whatever header a caller left behind.
+        timestamp = self.timestamp()
+        to_sign = hmac_string_to_sign(method, digest, content_type if digest else "", timestamp, path_url)
+        signature = hmac_signature(self._private_key, to_sign)
+        return {API_KEY_HEADER: f"CTApiV2Auth {self.public_key}:{signature}", TIMESTAMP_HEADER: timestamp}
 
     def __repr__(self) -> str:
         return (

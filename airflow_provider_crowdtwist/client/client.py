@@ -10,11 +10,13 @@ Design points (see docs/architecture.md for the contract):
 * Retries follow :mod:`.retry` (only 429, 5xx, connection errors; backoff with full jitter,
   ``Retry-After`` honoured, total wait capped) in a plain loop.
 * The hot path does per run what can be done per run (see docs/performance.md): the header template
-  (with the API key), the environment's proxy and CA-bundle settings, the retry plans; per request it
-  builds the ``PreparedRequest`` itself (the URL is already encoded, the body serialised once) and
-  hands it to ``Session.send``, skipping ``Session.request``'s re-parsing, hook and environment
-  lookups (which read all of ``os.environ`` twice per request). Cookies are not kept: the API is
-  stateless and authenticates every request by key.
+  (with the API key), the environment's proxy and CA-bundle settings, the retry plans. Requests go
+  over :class:`~.transport.DirectTransport` (kept-alive ``http.client`` connections: a third of the
+  CPU per request of ``Session.send``) unless a proxy is configured for the host, the caller passed a
+  session of its own, or ``Session.send`` is patched (``requests_mock``); then the client builds the
+  ``PreparedRequest`` itself and hands it to ``Session.send``, skipping ``Session.request``'s
+  re-parsing, hook and environment lookups. Cookies are not kept: the API is stateless and
+  authenticates every request by key.
 * Errors are typed and carry ``ambiguous``; they are built *outside* any ``except`` block from
   redacted text, so neither their text nor ``__cause__``/``__context__`` can hold a ``requests``
   exception whose message embeds a URL with the API key.
@@ -79,11 +81,18 @@ from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
 from airflow_provider_crowdtwist.client.retry import (
     AttemptResult,
+    ResponseLike,
     RetryPlan,
     classify_transport_error,
     is_ambiguous_status,
     is_retryable_status,
     parse_retry_after,
+)
+from airflow_provider_crowdtwist.client.transport import (
+    ACCEPT_ENCODING,
+    Answer,
+    DirectTransport,
+    TransportFailed,
 )
 
 USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
@@ -160,6 +169,20 @@ class _LeanAdapter(HTTPAdapter):
         return response
 
 
+def _as_requests_response(answer: ResponseLike) -> requests.Response:
+    """``request()`` promises a ``requests.Response``; a direct answer is turned into one."""
+    if isinstance(answer, requests.Response):
+        return answer
+    response = requests.Response()
+    response.status_code = answer.status_code
+    response.reason = answer.reason
+    response.headers = CaseInsensitiveDict(answer.headers.items())
+    response._content = answer.content
+    response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+    response.url = getattr(answer, "url", "")
+    return response
+
+
 @dataclass
 class _CallContext:
     """State of one logical call across its attempts."""
@@ -226,6 +249,7 @@ class CrowdTwistClient:
         self._deletion_status_paths: tuple[str, ...] = DELETION_STATUS_PATHS
         self._root = config.api_root
         self._headers, self._auth_query, self._send_settings = self._request_template()
+        self._direct = self._direct_transport()
         self._queries: dict[tuple[tuple[str, str], ...], str] = {}  # encoded query strings, by params
         self._plan = RetryPlan(
             max_retries=config.max_retries,
@@ -249,6 +273,8 @@ class CrowdTwistClient:
         headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(default_headers())
         headers.update(self._session.headers)
         headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        # The codings both transports decode (requests would add br/zstd when those libraries exist).
+        headers["Accept-Encoding"] = ACCEPT_ENCODING
         query: dict[str, str] = {}
         if isinstance(self._auth, ApiKeyAuth):
             headers.update(self._auth.headers())
@@ -262,6 +288,32 @@ class CrowdTwistClient:
             **settings,
         }
         return dict(headers.items()), urlencode(query), send
+
+    def _direct_transport(self) -> DirectTransport | None:
+        """The direct transport, when it does exactly what ``Session.send`` would do for this host.
+
+        Not with a session the caller passed (it may carry adapters, hooks or mounts of its own), nor
+        with a proxy for the API's host (``HTTPS_PROXY`` etc., already resolved with ``NO_PROXY`` by
+        ``_request_template``), nor with a client certificate.
+        """
+        if not self._owns_session or self._send_settings.get("proxies") or self._send_settings.get("cert"):
+            return None
+        return DirectTransport(
+            self._root,
+            verify=self._send_settings.get("verify", True),
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+            max_idle=self.config.pool_size,
+        )
+
+    def _use_direct(self) -> bool:
+        """False while ``Session.send`` is patched (``requests_mock``): the patch must see the request."""
+        send = type(self._session).send
+        return (
+            self._direct is not None
+            and getattr(send, "__module__", "") == "requests.sessions"
+            and "send" not in vars(self._session)
+        )
 
     @staticmethod
     def _new_session(config: ClientConfig) -> requests.Session:
@@ -301,6 +353,8 @@ class CrowdTwistClient:
                 self._history_requests_sent += 1
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         if self._owns_session:
             self._session.close()
 
@@ -333,7 +387,7 @@ class CrowdTwistClient:
 
         ``path`` is already URL-encoded (see :func:`quote_path_value`), relative to the base URL.
         """
-        return self._call(method, path, params=params, body=json)
+        return _as_requests_response(self._call(method, path, params=params, body=json))
 
     def _call(
         self,
@@ -345,7 +399,7 @@ class CrowdTwistClient:
         credit: bool = False,
         history: bool = False,
         extra_secrets: tuple[str | None, ...] = (),
-    ) -> requests.Response:
+    ) -> ResponseLike:
         ctx = self._context(method, path, params, body, credit, extra_secrets)
         ctx.history = history
         plan = self._credit_plan if credit else self._plan
@@ -442,11 +496,17 @@ class CrowdTwistClient:
             self.rate_limiter.acquire()
         self._count(history=ctx.history)
         started = self._clock()
-        response: requests.Response | None = None
+        response: ResponseLike | None = None
         failure = None
         detail = ""
         try:
-            response = self._session.send(self._prepare(ctx), **self._send_settings)
+            if self._use_direct():
+                response = self._send_direct(ctx)
+            else:
+                response = self._session.send(self._prepare(ctx), **self._send_settings)
+        except TransportFailed as exc:
+            failure = exc.failure
+            detail = self._redactor.redact(exc.detail, ctx.extra_secrets)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             failure = classify_transport_error(exc)
             detail = self._redactor.redact(f"{type(exc).__name__}: {exc}", ctx.extra_secrets)
@@ -502,6 +562,15 @@ class CrowdTwistClient:
         ctx.last = result
         return result
 
+    def _send_direct(self, ctx: _CallContext) -> Answer:
+        assert self._direct is not None
+        headers = ctx.headers
+        if self._signer is not None:  # signed per attempt: a fresh timestamp each time
+            path_url = ctx.url[len(self._direct.origin) :]
+            content_type = headers.get("Content-Type", "")
+            headers = {**headers, **self._signer.sign(ctx.method, path_url, ctx.body, content_type)}
+        return self._direct.send(ctx.method, ctx.url, headers, ctx.body)
+
     def _prepare(self, ctx: _CallContext) -> requests.PreparedRequest:
         """The request as it goes on the wire, built directly: URL and body are final already."""
         prepared = requests.PreparedRequest()
@@ -544,7 +613,7 @@ class CrowdTwistClient:
             retry_after=result.retry_after,
         )
 
-    def _json(self, response: requests.Response, method: str, path: str) -> Any:
+    def _json(self, response: ResponseLike, method: str, path: str) -> Any:
         if not response.content or not response.content.strip():
             return {}
         try:

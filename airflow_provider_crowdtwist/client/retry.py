@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
+from typing import Any, Protocol
 
 import requests
 from urllib3.exceptions import (
@@ -151,6 +152,19 @@ def classify_transport_error(exc: BaseException) -> TransportFailure:
     return TransportFailure("request failed", retryable=False, ambiguous=True)
 
 
+class ResponseLike(Protocol):
+    """What the client reads of an answer: a ``requests.Response`` or a ``transport.Answer``."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def content(self) -> bytes: ...
+
+
 @dataclass
 class AttemptResult:
     """The outcome of one HTTP attempt, in the form the retry decisions need.
@@ -159,7 +173,7 @@ class AttemptResult:
     response is kept only until the client turns it into a return value or a typed error.
     """
 
-    response: requests.Response | None = None
+    response: ResponseLike | None = None
     error: CrowdTwistError | None = None
     retryable: bool = False
     ambiguous: bool = False
@@ -204,6 +218,7 @@ class RetryPlan:
 
 __all__ = [
     "AttemptResult",
+    "ResponseLike",
     "RetryPlan",
     "TransportFailure",
     "backoff_delay",
