@@ -8,7 +8,14 @@ pass is a child process of its own that reports its own CPU time (``time.process
 thread of the engine and the client, user + system) and the wall time of ``sync_members``:
 
 * ``baseline``: the package as it was at ``--baseline-rev`` (today's client, exported from git);
-* ``current``: this working tree.
+* ``current``: this working tree;
+* ``bare http.client (ceiling)``: no engine and no client, one ``http.client`` connection per thread
+  sending the same ``PUT``s: what this machine and this sandbox allow at all, so a rows/s figure can
+  be read against it (64 workers at 50 ms cannot pass 1,280 rows/s whatever the client costs).
+
+``read_s`` is the engine's reading phase (source -> spool, before the first request: duplicates are
+settled on the whole source, "last row wins"), from the time of its "Read N row(s)" log line;
+``send_rows_per_s`` is the rate of the sending phase alone.
 
 ``--profile`` runs each pass under ``cProfile`` timed by each thread's own CPU clock (one profiler per
 worker thread plus the main thread, merged; a wall clock would charge every thread's wait for the GIL
@@ -78,12 +85,23 @@ def child(args: argparse.Namespace) -> int:
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
     from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
 
+    if args.bare:
+        return bare_child(args)
     config = ClientConfig(
         base_url=args.base_url, api_key=args.api_key, requests_per_minute=0, pool_size=args.workers
     )
     rows = make_rows(args.rows, args.generation)
     quiet = logging.getLogger("bench.quiet")
-    quiet.setLevel(logging.WARNING)
+    quiet.setLevel(logging.INFO)
+    quiet.propagate = False
+    read_done: list[float] = []
+
+    class _ReadPhase(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not read_done and record.getMessage().startswith("Read "):
+                read_done.append(time.perf_counter())
+
+    quiet.addHandler(_ReadPhase())
     profilers: list[Any] = []
     with CrowdTwistClient(config, rate_limiter=RateLimiter(0)) as client:
         main_profiler = None
@@ -117,9 +135,41 @@ def child(args: argparse.Namespace) -> int:
                 "requests": summary.requests_sent,
                 "cpu_s": cpu,
                 "wall_s": wall,
+                "read_s": (read_done[0] - wall0) if read_done else None,
             }
         )
     )
+    return 0
+
+
+def bare_child(args: argparse.Namespace) -> int:
+    """The ceiling: ``args.rows`` PUTs over bare ``http.client``, one kept-alive connection per thread."""
+    import http.client
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(args.base_url)
+    local = threading.local()
+    headers = {"X-CT-Authorization": f"CTApiKey {args.api_key}", "Content-Type": "application/json"}
+
+    def put(i: int) -> int:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        body = json.dumps({"last_name": f"Bare{args.generation}"}).encode()
+        conn.request("PUT", f"/v2/users/cpu{i}%40example.com?id_type=email", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with ThreadPoolExecutor(args.workers) as pool:
+        statuses = list(pool.map(put, range(args.rows)))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    updated = statuses.count(200)
+    result = {"rows": args.rows, "updated": updated, "requests": args.rows, "cpu_s": cpu, "wall_s": wall}
+    print(json.dumps(result))
     return 0
 
 
@@ -143,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", help=argparse.SUPPRESS)
     parser.add_argument("--generation", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--label", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
@@ -157,20 +208,28 @@ def main(argv: list[str] | None = None) -> int:
         # create the members once, fast, so every measured pass is one PUT per row
         run_child(HERE, [*common, "--workers", "32", "--label", "create"], ROOT)
         sandbox.admin.set_faults(latency_ms=args.latency_ms)
-        passes = [(f"baseline ({args.baseline_rev})", baseline_path), ("current", ROOT)]
-        for generation, (label, path) in enumerate(passes, start=1):
+        passes = [
+            (f"baseline ({args.baseline_rev})", baseline_path, False),
+            ("current", ROOT, False),
+            ("bare http.client (ceiling)", ROOT, True),
+        ]
+        for generation, (label, path, bare) in enumerate(passes, start=1):
             extra = ["--workers", str(args.workers), "--generation", str(generation), "--label", label]
-            if args.profile:
+            if bare:
+                extra.append("--bare")
+            elif args.profile:
                 extra += ["--profile", "--profile-top", str(args.profile_top)]
             result = run_child(HERE, [*common, *extra], path)
             result["run"] = label
             result["cpu_ms_per_row"] = 1000 * result["cpu_s"] / result["rows"]
             result["rows_per_s"] = result["rows"] / result["wall_s"]
             result["req_per_row"] = result["requests"] / result["rows"]
+            if result.get("read_s") is not None:
+                result["send_rows_per_s"] = result["rows"] / (result["wall_s"] - result["read_s"])
             results.append(result)
             print(f"{label}: {result['rows_per_s']:.0f} rows/s", file=sys.stderr, flush=True)
     base = results[0]
-    for result in results:
+    for result in results[:2]:  # the ceiling row is not a client
         result["cpu_vs_baseline"] = result["cpu_ms_per_row"] / base["cpu_ms_per_row"]
         result["rate_vs_baseline"] = result["rows_per_s"] / base["rows_per_s"]
         result["meets_target"] = (
@@ -186,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             ("run", ""),
             ("cpu_ms_per_row", ".3f"),
             ("rows_per_s", ".0f"),
+            ("read_s", ".2f"),
+            ("send_rows_per_s", ".0f"),
             ("req_per_row", ".3f"),
             ("updated", "d"),
             ("cpu_vs_baseline", ".2f"),
