@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from airflow_provider_crowdtwist.livepush.feeds import SECRET_PROFILE_FIELDS, Push, encode_line
 from airflow_provider_crowdtwist.livepush.process import ReceiverProcess
 from airflow_provider_crowdtwist.livepush.samples import sample_activity, sample_profile
 
@@ -168,10 +169,13 @@ def bench_load(profiles: int) -> list[dict]:
         src.mkdir()
         members = max(1, profiles // 5)
         t = time.perf_counter()
-        with open(src / "profile-bench.jsonl", "w") as fh:
+        with open(src / "profile-bench.jsonl", "wb") as fh:  # lines as the receiver lands them
             for i in range(profiles):
-                push = sample_profile(i % members, version=i, points=i)
-                fh.write(json.dumps({"received_at": 1.7e9 + i / 1000, "push": push}) + "\n")
+                body = sample_profile(i % members, version=i, points=i)
+                for name in SECRET_PROFILE_FIELDS:  # what the receiver drops (feeds.parse_push)
+                    del body[name]
+                push = Push("profile", body, str(body["id"]))
+                fh.write(encode_line(push, received_at=1.7e9 + i / 1000))
         size = (src / "profile-bench.jsonl").stat().st_size
         print(f"  wrote {profiles:,} profile pushes ({size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
         results = []
