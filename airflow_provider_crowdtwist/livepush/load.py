@@ -80,7 +80,8 @@ def _lines(path: Any, chunk_size: int = 1 << 20) -> Iterator[bytes]:
             yield rest
 
 
-_scan_json = json.JSONDecoder().scan_once  # the C scanner that json.loads runs under its Python layers
+# the C scanner that json.loads runs under its Python layers (set in JSONDecoder.__init__)
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_json(raw: bytes) -> Any:

@@ -323,7 +323,7 @@ class RowBuilder:
             f"    return (c0,) + plain + ({''.join(f'c{i}, ' for i in self._singles)}x, r, source_file)",
         ]
         exec(compile("\n".join(lines), f"<live push {self.feed} row>", "exec"), ns)
-        return ns["_build"]  # type: ignore[no-any-return]
+        return ns["_build"]  # type: ignore[no-any-return,unused-ignore]
 
     def _column_code(self, i: int, value: str, null: str) -> list[str]:
         """One column's code, ``_cell`` written out: null, as it is, cached timestamp, or converted."""
