@@ -2,24 +2,31 @@
 
 Receiver: a child process (``crowdtwist-live-push serve``, local output) is pushed at fixed rates by an
 open-loop asyncio client over keep-alive connections (a push's latency counts from when it was due, so
-queueing shows). The sustained rate is the highest one whose p99 stays under 50 ms; the table also
-shows p50/p99 at 200 pushes/s, and the receiver's CPU time per push (from ``/proc``), which does not
-depend on how busy the machine is: 1 s / that is what one core sustains when the CPU is the limit.
-The baseline, measured in the same run, is the same receiver with one fsync per push
-(``--max-batch 1``, no group commit), and the same again without fsync (not durable: the ceiling the
-HTTP layer allows).
+queueing shows). The sustained rate is the highest one whose p99 stays under 50 ms; the receiver's CPU
+time per push (from ``/proc``) does not depend on how busy the machine is: 1 s / that is what one core
+sustains when the CPU is the limit. The baselines, measured in the same run, are the same receiver with
+one fsync per push (``--max-batch 1``, no group commit), the same again without fsync (not durable: the
+ceiling the HTTP layer allows), and the bare disk: one line written and ``fdatasync``'d at the same
+rate, in the same directory, timed the same way (from when it was due). The disk is the floor under
+every durable receiver: its fsync stalls are in every fsync'd latency.
+
+The 200 pushes/s point runs ``--repeat`` times (default 3) for ``--point-seconds`` (default 10) each,
+the four rows interleaved run by run; every run is printed, and the summary shows all of them. Each
+receiver first gets a warm-up of 1 s at 200/s that is not counted (connections, first files, code paths).
 
 Loader: ``--profiles`` profile pushes (default 1,000,000; 5 versions of each member) in one landed file,
-loaded into SQLite by ``LiveFeedLoader`` in a child process (its peak RSS is that child's), next to the
-baseline of only reading and parsing the same file.
+as the receiver lands them, loaded into SQLite by ``LiveFeedLoader`` in a child process (its peak RSS is
+that child's), next to the baseline of only reading and ``json.loads``-ing the same file.
 
     python benchmarks/live_push_receiver.py [--rates 200,500,...] [--seconds 3] [--profiles N]
+        [--repeat 3] [--point-seconds 10] [--skip-receiver] [--skip-load]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from airflow_provider_crowdtwist.livepush.feeds import SECRET_PROFILE_FIELDS, Push, encode_line
 from airflow_provider_crowdtwist.livepush.process import ReceiverProcess
 from airflow_provider_crowdtwist.livepush.samples import sample_activity, sample_profile
 
@@ -96,9 +104,14 @@ async def run_rate(port: int, rate: float, seconds: float, connections: int) -> 
         "rate": rate,
         "achieved": total / elapsed,
         "p50": statistics.median(latencies),
-        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "p99": p99(latencies),
+        "max": latencies[-1],
         "errors": errors,
     }
+
+
+def p99(ordered: list[float]) -> float:
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -107,24 +120,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_receiver(label: str, args: list[str], rates: list[float], seconds: float) -> list[dict]:
+def bare_disk(directory: Path, rate: float, seconds: float) -> dict:
+    """One line written and fdatasync'd at a time, line i due at i / rate: the floor under a receiver."""
+    line = b"%s\n" % json.dumps({"received_at": 0.0, "push": sample_activity(0)}).encode()
+    fd = os.open(directory / "bare-disk.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    total, latencies, fsyncs = int(rate * seconds), [], []
+    start = time.perf_counter() + 0.05
+    try:
+        for i in range(total):
+            due = start + i / rate
+            if (delay := due - time.perf_counter()) > 0:
+                time.sleep(delay)
+            os.write(fd, line)
+            began = time.perf_counter()
+            os.fdatasync(fd)
+            done = time.perf_counter()
+            fsyncs.append(done - began)
+            latencies.append((done - due) * 1000)
+    finally:
+        os.close(fd)
+    latencies.sort()
+    achieved = total / (time.perf_counter() - start)
+    return {"rate": rate, "achieved": achieved, "p50": statistics.median(latencies), "p99": p99(latencies),
+            "max": latencies[-1], "errors": 0, "fsync_max": max(fsyncs) * 1000}  # fmt: skip
+
+
+def measure(rx: ReceiverProcess, rate: float, seconds: float) -> dict:
+    assert rx.port is not None and rx.process is not None
+    cpu = cpu_seconds(rx.process.pid)
+    row = asyncio.run(run_rate(rx.port, rate, seconds, connections=256))
+    row["cpu_us"] = (cpu_seconds(rx.process.pid) - cpu) / (rate * seconds) * 1e6
+    return row
+
+
+def show(label: str, row: dict, note: str = "") -> None:
+    cpu = f"  receiver CPU {row['cpu_us']:5.0f} us/push" if "cpu_us" in row else ""
+    print(
+        f"  {label:<32} {row['rate']:>6.0f}/s offered: {row['achieved']:7.0f}/s  p50 {row['p50']:7.1f} ms  "
+        f"p99 {row['p99']:7.1f} ms  max {row['max']:7.1f} ms  errors {row['errors']}{cpu}{note}",
+        flush=True,
+    )
+
+
+def sweep(label: str, rx: ReceiverProcess, rates: list[float], seconds: float) -> list[dict]:
     rows = []
-    with tempfile.TemporaryDirectory() as out, ReceiverProcess(out, api_key=KEY, extra_args=args) as rx:
-        assert rx.port is not None and rx.process is not None
-        for rate in rates:
-            cpu = cpu_seconds(rx.process.pid)
-            row = asyncio.run(run_rate(rx.port, rate, seconds, connections=256))
-            row["cpu_us"] = (cpu_seconds(rx.process.pid) - cpu) / (rate * seconds) * 1e6
-            row["label"] = label
-            rows.append(row)
-            print(
-                f"  {label:<28} {rate:>6.0f}/s offered: {row['achieved']:7.0f}/s  "
-                f"p50 {row['p50']:7.1f} ms  p99 {row['p99']:7.1f} ms  errors {row['errors']}  "
-                f"receiver CPU {row['cpu_us']:5.0f} us/push",
-                flush=True,
-            )
-            if row["achieved"] < 0.6 * rate:  # saturated: higher rates only queue more
-                break
+    for rate in rates:
+        row = measure(rx, rate, seconds)
+        show(label, row)
+        rows.append(row)
+        if row["achieved"] < 0.6 * rate:  # saturated: higher rates only queue more
+            break
     return rows
 
 
@@ -137,6 +182,51 @@ def sustained(rows: list[dict]) -> tuple[float, float | None]:
         elif passed is None:
             passed = row["rate"]
     return best, passed
+
+
+RECEIVERS = (("group commit (fsync)", []), ("one fsync per push", ["--max-batch", "1"]),
+             ("no fsync (not durable)", ["--no-fsync"]))  # fmt: skip
+DISK = "bare disk (write+fdatasync)"
+
+
+def bench_receivers(args: argparse.Namespace) -> None:
+    rates = [float(r) for r in args.rates.split(",")]
+    base_rates = [float(r) for r in args.baseline_rates.split(",")]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        receivers = {}
+        for n, (label, extra) in enumerate(RECEIVERS):
+            rx = ReceiverProcess(Path(tmp) / f"rx{n}", api_key=KEY, extra_args=extra)
+            receivers[label] = stack.enter_context(rx)
+            measure(receivers[label], 200, 1.0)  # warm-up, not counted
+        print(f"200 pushes/s, {args.point_seconds:g} s a run, {args.repeat} runs, interleaved:")
+        point: dict[str, list[dict]] = {label: [] for label in (DISK, *receivers)}
+        for run in range(1, args.repeat + 1):
+            point[DISK].append(bare_disk(Path(tmp), 200, args.point_seconds))
+            show(DISK, point[DISK][-1], f"  (one fdatasync up to {point[DISK][-1]['fsync_max']:.1f} ms)")
+            for label, rx in receivers.items():
+                point[label].append(measure(rx, 200, args.point_seconds))
+                show(label, point[label][-1])
+            print(f"  -- run {run} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"rate sweep, {args.seconds:g} s a rate:")
+        swept = {label: sweep(label, rx, base_rates if "--max-batch" in extra else rates, args.seconds)
+                 for (label, extra), rx in zip(RECEIVERS, receivers.values(), strict=True)}  # fmt: skip
+    print()
+    print(f"{'receiver':<32} {'p50 @200/s, each run':>22} {'p99 @200/s, each run':>26} {'max @200/s':>10} "
+          f"{'sustained/s (p99<=50ms)':>24} {'p99 passes 50ms at':>19} {'CPU/push':>9}")  # fmt: skip
+    for label, runs in point.items():
+        p50s = " / ".join(f"{r['p50']:.1f}" for r in runs)
+        p99s = " / ".join(f"{r['p99']:.1f}" for r in runs)
+        worst = max(r["max"] for r in runs)
+        if label == DISK:
+            print(f"{label:<32} {p50s:>19} ms {p99s:>23} ms {worst:>7.1f} ms {'-':>24} {'-':>19} {'-':>9}")
+            continue
+        rows = swept[label]
+        best, passed = sustained(rows)
+        past = f">{rows[-1]['rate']:.0f}" if passed is None else f"{passed:.0f}"
+        cpu = statistics.median(r["cpu_us"] for r in rows + runs)
+        print(
+            f"{label:<32} {p50s:>19} ms {p99s:>23} ms {worst:>7.1f} ms {best:>24.0f} {past:>19} {cpu:>7.0f}us"
+        )
 
 
 LOAD_CHILD = r"""
@@ -168,10 +258,13 @@ def bench_load(profiles: int) -> list[dict]:
         src.mkdir()
         members = max(1, profiles // 5)
         t = time.perf_counter()
-        with open(src / "profile-bench.jsonl", "w") as fh:
+        with open(src / "profile-bench.jsonl", "wb") as fh:  # lines as the receiver lands them
             for i in range(profiles):
-                push = sample_profile(i % members, version=i, points=i)
-                fh.write(json.dumps({"received_at": 1.7e9 + i / 1000, "push": push}) + "\n")
+                body = sample_profile(i % members, version=i, points=i)
+                for name in SECRET_PROFILE_FIELDS:  # what the receiver drops (feeds.parse_push)
+                    del body[name]
+                push = Push("profile", body, str(body["id"]))
+                fh.write(encode_line(push, received_at=1.7e9 + i / 1000))
         size = (src / "profile-bench.jsonl").stat().st_size
         print(f"  wrote {profiles:,} profile pushes ({size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
         results = []
@@ -194,29 +287,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rates", default="200,500,1000,1500,2000,3000,4000")
     p.add_argument("--baseline-rates", default="200,300,500,1000")
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds per rate of the sweep")
+    p.add_argument("--repeat", type=int, default=3, help="runs of the 200/s point")
+    p.add_argument("--point-seconds", type=float, default=10.0, help="seconds per run of the 200/s point")
     p.add_argument("--profiles", type=int, default=1_000_000)
+    p.add_argument("--skip-receiver", action="store_true")
     p.add_argument("--skip-load", action="store_true")
     args = p.parse_args()
-    rates = [float(r) for r in args.rates.split(",")]
-    base_rates = [float(r) for r in args.baseline_rates.split(",")]
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    grouped = bench_receiver("group commit (fsync)", [], rates, args.seconds)
-    single = bench_receiver("one fsync per push", ["--max-batch", "1"], base_rates, args.seconds)
-    nofsync = bench_receiver("no fsync (not durable)", ["--no-fsync"], rates, args.seconds)
-    print()
-    print(f"{'receiver':<28} {'sustained/s (p99<=50ms)':>24} {'p99 passes 50ms at':>19} "
-          f"{'p50 @200/s':>11} {'p99 @200/s':>11} {'CPU/push':>9} {'1 core, CPU-bound':>18}")  # fmt: skip
-    for label, rows in (("group commit (fsync)", grouped), ("one fsync per push", single),
-                        ("no fsync (not durable)", nofsync)):  # fmt: skip
-        best, passed = sustained(rows)
-        at200 = next(r for r in rows if r["rate"] == 200)
-        past = f">{rows[-1]['rate']:.0f}" if passed is None else f"{passed:.0f}"
-        cpu = statistics.median(r["cpu_us"] for r in rows)
-        print(
-            f"{label:<28} {best:>24.0f} {past:>19} {at200['p50']:>9.1f}ms {at200['p99']:>9.1f}ms "
-            f"{cpu:>7.0f}us {1e6 / cpu:>14,.0f}/s"
-        )
+    if not args.skip_receiver:
+        bench_receivers(args)
     if not args.skip_load:
         print()
         parse, load = bench_load(args.profiles)
@@ -228,6 +308,7 @@ def main() -> int:
                 f"{label:<28} {r['rows']:>10,} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
                 f"{r['cpu_seconds']:>7.1f} {r['rss_mb']:>7.0f}MB"
             )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 

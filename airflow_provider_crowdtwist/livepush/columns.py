@@ -7,19 +7,18 @@ O:LivePushUserActivity. Fields nobody documented land in ``extra_fields`` (JSON)
 
 Dates: epoch seconds (``dateCreated``) and ISO 8601 strings (``tierInfo.dateReached``) both become
 timestamps (UTC). A value that cannot be what its column holds rejects the row with the column named;
-it is never coerced into something else.
+it is never coerced into something else. ``rows.py`` turns a push into a row of these columns.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-
-from airflow_provider_crowdtwist.livepush.feeds import SECRET_PROFILE_FIELDS
 
 INT, NUM, TEXT, TS, JSON = "int", "num", "text", "ts", "json"
 
@@ -28,7 +27,9 @@ class ValueRejected(ValueError):
     pass
 
 
-def _snake(name: str) -> str:
+@functools.cache
+def snake(name: str) -> str:
+    """``tierScore`` -> ``tier_score``: CrowdTwist's camelCase key in the snake_case some samples use."""
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
@@ -73,10 +74,10 @@ _LEVEL_FIELDS: tuple[tuple[str, str], ...] = (("title", TEXT), ("minValue", NUM)
 PROFILE_KEY = _c("member_id", INT, "id")
 PROFILE_COLUMNS: tuple[Column, ...] = (
     PROFILE_KEY,
-    *(_c(_snake(key), kind, key) for key, kind in _PROFILE_FIELDS),
-    *(_c(f"tier_{_snake(key)}", kind, "tierInfo", key) for key, kind in _TIER_FIELDS),
+    *(_c(snake(key), kind, key) for key, kind in _PROFILE_FIELDS),
+    *(_c(f"tier_{snake(key)}", kind, "tierInfo", key) for key, kind in _TIER_FIELDS),
     *(
-        _c(f"tier_{_snake(level)}_{_snake(key)}", kind, "tierInfo", level, key)
+        _c(f"tier_{snake(level)}_{snake(key)}", kind, "tierInfo", level, key)
         for level in ("currentLevel", "nextLevel")
         for key, kind in _LEVEL_FIELDS
     ),
@@ -90,7 +91,7 @@ _ACTIVITY_FIELDS: tuple[tuple[str, str], ...] = (
 ACTIVITY_KEY = _c("user_activity_id", TEXT, "userActivityId")
 ACTIVITY_COLUMNS: tuple[Column, ...] = (
     ACTIVITY_KEY,
-    *(_c(_snake(key), kind, key) for key, kind in _ACTIVITY_FIELDS),
+    *(_c(snake(key), kind, key) for key, kind in _ACTIVITY_FIELDS),
 )
 
 # Every table also has: extra_fields (JSON of undocumented fields), received_at, source_file.
@@ -105,35 +106,29 @@ def feed_columns(feed: str) -> tuple[Column, ...]:
     return (PROFILE_COLUMNS if feed == "profile" else ACTIVITY_COLUMNS) + META_COLUMNS
 
 
-def _known_tree(columns: tuple[Column, ...]) -> dict[str, Any]:
+def known_tree(columns: tuple[Column, ...]) -> dict[str, Any]:
     """The documented keys as a tree, in both spellings, so leftovers can be found quickly."""
     tree: dict[str, Any] = {}
     for column in columns:
         node = tree
         for i, key in enumerate(column.source):
             if i == len(column.source) - 1:
-                node[key] = node[_snake(key)] = None
+                node[key] = node[snake(key)] = None
             else:
                 child = node.setdefault(key, {})
-                node[_snake(key)] = child
+                node[snake(key)] = child
                 node = child
     return tree
 
 
-def _lookup(obj: Mapping[str, Any], key: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        value = obj.get(_snake(key))
-    return value
-
-
-def _extras(obj: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
+def extras_of(obj: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``obj`` holds beyond the documented keys (nested objects keep their path)."""
     out: dict[str, Any] = {}
     for key, value in obj.items():
         if key not in tree:
             out[key] = value
         elif isinstance(tree[key], dict) and isinstance(value, Mapping):
-            sub = _extras(value, tree[key])
+            sub = extras_of(value, tree[key])
             if sub:
                 out[key] = sub
     return out
@@ -142,18 +137,18 @@ def _extras(obj: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
 KeySets = tuple[frozenset[str], tuple[tuple[str, Any], ...]]
 
 
-def _key_sets(tree: Mapping[str, Any]) -> KeySets:
+def key_sets(tree: Mapping[str, Any]) -> KeySets:
     """The known-key tree as frozensets, for a fast "anything undocumented here?" check."""
-    return frozenset(tree), tuple((k, _key_sets(v)) for k, v in tree.items() if isinstance(v, dict))
+    return frozenset(tree), tuple((k, key_sets(v)) for k, v in tree.items() if isinstance(v, dict))
 
 
-def _has_unknown(obj: dict[str, Any], known: KeySets) -> bool:
+def has_unknown(obj: dict[str, Any], known: KeySets) -> bool:
     keys, children = known
     if not keys.issuperset(obj):
         return True
     for key, child in children:
         value = obj.get(key)
-        if type(value) is dict and _has_unknown(value, child):
+        if type(value) is dict and has_unknown(value, child):
             return True
     return False
 
@@ -193,22 +188,28 @@ def to_timestamp(value: Any) -> datetime:
             if re.fullmatch(r"-?\d+(\.\d+)?", text):
                 return datetime.fromtimestamp(float(text), timezone.utc)
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+            # in UTC: SQLite keeps the text, which must sort like the instant it names
+            return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     except (ValueError, OverflowError, OSError):
         pass
     raise ValueRejected(f"not a timestamp (epoch seconds or ISO 8601): {value!r}")
 
 
+# One encoder for every JSON value: ``json.dumps`` with keyword arguments builds a new encoder per call,
+# which cost more than encoding a small ``customData`` object (once per profile).
+_encode_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+
+
 def to_text(value: Any) -> str:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return _encode_json(value)
     if isinstance(value, bool):
         return str(int(value))
     return str(value)
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return _encode_json(value)
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -218,121 +219,3 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     TS: to_timestamp,
     JSON: to_json,
 }
-
-
-_EMPTY: dict[str, Any] = {}
-_MISSING = object()
-TS_CACHE_SIZE = 100_000
-
-
-class RowBuilder:
-    """Landed line -> a tuple of typed column values; ``ValueRejected`` names the column that failed.
-
-    Written for speed (a million profiles is the benchmark): the column code is generated once per
-    builder (``_compile``), and values already of the column's type pass without a conversion call.
-    ``timestamp_out`` turns a datetime into what the warehouse takes (SQLite: text).
-    """
-
-    def __init__(self, feed: str, timestamp_out: Callable[[datetime], Any] | None = None) -> None:
-        self.feed = feed
-        self.columns = feed_columns(feed)
-        self.data_columns = self.columns[: -len(META_COLUMNS)]
-        self._tree = _known_tree(self.data_columns)
-        if feed == "profile":  # never landed in a column, nor in extra_fields (see feeds.py)
-            self._tree.update(dict.fromkeys(SECRET_PROFILE_FIELDS))
-        self._known_sets = _key_sets(self._tree)
-        out = timestamp_out or (lambda value: value)
-        self._ts_out = out
-        self._ts_cache: dict[Any, Any] = {}
-        self._converters = tuple(
-            self._timestamp if c.kind == TS else CONVERTERS[c.kind] for c in self.data_columns
-        )
-        self._values = self._compile()
-
-    def _timestamp(self, value: Any) -> Any:
-        out = self._ts_out(to_timestamp(value))
-        if len(self._ts_cache) >= TS_CACHE_SIZE:
-            self._ts_cache.clear()
-        if type(value) in (int, str):
-            self._ts_cache[value] = out
-        return out
-
-    def _convert(self, index: int, value: Any) -> Any:
-        """The slow path of one column: a conversion that may reject, naming the column."""
-        try:
-            return self._converters[index](value)
-        except ValueRejected as exc:
-            column = self.data_columns[index]
-            raise ValueRejected(f"column {column.name} ({column.label}): {exc}") from None
-
-    def _compile(self) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-        """Generate straight-line code for the columns: no per-column loop, lookups or tuple unpacking.
-
-        A million profiles of ~70 columns is 70 million values; the generic loop cost twice as long.
-        The code only reads constant keys (column sources are literals of this module, quoted with
-        ``repr``) and calls ``_convert`` for anything not already of the column's type.
-        """
-        parents: dict[tuple[str, ...], str] = {(): "p0"}
-        lines = ["def _values(push):", "    p0 = push"]
-        for column in self.data_columns:
-            for depth in range(1, len(column.source)):
-                path = column.source[:depth]
-                if path in parents:
-                    continue
-                name = parents[path] = f"p{len(parents)}"
-                key = path[-1]
-                lines += [
-                    f"    v = {parents[path[:-1]]}.get({key!r}, _MISSING)",
-                    f"    if v is _MISSING: v = {parents[path[:-1]]}.get({_snake(key)!r})",
-                    f"    {name} = v if type(v) is dict else _EMPTY",
-                ]
-        fast = {
-            TEXT: "type(v) is str",
-            INT: "type(v) is int",
-            NUM: "type(v) is int or type(v) is float",
-            TS: None,
-            JSON: None,
-        }
-        results = []
-        for i, column in enumerate(self.data_columns):
-            obj, key = parents[column.source[:-1]], column.source[-1]
-            if _snake(key) != key:  # a key sent as null is not looked up again in snake_case
-                lines.append(f"    v = {obj}.get({key!r}, _MISSING)")
-                lines.append(f"    if v is _MISSING: v = {obj}.get({_snake(key)!r})")
-            else:
-                lines.append(f"    v = {obj}.get({key!r})")
-            empty = "v is None" if column.kind == TEXT else 'v is None or v == ""'
-            lines.append(f"    if {empty}: c{i} = None")
-            if column.kind == TS:  # the same instant is formatted once (tier dates repeat a lot)
-                lines.append(
-                    f"    elif (type(v) is int or type(v) is str) and v in _ts_cache: c{i} = _ts_cache[v]"
-                )
-            elif fast[column.kind]:
-                lines.append(f"    elif {fast[column.kind]}: c{i} = v")
-            lines.append(f"    else: c{i} = _convert({i}, v)")
-            results.append(f"c{i}")
-        lines.append(f"    return ({', '.join(results)},)")
-        namespace: dict[str, Any] = {
-            "_EMPTY": _EMPTY,
-            "_MISSING": _MISSING,
-            "_ts_cache": self._ts_cache,
-            "_convert": self._convert,
-            "_ts_out": self._ts_out,
-        }
-        exec(compile("\n".join(lines), f"<live push {self.feed} columns>", "exec"), namespace)
-        return namespace["_values"]
-
-    def _has_extras(self, push: dict[str, Any]) -> bool:
-        return _has_unknown(push, self._known_sets)
-
-    def build(self, push: dict[str, Any], received_at: Any, source_file: str) -> tuple[Any, ...]:
-        values = self._values(push)
-        if values[0] is None:
-            key = self.data_columns[0]
-            raise ValueRejected(f"column {key.name} ({key.label}): missing")
-        extras = to_json(_extras(push, self._tree)) if self._has_extras(push) else None
-        try:
-            received = self._ts_out(to_timestamp(received_at))
-        except ValueRejected as exc:
-            raise ValueRejected(f"column received_at: {exc}") from None
-        return (*values, extras, received, source_file)

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_crowdtwist.livepush.columns import RowBuilder, ValueRejected, feed_columns
+from airflow_provider_crowdtwist.livepush.columns import ValueRejected, feed_columns
 from airflow_provider_crowdtwist.livepush.dialects import Dialect, check_table_name
 from airflow_provider_crowdtwist.livepush.feeds import FEEDS
+from airflow_provider_crowdtwist.livepush.rows import RowBuilder
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.paths import describe, is_local
 from airflow_provider_crowdtwist.sync.rejects import NullRejectsWriter, RejectsWriter
@@ -79,6 +80,31 @@ def _lines(path: Any, chunk_size: int = 1 << 20) -> Iterator[bytes]:
             yield rest
 
 
+# the C scanner that json.loads runs under its Python layers (set in JSONDecoder.__init__)
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def parse_json(raw: bytes) -> Any:
+    """``json.loads(raw)``, ~1.5 µs a line cheaper: a million lines is the benchmark.
+
+    A UTF-8 line that starts with ``{`` (every landed line) is scanned directly; whatever else, and
+    whatever does not scan, goes through ``json.loads`` itself, so every value and every error
+    message is json.loads's. (json.loads would detect UTF-16/32 only from a NUL in the first two
+    bytes, which no object starting with ``{`` survives scanning, and strict UTF-8 decodes a line
+    exactly as its ``surrogatepass`` does whenever it decodes at all.)
+    """
+    if raw[:1] == b"{":
+        try:
+            text = raw.decode()
+            value, end = _scan_json(text, 0)
+        except (ValueError, StopIteration):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            pass
+        else:
+            if end == len(text) or not text[end:].strip(" \t\n\r"):  # json's whitespace after a value
+                return value
+    return json.loads(raw)
+
+
 def move_to_loaded(path: Any) -> Any:
     """``<dir>/<name>`` -> ``<dir>/loaded/<name>``, after the load of that file committed."""
     target_dir = path.parent / LOADED_DIR
@@ -116,8 +142,8 @@ class LiveFeedLoader:
         self.batch_size = batch_size
         self.log = log or logging.getLogger(__name__)
         self.columns = feed_columns(feed)
-        self.builder = RowBuilder(feed, timestamp_out=dialect.timestamp_out)
-        self._upsert = dialect.upsert(table, self.columns, feed)
+        self.builder = RowBuilder(feed, timestamp_out=dialect.timestamp_out, null=dialect.null)
+        self._upsert = dialect.upsert(table, self.builder.row_columns, feed)
 
     def ensure_table(self) -> None:
         cur = self.connection.cursor()
@@ -150,6 +176,7 @@ class LiveFeedLoader:
 
     def _load_file(self, path: Any, rejects: RejectsWriter | NullRejectsWriter) -> tuple[int, int]:
         read = loaded = 0
+        name = path.name  # a property that splits the path: once per file, not once per line
         batch: list[tuple[Any, ...]] = []
         cur = self.connection.cursor()
         try:
@@ -158,7 +185,7 @@ class LiveFeedLoader:
                     continue
                 read += 1
                 try:
-                    row = self._row(raw, path.name)
+                    row = self._row(raw, name)
                 except ValueRejected as exc:
                     rejects.write(
                         RowResult(
@@ -166,12 +193,12 @@ class LiveFeedLoader:
                             identifier=None,
                             outcome=Outcome.REJECTED,
                             code="bad_push",
-                            message=f"{path.name} line {number}: {exc}",
-                            extra={"file": path.name},
+                            message=f"{name} line {number}: {exc}",
+                            extra={"file": name},
                         )
                     )
                     if rejects.written <= 20:
-                        self.log.warning("%s line %d rejected: %s", path.name, number, exc)
+                        self.log.warning("%s line %d rejected: %s", name, number, exc)
                     continue
                 batch.append(row)
                 loaded += 1
@@ -190,7 +217,7 @@ class LiveFeedLoader:
 
     def _row(self, raw: bytes, source_file: str) -> tuple[Any, ...]:
         try:
-            line = json.loads(raw)
+            line = parse_json(raw)
         except ValueError as exc:
             raise ValueRejected(f"not JSON: {exc}") from None
         if not isinstance(line, dict) or not isinstance(line.get("push"), dict):

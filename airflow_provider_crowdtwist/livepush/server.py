@@ -1,7 +1,8 @@
 """Serving the app with uvicorn: one socket bound before the ready line, and a guard against slow headers.
 
-uvicorn (its httptools protocol where installed, else h11) times out idle keep-alive connections but
-not a client that trickles its request *headers* (a byte a second holds the connection forever). Each
+uvicorn (httptools and uvloop where installed, else h11 and asyncio's loop) times out idle keep-alive
+connections but not a client that trickles its request *headers* (a byte a second holds the connection
+forever). Each
 connection therefore gets a deadline for its first request line and headers; the body has its own
 deadline in the app (a 408). Neither can stop the receiver, which serves every other connection
 meanwhile, but without the guard such connections would pile up until the process runs out of file
@@ -11,6 +12,7 @@ descriptors.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import sys
@@ -63,6 +65,11 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
+        # Everything alive now (modules, uvicorn, the app) lives as long as the process. Frozen, it is
+        # out of the collector's reach, so a full collection no longer walks ~25,000 objects (3-7 ms
+        # on a small VM) while pushes wait for their answers.
+        gc.collect()
+        gc.freeze()
         if self.parent_pid is not None:
             self._watch_parent()
         if not self.should_exit and sockets:
@@ -91,7 +98,7 @@ def build_server(app: LivePushApp, *, header_timeout_s: float = HEADER_TIMEOUT_S
         app,
         http=protocol_class(header_timeout_s),
         lifespan="on",
-        loop="asyncio",
+        loop="auto",  # uvloop where installed (uvicorn[standard], Airflow 3), else asyncio's own loop
         log_level="warning",
         access_log=False,  # an access log would show nothing secret, but it costs ~10% of throughput
         timeout_keep_alive=30,

@@ -7,9 +7,16 @@ next batch, and then releases every push of the batch at once. The more pushes a
 bigger the batches, so throughput grows with load while the latency stays about one fsync.
 
 Files roll by size and age: a full or old spool file (``*.jsonl.part``) is closed and published whole
-(see ``output.py``). After a crash, start-up publishes what the spool holds: every line that was
-acknowledged is complete there; a torn last line was never acknowledged (its fsync never returned) and
-is cut off, as CrowdTwist will resend that push.
+(see ``output.py``). Rolling takes several fsyncs (the file, the directories of a rename), and a disk
+can stall each for hundreds of milliseconds, so none of it is on the writer's path: one thread per
+feed makes the next spool file ahead of time (and fsyncs its directory, so the file itself is durable
+before a line in it is acknowledged), another finishes and publishes the old one while the writer goes
+on in the new one. They are separate so that a slow upload never delays the next file. The writer
+thread does nothing but ``write`` and ``fdatasync``.
+
+After a crash, start-up publishes what the spool holds: every line that was acknowledged is complete
+there; a torn last line was never acknowledged (its fsync never returned) and is cut off, as
+CrowdTwist will resend that push. The spare file made ahead of time is empty and is removed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_crowdtwist.livepush.output import Output, fsync_dir
 
@@ -56,6 +64,14 @@ def recover_part(path: Path) -> int:
     return keep
 
 
+@dataclass
+class _SpoolFile:
+    path: Path
+    fd: int
+    size: int = 0
+    opened_at: float = 0.0  # when it became the file being written
+
+
 class FeedLog:
     """The spool file of one feed, its group-commit writer, and its rolling."""
 
@@ -64,17 +80,20 @@ class FeedLog:
         self.dir = spool_dir / feed
         self.output = output
         self.policy = policy
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"live-push-{feed}")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"live-push-{feed}")
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"live-push-{feed}-spool")
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"live-push-{feed}-publish")
         self._pending: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._fd: int | None = None
-        self._path: Path | None = None
-        self._size = 0
-        self._opened_at = 0.0
+        self._current: _SpoolFile | None = None
+        self._next: asyncio.Future[_SpoolFile] | None = None  # the spare file, made ahead of time
+        self._publishing: asyncio.Future[None] | None = None
+        self._retry_publish_at: float | None = None  # set when a publish failed
+        self._started = False
         self._closing = False
-        self._unpublished: list[Path] = []
+        self._unpublished: list[Path] = []  # the publisher thread's
         self.files_published = 0
         self.batches = 0
         self.lines_written = 0
@@ -97,49 +116,73 @@ class FeedLog:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.recover)
-        self._wakeup = asyncio.Event()
+        await loop.run_in_executor(self._publisher, self.recover)
+        self._current = await loop.run_in_executor(self._maker, self._create)
+        self._current.opened_at = time.monotonic()
+        self._next = loop.run_in_executor(self._maker, self._create)
+        self._started = True
         self._task = asyncio.create_task(self._committer(), name=f"live-push-{self.feed}-commit")
 
     async def close(self) -> None:
-        """Write what is pending, publish the open file, stop the writer."""
+        """Write what is pending, publish the open file, remove the spare one, stop the threads."""
         self._closing = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
         if self._task is not None:
             await self._task
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._roll)
-        self._executor.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        try:
+            if self._next is not None:
+                with contextlib.suppress(OSError):  # no spare, or one recover() removes next time
+                    spare = await self._next
+                    await loop.run_in_executor(self._maker, self._discard, spare)
+            if self._current is not None:
+                current, self._current = self._current, None
+                await loop.run_in_executor(self._publisher, self._finish, current)
+        finally:
+            for executor in (self._writer, self._maker, self._publisher):
+                executor.shutdown(wait=True)
 
     # ---- appending -----------------------------------------------------------------------------
 
     async def append(self, line: bytes) -> None:
         """Returns once ``line`` is durably written; raises if writing failed (the push is not acked)."""
-        if self._wakeup is None or self._closing:
+        if not self._started or self._closing:
             raise RuntimeError(f"live push {self.feed}: the buffer is not accepting pushes")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(line)
         self._waiters.append(waiter)
-        self._wakeup.set()
+        self._wake()
         await waiter
 
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _wait_for_pushes(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Until a push arrives (or ``timeout``, for rolling by age): one future, not a task per wait."""
+        self._wakeup = loop.create_future()
+        timer = loop.call_later(timeout, self._wake)
+        try:
+            await self._wakeup
+        finally:
+            timer.cancel()
+            self._wakeup = None
+
     async def _committer(self) -> None:
-        assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         tick = max(0.05, min(1.0, self.policy.max_seconds / 4))
         while True:
             if not self._pending:
                 if self._closing:
                     return
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), tick)
-                self._wakeup.clear()
+                await self._wait_for_pushes(loop, tick)
             take = self.policy.max_batch or len(self._pending)
             batch, waiters = self._pending[:take], self._waiters[:take]
             del self._pending[:take], self._waiters[:take]
             if batch:
+                assert self._current is not None
                 try:
-                    await loop.run_in_executor(self._executor, self._write, b"".join(batch))
+                    await loop.run_in_executor(self._writer, self._write, self._current, b"".join(batch))
                 except Exception as exc:  # disk full, I/O error: these pushes get a 503, CrowdTwist retries
                     log.error("live push %s: writing a batch of %d failed: %s", self.feed, len(batch), exc)
                     for waiter in waiters:
@@ -150,55 +193,84 @@ class FeedLog:
                         if not waiter.done():
                             waiter.set_result(None)
             if self._roll_due():
-                try:
-                    await loop.run_in_executor(self._executor, self._roll)
-                except Exception as exc:  # publishing failed: the file stays in the spool, retried next roll
-                    log.error("live push %s: publishing a file failed: %s", self.feed, exc)
+                await self._roll(loop)
+            if self._retry_publish_at is not None and time.monotonic() >= self._retry_publish_at:
+                self._publish_in_background(loop, self._publish_pending)
+
+    def _roll_due(self) -> bool:
+        current = self._current
+        if current is None or current.size == 0:
+            return False
+        return (
+            current.size >= self.policy.max_bytes
+            or time.monotonic() - current.opened_at >= self.policy.max_seconds
+        )
+
+    async def _roll(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write on in the spare file from the next batch on; finish and publish the old one meanwhile."""
+        if self._next is None:
+            self._next = loop.run_in_executor(self._maker, self._create)
+        try:
+            new = await self._next  # made long ago, unless files fill faster than one can be made
+        except Exception as exc:  # the spool refused a new file: write on in this one, try again later
+            log.error("live push %s: could not make the next spool file: %s", self.feed, exc)
+            self._next = None
+            return
+        old, self._current = self._current, new
+        new.opened_at = time.monotonic()
+        self._next = loop.run_in_executor(self._maker, self._create)
+        assert old is not None
+        self._publish_in_background(loop, self._finish, old)
+
+    def _publish_in_background(self, loop: asyncio.AbstractEventLoop, job: Any, *args: Any) -> None:
+        self._retry_publish_at = None
+        self._publishing = loop.run_in_executor(self._publisher, job, *args)
+        self._publishing.add_done_callback(self._published)
+
+    def _published(self, future: asyncio.Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:  # the file stays in the spool and is published again a tick later
+            log.error("live push %s: publishing a file failed: %s", self.feed, exc)
+            self._retry_publish_at = time.monotonic() + max(0.05, min(1.0, self.policy.max_seconds / 4))
 
     # ---- the writer thread ---------------------------------------------------------------------
 
-    def _open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._path = self.dir / _new_name(self.feed)
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        fsync_dir(self.dir)
-        self._size = 0
-        self._opened_at = time.monotonic()
-
-    def _write(self, data: bytes) -> None:
-        if self._fd is None:
-            self._open()
-        assert self._fd is not None
+    def _write(self, spool: _SpoolFile, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            written = os.write(self._fd, view)
+            written = os.write(spool.fd, view)
             view = view[written:]
         if self.policy.fsync:
-            os.fdatasync(self._fd)
-        self._size += len(data)
+            os.fdatasync(spool.fd)
+        spool.size += len(data)
         self.batches += 1
         self.lines_written += data.count(b"\n")
 
-    def _roll_due(self) -> bool:
-        if self._unpublished:
-            return True
-        if self._fd is None:
-            return False
-        return (
-            self._size >= self.policy.max_bytes
-            or time.monotonic() - self._opened_at >= self.policy.max_seconds
-        )
+    # ---- the spool thread and the publisher thread ---------------------------------------------
 
-    def _roll(self) -> None:
-        if self._fd is not None and self._path is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            path, size = self._path, self._size
-            self._fd, self._path, self._size = None, None, 0
-            if size == 0:
-                path.unlink()
-            else:
-                self._unpublished.append(path)
+    def _create(self) -> _SpoolFile:
+        """A new, empty spool file whose directory entry is durable (so a line in it can be acked)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / _new_name(self.feed)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o640)
+        fsync_dir(self.dir)
+        return _SpoolFile(path, fd)
+
+    def _discard(self, spool: _SpoolFile) -> None:
+        os.close(spool.fd)
+        spool.path.unlink()
+
+    def _finish(self, spool: _SpoolFile) -> None:
+        """Close a file the writer has left, and publish it (with any an earlier failure left behind)."""
+        os.fsync(spool.fd)
+        os.close(spool.fd)
+        if spool.size == 0:
+            spool.path.unlink()
+        else:
+            self._unpublished.append(spool.path)
+        self._publish_pending()
+
+    def _publish_pending(self) -> None:
         while self._unpublished:
             self.output.publish(self._unpublished[0], self.feed)
             self._unpublished.pop(0)

@@ -50,6 +50,13 @@ def test_profiles_keep_the_newest_version_and_reloading_changes_nothing(tmp_path
         (2, 5200, "2017-03-23 20:49:04.000000+00:00", "Tier 1", 1000, "2017-03-23 19:00:00.000000+00:00",
          '{"employee_id": "employee1", "register_id": "1"}', "1970-01-01 00:00:11.000000+00:00"),
     ]  # fmt: skip
+    # no value is SQL NULL (the loader binds SQLite's NULL as a NaN, which SQLite stores as NULL)
+    assert table(
+        db,
+        "SELECT DISTINCT typeof(facebook_user_id), typeof(tier_current_level_min_value),"
+        " typeof(sign_up_channel_id), typeof(extra_fields), typeof(middle_name) FROM members_live",
+    ) == [("null", "null", "null", "null", "text")]
+    assert table(db, "SELECT COUNT(*) FROM members_live WHERE facebook_user_id IS NULL") == [(2,)]
     # the same files again (a crash between commit and move): the table does not change
     for name in summary.files:
         (src / "loaded" / name).rename(src / name)

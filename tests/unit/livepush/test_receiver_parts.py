@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,61 @@ def test_object_storage_output_uploads_whole_files_then_drops_the_spooled_copy(t
     assert name.endswith(".jsonl") and log.files_published == 1
     assert sorted(json.loads(x)["n"] for x in fs.cat(name).splitlines()) == list(range(10))
     assert not list((tmp_path / "spool").rglob("*.part"))
+
+
+class _GatedOutput(Output):
+    """An output whose publishing waits for a gate, and fails the first ``failures`` times."""
+
+    def __init__(self, url: str, failures: int = 0) -> None:
+        super().__init__(url)
+        self.gate = threading.Event()
+        self.failures = failures
+
+    def publish(self, local_file: Path, feed: str) -> str:
+        self.gate.wait(timeout=30)
+        if self.failures:
+            self.failures -= 1
+            raise OSError("the store is down")
+        return super().publish(local_file, feed)
+
+
+def test_rolling_never_holds_up_the_writer(tmp_path: Path) -> None:
+    out = _GatedOutput(str(tmp_path / "out"))
+
+    async def run() -> tuple[int, int]:
+        log = FeedLog("activity", tmp_path / "spool", out, RollPolicy(max_bytes=100))
+        await log.start()
+        for n in range(50):  # ~12 bytes each: a roll every ~8 pushes, while no publish can finish
+            await asyncio.wait_for(log.append(b'{"n": %d}\n' % n), timeout=10)
+        acknowledged_while_blocked = log.lines_written
+        out.gate.set()
+        await log.close()
+        return acknowledged_while_blocked, log.files_published
+
+    acknowledged, published = asyncio.run(run())
+    assert acknowledged == 50 and published >= 5
+    numbers = [json.loads(x)["n"] for f in (tmp_path / "out" / "activity").glob("*.jsonl") for x in f.open()]
+    assert sorted(numbers) == list(range(50))
+    assert not list((tmp_path / "spool").rglob("*.part"))  # the spare file made ahead is removed
+
+
+def test_a_failed_publish_keeps_the_file_and_publishes_it_later(tmp_path: Path) -> None:
+    out = _GatedOutput(str(tmp_path / "out"), failures=1)
+    out.gate.set()
+
+    async def run() -> FeedLog:
+        log = FeedLog("profile", tmp_path / "spool", out, RollPolicy(max_bytes=5, max_seconds=0.2))
+        await log.start()
+        await log.append(b'{"n": 1}\n')  # rolls; its publish fails
+        for _ in range(100):  # retried a tick (0.05 s) later, with no other push or roll
+            if log.files_published == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert log.files_published == 1 and out.failures == 0
+        await log.append(b'{"n": 2}\n')
+        await log.close()
+        return log
+
+    log = asyncio.run(run())
+    files = sorted((tmp_path / "out" / "profile").glob("*.jsonl"))
+    assert [json.loads(f.read_text())["n"] for f in files] == [1, 2] and log.files_published == 2
