@@ -101,22 +101,21 @@ class _TimeoutsMixin:
             return
         super().send(data)  # type: ignore[misc]
 
-    def request_in_one_write(
-        self, method: str, target: str, body: bytes | None, headers: dict[str, str]
-    ) -> None:
-        """``request()``, with the head and the body written by one ``sendall``.
+    def render(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+        """The request's bytes, as ``request()`` builds them, without sending any; ``send()`` them next.
 
         ``http.client`` sends the head and the body with a ``send()`` each: two system calls, two TCP
         segments, and -- with 64 worker threads -- two hand-overs of the GIL per request, each a
-        chance for another thread to run first. Gathered, a request is one write.
+        chance for another thread to run first. Gathered, a request is one write. And whatever
+        ``request()`` refuses (a header value with a line break, a bad method) is refused before a
+        byte left, so it is certainly not applied.
         """
         self._gathered = []
         try:
             self.request(method, target, body=body, headers=headers)  # type: ignore[attr-defined]
-            data = b"".join(self._gathered)
+            return b"".join(self._gathered)
         finally:
             self._gathered = None
-        self.send(data)
 
 
 class _HTTPConnection(_TimeoutsMixin, http.client.HTTPConnection):
@@ -269,9 +268,16 @@ class DirectTransport:
                 conn.connect()
             except (OSError, http.client.HTTPException) as exc:
                 failure = TransportFailed(_connect_failure(exc), _describe(exc))
+        data = b""
         if failure is None:
             try:
-                conn.request_in_one_write(method, target, body, headers)
+                data = conn.render(method, target, body, headers)
+            except (ValueError, http.client.HTTPException) as exc:  # its text may quote a header value
+                refused = TransportFailure("invalid request", retryable=False, ambiguous=False)
+                failure = TransportFailed(refused, type(exc).__name__)
+        if failure is None:
+            try:
+                conn.send(data)
                 response = conn.getresponse()
                 content = _decode(response.read(), response.getheader("Content-Encoding"))
             except (OSError, http.client.HTTPException, zlib.error, EOFError) as exc:

@@ -271,7 +271,7 @@ def test_tls_verify_false_checks_nothing(tls_server: tuple[_Server, Path]) -> No
 
 
 def _client(url: str) -> CrowdTwistClient:
-    return CrowdTwistClient(ClientConfig(base_url=url, api_key="k", max_retries=0))
+    return CrowdTwistClient(ClientConfig(base_url=url, api_key="transport-test-key", max_retries=0))
 
 
 def test_the_client_uses_it_and_steps_aside_for_requests_mock(server: _Server) -> None:
@@ -304,5 +304,16 @@ def test_a_proxy_for_the_host_or_a_session_of_ones_own_keeps_requests(
     assert _client(_url(server, ""))._direct is None
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert _client(_url(server, ""))._direct is not None
-    own = CrowdTwistClient(ClientConfig(base_url=_url(server, ""), api_key="k"), session=requests.Session())
+    config = ClientConfig(base_url=_url(server, ""), api_key="transport-test-key")
+    own = CrowdTwistClient(config, session=requests.Session())
     assert own._direct is None
+
+
+def test_a_request_http_client_refuses_to_build_is_not_sent_and_not_ambiguous(server: _Server) -> None:
+    transport = _transport(_url(server, ""))
+    with pytest.raises(TransportFailed) as info:
+        transport.send("PUT", _url(server, "/ok"), {"X-Key": "secret\r\nX-Injected: 1"}, b"")
+    assert _kind(info.value) == (False, False, "other")
+    assert "secret" not in str(info.value) and info.value.__context__ is None
+    assert transport.send("PUT", _url(server, "/ok"), {}, b"").status_code == 200  # a fresh connection
+    assert [path for path, _, _ in server.requests] == ["/ok"]
