@@ -76,8 +76,9 @@ class TransportFailed(Exception):
         self.detail = detail
 
 
-class _TimeoutsMixin:
-    """Connect under the connect timeout, then read under the read timeout; watch the idle socket."""
+class _ConnectionMixin:
+    """Connect under the connect timeout, then read under the read timeout; watch the idle socket;
+    write a request with one system call."""
 
     connect_timeout: float
     read_timeout: float
@@ -118,11 +119,11 @@ class _TimeoutsMixin:
             self._gathered = None
 
 
-class _HTTPConnection(_TimeoutsMixin, http.client.HTTPConnection):
+class _HTTPConnection(_ConnectionMixin, http.client.HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_TimeoutsMixin, http.client.HTTPSConnection):
+class _HTTPSConnection(_ConnectionMixin, http.client.HTTPSConnection):
     pass
 
 
