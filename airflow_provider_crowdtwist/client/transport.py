@@ -1,9 +1,9 @@
 """The client's direct HTTP/1.1 transport: persistent ``http.client`` connections, reused LIFO.
 
-Why not ``requests`` for every request (issue 16, docs/performance.md): at 64 worker threads the CPU a
-request costs the client process was measured, in one run against the sandbox, at 0.70 ms through the
-already-trimmed ``Session.send`` path, 0.43-0.48 ms through a bare ``urllib3`` pool, and 0.27-0.31 ms
-through ``http.client`` with one kept-alive connection per worker. The engine's own bookkeeping and
+Why not ``requests`` for every request (issue 16, docs/performance.md, ``benchmarks/transport_cpu.py``):
+at 64 worker threads the CPU a request costs the client process was measured against the sandbox at
+0.52 ms through the already-trimmed ``Session.send`` path, 0.34 ms through a bare ``urllib3`` pool, and
+0.21 ms through ``http.client`` with one kept-alive connection per worker. The engine's own bookkeeping and
 the client's (rate limiter, counters, retry decisions) come on top, so only the last one leaves room
 under the 0.6 ms a row target. ``http.client`` is the standard library's HTTP client, which ``urllib3``
 itself builds its connections on; what is left here is only the part ``requests`` and ``urllib3`` add
