@@ -57,15 +57,6 @@ class Answer:
         self.content = content
         self.url = url
 
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.content)
-
 
 class TransportFailed(Exception):
     """One attempt failed below HTTP: ``failure`` says whether it may have been applied."""
