@@ -55,9 +55,8 @@ def test_a_run_and_its_rows(tmp_path: Path) -> None:
         "rejects_path, finished_at IS NOT NULL FROM ct_runs"
     )
     assert run == [("ok", 9, 4, 2, 600.0, 3, 1, 5, "/tmp/r.jsonl", 1)]
-    assert query(db, "SELECT row_number, outcome, error_code, column_name FROM ct_rows WHERE outcome='rejected'") == [
-        (4, "rejected", "input_error", "user_id")
-    ]
+    rejected = "SELECT row_number, outcome, error_code, column_name FROM ct_rows WHERE outcome='rejected'"
+    assert query(db, rejected) == [(4, "rejected", "input_error", "user_id")]
 
 
 def test_log_unchanged_keeps_the_quiet_rows_too(tmp_path: Path) -> None:
@@ -81,7 +80,8 @@ def test_retries_append_and_a_repeated_try_replaces_only_itself(tmp_path: Path) 
     again.open()
     again.add(LogRow(1, "a@x.com", "create", "created", 200))
     again.finish(SUMMARY, status="ok")
-    assert query(db, "SELECT try_number, status FROM ct_runs ORDER BY try_number") == [(1, "failed"), (2, "ok")]
+    runs = query(db, "SELECT try_number, status FROM ct_runs ORDER BY try_number")
+    assert runs == [(1, "failed"), (2, "ok")]
     assert query(db, "SELECT try_number, outcome FROM ct_rows ORDER BY try_number") == [
         (1, "failed"),
         (2, "created"),
