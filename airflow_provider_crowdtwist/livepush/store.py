@@ -272,7 +272,7 @@ class FeedLog:
         if self.policy.fsync:
             os.fdatasync(spool.fd)
         spool.torn = False
-        log.warning("live push %s: cut %s back to %d bytes after a failed write", self.feed, spool.path, spool.size)
+        log.warning("live push %s: %s cut back to %d bytes", self.feed, spool.path.name, spool.size)
 
     # ---- the spool thread and the publisher thread ---------------------------------------------
 

@@ -84,7 +84,7 @@ def test_a_full_disk_mid_stream_loses_no_acknowledged_push(small_fs: Path, tmp_p
         with lock:
             return statuses.get(status, 0)
 
-    def wait_until(condition, timeout: float) -> None:  # noqa: ANN001
+    def wait_until(condition, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -99,11 +99,11 @@ def test_a_full_disk_mid_stream_loses_no_acknowledged_push(small_fs: Path, tmp_p
         for _ in range(3):  # three full-disk episodes, each freed again
             fill(filler)
             before = count(503)
-            wait_until(lambda: count(503) >= before + 20, 20)
+            wait_until(lambda b=before: count(503) >= b + 20, 20)
             health = requests.get(f"{rx.url}/health", timeout=5)
             filler.unlink()
             acked_before = count(200)
-            wait_until(lambda: count(200) >= acked_before + 50, 20)
+            wait_until(lambda b=acked_before: count(200) >= b + 50, 20)
             assert count(503) >= before + 20, statuses
             assert count(200) >= acked_before + 50, statuses
         stop.set()
