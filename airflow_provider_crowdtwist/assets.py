@@ -45,9 +45,25 @@ def activity_asset_uri(base_url: str, activity_id: str | None = None) -> str:
     return f"{uri}/{quote(str(activity_id), safe='')}" if activity_id else uri
 
 
-def live_push_asset_uri(feed: str, table: str) -> str:
-    """``crowdtwist://live-push/<feed>/<table>``: a warehouse table loaded from a live push feed."""
-    return f"{SCHEME}://{LIVE_PUSH_HOST}/{quote(feed, safe='')}/{quote(table, safe='')}"
+def live_push_database(conn_type: str, host: str | None, port: int | None, database: str | None) -> str:
+    """The database part of a live push asset URI, one path segment, from the warehouse connection.
+
+    PostgreSQL: ``<database>@<host>:<port>`` (the port always written, 5432 by default). SQLite: the
+    database file's path (``/`` quoted). Two loads of one table name into two databases are two assets.
+    """
+    kind = conn_type.lower()
+    if kind in ("postgres", "postgresql"):
+        where = f"{database or ''}@{(host or '').lower()}:{port or 5432}"
+        return quote(where, safe="@:")
+    return quote(host or database or "", safe="")
+
+
+def live_push_asset_uri(feed: str, database: str, table: str) -> str:
+    """``crowdtwist://live-push/<feed>/<database>/<table>``: a warehouse table loaded from a feed.
+
+    ``database`` is :func:`live_push_database`'s segment, already quoted.
+    """
+    return f"{SCHEME}://{LIVE_PUSH_HOST}/{quote(feed, safe='')}/{database}/{quote(table, safe='')}"
 
 
 def sanitize_uri(uri: SplitResult) -> SplitResult:
@@ -55,7 +71,7 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
 
     Host lower-cased, the default port (443) dropped, a trailing slash dropped; the path must name an
     object this provider emits (``/members``, ``/activities``, ``/activities/<id>``, or for the host
-    ``live-push`` a loaded feed, ``/<feed>/<table>``). Anything else
+    ``live-push`` a loaded feed, ``/<feed>/<database>/<table>``). Anything else
     raises ``ValueError``, which Airflow reports as an invalid asset URI.
     """
     if not uri.hostname:
@@ -66,10 +82,10 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     netloc = host if uri.port in (None, 443) else f"{host}:{uri.port}"
     segments = [s for s in uri.path.split("/") if s]
     if host == LIVE_PUSH_HOST:
-        if len(segments) != 2 or segments[0] not in LIVE_PUSH_FEEDS:
+        if len(segments) != 3 or segments[0] not in LIVE_PUSH_FEEDS:
             raise ValueError(
-                f"crowdtwist://{LIVE_PUSH_HOST} asset path {uri.path!r} must be /<feed>/<table> with feed "
-                f"one of {', '.join(LIVE_PUSH_FEEDS)}"
+                f"crowdtwist://{LIVE_PUSH_HOST} asset path {uri.path!r} must be /<feed>/<database>/<table> "
+                f"with feed one of {', '.join(LIVE_PUSH_FEEDS)} (see docs/live-push.md)"
             )
         return SplitResult(SCHEME, host, "/" + "/".join(segments), "", "")
     if not (

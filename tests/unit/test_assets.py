@@ -42,7 +42,10 @@ def test_uris() -> None:
         ("crowdtwist://SBAPI.crowdtwist.com:443/members/", "crowdtwist://sbapi.crowdtwist.com/members"),
         ("crowdtwist://h:8443/activities", "crowdtwist://h:8443/activities"),
         ("crowdtwist://h/activities/purchase", "crowdtwist://h/activities/purchase"),
-        ("crowdtwist://LIVE-PUSH/profile/members_live/", "crowdtwist://live-push/profile/members_live"),
+        (
+            "crowdtwist://LIVE-PUSH/profile/warehouse@db:5432/members_live/",
+            "crowdtwist://live-push/profile/warehouse@db:5432/members_live",
+        ),
     ],
 )
 def test_sanitize_uri(uri: str, normal: str) -> None:
@@ -57,7 +60,8 @@ def test_sanitize_uri(uri: str, normal: str) -> None:
         "crowdtwist://h/members?x=1",
         "crowdtwist://h/",
         "crowdtwist://live-push/members",
-        "crowdtwist://live-push/redemption/t",
+        "crowdtwist://live-push/redemption/db/t",
+        "crowdtwist://live-push/profile/members_live",  # before the database was in the URI
     ],
 )
 def test_sanitize_uri_refuses_what_the_provider_never_emits(uri: str) -> None:
