@@ -225,3 +225,21 @@ def test_a_torn_write_is_cut_back_even_when_the_first_cut_fails(
     log._write(spool, b'{"d":4}\n')  # cuts first, then appends: no line merges with torn bytes
     assert not spool.torn and spool.path.read_bytes() == b'{"a":1}\n{"d":4}\n'
     os.close(spool.fd)
+
+
+def test_the_fast_depth_check_agrees_with_the_exact_scan() -> None:
+    """``too_deep`` (C-speed peeling, strings removed) says what the byte-by-byte scan says."""
+    import random
+
+    from airflow_provider_crowdtwist.livepush.feeds import nesting_error, too_deep
+
+    rng = random.Random(22)
+    pieces = ["[", "]", "{", "}", '"[["', '"]"', '"a\\"["', '"\\\\"', ",", "1", '"k":']
+    for _ in range(3_000):
+        limit = rng.choice([1, 2, 3, 5, 8])
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        if rng.random() < 0.5:  # a valid nest of a chosen depth, around the limit
+            depth = rng.randint(0, limit + 2)
+            text = "[" * depth + text.replace("[", "").replace("]", "") + "]" * depth
+        raw = text.encode()
+        assert (too_deep(raw, limit) is None) == (nesting_error(raw, limit) is None), (raw, limit)
