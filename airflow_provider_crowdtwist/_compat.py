@@ -60,3 +60,12 @@ def __getattr__(name: str) -> Any:
     value = resolve(name)
     globals()[name] = value  # resolved once
     return value
+
+
+def airflow_version(version: str | None = None) -> tuple[int, int]:
+    """``(major, minor)`` of the installed Airflow (or of ``version``): what the UI features depend on."""
+    if version is None:
+        from airflow import __version__ as version
+    pieces = [*str(version).split("."), "0"][:2]
+    major, minor = (int("".join(c for c in p if c.isdigit()) or 0) for p in pieces)
+    return major, minor
