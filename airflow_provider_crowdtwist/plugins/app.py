@@ -9,6 +9,8 @@ every route here carries Airflow's own checks, the ones its REST API uses:
   auth manager (simple, FAB, Keycloak...) decides "read" means;
 * the syncs page: only DAGs in ``get_authorized_dag_ids(user)`` that also pass the same two checks.
 
+This module is imported only on the API server (``plugin.LazyApp``, on the first request), so it
+imports Airflow's API modules at the top: FastAPI resolves the route annotations from its globals.
 The check comes before any lookup, so a 404 never tells a user without access that a run exists.
 The pages read what Airflow keeps (task instances, the ``summary`` XCom) plus bounded parts of the
 rejects and calls files (``plugins/files.py``), never the rows of the source.
@@ -19,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
@@ -179,9 +183,6 @@ def render_tab_for(run: TaskRun) -> str:
 
 def create_app() -> FastAPI:
     """The app mounted under ``/crowdtwist``; no OpenAPI or docs routes (they would be unguarded)."""
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
-
     app = FastAPI(title="CrowdTwist", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(HTTPException)
