@@ -26,6 +26,11 @@ _LOCATIONS: dict[str, tuple[str, ...]] = {
     "AirflowSkipException": _EXCEPTION_MODULES,
     "TaskDeferred": _EXCEPTION_MODULES,
     "conf": ("airflow.providers.common.compat.sdk", "airflow.sdk.configuration", "airflow.configuration"),
+    "BaseOperatorLink": (
+        "airflow.providers.common.compat.sdk",
+        "airflow.sdk",
+        "airflow.models.baseoperatorlink",
+    ),
     "mask_secret": (
         "airflow.providers.common.compat.sdk",
         "airflow.sdk.log",

@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from airflow.providers.common.compat.sdk import BaseOperatorLink
+# Through _compat: common.compat 1.8.0 (the floor) may not export it.
+from airflow_provider_crowdtwist._compat import BaseOperatorLink
 
 #: The tab's ``url_route`` (``plugins/render.py`` holds the same value; kept here so that a worker
 #: building the link does not import the plugin package).
