@@ -217,7 +217,7 @@ def _summary_section(run: TaskRun) -> str:
     note_html = "".join(f"<p class='muted'>{escape(n)}</p>" for n in notes)
     return (
         f"{text}{note_html}{_cards(cards)}<h2>Rows by outcome</h2>"
-        f"<div class='row'>{_counts_table(counts)}{outcome_bars(counts)}</div>"
+        f"<div class='row'>{_counts_table(counts)}{outcome_bars([c for c in counts if c[1]] or counts)}</div>"
     )
 
 
@@ -312,8 +312,16 @@ def render_task_tab(run: TaskRun, rejects: FileRead, reasons: Sequence[RejectRea
 def _sync_section(runs: Sequence[TaskRun], ui_root: str) -> str:
     latest = runs[0]
     chronological = list(reversed(runs[:HISTORY_POINTS]))
-    chart = history_chart(
-        [HistoryPoint(label=fmt_time(r.start_date), rows=r.rows, rejects=r.rejects) for r in chronological]
+    # One run is no history: the chart starts with the second.
+    chart = (
+        history_chart(
+            [
+                HistoryPoint(label=fmt_time(r.start_date), rows=r.rows, rejects=r.rejects)
+                for r in chronological
+            ]
+        )
+        if len(chronological) > 1
+        else ""
     )
     lines = []
     for r in runs:

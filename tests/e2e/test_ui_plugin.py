@@ -324,8 +324,19 @@ def test_the_tab_and_the_syncs_page_in_chromium(
     summary = ui_airflow.summaries["ct_ui_sync"]
     assert shown == {k: f"{v:,}" for k, v in summary["counts"].items()}
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart.bars rect.bar")
+    background = "return getComputedStyle(document.body).backgroundColor"
+    assert browser.execute_script(background) == "rgb(255, 255, 255)"
     browser.switch_to.default_content()
     browser.save_screenshot(str(shots / "2-crowdtwist-tab.png"))
+    # A browser that prefers dark gets the dark colours.
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[title='CrowdTwist']"))
+    assert browser.execute_script(background) == "rgb(20, 24, 33)"
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(shots / "3-crowdtwist-tab-dark.png"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
     # The Browse menu's entry opens the syncs page, which lists the run.
     browser.get(f"{ui_airflow.url}/")
@@ -360,4 +371,4 @@ def test_the_tab_and_the_syncs_page_in_chromium(
     )
     assert "8 created, 2 rejected" in run_row.text, run_row.text
     browser.switch_to.default_content()
-    browser.save_screenshot(str(shots / "3-syncs-page.png"))
+    browser.save_screenshot(str(shots / "4-syncs-page.png"))
