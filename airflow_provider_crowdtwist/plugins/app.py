@@ -26,12 +26,11 @@ from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from airflow_provider_crowdtwist.plugins.files import CALLS_SHOWN, REJECTS_SCANNED, read_jsonl, top_reasons
 from airflow_provider_crowdtwist.plugins.render import (
     TaskRun,
     render_message,
     render_syncs_page,
-    render_task_tab,
+    render_tab_for,
 )
 
 #: The XCom key the sync operators push their summary under (``operators/_common.py``).
@@ -171,14 +170,6 @@ def load_recent_runs(user: Any, limit: int = SYNCS_LIMIT) -> list[TaskRun]:
         )
         summaries = _summaries(session, [(t.dag_id, t.run_id, t.task_id, t.map_index) for t in tis])
         return [_task_run(t, summaries.get((t.dag_id, t.run_id, t.task_id, t.map_index))) for t in tis]
-
-
-def render_tab_for(run: TaskRun) -> str:
-    """The tab of ``run``: its summary, the reasons from its rejects file, the calls from its calls file."""
-    summary = run.summary or {}
-    rejects = read_jsonl(summary.get("rejects_path"), REJECTS_SCANNED) if run.rejects else read_jsonl(None, 0)
-    calls = read_jsonl(summary.get("calls_path"), CALLS_SHOWN)
-    return render_task_tab(run, rejects, top_reasons(rejects.records), calls)
 
 
 def create_app() -> FastAPI:

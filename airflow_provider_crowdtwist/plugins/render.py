@@ -22,7 +22,14 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_crowdtwist.plugins.charts import HistoryPoint, history_chart, outcome_bars
-from airflow_provider_crowdtwist.plugins.files import FileRead, RejectReason
+from airflow_provider_crowdtwist.plugins.files import (
+    CALLS_SHOWN,
+    REJECTS_SCANNED,
+    FileRead,
+    RejectReason,
+    read_jsonl,
+    top_reasons,
+)
 
 #: The ``url_route`` of the task-instance tab and of the Browse page in the Airflow UI.
 TAB_ROUTE = "crowdtwist-run"
@@ -364,3 +371,11 @@ def render_syncs_page(runs: Sequence[TaskRun], *, ui_root: str = "..", limit: in
         return page("CrowdTwist syncs", head + none)
     sections = "".join(_sync_section(group, ui_root) for group in groups.values())
     return page("CrowdTwist syncs", head + sections)
+
+
+def render_tab_for(run: TaskRun) -> str:
+    """The tab of ``run`` with the head of its rejects file (when rows were bad) and of its calls file."""
+    summary = run.summary or {}
+    rejects = read_jsonl(summary.get("rejects_path"), REJECTS_SCANNED) if run.rejects else FileRead(None)
+    calls = read_jsonl(summary.get("calls_path"), CALLS_SHOWN)
+    return render_task_tab(run, rejects, top_reasons(rejects.records), calls)

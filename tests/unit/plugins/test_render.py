@@ -16,6 +16,7 @@ from airflow_provider_crowdtwist.plugins.files import FileRead, read_jsonl, top_
 from airflow_provider_crowdtwist.plugins.render import (
     TaskRun,
     render_syncs_page,
+    render_tab_for,
     render_task_tab,
     tab_href,
 )
@@ -203,8 +204,6 @@ def test_the_tab_of_a_million_row_run_renders_in_under_a_second(tmp_path: Path) 
         counts={"created": 0, "rejected": 1_000_000}, rows_read=1_000_000, rejects_path=str(path),
         rejects_written=1_000_000,
     )  # fmt: skip
-    from airflow_provider_crowdtwist.plugins.app import render_tab_for
-
     began = time.perf_counter()
     html = render_tab_for(run(big))
     elapsed = time.perf_counter() - began
