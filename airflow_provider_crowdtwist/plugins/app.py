@@ -19,6 +19,7 @@ rejects and calls files (``plugins/files.py``), never the rows of the source.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -128,16 +129,16 @@ def load_task_run(dag_id: str, run_id: str, task_id: str, map_index: int) -> Tas
         return _task_run(ti, _summaries(session, [key]).get(key))
 
 
-def readable_dag_ids(user: Any, candidates: Sequence[str]) -> set[str]:
-    """Of ``candidates``, the DAGs whose task instances and XComs ``user`` may read."""
+def readable_dag_ids(user: Any, dag_ids: Sequence[str]) -> set[str]:
+    """Of ``dag_ids`` (already in ``get_authorized_dag_ids``), those whose task instances and XComs
+    ``user`` may read: the same two checks as the tab."""
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
     from airflow.models.dag import DagModel
 
     manager = get_auth_manager()
-    allowed = set(manager.get_authorized_dag_ids(user=user, method="GET")) & set(candidates)
     readable = set()
-    for dag_id in allowed:
+    for dag_id in dag_ids:
         details = DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id))
         if all(
             manager.is_authorized_dag(method="GET", access_entity=entity, details=details, user=user)
@@ -148,28 +149,51 @@ def readable_dag_ids(user: Any, candidates: Sequence[str]) -> set[str]:
 
 
 def load_recent_runs(user: Any, limit: int = SYNCS_LIMIT) -> list[TaskRun]:
-    """The latest CrowdTwist task runs in DAGs ``user`` may read, newest first."""
-    from airflow.models.taskinstance import TaskInstance as TI
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+    """The latest CrowdTwist task runs in DAGs ``user`` may read, newest first.
 
+    Two indexed reads, never a scan of all task instances: the newest ``summary`` XComs (index on
+    the key) joined to their task instances, and the CrowdTwist tasks running now (index on the
+    state). A task that failed before it could push a summary is therefore not listed.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import and_, select
+
+    visible = set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+    if not visible:
+        return []
+    ours = and_(TI.operator.like(OPERATOR_PATTERN), TI.dag_id.in_(visible))
     with create_session() as session:
-        dag_ids = list(
-            session.scalars(select(TI.dag_id).where(TI.operator.like(OPERATOR_PATTERN)).distinct())
-        )
-        readable = readable_dag_ids(user, dag_ids)
-        if not readable:
-            return []
-        tis = list(
-            session.scalars(
-                select(TI)
-                .where(TI.operator.like(OPERATOR_PATTERN), TI.dag_id.in_(readable))
-                .order_by(TI.start_date.desc().nulls_last(), TI.run_id.desc())
-                .limit(limit)
+        finished = session.execute(
+            select(TI, XComModel.value)
+            .join(
+                XComModel,
+                and_(
+                    XComModel.dag_id == TI.dag_id,
+                    XComModel.run_id == TI.run_id,
+                    XComModel.task_id == TI.task_id,
+                    XComModel.map_index == TI.map_index,
+                ),
             )
-        )
-        summaries = _summaries(session, [(t.dag_id, t.run_id, t.task_id, t.map_index) for t in tis])
-        return [_task_run(t, summaries.get((t.dag_id, t.run_id, t.task_id, t.map_index))) for t in tis]
+            .where(XComModel.key == SUMMARY_KEY, ours)
+            .order_by(XComModel.timestamp.desc())
+            .limit(limit)
+        ).all()
+        active = (TaskInstanceState.RUNNING, TaskInstanceState.QUEUED, TaskInstanceState.UP_FOR_RETRY)
+        running = session.scalars(select(TI).where(TI.state.in_(active), ours).limit(limit)).all()
+        runs = [_task_run(ti, _summary_of(value)) for ti, value in finished]
+        seen = {(r.dag_id, r.run_id, r.task_id, r.map_index) for r in runs}
+        runs += [
+            _task_run(t, None) for t in running if (t.dag_id, t.run_id, t.task_id, t.map_index) not in seen
+        ]
+    readable = readable_dag_ids(user, sorted({r.dag_id for r in runs}))
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    runs = [r for r in runs if r.dag_id in readable]
+    runs.sort(key=lambda r: (r.start_date or oldest, r.run_id), reverse=True)
+    return runs[:limit]
 
 
 def create_app() -> FastAPI:
