@@ -129,6 +129,8 @@ def _ui_field_behaviour_kebab() -> dict[str, Any]:
 
 
 ASSET_URI_HANDLER = "airflow_provider_crowdtwist.assets.sanitize_uri"
+PLUGIN_CLASS = "airflow_provider_crowdtwist.plugins.plugin.CrowdTwistPlugin"
+RUN_LINK_CLASS = "airflow_provider_crowdtwist.operators.links.CrowdTwistRunLink"
 
 
 def _modules(*modules: str) -> list[dict[str, Any]]:
@@ -158,6 +160,11 @@ PROVIDER_INFO: dict[str, Any] = {
     # "dataset-uris" what Airflow 2 reads.
     "asset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
     "dataset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
+    # The CrowdTwist pages of the Airflow 3.1+ UI (docs/ui.md). Also an ``airflow.plugins`` entry point
+    # in pyproject.toml: Airflow 3 reads provider-info plugins only with lazy_discover_providers=False.
+    "plugins": [{"name": "crowdtwist", "plugin-class": PLUGIN_CLASS}],
+    # Airflow 2's webserver rebuilds extra links from these classes; Airflow 3 keeps them as XComs.
+    "extra-links": [RUN_LINK_CLASS],
     "connection-types": [
         {
             "connection-type": CONN_TYPE,

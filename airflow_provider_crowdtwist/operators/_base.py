@@ -28,6 +28,7 @@ from airflow_provider_crowdtwist.operators._outcome import (
     emit_asset_event,
 )
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
+from airflow_provider_crowdtwist.operators.links import CrowdTwistRunLink
 from airflow_provider_crowdtwist.sync.alerts import (
     summary_text,
     too_few_rows,
@@ -70,6 +71,8 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
     template_fields_renderers = {"sql": "sql", "parameters": "json", "sql_hook_params": "json"}
     #: What the task writes in CrowdTwist: the object part of its asset URI (``assets.py``).
     asset_object: str = MEMBERS
+    #: The "CrowdTwist run" button: the task's CrowdTwist tab on Airflow 3.1+ (``operators/links.py``).
+    operator_extra_links = (CrowdTwistRunLink(),)
 
     def __init__(
         self,
