@@ -98,6 +98,13 @@ class ClientConfig:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     pool_size: int = 64
+    #: The most bytes one answer may have (raw and decoded); a CrowdTwist answer is a few KB.
+    max_answer_bytes: int = 8 * 1024 * 1024
+    #: Seconds one attempt may take in all (connect, send, every read); None: connect + read timeouts.
+    attempt_deadline: float | None = None
+    #: A client certificate (PEM), with its key in ``client_key`` when that is a file apart.
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def __repr__(self) -> str:
         shown = []
@@ -138,6 +145,15 @@ class ClientConfig:
         self._check_int("requests_per_minute", minimum=0, note="0 means no limit")
         self._check_int("max_retries", minimum=0)
         self._check_int("pool_size", minimum=1)
+        self._check_int("max_answer_bytes", minimum=1024)
+        if self.attempt_deadline is not None:
+            self._check_number("attempt_deadline", positive=True)
+        for name in ("client_cert", "client_key"):
+            path = getattr(self, name)
+            if path is not None and not (isinstance(path, str) and os.path.isfile(path)):
+                raise CrowdTwistConfigError(f"{_label(name)} must be the path of a PEM file; got {path!r}")
+        if self.client_key is not None and self.client_cert is None:
+            raise CrowdTwistConfigError(f"{_label('client_key')} is set but {_label('client_cert')} is not")
         if self.backoff_max < self.backoff_base:
             raise CrowdTwistConfigError(
                 f"{_label('backoff_max')} ({self.backoff_max}) must not be smaller than "

@@ -150,7 +150,9 @@ class CrowdTwistServerError(CrowdTwistError):
 
 
 #: What went wrong on the wire, decided by the client from the exception TYPE (``client/retry.py``).
-ConnectionProblem = Literal["refused", "dns", "timeout", "closed", "reset", "tls", "other"]
+ConnectionProblem = Literal[
+    "refused", "dns", "timeout", "closed", "reset", "tls", "deadline", "too_large", "other"
+]
 
 
 class CrowdTwistConnectionError(CrowdTwistError):
