@@ -113,18 +113,17 @@ class _Shim:
         self.sock = sock
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineIO(self.sock))
+        self.sock._io_refs += 1  # as socket.makefile(): the socket stays open while the reader is
+        return io.BufferedReader(_DeadlineIO(self.sock, "rb"))
 
 
-class _DeadlineIO(io.RawIOBase):
-    """A raw reader over a socket that never waits past the deadline in ``_ATTEMPT``."""
+class _DeadlineIO(socket.SocketIO):
+    """``socket.makefile()``'s raw reader, never waiting past the deadline in ``_ATTEMPT``."""
 
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
+    def __init__(self, sock: Any, mode: Any) -> None:
+        super().__init__(sock, mode)
+        self._socket = sock
         self._timeout = sock.gettimeout()
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: Any) -> int:
         deadline = getattr(_ATTEMPT, "deadline", None)
@@ -132,9 +131,9 @@ class _DeadlineIO(io.RawIOBase):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _DeadlinePassed("the attempt's deadline passed")
-            self._sock.settimeout(min(left, self._timeout or _NO_TIMEOUT))
+            self._socket.settimeout(min(left, self._timeout or _NO_TIMEOUT))
         try:
-            return int(self._sock.recv_into(buffer))
+            return super().readinto(buffer) or 0
         except TimeoutError:
             if deadline is not None and time.monotonic() >= deadline:
                 raise _DeadlinePassed("the attempt's deadline passed") from None
@@ -316,7 +315,9 @@ class Transport:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self.origin = f"{parts.scheme}://{parts.netloc}"
-        self.proxy, verify = environment(self.origin + "/", verify)
+        self.proxy, self.verify = environment(self.origin + "/", verify)
+        verify = self.verify
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._deadline = deadline if deadline is not None else connect_timeout + read_timeout
         self._max = max_answer_bytes
         timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
@@ -372,8 +373,6 @@ class Transport:
             content = self._read(response)
         except (OSError, Urllib3Error, http.client.HTTPException, zlib.error, EOFError, _TooLarge) as exc:
             kind = _sent_failure(exc) if _ATTEMPT.sent else _connect_failure(exc)
-            if isinstance(exc, ValueError) and not _ATTEMPT.sent:
-                kind = TransportFailure("invalid request", retryable=False, ambiguous=False)
             failure = TransportFailed(kind, _describe(exc))
         except ValueError as exc:  # http.client refused to build the request: nothing was sent
             refused = TransportFailure("invalid request", retryable=False, ambiguous=False)
