@@ -17,12 +17,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from airflow_provider_crowdtwist.client.transport import AnswerTooLarge, DeadlinePassed
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 from airflow_provider_crowdtwist.sync.summary import ThresholdExceededError
-
-from airflow_provider_crowdtwist.client.transport import _DeadlinePassed, _TooLarge
 
 from .conftest import failed
 
@@ -54,8 +53,8 @@ LOOKED_UP = [
     ("sent: read timeout", {"exc": failed(TimeoutError(), sent=True)}),
     ("sent: reset", {"exc": failed(ConnectionResetError(), sent=True)}),
     ("sent: closed, no answer", {"exc": failed(http.client.RemoteDisconnected(), sent=True)}),
-    ("size cap", {"exc": failed(_TooLarge(), sent=True)}),
-    ("deadline", {"exc": failed(_DeadlinePassed(), sent=True)}),
+    ("size cap", {"exc": failed(AnswerTooLarge(), sent=True)}),
+    ("deadline", {"exc": failed(DeadlinePassed(), sent=True)}),
 ]
 
 
