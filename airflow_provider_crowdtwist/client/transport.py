@@ -77,11 +77,11 @@ class TransportFailed(Exception):
         self.detail = detail
 
 
-class _DeadlinePassed(TimeoutError):
+class DeadlinePassed(TimeoutError):
     """The attempt's overall deadline passed while reading."""
 
 
-class _TooLarge(Exception):
+class AnswerTooLarge(Exception):
     """The answer passed ``max_answer_bytes`` (raw or decoded)."""
 
 
@@ -130,13 +130,13 @@ class _DeadlineIO(socket.SocketIO):
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise _DeadlinePassed("the attempt's deadline passed")
+                raise DeadlinePassed("the attempt's deadline passed")
             self._socket.settimeout(min(left, self._timeout or _NO_TIMEOUT))
         try:
             return super().readinto(buffer) or 0
         except TimeoutError:
             if deadline is not None and time.monotonic() >= deadline:
-                raise _DeadlinePassed("the attempt's deadline passed") from None
+                raise DeadlinePassed("the attempt's deadline passed") from None
             raise
 
 
@@ -235,7 +235,7 @@ class _Decoder:
             parts.append(chunk)
             room -= len(chunk)
             if room < 0:
-                raise _TooLarge("the decoded answer passed the size cap")
+                raise AnswerTooLarge("the decoded answer passed the size cap")
             data = obj.unconsumed_tail
             if not data and obj.eof and obj.unused_data:  # another gzip member follows
                 data = obj.unused_data
@@ -270,9 +270,9 @@ def _connect_failure(exc: BaseException) -> TransportFailure:
 def _sent_failure(exc: BaseException) -> TransportFailure:
     """The request was (at least partly) written: it may have been applied."""
     inner = exc.args[1] if isinstance(exc, ProtocolError) and len(exc.args) > 1 else exc
-    if isinstance(inner, _DeadlinePassed) or isinstance(exc.__context__, _DeadlinePassed):
+    if isinstance(inner, DeadlinePassed) or isinstance(exc.__context__, DeadlinePassed):
         return TransportFailure("the attempt's deadline passed", True, True, "deadline")
-    if isinstance(inner, _TooLarge):
+    if isinstance(inner, AnswerTooLarge):
         return TransportFailure("the answer is larger than max_answer_bytes", False, True, "too_large")
     if isinstance(inner, (TimeoutError, ReadTimeoutError)):
         return TransportFailure("read timeout", retryable=True, ambiguous=True, problem="timeout")
@@ -293,6 +293,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(inner, BaseException) and inner is not exc:
         return f"{type(exc).__name__}: {type(inner).__name__}"
     return type(exc).__name__
+
+
+_FAILURES = (OSError, Urllib3Error, http.client.HTTPException, zlib.error, EOFError, AnswerTooLarge)
 
 
 class Transport:
@@ -371,7 +374,7 @@ class Transport:
                 assert_same_host=False,
             )
             content = self._read(response)
-        except (OSError, Urllib3Error, http.client.HTTPException, zlib.error, EOFError, _TooLarge) as exc:
+        except _FAILURES as exc:
             kind = _sent_failure(exc) if _ATTEMPT.sent else _connect_failure(exc)
             failure = TransportFailed(kind, _describe(exc))
         except ValueError as exc:  # http.client refused to build the request: nothing was sent
@@ -391,13 +394,13 @@ class Transport:
         decoder = _Decoder(response.headers.get("Content-Encoding"), self._max)
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self._max:
-            raise _TooLarge("the answer announces more than the size cap")
+            raise AnswerTooLarge("the answer announces more than the size cap")
         out: list[bytes] = []
         produced = raw = 0
         for data in _slices(response):
             raw += len(data)
             if raw > self._max:
-                raise _TooLarge("the answer passed the size cap")
+                raise AnswerTooLarge("the answer passed the size cap")
             produced = decoder.feed(data, out, produced)
         if raw:
             decoder.finish()
@@ -420,6 +423,8 @@ __all__ = [
     "ACCEPT_ENCODING",
     "DEFAULT_MAX_ANSWER_BYTES",
     "Answer",
+    "AnswerTooLarge",
+    "DeadlinePassed",
     "Transport",
     "TransportFailed",
     "environment",
