@@ -58,7 +58,6 @@ def main() -> int:
     args = parser.parse_args()
 
     import urllib3
-
     from _direct_pool import DirectTransport
 
     from airflow_provider_crowdtwist.client import ClientConfig, CrowdTwistClient
