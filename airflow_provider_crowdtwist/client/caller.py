@@ -1,20 +1,14 @@
-"""One logical API call: rate limit, attempts over the transport, retries, the typed error at the end.
+"""One logical API call: rate limit, attempts over the transport, retries, one typed error at the end.
 
-Design points (see docs/architecture.md for the contract, docs/activity-credits.md for the answer table):
-
-* Configuration is validated in ``__init__``: bad settings fail before the first request.
-* Every attempt, retries included, first takes a token from the shared :class:`RateLimiter` and is
-  counted in ``requests_sent``; every answer is reported back to it (a 429 with its ``Retry-After``
-  and the time the request left), so the limiter learns the program's real rate and every worker
-  slows down, not only the one that got the 429.
-* Retries follow :mod:`.retry` (only 429, 5xx, connection errors; backoff with full jitter,
-  ``Retry-After`` honoured, total wait capped) in a plain loop.
-* What is the same for every request is done once per client: the header template (with the API key),
-  the environment's proxy and CA settings (resolved by the transport), the retry plans.
-* Errors are typed and carry ``ambiguous``; they are built *outside* any ``except`` block from
-  redacted text, so neither their text nor ``__cause__``/``__context__`` can hold a library exception
-  whose message embeds a URL with the API key.
-* Redirects are not followed: a redirect to another host would carry the ``X-CT-Authorization`` header.
+* Configuration is validated first: bad settings fail before the first request.
+* Every attempt, retries included, takes a token from the shared :class:`RateLimiter` and is counted;
+  every answer is reported back to it (a 429 with its ``Retry-After`` and the time the request left),
+  so every worker slows down, not only the one that got the 429.
+* Retries follow :mod:`.retry`; what is the same for every request (headers with the API key, the
+  environment's proxy and CA settings, the retry plans) is done once per client.
+* Errors carry ``ambiguous`` and are built outside any ``except`` block from redacted text, so no
+  library exception (whose text may hold a URL with the key) rides along as ``__context__``.
+* Redirects are not followed: one to another host would carry the ``X-CT-Authorization`` header.
 """
 
 from __future__ import annotations
@@ -34,6 +28,7 @@ from airflow_provider_crowdtwist import __version__
 from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import (
+    CrowdTwistConfigError,
     CrowdTwistConnectionError,
     CrowdTwistError,
     CrowdTwistValidationError,
@@ -101,52 +96,31 @@ class Caller:
         rng: Callable[[float, float], float] = random.uniform,
     ) -> None:
         config.validate()
-        self.config = config
+        self.config, self.log, self._root = config, logger or logging.getLogger(__name__), config.api_root
         # Every client honours the program's cap: without a shared limiter given, it paces itself.
-        if rate_limiter is None:
-            rate_limiter = RateLimiter(config.requests_per_minute)
-        self.rate_limiter = rate_limiter
-        self.log = logger or logging.getLogger("airflow_provider_crowdtwist.client.client")
-        self._sleep = sleep
-        self._clock = clock
-        self._wall_clock = wall_clock
-        secrets = [config.api_key, config.hmac_private_key]
-        self._redactor = Redactor(secrets)
-        for secret in secrets:
+        self.rate_limiter = RateLimiter(config.requests_per_minute) if rate_limiter is None else rate_limiter
+        self._sleep, self._clock, self._wall_clock = sleep, clock, wall_clock
+        self._redactor = Redactor([config.api_key, config.hmac_private_key])
+        for secret in (config.api_key, config.hmac_private_key):
             GLOBAL_REDACTOR.add(secret)
         install_urllib3_filter()
-        self._auth: ApiKeyAuth | HmacAuth
+        self._auth: ApiKeyAuth | HmacAuth = ApiKeyAuth(config.api_key or "", config.api_key_in)
         self._signer: HmacAuth | None = None
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING, "Accept": "application/json"}
+        self._auth_query = ""
         if config.auth_type == "hmac":
-            self._auth = self._signer = HmacAuth(
-                config.hmac_public_key or "",
-                config.hmac_private_key or "",
-                config.hmac_timestamp_unit,
-                clock=wall_clock,
-            )
+            keys = (config.hmac_public_key or "", config.hmac_private_key or "")
+            self._auth = self._signer = HmacAuth(*keys, config.hmac_timestamp_unit, clock=wall_clock)
         else:
-            self._auth = ApiKeyAuth(config.api_key or "", config.api_key_in)
-        self._root = config.api_root
-        self._transport: TransportLike = transport if transport is not None else self._new_transport(config)
-        self._counter_lock = threading.Lock()
-        self._requests_sent = 0
-        self._history_requests_sent = 0
-        headers = {
-            "User-Agent": USER_AGENT,
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "Accept": "application/json",
-            "Connection": "keep-alive",
-        }
-        headers.update(self._auth.headers() if isinstance(self._auth, ApiKeyAuth) else {})
+            headers.update(self._auth.headers())
+            self._auth_query = urlencode(self._auth.query())
         self._headers = headers
-        self._auth_query = urlencode(self._auth.query()) if isinstance(self._auth, ApiKeyAuth) else ""
+        self._transport: TransportLike = transport or self._new_transport(config)
+        self._counter_lock = threading.Lock()
+        self._requests_sent = self._history_requests_sent = 0
         self._queries: dict[tuple[tuple[str, str], ...], str] = {}  # encoded query strings, by params
         self._plan = RetryPlan(
-            max_retries=config.max_retries,
-            max_retry_wait=config.max_retry_wait,
-            backoff_base=config.backoff_base,
-            backoff_max=config.backoff_max,
-            rng=rng,
+            config.max_retries, config.max_retry_wait, config.backoff_base, config.backoff_max, rng=rng
         )
         self._credit_plan = replace(self._plan, credit_mode=True)
 
@@ -166,8 +140,6 @@ class Caller:
             )
         except (ValueError, OSError) as exc:  # a bad proxy URL, an unreadable CA or certificate file
             problem = f"{type(exc).__name__}: {exc}"
-        from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-
         raise CrowdTwistConfigError(f"cannot set up HTTP(S) to {config.api_root}: {problem}")
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -231,24 +203,16 @@ class Caller:
                 break
             retries += 1
             ctx.waited += wait
-            self._log_retry(ctx, result, retries, wait)
+            what = str(result.status) if result.status is not None else _short(result.error)
+            self.log.warning(
+                "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s",
+                *(ctx.method, ctx.shown, what, retries, self.config.max_retries, wait),
+            )
             self._sleep(wait)
         response = result.response
         if response is not None and 200 <= response.status_code < 300:
             return response
         raise self._error(ctx, result)
-
-    def _log_retry(self, ctx: _CallContext, result: AttemptResult, attempt: int, wait: float) -> None:
-        what = str(result.status) if result.status is not None else _short(result.error)
-        self.log.warning(
-            "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s",
-            ctx.method,
-            ctx.shown,
-            what,
-            attempt,
-            self.config.max_retries,
-            wait,
-        )
 
     def _context(
         self,
@@ -270,34 +234,21 @@ class Caller:
             query = query + ("&" if query else "") + self._auth_query
         headers = self._headers.copy()
         data: bytes | None = None
+        problem = ""
         if body is not None:
-            # Serialised once: the HMAC MD5 must be of exactly the bytes that are sent.
-            try:
+            try:  # serialised once: the HMAC MD5 must be of exactly the bytes that are sent
                 data = _JSON.encode(body).encode("utf-8")
             except (TypeError, ValueError) as exc:
-                problem = type(exc).__name__
                 detail = str(exc) if isinstance(exc, TypeError) else "NaN or infinite number"
-            else:
-                problem = ""
+                problem = f"request body is not valid JSON ({type(exc).__name__}: {detail})"
             if problem:
-                raise CrowdTwistValidationError(
-                    f"request body is not valid JSON ({problem}: {self._redactor.redact(detail, extras)})",
-                    method=method,
-                    path=self._redactor.redact(shown, extras),
-                ) from None
-            headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(data or b""))
+                text, where = self._redactor.redact(problem, extras), self._redactor.redact(shown, extras)
+                raise CrowdTwistValidationError(text, method=method, path=where)
+            headers.update({"Content-Type": "application/json", "Content-Length": str(len(data or b""))})
         elif method not in ("GET", "HEAD"):
             headers["Content-Length"] = "0"
-        return _CallContext(
-            method=method,
-            url=self._root + path + ("?" + query if query else ""),
-            shown=self._redactor.redact(shown, extras),
-            body=data,
-            headers=headers,
-            credit=credit,
-            extra_secrets=extras,
-        )
+        url = self._root + path + ("?" + query if query else "")
+        return _CallContext(method, url, self._redactor.redact(shown, extras), data, headers, credit, extras)
 
     def _encode_query(self, params: dict[str, str]) -> str:
         """``urlencode`` with a small memo: a sync sends the same ``id_type=...`` on every request."""
@@ -328,19 +279,13 @@ class Caller:
         finished = self._clock()
         if failed is not None or response is None:
             assert failed is not None
-            failure = failed.failure
+            kind = failed.failure
             detail = self._redactor.redact(failed.detail, ctx.extra_secrets)[: 2 * MESSAGE_LIMIT]
             error = CrowdTwistConnectionError(
-                f"{failure.description} ({detail})",
-                method=ctx.method,
-                path=ctx.shown,
-                ambiguous=failure.ambiguous,
-                problem=failure.problem,
+                f"{kind.description} ({detail})", method=ctx.method, path=ctx.shown, problem=kind.problem
             )
-            result = AttemptResult(
-                error=error, retryable=failure.retryable, ambiguous=failure.ambiguous, finished_at=finished
-            )
-            self.log.debug("CrowdTwist %s %s -> %s", ctx.method, ctx.shown, failure.description)
+            result = AttemptResult(error=error, retryable=kind.retryable, ambiguous=kind.ambiguous)
+            self.log.debug("CrowdTwist %s %s -> %s", ctx.method, ctx.shown, kind.description)
         else:
             status = response.status_code
             retryable = is_retryable_status(status)
@@ -352,13 +297,7 @@ class Caller:
             ambiguous = is_ambiguous_status(status) or (
                 ctx.credit and not 200 <= status < 300 and not is_certain_refusal(status)
             )
-            result = AttemptResult(
-                response=response,
-                retryable=retryable,
-                ambiguous=ambiguous,
-                retry_after=retry_after,
-                finished_at=finished,
-            )
+            result = AttemptResult(response, None, retryable, ambiguous, retry_after)
             if self.rate_limiter is not None:
                 if status == 429:
                     self.rate_limiter.record_rate_limited(retry_after, sent_at=started)

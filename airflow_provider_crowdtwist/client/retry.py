@@ -118,7 +118,6 @@ class AttemptResult:
     retryable: bool = False
     ambiguous: bool = False
     retry_after: float | None = None
-    finished_at: float = 0.0
 
     @property
     def status(self) -> int | None:
