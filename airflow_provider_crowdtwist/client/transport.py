@@ -95,8 +95,6 @@ class _Response(http.client.HTTPResponse):
 
 
 class _Shim:
-    __slots__ = ("sock",)
-
     def __init__(self, sock: Any) -> None:
         self.sock = sock
 
@@ -139,20 +137,12 @@ class _Phase:
         super().send(data)  # type: ignore[misc]
 
 
-class _Connection(_Phase, HTTPConnection):
-    response_class = _Response
-
-
-class _TLSConnection(_Phase, HTTPSConnection):
-    response_class = _Response
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection
+_Connection = type("_Connection", (_Phase, HTTPConnection), {"response_class": _Response})
+_TLSConnection = type("_TLSConnection", (_Phase, HTTPSConnection), {"response_class": _Response})
+_POOLS = {
+    "http": type("_Pool", (HTTPConnectionPool,), {"ConnectionCls": _Connection}),
+    "https": type("_TLSPool", (HTTPSConnectionPool,), {"ConnectionCls": _TLSConnection}),
+}
 
 
 def tls_context(verify: bool | str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
@@ -245,14 +235,12 @@ class Transport:
         self.verify, self.connect_timeout, self.read_timeout = verify, connect_timeout, read_timeout
         self._deadline = deadline if deadline is not None else connect_timeout + read_timeout
         self._max = max_answer_bytes
-        options: dict[str, Any] = {
-            "maxsize": max_idle,
-            "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-        }
+        timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        options: dict[str, Any] = {"maxsize": max_idle, "timeout": timeout}
         if parts.scheme == "https":
             options["ssl_context"] = tls_context(verify, cert, key)
-            options["cert_reqs"] = "CERT_NONE" if verify is False else "CERT_REQUIRED"
-            options["assert_hostname"] = False if verify is False else None
+            if verify is False:
+                options.update(cert_reqs="CERT_NONE", assert_hostname=False)
         manager: urllib3.PoolManager
         if self.proxy:
             if not self.proxy.startswith(("http://", "https://")):
@@ -262,7 +250,7 @@ class Transport:
             manager = urllib3.ProxyManager(self.proxy, proxy_headers=auth, **options)
         else:
             manager = urllib3.PoolManager(**options)
-        manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        manager.pool_classes_by_scheme = _POOLS
         self._manager = manager
         self._pool = manager.connection_from_url(self.origin)
         # Through a forwarding (plain http) proxy the request line carries the whole URL.
@@ -326,13 +314,4 @@ class Transport:
         self._manager.clear()
 
 
-__all__ = [
-    "ACCEPT_ENCODING",
-    "DEFAULT_MAX_ANSWER_BYTES",
-    "Answer",
-    "AnswerTooLarge",
-    "DeadlinePassed",
-    "Transport",
-    "TransportFailed",
-    "tls_context",
-]
+__all__ = ["ACCEPT_ENCODING", "Answer", "AnswerTooLarge", "DeadlinePassed", "Transport", "TransportFailed"]
