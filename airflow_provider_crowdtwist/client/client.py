@@ -91,22 +91,18 @@ class CrowdTwistClient(Caller):
 
         ``path`` is already URL-encoded (see :func:`quote_path_value`), relative to the base URL.
         """
-        answer = self._call(method, path, params=params, body=json)
-        response = requests.Response()
-        response.status_code = answer.status_code
-        response.reason = answer.reason
+        answer, response = self._call(method, path, params=params, body=json), requests.Response()
+        response.status_code, response.reason = answer.status_code, answer.reason
         response.headers = CaseInsensitiveDict(answer.headers.items())
-        response._content = answer.content
+        response._content, response.url = answer.content, getattr(answer, "url", "")
         response.encoding = requests.utils.get_encoding_from_headers(response.headers)
-        response.url = getattr(answer, "url", "")
         return response
 
     # -- id helpers ----------------------------------------------------------------------------
 
     def _id_type(self, id_type: str | None, allowed: tuple[str, ...] = ID_TYPES) -> str:
         chosen = id_type or self.config.id_type
-        problem = id_type_problem(chosen, allowed)
-        if problem:
+        if problem := id_type_problem(chosen, allowed):
             raise CrowdTwistConfigError(problem)
         return chosen
 
@@ -328,13 +324,7 @@ class CrowdTwistClient(Caller):
                 raise
             duplicate = err
         if duplicate is not None:
-            raise CrowdTwistAlreadyProcessedError(
-                duplicate.message,
-                status=duplicate.status,
-                code=duplicate.code,
-                method=duplicate.method,
-                path=duplicate.path,
-            )
+            raise _retyped(CrowdTwistAlreadyProcessedError, duplicate)  # (ambiguous, by its class)
         if response.status_code not in _CREDIT_SUCCESS:  # a 202 "accepted", a 204: not proof
             raise CrowdTwistError(
                 f"CrowdTwist answered {response.status_code}, not 200: whether it applied is unknown",

@@ -1,11 +1,8 @@
 """Typed errors of the CrowdTwist client.
 
-Callers (the sync engine above all) decide a row's outcome from the *type* of the error and from
-``ambiguous``, never by parsing text, so every failure the client can meet maps to exactly one class.
-
-Every error text is built by the client from already-redacted parts: an error never keeps the
-``requests`` response, request or exception that caused it, because those carry the API key (in a
-header or in the URL) and would leak it through ``repr``, ``__cause__`` or ``__context__``.
+Callers decide a row's outcome from the error's *type* and ``ambiguous``, never from its text. Texts
+are built from redacted parts; an error never keeps the answer, request or library exception behind
+it, which may carry the API key (header or URL) into ``repr``, ``__cause__`` or ``__context__``.
 """
 
 from __future__ import annotations

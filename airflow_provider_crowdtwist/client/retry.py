@@ -1,22 +1,12 @@
 """Which failures are retried, and how long to wait before the next attempt.
 
-The rules, from the API contract and from what users of similar providers asked for:
-
-* retry only 429, 5xx and connection errors/timeouts; never another 4xx (resending a refused row
-  cannot succeed and burns the program's request budget);
-* exponential backoff with *full jitter* (a uniform draw in ``[0, min(cap, base * 2**n)]``), so that
-  many workers hit by the same outage do not come back in lockstep;
-* a ``Retry-After`` header (delta seconds or an HTTP date) wins over the backoff;
-* the total time spent waiting between attempts of one call is capped (``max_retry_wait``): a
-  ``Retry-After`` longer than what is left ends the retries instead of being shortened;
-* for activity credits, once an attempt was *ambiguous* (it may have been applied), nothing is resent:
-  CrowdTwist has no idempotency key and no documented duplicate window, so a blind resend could award
-  twice. The ambiguous error goes to the credit sync, which looks the credit up in the member's
-  activity history before it decides (see ``sync/credit_verify.py``). Failures that were certainly
-  not applied (429, a refused connection) are retried as for any other call.
-
-This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client's
-retry loop asks the plan for the wait before each next attempt.
+* only 429, 5xx and connection failures are retried: a refused row cannot succeed and burns budget;
+* backoff is exponential with *full jitter* (uniform in ``[0, min(cap, base * 2**n)]``), so workers hit
+  by one outage do not come back in lockstep; a ``Retry-After`` (seconds or HTTP date) wins;
+* the total wait of one call is capped (``max_retry_wait``): a longer ``Retry-After`` ends the retries;
+* a credit is never resent after an *ambiguous* attempt (CrowdTwist has no idempotency key): the
+  credit sync looks it up in the member's activity history instead. What was certainly not applied
+  (429, a refused connection) is retried as for any other call.
 """
 
 from __future__ import annotations

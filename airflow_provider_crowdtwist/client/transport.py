@@ -44,6 +44,8 @@ ACCEPT_ENCODING = "gzip, deflate"
 #: A CrowdTwist answer is a few KB; anything near this is not one.
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 _SLICE = 64 * 1024
+#: Never a retry or a redirect behind the client's back (built once: ``retries=False`` builds one per call).
+_NO_RETRY = urllib3.Retry(total=False, redirect=False, raise_on_redirect=False)
 
 #: Per thread: the deadline (``time.monotonic``) of the attempt in flight, and whether it was sent.
 _ATTEMPT = threading.local()
@@ -116,7 +118,8 @@ class _DeadlineIO(socket.SocketIO):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DeadlinePassed("the attempt's deadline passed")
-            self._socket.settimeout(min(left, self._timeout or left))
+            if self._timeout is None or left < self._timeout:  # (else the read timeout is the nearer)
+                self._socket.settimeout(left)
         try:
             return super().readinto(buffer) or 0
         except TimeoutError:
@@ -272,7 +275,7 @@ class Transport:
                 target,
                 body=body,
                 headers={**headers, **self._extra} if self._extra else headers,
-                retries=False,
+                retries=_NO_RETRY,
                 redirect=False,
                 preload_content=False,
                 assert_same_host=False,
@@ -294,9 +297,14 @@ class Transport:
 
     def _read(self, response: Any) -> bytes:
         """The body, decoded a slice at a time within the cap; the connection goes back to the pool."""
-        length = response.headers.get("Content-Length", "")
+        headers = response.headers
+        length = headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self._max:
             raise AnswerTooLarge("the answer announces more than max_answer_bytes")
+        if length.isdigit() and "Content-Encoding" not in headers:  # the common case: one read
+            content: bytes = response.read(decode_content=False)
+            response.release_conn()
+            return content
         parts: list[bytes] = []
         size = 0
         while True:
