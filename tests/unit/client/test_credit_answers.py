@@ -21,7 +21,7 @@ from airflow_provider_crowdtwist.client.transport import AnswerTooLarge, Deadlin
 from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.ledger import CreditLedger
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
-from airflow_provider_crowdtwist.sync.summary import ThresholdExceededError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 
 from .conftest import failed
 
@@ -120,3 +120,14 @@ def test_any_other_answer_is_looked_up_in_the_history_never_failed(
     posts = [r for r in wire.request_history if r.method == "POST"]
     assert len(posts) == 1, "sent once: found in the history, never resent"
     assert json.loads(posts[0].body)["extra_data"]["ct_dedupe_key"] == KEY
+
+
+def test_401_is_failed_and_stops_the_run(
+    wire: Any, history: None, tmp_path: Any, make_client: Any
+) -> None:
+    wire.post(CREDIT, status_code=401, json={"message": "Unauthorized"})
+    with pytest.raises(SyncAbortedError, match="401"):
+        _sync(wire, tmp_path, make_client)
+    with CreditLedger.open(tmp_path / "ledger.sqlite", run_id="check") as ledger:
+        assert {e.dedupe_key: e.state for e in ledger.entries()} == {KEY: "failed"}
+    assert not [r for r in wire.request_history if "activity_history" in r.url]
