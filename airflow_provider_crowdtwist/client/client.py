@@ -61,11 +61,8 @@ _CREDIT_SUCCESS = (200, 201)
 
 
 class CrowdTwistClient(Caller):
-    """Talks to the CrowdTwist REST API v2; safe to share between threads.
-
-    Takes the :class:`~.caller.Caller` arguments: ``config``, and keyword-only ``rate_limiter``,
-    ``transport`` (a fake in unit tests), ``logger``, ``sleep``, ``clock``, ``wall_clock``, ``rng``.
-    """
+    """Talks to the CrowdTwist REST API v2; safe to share between threads. Takes :class:`Caller`'s
+    arguments (``config``; keyword-only ``rate_limiter``, ``transport``, ``logger``, clocks, ``rng``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,10 +84,8 @@ class CrowdTwistClient(Caller):
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> requests.Response:
-        """Send one logical request (with retries) and return the 2xx response, else raise.
-
-        ``path`` is already URL-encoded (see :func:`quote_path_value`), relative to the base URL.
-        """
+        """One logical request (with retries) to ``path`` (URL-encoded, relative to the base URL): the
+        2xx response, else the typed error."""
         answer, response = self._call(method, path, params=params, body=json), requests.Response()
         response.status_code, response.reason = answer.status_code, answer.reason
         response.headers = CaseInsensitiveDict(answer.headers.items())
@@ -121,11 +116,7 @@ class CrowdTwistClient(Caller):
 
     def activities_page(self, page: int = 1, page_size: int = 10) -> ActivityPage:
         """``GET /v2.1/activities/extended?page=&page_size=``: one page (O:Activities-Extended21)."""
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not (1 <= page_size <= MAX_EXTENDED_PAGE_SIZE)
-        ):
+        if type(page_size) is not int or not 0 < page_size <= MAX_EXTENDED_PAGE_SIZE:  # (bool is no int here)
             raise CrowdTwistConfigError(
                 f"page_size must be a whole number from 1 to {MAX_EXTENDED_PAGE_SIZE}; got {page_size!r}"
             )
@@ -134,13 +125,11 @@ class CrowdTwistClient(Caller):
         return parse_activity_page(self._json(response, "GET", path))
 
     def list_activities_extended(self, page_size: int = MAX_EXTENDED_PAGE_SIZE) -> list[Activity]:
-        """Every active activity through the v2.1 paged list, page by page.
+        """Every active activity through the v2.1 paged list (O:Activities-Extended21).
 
-        ``paging.next_page`` is a URL (O:Activities-Extended21): only its page number is used, and the
-        request is built here, so a link naming another host never receives the credentials. A bad
-        page is "page 1 or an empty list, not an error", so the walk stops on an empty page, on a page
-        that repeats page 1, and after ``paging.pages`` pages -- it cannot loop.
-        """
+        Only the page number of a ``paging.next_page`` URL is used, so a link naming another host never
+        gets the credentials. A bad page is "page 1 or an empty list", so the walk stops on an empty
+        page, on a repeat of page 1, and after ``paging.pages`` pages: it cannot loop."""
         activities: list[Activity] = []
         seen: set[str] = set()
         first_ids: tuple[str, ...] | None = None
@@ -167,11 +156,8 @@ class CrowdTwistClient(Caller):
         return activities
 
     def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
-        """``GET /v2/users/{user_id}?id_type=T``: the member's profile.
-
-        ``pii=False`` sends ``pii=false`` (O:UserProfile): no personal data comes back, and only the
-        ``id`` and ``third_party_id`` id types take it -- for reads that need only those.
-        """
+        """``GET /v2/users/{user_id}?id_type=T``: the profile. ``pii=False`` sends ``pii=false``
+        (O:UserProfile): no personal data back; only the ``id`` and ``third_party_id`` id types take it."""
         path = self._member_path(user_id)
         chosen = self._id_type(id_type)
         params = {"id_type": chosen}
@@ -200,14 +186,10 @@ class CrowdTwistClient(Caller):
     def upsert_user(
         self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None
     ) -> tuple[str, dict]:
-        """PUT first (one request in the common case); POST on 404.
-
-        The create carries the identifier it was looked up by (e.g. ``email_address`` for
-        ``id_type=email``) when the fields lack it, so that the next PUT finds the member.
-        If the POST is refused as "already taken", either our own earlier, ambiguous attempt
-        created the member (then the profile is read back and "created" returned) or another
-        writer created it meanwhile (then the update is applied once more).
-        """
+        """PUT first (one request in the common case); POST on 404, carrying the identifier it was
+        looked up by (``email_address`` for ``id_type=email``) so the next PUT finds the member. A POST
+        refused "already taken" means our own earlier ambiguous attempt created it ("created", profile
+        read back) or another writer did (the update is applied once more)."""
         chosen = self._id_type(id_type)
         try:
             return "updated", self.update_user(user_id, fields, chosen)
@@ -239,13 +221,9 @@ class CrowdTwistClient(Caller):
         raise taken
 
     def delete_user(self, user_id: str, id_type: str | None = None) -> DeletionRequest:
-        """``DELETE /v2/users/{user_id}?id_type=T``: *queue* the deletion (O:UserDelete).
-
-        Returns the answer ``{"user_id": N, "status": "Queued"}``. The documented refusals are typed,
-        with ``.reason``: 400 :class:`CrowdTwistDeletionRefusedError` ("Unable to initiate deletion",
-        "Member is inactive but has redeemable points") and 404
-        :class:`CrowdTwistDeletionNotFoundError` ("Member not found", "Member ID is invalid").
-        """
+        """``DELETE /v2/users/{user_id}?id_type=T``: *queue* the deletion (O:UserDelete), answered
+        ``{"user_id": N, "status": "Queued"}``. Its documented refusals are typed, with ``.reason``:
+        400 :class:`CrowdTwistDeletionRefusedError`, 404 :class:`CrowdTwistDeletionNotFoundError`."""
         path = self._member_path(user_id)
         refused: CrowdTwistError | None = None
         try:
@@ -259,12 +237,8 @@ class CrowdTwistClient(Caller):
         return parse_deletion(self._json(response, "DELETE", path))
 
     def deletion_status(self, user_id: str, id_type: str | None = None) -> DeletionRequest:
-        """The state of a queued deletion (O:UserDeletionStatus), ``status`` as CrowdTwist words it.
-
-        Which path serves it is OPEN (``/v2/users/delete/{id}`` or ``/v2/user_deletion/{id}``): a 404
-        that is not about the member means "no such path", so the other one is tried, and the path
-        that answered is tried first from then on.
-        """
+        """The state of a queued deletion (O:UserDeletionStatus). Its path is OPEN: a 404 that is not
+        about the member means "no such path", so the other one is tried (and tried first from then on)."""
         params = {"id_type": self._id_type(id_type)}
         quoted = quote_path_value(user_id)
         if not str(user_id).strip():
@@ -295,15 +269,12 @@ class CrowdTwistClient(Caller):
         activity_date: int | None = None,
         extra_data: Mapping | None = None,
     ) -> dict:
-        """``POST /v2/users/{user_id}/activities?id_type=T``, sent once.
+        """``POST /v2/users/{user_id}/activities?id_type=T``, never resent once it may have landed.
 
-        CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. So after an
-        attempt that may have been applied (timeout, dropped connection, 5xx) nothing is resent: the
-        error has ``ambiguous=True`` and the caller settles it by reading the member's activity history
-        (:meth:`activity_history`; the credit sync does that). An "Event already processed" answer
-        raises :class:`CrowdTwistAlreadyProcessedError` (also ambiguous): an identical credit was seen
-        before, which does not prove that *this* one was applied. Failures that were certainly not
-        applied (429, a refused connection) are retried as for any other call.
+        CrowdTwist has no idempotency key. Only a 200/201 with JSON is success; any answer that is not
+        a certain refusal (docs/activity-credits.md, the answer table) raises with ``ambiguous=True``,
+        for the caller to settle in the member's activity history. "Event already processed" raises
+        :class:`CrowdTwistAlreadyProcessedError` (ambiguous: an identical credit, maybe not this one).
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
@@ -345,18 +316,13 @@ class CrowdTwistClient(Caller):
         page_size: int = HISTORY_PAGE_SIZE,
         max_pages: int = HISTORY_MAX_PAGES,
     ) -> Iterator[ActivityHistoryItem]:
-        """The member's activities (``GET .../activity_history``), page by page, newest pages first.
+        """The member's activities (``GET .../activity_history``), page by page.
 
-        ``since`` (epoch seconds) bounds how far back to read. Where the program serves the v2.1 form,
-        ``date_start=since`` filters on the server; otherwise (a 404 or a 400 on the v2.1 path, then
-        remembered for this client) the v2 list is paged, and paging stops early once a page in
-        newest-first order reaches items older than ``since``. The end of the history is an empty page
-        or the ``paging`` block saying so -- never a short page, since a server may cap ``page_size``
-        below what was asked. Both documented envelopes are read (a bare list, or ``{"paging": ...,
-        "activities": [...]}``). Stop iterating as soon as you found what you look for: each page is
-        one request, paced by the rate limiter and counted in :attr:`history_requests_sent`.
-        More than ``max_pages`` pages raises :class:`CrowdTwistError` (the look-up cannot conclude).
-        """
+        ``since`` (epoch seconds) bounds the read: the v2.1 form filters on the server
+        (``date_start``); where it is missing (404/400, remembered) the v2 list is paged and stops once
+        a newest-first page reaches before ``since``. The end is an empty page or the ``paging`` block,
+        never a short page. Each page is one request (counted in :attr:`history_requests_sent`): stop
+        iterating once found. More than ``max_pages`` pages raises :class:`CrowdTwistError`."""
         chosen = self._id_type(id_type)
         path = self._member_path(user_id, "/activity_history")
         filtered = since is not None and self._history_date_filter is not False

@@ -11,13 +11,8 @@ from typing import Any, Literal
 
 
 class CrowdTwistError(Exception):
-    """Base of every client error; ``str(e)`` never holds a secret.
-
-    ``ambiguous`` is True when the request may have been applied by the server even though no
-    success answer came back (a read timeout, a connection dropped after the request was sent, a
-    5xx). The credit engine needs that distinction to stay exactly-once: an ambiguous credit must
-    not be blindly resent later, a non-ambiguous one may.
-    """
+    """Base of every client error; ``str(e)`` never holds a secret. ``ambiguous``: the request may
+    have been applied though no success came back; an ambiguous credit must never be resent blind."""
 
     def __init__(
         self,
@@ -125,13 +120,9 @@ class CrowdTwistValidationError(CrowdTwistError):
 
 
 class CrowdTwistAlreadyProcessedError(CrowdTwistValidationError):
-    """A credit answered "Event already processed": CrowdTwist saw an *identical* credit before.
-
-    That is not proof that *this* credit was applied: the identical one may be another credit with
-    the same body (only a dedupe key in ``extra_data`` makes bodies unique), and whether CrowdTwist
-    deduplicates at all, and within what window, is undocumented. So it is ``ambiguous``: the credit
-    sync looks for the credit's key in the member's activity history before it counts it credited.
-    """
+    """A credit answered "Event already processed": CrowdTwist saw an *identical* credit before, maybe
+    another with the same body, within an undocumented window. So it is ``ambiguous``: the credit sync
+    looks for the key in the member's activity history before it counts it credited."""
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs["ambiguous"] = True
@@ -153,10 +144,7 @@ ConnectionProblem = Literal[
 
 
 class CrowdTwistConnectionError(CrowdTwistError):
-    """Connect/read errors and timeouts after the retries ran out (``status`` is None).
-
-    ``problem`` says which (refused, DNS, timeout...) so callers never parse the text.
-    """
+    """Failures below HTTP after the retries ran out (``status`` None); ``problem`` says which."""
 
     def __init__(self, message: str, *, problem: ConnectionProblem = "other", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
