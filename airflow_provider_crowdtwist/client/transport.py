@@ -129,11 +129,32 @@ class _DeadlineIO(socket.SocketIO):
 
 
 class _Phase:
-    """Connects first, then marks the attempt sent: a failure before that left nothing on the wire."""
+    """Writes a request with one ``send`` after connecting, and marks the attempt sent just before.
+
+    ``http.client`` writes the head and the body apart: two system calls and, with many worker
+    threads, two hand-overs of the GIL. Gathered, a request is one write; and what ``http.client``
+    refuses to build (a header with a line break) is refused before a byte left.
+    """
 
     sock: Any
+    _gathered: list[bytes] | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._gathered = []
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+            data = b"".join(self._gathered)
+        finally:
+            self._gathered = None
+        if self.sock is None:
+            self.connect()  # type: ignore[attr-defined]  # a failure here left nothing on the wire
+        _ATTEMPT.sent = True
+        super().send(data)  # type: ignore[misc]
 
     def send(self, data: Any) -> None:
+        if self._gathered is not None and isinstance(data, bytes):
+            self._gathered.append(data)
+            return
         if self.sock is None:
             self.connect()  # type: ignore[attr-defined]
         _ATTEMPT.sent = True
