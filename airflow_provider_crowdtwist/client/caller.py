@@ -1,9 +1,8 @@
 """One logical API call: rate limit, attempts over the transport, retries, one typed error at the end.
 
-* Configuration is validated first: bad settings fail before the first request.
-* Every attempt, retries included, takes a token from the shared :class:`RateLimiter` and is counted;
-  every answer is reported back to it (a 429 with its ``Retry-After`` and the time the request left),
-  so every worker slows down, not only the one that got the 429.
+* Configuration is validated first. Every attempt, retries included, takes a token from the shared
+  :class:`RateLimiter` and is counted; every answer is reported back to it (a 429 with its
+  ``Retry-After`` and the time the request left), so every worker slows down, not only one.
 * Retries follow :mod:`.retry`; what is the same for every request (headers with the API key, the
   environment's proxy and CA settings, the retry plans) is done once per client.
 * Errors carry ``ambiguous`` and are built outside any ``except`` block from redacted text, so no

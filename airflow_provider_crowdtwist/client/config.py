@@ -148,12 +148,10 @@ class ClientConfig:
         self._check_int("max_answer_bytes", minimum=1024)
         if self.attempt_deadline is not None:
             self._check_number("attempt_deadline", positive=True)
-        for name in ("client_cert", "client_key"):
+        for name in ("client_cert", "client_key"):  # (the key alone is no certificate)
             path = getattr(self, name)
-            if path is not None and not (isinstance(path, str) and os.path.isfile(path)):
-                raise CrowdTwistConfigError(f"{_label(name)} must be the path of a PEM file; got {path!r}")
-        if self.client_key is not None and self.client_cert is None:
-            raise CrowdTwistConfigError(f"{_label('client_key')} is set but {_label('client_cert')} is not")
+            if path is not None and not (isinstance(path, str) and os.path.isfile(path) and self.client_cert):
+                raise CrowdTwistConfigError(f"{_label(name)} must be a PEM file (and needs client_cert)")
         if self.backoff_max < self.backoff_base:
             raise CrowdTwistConfigError(
                 f"{_label('backoff_max')} ({self.backoff_max}) must not be smaller than "

@@ -1,20 +1,13 @@
 """The client's one HTTP transport: a ``urllib3`` pool to the API's origin, made hard to fool.
 
-``urllib3`` (what ``requests`` sits on) keeps the connections, TLS, proxies, chunked framing and the
-``gzip``/``x-gzip``/``deflate`` decoding. Added here is what an exactly-once credit needs:
-
-* **interim answers skipped**: ``http.client`` skips only ``100``; a ``103 Early Hints`` would be taken
-  as *the* answer, and a credit CrowdTwist applied counted as refused;
-* **a cap on the decoded size**: the body is decoded in bounded slices, so a gzip bomb stops at
-  ``max_answer_bytes`` instead of filling memory;
-* **a deadline per attempt**: a read timeout bounds one ``recv``, so a server trickling a byte at a
-  time could hold a request for ever; here each ``recv`` gets only the time left;
-* **each failure classified by its phase**: until the first byte of the request is handed to the
-  socket (DNS, TCP, TLS, proxy tunnel) nothing can have been applied; after it, a timeout, reset,
-  close, cap or deadline may follow an applied request, so the failure is ambiguous.
-
-Proxies and CA bundles come from the environment exactly as ``requests`` resolves them
-(``requests.utils``: ``HTTPS_PROXY``, lowercase names, ``NO_PROXY`` with CIDR; ``REQUESTS_CA_BUNDLE``).
+``urllib3`` keeps connections, TLS, proxies, framing and ``gzip``/``x-gzip``/``deflate`` decoding;
+proxies and CA bundles come from the environment as ``requests`` resolves them (``requests.utils``).
+Added is what an exactly-once credit needs: **interim answers skipped** (``http.client`` skips only
+``100``: a ``103`` taken as the answer made an applied credit look refused); **a cap on the decoded
+size** (decoded in bounded slices: a gzip bomb stops at ``max_answer_bytes``); **a deadline per
+attempt** (a read timeout bounds one ``recv``; a server trickling bytes is stopped here); and each
+failure **classified by its phase**: before the request's first byte is handed to the socket nothing
+can have been applied; after it, a timeout, reset, close, cap or deadline is ambiguous.
 """
 
 from __future__ import annotations
@@ -129,12 +122,8 @@ class _DeadlineIO(socket.SocketIO):
 
 
 class _Phase:
-    """Writes a request with one ``send`` after connecting, and marks the attempt sent just before.
-
-    ``http.client`` writes the head and the body apart: two system calls and, with many worker
-    threads, two hand-overs of the GIL. Gathered, a request is one write; and what ``http.client``
-    refuses to build (a header with a line break) is refused before a byte left.
-    """
+    """Writes a request with one ``send`` (``http.client`` writes head and body apart: two system calls,
+    two GIL hand-overs), after connecting; the attempt is marked sent just before it."""
 
     sock: Any
     _gathered: list[bytes] | None = None
