@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+_STATE = ("status", "code", "method", "path", "ambiguous", "retry_after")
+
 
 class CrowdTwistError(Exception):
     """Base of every client error; ``str(e)`` never holds a secret. ``ambiguous``: the request may
@@ -26,13 +28,8 @@ class CrowdTwistError(Exception):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.method = method
-        self.path = path
-        self.ambiguous = ambiguous
-        self.retry_after = retry_after
+        self.message, self.status, self.code, self.method, self.path = message, status, code, method, path
+        self.ambiguous, self.retry_after = ambiguous, retry_after
 
     @property
     def credential_failure(self) -> bool:
@@ -43,17 +40,10 @@ class CrowdTwistError(Exception):
         return False
 
     def __str__(self) -> str:
-        parts: list[str] = []
-        if self.method or self.path:
-            parts.append(f"{self.method or ''} {self.path or ''}".strip())
-        head = []
-        if self.status is not None:
-            head.append(str(self.status))
-        if self.code:
-            head.append(self.code)
-        if head:
-            parts.append("-> " + " ".join(head))
-        prefix = " ".join(parts)
+        parts = [f"{self.method or ''} {self.path or ''}".strip()]
+        head = " ".join(str(p) for p in (self.status, self.code) if p is not None and p != "")
+        parts.append(f"-> {head}" if head else "")
+        prefix = " ".join(p for p in parts if p)
         text = f"{prefix}: {self.message}" if prefix else self.message
         if self.ambiguous:
             text += " (ambiguous: the request may have been applied)"
@@ -72,14 +62,7 @@ class CrowdTwistError(Exception):
         return (_rebuild, (type(self), self.message, self._state()))
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "code": self.code,
-            "method": self.method,
-            "path": self.path,
-            "ambiguous": self.ambiguous,
-            "retry_after": self.retry_after,
-        }
+        return {name: getattr(self, name) for name in _STATE}
 
 
 def _rebuild(cls: type[CrowdTwistError], message: str, state: dict[str, Any]) -> CrowdTwistError:
@@ -171,10 +154,7 @@ class _DeletionReason:
     @property
     def reason(self) -> str | None:
         text = (self.message or "").strip().rstrip(".").lower()
-        for known, reason in DELETION_REASONS.items():
-            if known in text:
-                return reason
-        return None
+        return next((reason for known, reason in DELETION_REASONS.items() if known in text), None)
 
 
 class CrowdTwistDeletionRefusedError(_DeletionReason, CrowdTwistValidationError):
@@ -188,19 +168,12 @@ class CrowdTwistDeletionNotFoundError(_DeletionReason, CrowdTwistNotFoundError):
 
 def error_class_for_status(status: int) -> type[CrowdTwistError]:
     """Map an HTTP status to the error class the callers switch on."""
-    if status == 401:
-        return CrowdTwistAuthError
-    if status == 403:
-        return CrowdTwistForbiddenError
-    if status == 404:
-        return CrowdTwistNotFoundError
-    if status == 429:
-        return CrowdTwistRateLimitError
+    exact = {401: CrowdTwistAuthError, 403: CrowdTwistForbiddenError, 404: CrowdTwistNotFoundError}
+    if status in exact or status == 429:
+        return exact.get(status, CrowdTwistRateLimitError)
     if status >= 500:
         return CrowdTwistServerError
-    if 400 <= status < 500:
-        return CrowdTwistValidationError
-    return CrowdTwistError
+    return CrowdTwistValidationError if 400 <= status < 500 else CrowdTwistError
 
 
 __all__ = [
