@@ -72,9 +72,7 @@ def test_reaches_before_needs_newest_first_order() -> None:
 
 
 def test_v21_date_filter_is_used_and_remembered(wire: Any, make_client: Any) -> None:
-    wire.get(
-        V21, [{"json": [item("k1", 500)]}, {"json": []}, {"json": [item("k2", 600)]}, {"json": []}]
-    )
+    wire.get(V21, [{"json": [item("k1", 500)]}, {"json": []}, {"json": [item("k2", 600)]}, {"json": []}])
     client = make_client()
     found = list(client.activity_history("a+b@c.com", since=450))
     assert [i.extra_data["ct_dedupe_key"] for i in found] == ["k1"]
@@ -93,9 +91,7 @@ def test_v21_date_filter_is_used_and_remembered(wire: Any, make_client: Any) -> 
 
 def test_falls_back_to_v2_paging_when_the_program_has_no_v21(wire: Any, make_client: Any) -> None:
     wire.get(V21, **NO_ROUTE)
-    wire.get(
-        V2, [{"json": [item("k3", 900), item("k2", 800)]}, {"json": [item("k1", 700), item("k0", 100)]}]
-    )
+    wire.get(V2, [{"json": [item("k3", 900), item("k2", 800)]}, {"json": [item("k1", 700), item("k0", 100)]}])
     client = make_client()
     found = [i.extra_data["ct_dedupe_key"] for i in client.activity_history("a+b@c.com", since=750)]
     # page 2 ends before `since` in newest-first order: no page 3 is read

@@ -42,9 +42,7 @@ def test_path_values_are_encoded_whole(value: Any, encoded: str) -> None:
     assert quote_path_value(value) == encoded
 
 
-def test_get_user_sends_encoded_path_headers_timeouts_and_verify(
-    wire: Any, make_client: Any
-) -> None:
+def test_get_user_sends_encoded_path_headers_timeouts_and_verify(wire: Any, make_client: Any) -> None:
     wire.get(USER, json={"id": 9, "email_address": "a+b@c.com", "new_field": 1})
     client = make_client(connect_timeout=2.5, read_timeout=11.0)
     assert client.get_user("a+b@c.com") == {"id": 9, "email_address": "a+b@c.com", "new_field": 1}
@@ -85,9 +83,7 @@ def test_bodies_are_compact_json_with_content_type(wire: Any, make_client: Any) 
     assert sent.body == b'{"first_name":"Zo\\u00eb","custom_data":{"tier":"gold"},"receive_email_updates":1}'
 
 
-def test_unserialisable_body_is_a_validation_error_before_sending(
-    wire: Any, make_client: Any
-) -> None:
+def test_unserialisable_body_is_a_validation_error_before_sending(wire: Any, make_client: Any) -> None:
     client = make_client()
     with pytest.raises(CrowdTwistValidationError, match="NaN or infinite"):
         client.create_user({"first_name": float("nan")})
@@ -145,9 +141,7 @@ def test_deletion_status_finds_the_path_that_answers(wire: Any, make_client: Any
         status_code=404,
         json={"error": "page_not_found", "message": "No such endpoint"},
     )
-    second = wire.get(
-        "https://api.test/v2/user_deletion/42", json={"user_id": 42, "status": "Queued"}
-    )
+    second = wire.get("https://api.test/v2/user_deletion/42", json={"user_id": 42, "status": "Queued"})
     client = make_client()
     assert client.deletion_status("42", id_type="id").status == "Queued"
     assert client.deletion_status("42", id_type="id").queued
@@ -177,9 +171,7 @@ def test_get_user_without_pii(wire: Any, make_client: Any) -> None:
 
 
 def test_inst_username_is_an_id_type_for_credits_only(wire: Any, make_client: Any) -> None:
-    wire.post(
-        "https://api.test/v2/users/ann_ig/activities?id_type=inst_username", json={"awarded": True}
-    )
+    wire.post("https://api.test/v2/users/ann_ig/activities?id_type=inst_username", json={"awarded": True})
     client = make_client()
     assert client.credit_activity("ann_ig", "purchase", id_type="inst_username") == {"awarded": True}
     with pytest.raises(CrowdTwistConfigError, match="id_type"):
@@ -216,9 +208,7 @@ def test_extended_activities_walk_the_pages_by_their_links(wire: Any, make_clien
         client.activities_page(page_size=26)
 
 
-def test_extended_activities_stop_when_a_bad_page_answers_page_one(
-    wire: Any, make_client: Any
-) -> None:
+def test_extended_activities_stop_when_a_bad_page_answers_page_one(wire: Any, make_client: Any) -> None:
     """O:Activities-Extended21: a bad page gives page 1 or an empty list; the walk cannot loop."""
     wire.get(
         "https://api.test/v2.1/activities/extended",
@@ -290,9 +280,7 @@ def test_upsert_creating_a_member_puts_the_update_only_fields(wire: Any, make_cl
 
 
 def test_upsert_put_refused_does_not_post(wire: Any, make_client: Any) -> None:
-    wire.put(
-        USER, status_code=400, json={"error": "input_error", "message": "Unrecognized attribute name"}
-    )
+    wire.put(USER, status_code=400, json={"error": "input_error", "message": "Unrecognized attribute name"})
     post = wire.post(CREATE, json={})
     with pytest.raises(CrowdTwistValidationError, match="Unrecognized attribute name"):
         make_client().upsert_user("a+b@c.com", {"bogus": 1})
@@ -314,9 +302,7 @@ def test_upsert_own_ambiguous_create_reads_back(wire: Any, make_client: Any) -> 
     assert make_client().upsert_user("a+b@c.com", {"first_name": "A"}) == ("created", {"id": 4})
 
 
-def test_upsert_own_ambiguous_create_still_gets_its_update_only_fields(
-    wire: Any, make_client: Any
-) -> None:
+def test_upsert_own_ambiguous_create_still_gets_its_update_only_fields(wire: Any, make_client: Any) -> None:
     put = wire.put(USER, [NOT_FOUND, {"json": {"id": 4, "is_active": False}}])
     taken = {"status_code": 400, "json": {"error": "input_error", "message": "email_address already taken"}}
     wire.post(CREATE, [{"exc": read_timeout()}, taken])
@@ -389,9 +375,7 @@ def test_already_processed_is_its_own_ambiguous_answer(wire: Any, make_client: A
 
 def test_credit_429_before_any_ambiguity_is_retried(wire: Any, make_client: Any) -> None:
     """A 429 was certainly not applied: retried as for any call, and the credit is not ambiguous."""
-    wire.post(
-        CREDIT, [{"status_code": 429, "headers": {"Retry-After": "1"}}, {"json": {"awarded": True}}]
-    )
+    wire.post(CREDIT, [{"status_code": 429, "headers": {"Retry-After": "1"}}, {"json": {"awarded": True}}])
     client = make_client(max_retry_wait=10.0)
     assert client.credit_activity("a+b@c.com", "purchase") == {"awarded": True}
     assert wire.call_count == 2
@@ -445,9 +429,7 @@ def test_refusal_after_ambiguous_attempt_keeps_ambiguous(wire: Any, make_client:
 
 
 def test_list_activities_tolerates_shapes(wire: Any, make_client: Any) -> None:
-    wire.get(
-        "https://api.test/v2/activities", json=[{"activity_id": "a", "title": "A", "status": "active"}]
-    )
+    wire.get("https://api.test/v2/activities", json=[{"activity_id": "a", "title": "A", "status": "active"}])
     [activity] = make_client().list_activities()
     assert (activity.id, activity.name, activity.active) == ("a", "A", True)
     assert json.loads(json.dumps(activity.raw)) == {"activity_id": "a", "title": "A", "status": "active"}

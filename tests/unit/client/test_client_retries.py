@@ -103,9 +103,7 @@ def test_exponential_backoff_with_full_jitter_and_cap(wire: Any, clock: Any) -> 
     assert clock.sleeps == [0.25, 0.5, 1.0, 1.5, 1.5]
 
 
-def test_5xx_exhausted_is_a_server_error_and_ambiguous(
-    wire: Any, make_client: Any, clock: Any
-) -> None:
+def test_5xx_exhausted_is_a_server_error_and_ambiguous(wire: Any, make_client: Any, clock: Any) -> None:
     wire.get(ACTIVITIES, status_code=503, json={"error": "internal_error", "message": "Maintenance"})
     client = make_client(max_retries=2)
     with pytest.raises(CrowdTwistServerError) as info:
@@ -140,9 +138,7 @@ def test_read_timeout_is_retried_and_ambiguous(wire: Any, make_client: Any) -> N
 
 
 @pytest.mark.parametrize("exc", [_refused(), connect_timeout()])
-def test_connect_failures_are_retried_and_not_ambiguous(
-    wire: Any, make_client: Any, exc: Exception
-) -> None:
+def test_connect_failures_are_retried_and_not_ambiguous(wire: Any, make_client: Any, exc: Exception) -> None:
     wire.get(ACTIVITIES, exc=exc)
     client = make_client(max_retries=2)
     with pytest.raises(CrowdTwistConnectionError) as info:
@@ -185,9 +181,7 @@ def test_other_4xx_are_never_retried_and_typed(
 
 
 def test_total_wait_cap_stops_a_long_retry_after(wire: Any, make_client: Any, clock: Any) -> None:
-    wire.get(
-        ACTIVITIES, status_code=429, headers={"Retry-After": "30"}, json={"error": "rate_limited"}
-    )
+    wire.get(ACTIVITIES, status_code=429, headers={"Retry-After": "30"}, json={"error": "rate_limited"})
     client = make_client(max_retry_wait=10.0)
     with pytest.raises(CrowdTwistRateLimitError) as info:
         client.list_activities()
@@ -207,9 +201,7 @@ def test_total_wait_cap_clips_backoff(wire: Any, make_client: Any, clock: Any) -
 
 
 def test_retries_are_logged_at_warning(wire: Any, make_client: Any, caplog: Any) -> None:
-    wire.get(
-        "https://api.test/v2/users/a%40b.com?id_type=email", [{"status_code": 503}, {"json": {}}]
-    )
+    wire.get("https://api.test/v2/users/a%40b.com?id_type=email", [{"status_code": 503}, {"json": {}}])
     with caplog.at_level(logging.WARNING, logger="airflow_provider_crowdtwist"):
         make_client().get_user("a@b.com")
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -122,9 +122,7 @@ def test_any_other_answer_is_looked_up_in_the_history_never_failed(
     assert json.loads(posts[0].body)["extra_data"]["ct_dedupe_key"] == KEY
 
 
-def test_401_is_failed_and_stops_the_run(
-    wire: Any, history: None, tmp_path: Any, make_client: Any
-) -> None:
+def test_401_is_failed_and_stops_the_run(wire: Any, history: None, tmp_path: Any, make_client: Any) -> None:
     wire.post(CREDIT, status_code=401, json={"message": "Unauthorized"})
     with pytest.raises(SyncAbortedError, match="401"):
         _sync(wire, tmp_path, make_client)

@@ -41,8 +41,14 @@ def _read_request(conn: socket.socket) -> bytes:
             return data
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next((int(v) for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
-                   if k.strip().lower() == b"content-length"), 0)
+    length = next(
+        (
+            int(v)
+            for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
+            if k.strip().lower() == b"content-length"
+        ),
+        0,
+    )
     while len(rest) < length:
         rest += conn.recv(65536)
     return head
