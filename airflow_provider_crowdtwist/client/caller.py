@@ -76,7 +76,6 @@ class _CallContext:
     history: bool = False  # an activity-history read (counted apart: verification costs requests)
     any_ambiguous: bool = False
     waited: float = 0.0
-    last: AttemptResult | None = None
 
 
 class Caller:
@@ -307,7 +306,6 @@ class Caller:
                 self.log.debug("CrowdTwist %s %s -> %d in %.0f ms", ctx.method, ctx.shown, status, elapsed)
         if result.ambiguous:
             ctx.any_ambiguous = True
-        ctx.last = result
         return result
 
     def _error(self, ctx: _CallContext, result: AttemptResult) -> CrowdTwistError:
