@@ -89,6 +89,28 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "true, false, or the path of a CA bundle file.",
         "schema": {"type": ["string", "null"], "default": "true"},
     },
+    "max_answer_bytes": {
+        "label": "Largest answer (bytes)",
+        "description": "An answer larger than this (raw or decoded) fails the request. A CrowdTwist "
+        "answer is a few KB; the default is 8 MiB.",
+        "schema": {"type": ["integer", "null"], "default": 8388608, "minimum": 1024},
+    },
+    "attempt_deadline": {
+        "label": "Deadline of one attempt (seconds)",
+        "description": "The most one attempt may take in all, however slowly the server answers. "
+        "Empty: connect timeout + read timeout.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "client_cert": {
+        "label": "Client certificate (PEM path)",
+        "description": "For a gateway that asks for a client certificate: its PEM file on the worker.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "client_key": {
+        "label": "Client certificate key (PEM path)",
+        "description": "The client certificate's key, when it is not in the certificate's file.",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -115,6 +137,10 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "connect_timeout": "5",
         "requests_per_minute": "10000",
         "verify": "true",
+        "max_answer_bytes": "8388608",
+        "attempt_deadline": "connect + read timeout",
+        "client_cert": "/path/to/client.pem (optional)",
+        "client_key": "/path/to/client.key (optional)",
     },
 }
 
@@ -192,4 +218,8 @@ CONNECTION_FIELD_LABELS: dict[str, str] = {
     "read_timeout": "connection extra 'timeout' (read_timeout)",
     "verify": "connection extra 'verify'",
     "requests_per_minute": "connection extra 'requests_per_minute'",
+    "max_answer_bytes": "connection extra 'max_answer_bytes'",
+    "attempt_deadline": "connection extra 'attempt_deadline'",
+    "client_cert": "connection extra 'client_cert'",
+    "client_key": "connection extra 'client_key'",
 }

@@ -363,6 +363,12 @@ class CrowdTwistHook(BaseHook):
             "read_timeout": self._number(extras, "timeout", 30.0),
             "verify": self._verify(extras),
             "requests_per_minute": self._integer(extras, "requests_per_minute", 10_000),
+            "max_answer_bytes": self._integer(extras, "max_answer_bytes", 8 * 1024 * 1024),
+            "attempt_deadline": (
+                self._number(extras, "attempt_deadline", 1.0) if "attempt_deadline" in extras else None
+            ),
+            "client_cert": extras.get("client_cert"),
+            "client_key": extras.get("client_key"),
         }
         known = {f.name for f in dataclasses.fields(ClientConfig)}
         for name, value in {**self.client_overrides, **overrides}.items():
