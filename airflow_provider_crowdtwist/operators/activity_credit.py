@@ -2,8 +2,8 @@
 
 A thin adapter, like the member operator: it checks arguments, turns the source arguments into
 DataFrame chunks (``_source.py``), builds ONE rate-limited client from the connection, opens the credit
-ledger (``sync/ledger.py``; a local file or an object-storage URL) and calls the engine
-(``sync.credit_sync.sync_credits``). It returns the engine's summary as its XCom: counts by outcome
+ledger (``sync/credits/ledger.py``; a local file or an object-storage URL) and calls the engine
+(``sync.credits.sync.sync_credits``). It returns the engine's summary as its XCom: counts by outcome
 (``credited``, ``skipped``, ``rejected``, ``failed``, ``unknown``), the ledger location and counts, and
 the first ``unknown`` dedupe keys -- never rows.
 
@@ -21,10 +21,10 @@ from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.credit_mapping import DEFAULT_DEDUPE_EXTRA_KEY
-from airflow_provider_crowdtwist.sync.credit_settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY
+from airflow_provider_crowdtwist.sync.credits.settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.partition import ledger_location
 from airflow_provider_crowdtwist.sync.summary import SyncError
 

@@ -35,7 +35,7 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
 )
-from airflow_provider_crowdtwist.sync.member_mapping import (
+from airflow_provider_crowdtwist.sync.members.mapping import (
     CREATE_REQUIREMENTS,
     DUPLICATE_IDENTIFIER,
     MemberMapping,
@@ -44,8 +44,8 @@ from airflow_provider_crowdtwist.sync.member_mapping import (
     NullValues,
     UnmappedPolicy,
 )
-from airflow_provider_crowdtwist.sync.member_read import MemberReader
-from airflow_provider_crowdtwist.sync.member_removal import (
+from airflow_provider_crowdtwist.sync.members.read import MemberReader
+from airflow_provider_crowdtwist.sync.members.removal import (
     RemovalsList,
     RemovedMember,
     count_unseen,
@@ -53,11 +53,11 @@ from airflow_provider_crowdtwist.sync.member_removal import (
     removal_body,
     removed_members,
 )
+from airflow_provider_crowdtwist.sync.members.spool import Spool, SpooledRow
+from airflow_provider_crowdtwist.sync.members.state import MemberState
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.rejects import mask_secrets
 from airflow_provider_crowdtwist.sync.run import RowRef, RunConfig, SyncRun
-from airflow_provider_crowdtwist.sync.spool import Spool, SpooledRow
-from airflow_provider_crowdtwist.sync.state import MemberState
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
 from airflow_provider_crowdtwist.sync.validation import check_create
 

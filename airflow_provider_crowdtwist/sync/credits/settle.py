@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditRequest
-from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier, SettleQueue, Verdict
-from airflow_provider_crowdtwist.sync.ledger import CREDITED, UNKNOWN, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CREDITED, UNKNOWN, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
+from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier, SettleQueue, Verdict
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
 
 __all__ = [

@@ -8,7 +8,7 @@ award points twice. The ledger is the memory that survives task retries, DAG rer
   in-flight keys ``pending``; the next run turns them into ``unknown`` (the request may or may not have
   landed) instead of resending them.
 * ``unknown`` keys are settled by the credit sync, not by a human: it looks each one up in the member's
-  activity history (``sync/credit_verify.py``) -- found: ``credited``; not there after the settle
+  activity history (``sync/credits/verify.py``) -- found: ``credited``; not there after the settle
   delay: sent again. For that the ledger keeps what verification needs: the whole request (to find the
   member and to resend it identically), when it was first and last sent, how often, when it became
   ``unknown`` and how many look-ups it had. Only what verification cannot settle stays ``unknown``.

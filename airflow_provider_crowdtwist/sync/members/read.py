@@ -23,12 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.convert import MISSING, ConversionError, to_text
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.member_mapping import MappedRow, MemberMapping
+from airflow_provider_crowdtwist.sync.members.mapping import MappedRow, MemberMapping
+from airflow_provider_crowdtwist.sync.members.row_hash import (
+    chunk_fingerprints,
+    member_keys,
+    payload_fingerprint,
+)
+from airflow_provider_crowdtwist.sync.members.spool import RowState, Spool
+from airflow_provider_crowdtwist.sync.members.state import ACTIVE, DEACTIVATED, MemberState
 from airflow_provider_crowdtwist.sync.outcomes import RowResult
-from airflow_provider_crowdtwist.sync.row_hash import chunk_fingerprints, member_keys, payload_fingerprint
 from airflow_provider_crowdtwist.sync.sources import chunk_records
-from airflow_provider_crowdtwist.sync.spool import RowState, Spool
-from airflow_provider_crowdtwist.sync.state import ACTIVE, DEACTIVATED, MemberState
 
 if TYPE_CHECKING:
     import numpy as np

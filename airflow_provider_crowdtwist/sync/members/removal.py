@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
+from airflow_provider_crowdtwist.sync.members.state import DEACTIVATED, MemberState
 from airflow_provider_crowdtwist.sync.paths import WorkingCopy
-from airflow_provider_crowdtwist.sync.state import DEACTIVATED, MemberState
 
 if TYPE_CHECKING:
     import numpy as np

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
+from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
 from airflow_provider_crowdtwist.sync.paths import fcntl, transaction
-from airflow_provider_crowdtwist.sync.row_hash import member_keys
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,7 +16,7 @@ processes and Python versions (no ``hash()``), so a rerun next week computes the
 Every credit also *carries* its dedupe key, in ``extra_data`` under one reserved key
 (``dedupe_extra_key``, default ``ct_dedupe_key``), merged with the user's own extra data. CrowdTwist
 stores ``extra_data`` and returns it in the member's activity history, so the key is what proves
-later that a credit landed (``sync/credit_verify.py``), and two distinct credits never have identical
+later that a credit landed (``sync/credits/verify.py``), and two distinct credits never have identical
 bodies. The hash above is taken over the user's extra data only, so adding the reserved key changed no
 key of an existing ledger.
 """

@@ -28,21 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistAlreadyProcessedError
-from airflow_provider_crowdtwist.sync.credit_mapping import (
-    DEFAULT_DEDUPE_EXTRA_KEY,
-    CreditMapping,
-    CreditRequest,
-)
-from airflow_provider_crowdtwist.sync.credit_settle import (
-    DEFAULT_VERIFY_DELAY,
-    DEFAULT_VERIFY_RESENDS,
-    CreditSettler,
-    SendAnswer,
-    Unsettled,
-    check_verify_settings,
-)
-from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier
-from airflow_provider_crowdtwist.sync.ledger import (
+from airflow_provider_crowdtwist.sync.credits.ledger import (
     CREDITED,
     FAILED,
     PENDING,
@@ -51,6 +37,20 @@ from airflow_provider_crowdtwist.sync.ledger import (
     CreditLedger,
     LedgerError,
 )
+from airflow_provider_crowdtwist.sync.credits.mapping import (
+    DEFAULT_DEDUPE_EXTRA_KEY,
+    CreditMapping,
+    CreditRequest,
+)
+from airflow_provider_crowdtwist.sync.credits.settle import (
+    DEFAULT_VERIFY_DELAY,
+    DEFAULT_VERIFY_RESENDS,
+    CreditSettler,
+    SendAnswer,
+    Unsettled,
+    check_verify_settings,
+)
+from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult, outcome_key
 from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
 from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
