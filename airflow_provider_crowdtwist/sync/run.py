@@ -29,7 +29,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -64,6 +64,8 @@ from airflow_provider_crowdtwist.sync.summary import (
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from airflow_provider_crowdtwist.sync.protocol import Sync, SyncClient
 else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
     np = LazyModule("numpy", globals(), "np")
 
@@ -80,6 +82,8 @@ BAD_LINE = "bad_line"
 MAX_LOGGED_PROBLEMS = 20
 
 T = TypeVar("T")
+W = TypeVar("W")
+R = TypeVar("R")
 
 
 @dataclass(kw_only=True)
@@ -104,6 +108,13 @@ class RunConfig:
     #: ``(index, count)``: this run syncs only the members that hash to ``index`` of ``count``, with its
     #: own state / ledger / rejects files (docs/scale-out.md). None: the whole source.
     partition: Any = None
+    #: What the identifiers are (``email``, ``third_party_id``...); None: the connection's default,
+    #: resolved once by :meth:`SyncRun.execute` (:meth:`resolved`).
+    id_type: str | None = None
+
+    def resolved(self, default_id_type: str | None) -> Any:
+        """This config with ``id_type`` set (None takes ``default_id_type``, else ``email``)."""
+        return dataclasses.replace(self, id_type=self.id_type or default_id_type or "email")
 
     @property
     def part(self) -> Partition | None:
@@ -456,7 +467,80 @@ class SyncRun(Generic[T]):
             return f"the sync was aborted ({self.abort_reason})"
         return "the sync was stopped before every row was sent (task killed)"
 
+    # ------------------------------------------------------------------ the frame
+
+    @classmethod
+    def execute(
+        cls,
+        sync: Sync[T],
+        client: SyncClient,
+        chunks: Iterable[Any],
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> SyncSummary:
+        """THE loop of every sync: ``sync`` is a plug-in (:class:`~.protocol.Sync`), this is the order.
+
+        The config's ``id_type`` is resolved once (None: the connection's) and validated before
+        anything opens; the rejects file opens; ``sync.open(run)``; per chunk ``sync.plan(chunk)`` and
+        its waves sent and recorded (a stop ends the reading); ``sync.after_source()`` and its waves;
+        ``sync.close()`` then the run's files, on every exit path; the summary table, then
+        :class:`SyncAbortedError` or :class:`ThresholdExceededError` (``sync.violation``).
+        """
+        config = sync.config = sync.config.resolved(client.config.id_type)
+        config.validate()
+        run = cls(
+            client,
+            config,
+            sync.summary,
+            log or logging.getLogger(type(sync).__module__),
+            title=sync.title,
+            label=sync.label,
+            outcomes=sync.outcomes,
+        )
+        try:
+            try:
+                sync.open(run)
+                for chunk in run.chunks(chunks):
+                    run.deliver(sync, sync.plan(chunk))
+                    if run.stop.is_set():
+                        break
+                run.deliver(sync, sync.after_source())
+            finally:
+                sync.close()
+        finally:
+            run.close()
+        run.finish(sync.violation, sync.notes())
+        return run.summary
+
+    def deliver(self, sync: Sync[T], waves: Iterable[Iterable[T]]) -> None:
+        """Send each wave (``sync.work`` on the workers) and record every result (``sync.recorded``)."""
+        try:
+            for wave in waves:
+                for item, result in self.send(wave, sync.work, sync.ref, ambiguous=sync.ambiguous):
+                    kept = sync.recorded(item, result)
+                    if kept is not None:
+                        self.record(kept)
+        finally:
+            if isinstance(waves, Generator):  # its ``finally``/``with`` blocks run now, not at GC
+                waves.close()
+
     # ------------------------------------------------------------------ sending
+
+    def map(
+        self, items: Iterable[W], work: Callable[[W], R]
+    ) -> Iterator[tuple[W, R | SendFailure[W] | None]]:
+        """Run ``work`` on ``max_workers`` threads; ``(item, result)`` for EVERY item: a
+        :class:`SendFailure` when it raised, ``None`` when it never started (the run was stopped)."""
+        pending = iter(items)
+        if not self.stop.is_set():
+            yield from send_all(
+                pending,
+                work,
+                max_workers=self.config.max_workers,
+                stop=self.stop,
+                heartbeat=self.progress.maybe_log,
+            )
+        for item in pending:
+            yield item, None
 
     def send(
         self,
@@ -472,24 +556,16 @@ class SyncRun(Generic[T]):
         ``on_kill`` or an abort) come last with :meth:`not_sent`. The caller updates its state and
         calls :meth:`record`. May be called several times (e.g. once per chunk).
         """
-        pending = iter(items)
 
         def guarded(item: T) -> RowResult:  # queued before a stop, started after it: not sent
             return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
 
-        if not self.stop.is_set():
-            for item, outcome in send_all(
-                pending,
-                guarded,
-                max_workers=self.config.max_workers,
-                stop=self.stop,
-                heartbeat=self.progress.maybe_log,
-            ):
-                if isinstance(outcome, SendFailure):
-                    outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
-                yield item, outcome
-        for item in pending:
-            yield item, self.not_sent(row_of(item))
+        for item, outcome in self.map(items, guarded):
+            if outcome is None:
+                outcome = self.not_sent(row_of(item))
+            elif isinstance(outcome, SendFailure):
+                outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
+            yield item, outcome
 
     # ------------------------------------------------------------------ the end
 
