@@ -17,7 +17,6 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_crowdtwist.assets import MEMBERS
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.operators._common import (
-    build_client,
     push_summary,
     validate_requests_per_minute,
 )
@@ -163,11 +162,11 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-        client = build_client(
-            hook,
-            requests_per_minute=self.requests_per_minute,
-            max_workers=self.max_workers,
-            partition=active_partition(self.partition),
+        part = active_partition(self.partition)
+        # requests_per_minute on the task overrides the connection's extra; a partition paces at its share
+        given = {} if self.requests_per_minute is None else {"requests_per_minute": self.requests_per_minute}
+        client = hook.new_client(
+            max_workers=self.max_workers, pace=part.share if part is not None else None, **given
         )
         self._base_url = client.config.base_url
         return client

@@ -142,9 +142,8 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         with client:
             try:
                 self.log.info(
-                    "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
+                    "Syncing members to CrowdTwist: mode=%s, max_workers=%d, %s requests/min%s",
                     self.mode,
-                    self.id_type or client.config.id_type,
                     self.max_workers,
                     client.config.requests_per_minute or "unlimited",
                     ", dry run" if self.dry_run else "",

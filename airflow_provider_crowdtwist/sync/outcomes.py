@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from airflow_provider_crowdtwist.formats import TextEnum
 
 #: What a row's outcome may be: an :class:`Outcome`, or a member of a sync's own ``str`` enum of extra
 #: outcomes (declared to :class:`~.run.SyncRun`, e.g. ``deactivated``), or its plain string value.
 OutcomeLike = Union["Outcome", Enum, str]
+_R = TypeVar("_R", bound="RowResult")
 
 
 def outcome_key(outcome: OutcomeLike) -> str:
@@ -55,6 +56,16 @@ OUTCOME_ORDER: tuple[Outcome, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What one request ended in, before it is a row's result (whose message gets ``row N: ``)."""
+
+    outcome: Outcome
+    message: str | None = None
+    code: str | None = None
+    status: int | None = None
+
+
 @dataclass
 class RowResult:
     """The outcome of one row, with enough context to explain it.
@@ -75,13 +86,13 @@ class RowResult:
 
     @classmethod
     def at(
-        cls,
+        cls: type[_R],
         row_number: int,
         identifier: str | None,
         outcome: OutcomeLike,
         reason: str | None = None,
         **fields: Any,
-    ) -> RowResult:
+    ) -> _R:
         """A result whose message (if any) starts with ``row N: `` like every message of a sync."""
         message = f"row {row_number}: {reason}" if reason is not None else None
         return cls(row_number, identifier, outcome, message=message, **fields)

@@ -65,10 +65,18 @@ class Sync(Protocol[Item]):
     are recorded by the plug-in itself with ``run.record(run.result(...))`` during ``plan``.
     """
 
-    #: Its settings (a :class:`RunConfig` subclass); the frame resolves ``id_type`` and validates it.
-    config: RunConfig
-    #: Its summary (a :class:`SyncSummary` or a subclass with its own fields).
-    summary: SyncSummary
+    @property
+    def config(self) -> RunConfig:
+        """Its settings (a :class:`RunConfig` subclass, ``id_type`` resolved); the frame validates them."""
+
+    @property
+    def client(self) -> SyncClient:
+        """The client its work calls (typed by the plug-in's own protocol, extending SyncClient)."""
+
+    @property
+    def summary(self) -> SyncSummary:
+        """Its summary (a :class:`SyncSummary` or a subclass with its own fields)."""
+
     #: The summary table's title, the progress lines' unit and the outcomes it adds to :class:`Outcome`.
     title: str
     label: str
@@ -77,7 +85,7 @@ class Sync(Protocol[Item]):
     #: (members), ``unknown`` where it is not (credits).
     ambiguous: Outcome
 
-    def open(self, run: SyncRun[Item]) -> None: ...
+    def open(self, run: SyncRun) -> None: ...
     def plan(self, chunk: pd.DataFrame) -> Waves[Item]: ...
     def ref(self, item: Item) -> RowRef: ...
     def work(self, item: Item) -> RowResult: ...
@@ -89,10 +97,12 @@ class Sync(Protocol[Item]):
 
 
 class SyncBase:
-    """Defaults for the optional methods of :class:`Sync`: subclass it and write ``open``, ``plan``,
-    ``ref`` and ``work`` (and ``recorded`` when a state keeps results)."""
+    """Defaults for the optional methods of :class:`Sync`: subclass it, set ``config`` (resolved
+    with ``config.resolved(client.config.id_type)``), ``client`` and ``summary`` in ``__init__``, and
+    write ``open``, ``plan``, ``ref`` and ``work`` (and ``recorded`` when a state keeps results)."""
 
     config: RunConfig
+    client: SyncClient
     summary: SyncSummary
     label = "rows"
     outcomes: Iterable[OutcomeLike] = ()

@@ -31,7 +31,7 @@ import types
 import typing
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistError,
@@ -39,9 +39,8 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
 )
-from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
+from airflow_provider_crowdtwist.sync.outcomes import Answer, Outcome, OutcomeLike, RowResult
 from airflow_provider_crowdtwist.sync.partition import Partition, active_partition, member_key
 from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
@@ -82,6 +81,7 @@ BAD_LINE = "bad_line"
 MAX_LOGGED_PROBLEMS = 20
 
 T = TypeVar("T")
+_C = TypeVar("_C", bound="RunConfig")
 W = TypeVar("W")
 R = TypeVar("R")
 
@@ -112,7 +112,7 @@ class RunConfig:
     #: resolved once by :meth:`SyncRun.execute` (:meth:`resolved`).
     id_type: str | None = None
 
-    def resolved(self, default_id_type: str | None) -> Any:
+    def resolved(self: _C, default_id_type: str | None) -> _C:
         """This config with ``id_type`` set (None takes ``default_id_type``, else ``email``)."""
         return dataclasses.replace(self, id_type=self.id_type or default_id_type or "email")
 
@@ -238,17 +238,7 @@ def refused_attributes(message: str | None, payload: Mapping[str, Any] | None) -
     return found
 
 
-def redactor_for(client: Any) -> Callable[[str], str]:
-    """The client's own redaction; for a stand-in client, a :class:`Redactor` of its config secrets."""
-    redact = getattr(client, "redact", None)
-    if callable(redact):
-        return redact
-    config = getattr(client, "config", None)
-    secrets = [getattr(config, "api_key", None), getattr(config, "hmac_private_key", None)]
-    return Redactor([s for s in secrets if isinstance(s, str)]).redact
-
-
-class SyncRun(Generic[T]):
+class SyncRun:
     """One run of a sync. Results are handed to :meth:`record` on the calling thread only.
 
     ``summary`` is the sync's summary object (a :class:`SyncSummary` or a subclass). ``label`` names
@@ -258,7 +248,7 @@ class SyncRun(Generic[T]):
 
     def __init__(
         self,
-        client: Any,
+        client: SyncClient,
         config: RunConfig,
         summary: SyncSummary,
         log: logging.Logger | logging.LoggerAdapter,
@@ -272,7 +262,7 @@ class SyncRun(Generic[T]):
         self.summary = summary
         self.log = log
         self.title = title + (" (dry run)" if config.dry_run else "")
-        self.redact = redactor_for(client)
+        self.redact = client.redact
         summary.dry_run = config.dry_run
         for outcome in outcomes:
             summary.declare(outcome)
@@ -387,15 +377,21 @@ class SyncRun(Generic[T]):
     def error_result(
         self, row: RowRef, exc: BaseException, *, ambiguous: Outcome = Outcome.FAILED, **extra: Any
     ) -> RowResult:
-        """THE one place where an error becomes a row's outcome (safe on worker threads).
+        """The row's result for the error ``exc`` (:meth:`answer`), its message prefixed ``row N: ``."""
+        answer = self.answer(row, exc, ambiguous=ambiguous)
+        return self.result(
+            row, answer.outcome, answer.message, code=answer.code, status=answer.status, extra=extra
+        )
+
+    def answer(self, row: RowRef, exc: BaseException, *, ambiguous: Outcome = Outcome.FAILED) -> Answer:
+        """THE one place where an error becomes an outcome (safe on worker threads).
 
         ``ambiguous`` is the outcome of a request that may have been applied (``exc.ambiguous``):
         ``failed`` for members (an upsert may be repeated), ``unknown`` for credits (not resent).
         A credential failure (:attr:`CrowdTwistError.credential_failure`) also aborts the run.
         """
         if not isinstance(exc, CrowdTwistError):  # a bug or an unexpected library error
-            message = f"{type(exc).__name__}: {exc}"
-            return self._error(row, ambiguous, INTERNAL, message, None, extra)
+            return self._answer(row, ambiguous, INTERNAL, f"{type(exc).__name__}: {exc}", None)
         if exc.credential_failure:
             self.abort(
                 self.redact(
@@ -405,33 +401,27 @@ class SyncRun(Generic[T]):
             )
         # ``ambiguous`` first: even a final 400 after an earlier dropped attempt may have been applied.
         if exc.ambiguous and ambiguous is not Outcome.FAILED:
-            return self._error(row, ambiguous, exc.code or "ambiguous", f"unresolved: {exc}", exc, extra)
+            return self._answer(row, ambiguous, exc.code or "ambiguous", f"unresolved: {exc}", exc)
         if exc.credential_failure:
-            return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
+            return self._answer(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc)
         if isinstance(exc, CrowdTwistNotFoundError):
             message = f"member not found ({exc.message}){self.columns_named([IDENTIFIER])}"
-            return self._error(row, Outcome.REJECTED, exc.code or "not_found", message, exc, extra)
+            return self._answer(row, Outcome.REJECTED, exc.code or "not_found", message, exc)
         if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
             # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
-            return self._error(row, Outcome.REJECTED, exc.code, exc.message, exc, extra)
-        return self._error(row, Outcome.FAILED, exc.code, str(exc), exc, extra)
+            return self._answer(row, Outcome.REJECTED, exc.code, exc.message, exc)
+        return self._answer(row, Outcome.FAILED, exc.code, str(exc), exc)
 
-    def _error(
-        self,
-        row: RowRef,
-        outcome: Outcome,
-        code: str | None,
-        message: str,
-        exc: CrowdTwistError | None,
-        extra: dict[str, Any],
-    ) -> RowResult:
+    def _answer(
+        self, row: RowRef, outcome: Outcome, code: str | None, message: str, exc: CrowdTwistError | None
+    ) -> Answer:
         password = (row.payload or {}).get("password")
         if isinstance(password, str) and password:
             message = message.replace(password, "***")
         if exc is not None and outcome is Outcome.REJECTED and not isinstance(exc, CrowdTwistNotFoundError):
             message += self.columns_named(refused_attributes(message, row.payload))
         status = exc.status if exc is not None else None
-        return self.result(row, outcome, self.redact(message), code=code, status=status, extra=extra)
+        return Answer(outcome, self.redact(message), code, status)
 
     def columns_named(self, attributes: Iterable[str]) -> str:
         """`` (column 'x')`` for the source columns behind ``attributes`` (a refusal's), or ``""``."""
@@ -472,21 +462,21 @@ class SyncRun(Generic[T]):
     @classmethod
     def execute(
         cls,
-        sync: Sync[T],
-        client: SyncClient,
+        sync: Sync[W],
         chunks: Iterable[Any],
         log: logging.Logger | logging.LoggerAdapter | None = None,
     ) -> SyncSummary:
         """THE loop of every sync: ``sync`` is a plug-in (:class:`~.protocol.Sync`), this is the order.
 
-        The config's ``id_type`` is resolved once (None: the connection's) and validated before
-        anything opens; the rejects file opens; ``sync.open(run)``; per chunk ``sync.plan(chunk)`` and
-        its waves sent and recorded (a stop ends the reading); ``sync.after_source()`` and its waves;
+        ``sync.config`` (its ``id_type`` resolved once, by the plug-in) is validated before anything
+        opens; the rejects file opens; ``sync.open(run)``; per chunk ``sync.plan(chunk)`` and its waves
+        sent and recorded (a stop ends the reading); ``sync.after_source()`` and its waves;
         ``sync.close()`` then the run's files, on every exit path; the summary table, then
         :class:`SyncAbortedError` or :class:`ThresholdExceededError` (``sync.violation``).
         """
-        config = sync.config = sync.config.resolved(client.config.id_type)
+        config = sync.config
         config.validate()
+        client = sync.client
         run = cls(
             client,
             config,
@@ -496,6 +486,7 @@ class SyncRun(Generic[T]):
             label=sync.label,
             outcomes=sync.outcomes,
         )
+        run.log.info("%s: id_type=%s", run.title, config.id_type)
         try:
             try:
                 sync.open(run)
@@ -511,7 +502,7 @@ class SyncRun(Generic[T]):
         run.finish(sync.violation, sync.notes())
         return run.summary
 
-    def deliver(self, sync: Sync[T], waves: Iterable[Iterable[T]]) -> None:
+    def deliver(self, sync: Sync[W], waves: Iterable[Iterable[W]]) -> None:
         """Send each wave (``sync.work`` on the workers) and record every result (``sync.recorded``)."""
         try:
             for wave in waves:
@@ -544,12 +535,12 @@ class SyncRun(Generic[T]):
 
     def send(
         self,
-        items: Iterable[T],
-        work: Callable[[T], RowResult],
-        row_of: Callable[[T], RowRef],
+        items: Iterable[W],
+        work: Callable[[W], RowResult],
+        row_of: Callable[[W], RowRef],
         *,
         ambiguous: Outcome = Outcome.FAILED,
-    ) -> Iterator[tuple[T, RowResult]]:
+    ) -> Iterator[tuple[W, RowResult]]:
         """Run ``work`` on ``max_workers`` threads; yield ``(item, result)`` for EVERY item.
 
         A ``work`` that raises gets :meth:`error_result`; items never sent (the stop event was set:
@@ -557,7 +548,7 @@ class SyncRun(Generic[T]):
         calls :meth:`record`. May be called several times (e.g. once per chunk).
         """
 
-        def guarded(item: T) -> RowResult:  # queued before a stop, started after it: not sent
+        def guarded(item: W) -> RowResult:  # queued before a stop, started after it: not sent
             return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
 
         for item, outcome in self.map(items, guarded):
@@ -570,7 +561,7 @@ class SyncRun(Generic[T]):
     # ------------------------------------------------------------------ the end
 
     def _requests(self) -> int:
-        return int(getattr(self.client, "requests_sent", 0) or 0)
+        return self.client.requests_sent
 
     def close(self) -> None:
         """Close the rejects file; fix the duration and request count. Called on every exit path."""
@@ -584,10 +575,10 @@ class SyncRun(Generic[T]):
 
     def _rate_limit(self) -> dict[str, Any] | None:
         """The client's limiter figures (configured, learned, 429s), logged when it learned anything."""
-        stats = getattr(getattr(self.client, "rate_limiter", None), "stats", None)
-        if not callable(stats):
+        limiter = self.client.rate_limiter
+        if limiter is None:
             return None
-        figures = dict(stats())
+        figures = dict(limiter.stats())
         if figures.get("rate_limited"):
             self.log.warning(
                 "CrowdTwist answered 429 to %d request(s); the real limit was measured at %s requests/min "

@@ -33,7 +33,7 @@ from typing import Any
 from airflow_provider_crowdtwist.sync.credits.ledger import CREDITED, UNKNOWN, CreditLedger
 from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
 from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier, SettleQueue, Verdict
-from airflow_provider_crowdtwist.sync.outcomes import Outcome
+from airflow_provider_crowdtwist.sync.outcomes import Answer, Outcome
 
 __all__ = [
     "DEFAULT_VERIFY_DELAY",
@@ -83,14 +83,11 @@ class Unsettled:
 
 
 @dataclass(frozen=True)
-class SendAnswer:
+class SendAnswer(Answer):
     """What one send of a credit ended in (the credit sync classifies the client's answer)."""
 
-    outcome: Outcome
-    message: str | None = None
-    code: str | None = None
-    status: int | None = None
     already_processed: bool = False
+    not_awarded: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,41 @@
 """The activity-credit sync: every row credited at most once per dedupe key, and never silently lost.
 
-A sync on the run skeleton (``sync/run.py``): its mapping is :class:`CreditMapping`, its per-row work
-:meth:`_CreditSync.send_one` (write-ahead ``pending`` intent in the ledger, the request, then
-``credited`` / ``failed`` / ``unknown``), its state the :class:`CreditLedger`.
+A plug-in of the frame (``SyncRun.execute``): its mapping is :class:`CreditMapping`, its per-row work
+:meth:`CreditSync.work` (write-ahead ``pending`` intent in the ledger, the request, then ``credited``
+/ ``failed`` / ``unknown``), its state the :class:`CreditLedger`, which it opens from
+``config.ledger_path``.
 
-Ambiguous credits are settled by looking, not by believing (``credit_settle.py``, ``credit_verify.py``):
-an ``unknown`` credit that carries its dedupe key in ``extra_data`` gets no outcome yet; after
+Ambiguous credits are settled by looking, not by believing (``settle.py``, ``verify.py``): an
+``unknown`` credit that carries its dedupe key in ``extra_data`` gets no outcome yet; after
 ``verify_delay`` its member's activity history is read -- found: ``credited``; absent: sent again
 (same key), a bounded number of times. A run goes:
 
-1. reconcile first: the ``unknown`` keys earlier runs left are settled before anything new is sent;
-2. per chunk: ``plan`` (map; skip duplicates and keys already credited; queue keys left ``unknown``
-   for verification), ``reconcile`` (settle the queued credits whose settle delay is over), ``send``;
-3. at the end, wait for and settle the rest.
+1. ``open``: the ledger; the ``unknown`` keys earlier runs left are settled before anything new is sent;
+2. ``plan`` per chunk: map; skip duplicates and keys already credited; queue keys left ``unknown``
+   for verification; settle the queued credits whose delay is over; the rest is one wave (with an
+   object-storage ledger, one wave per ``remote_ledger_batch``, its intents uploaded first);
+3. ``after_source``: wait for and settle the rest.
 
 Outcomes by answer, the ledger states and what a later run does are tabled in
-``docs/activity-credits.md``; the error -> outcome rule is :meth:`SyncRun.error_result` with
-``ambiguous=unknown``.
+``docs/activity-credits.md``; the error -> outcome rule is ``SyncRun.answer`` with ``ambiguous=unknown``.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistAlreadyProcessedError
+from airflow_provider_crowdtwist.sync.credits.config import (
+    HISTORY_REQUESTS,
+    CreditResult,
+    CreditSyncConfig,
+    CreditSyncSummary,
+    credit_notes,
+    credit_threshold_violation,
+)
 from airflow_provider_crowdtwist.sync.credits.ledger import (
     CREDITED,
     FAILED,
@@ -37,29 +45,21 @@ from airflow_provider_crowdtwist.sync.credits.ledger import (
     CreditLedger,
     LedgerError,
 )
-from airflow_provider_crowdtwist.sync.credits.mapping import (
-    DEFAULT_DEDUPE_EXTRA_KEY,
-    CreditMapping,
-    CreditRequest,
-)
-from airflow_provider_crowdtwist.sync.credits.settle import (
-    DEFAULT_VERIFY_DELAY,
-    DEFAULT_VERIFY_RESENDS,
-    CreditSettler,
-    SendAnswer,
-    Unsettled,
-    check_verify_settings,
-)
-from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult, outcome_key
-from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
-from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
-from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary, threshold_violation
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
+from airflow_provider_crowdtwist.sync.credits.settle import CreditSettler, SendAnswer, Unsettled
+from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier, HistoryClient
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.partition import ledger_location
+from airflow_provider_crowdtwist.sync.protocol import SyncBase, SyncClient
+from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, SyncRun
+from airflow_provider_crowdtwist.sync.sender import SendFailure
+from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "CreditSync",
     "CreditSyncConfig",
     "CreditSyncSummary",
     "credit_threshold_violation",
@@ -67,211 +67,140 @@ __all__ = [
 ]
 
 _UNKNOWN_KEYS_IN_SUMMARY = 20
-#: The request counter of activity-history reads (``summary.request_counts``).
-HISTORY_REQUESTS = "history"
 
 
-@dataclass(kw_only=True)
-class CreditSyncConfig(RunConfig):
-    """Everything a credit sync needs besides the client, the rows and the ledger.
-
-    Column arguments are those of :class:`CreditMapping`. ``allow_duplicates`` runs without a ledger
-    (an in-memory one stands in, so duplicates *within* the run are still skipped); it must be asked
-    for explicitly because a retried task may then credit twice. The shared settings (workers,
-    thresholds, rejects, dry run, stop event) are those of :class:`~.run.RunConfig`.
-    """
-
-    id_column: str
-    id_type: str = "email"
-    activity_id: str | None = None
-    activity_id_column: str | None = None
-    points_column: str | None = None
-    activity_date_column: str | None = None
-    extra_data_columns: str | Sequence[str] | Mapping[str, str] | None = None
-    dedupe_key_column: str | None = None
-    validate_activities: bool = True
-    resend_unknown: bool = False
-    allow_duplicates: bool = False
-    fail_on_unknown: bool = True
-    run_id: str | None = None
-    #: With an object-storage ledger: credits whose intents are uploaded together before they are sent
-    #: (the most a killed worker can leave 'unknown'; each batch costs one upload of the ledger file).
-    remote_ledger_batch: int = 1000
-    #: Seconds after an ambiguous answer before the credit is looked up in the member's activity
-    #: history (Oracle: awards are applied "generally within seconds"). Not found then: sent again.
-    verify_delay: float = DEFAULT_VERIFY_DELAY
-    #: How many times one credit verified absent is sent again in one run (each resend waits for
-    #: ``verify_delay`` and is verified again); what is still open after that stays ``unknown``.
-    verify_resends: int = DEFAULT_VERIFY_RESENDS
-    #: The ``extra_data`` key that carries each credit's dedupe key; None turns it off explicitly
-    #: (exactly-once then rests on CrowdTwist's undocumented duplicate window).
-    dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY
-
-    def validate_sync(self) -> None:
-        if self.remote_ledger_batch < 1:
-            raise SyncConfigError(
-                f"remote_ledger_batch must be a positive integer, got {self.remote_ledger_batch!r}",
-                "remote_ledger_batch",
-            )
-        try:
-            check_verify_settings(self.verify_delay, self.verify_resends)
-        except ValueError as exc:
-            field_name = "verify_delay" if "verify_delay" in str(exc) else "verify_resends"
-            raise SyncConfigError(str(exc), field_name) from None
-        self.build_mapping()  # its constructor raises SyncConfigError naming the argument
-
-    def build_mapping(self) -> CreditMapping:
-        """The row mapping (its constructor checks the column arguments)."""
-        return CreditMapping(
-            id_column=self.id_column,
-            id_type=self.id_type,
-            activity_id=self.activity_id,
-            activity_id_column=self.activity_id_column,
-            points_column=self.points_column,
-            activity_date_column=self.activity_date_column,
-            extra_data_columns=self.extra_data_columns,
-            dedupe_key_column=self.dedupe_key_column,
-            dedupe_extra_key=self.dedupe_extra_key,
-        )
-
-
-@dataclass
-class CreditSyncSummary(SyncSummary):
-    """The sync summary plus what the ledger says: where it is, its counts, the keys to look at."""
-
-    ledger_path: str | None = None
-    ledger_counts: dict[str, int] = field(default_factory=dict)
-    unknown_keys: list[str] = field(default_factory=list)
-    recovered_unknown: int = 0
-    already_processed: int = 0
-    not_awarded: int = 0
-    #: Credits proven by their key in the member's activity history (after an ambiguous answer).
-    verified: int = 0
-    #: Sends of credits verified absent after the settle delay (the same key, the same body).
-    resent: int = 0
-    #: ``unknown`` keys of earlier runs settled before this run sent anything, by final state.
-    reconciled: dict[str, int] = field(default_factory=dict)
+class CreditClient(HistoryClient, SyncClient, Protocol):
+    """What the credit sync calls on the client (``CrowdTwistClient`` is one)."""
 
     @property
-    def history_requests(self) -> int:
-        """Requests that read activity histories: the cost of verification, part of ``requests_sent``."""
-        return self.request_counts.get(HISTORY_REQUESTS, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The XCom: counts, ``unknown`` count and keys, the ledger's location. Never rows or secrets."""
-        return {**super().to_dict(), "unknown": self.count(Outcome.UNKNOWN)}
-
-
-def credit_threshold_violation(
-    summary: SyncSummary,
-    *,
-    max_failed_rows: int | None = None,
-    max_failed_ratio: float | None = None,
-    fail_on_unknown: bool = True,
-) -> str | None:
-    """Why the task should fail, or None.
-
-    ``unknown`` credits (rows of this run, and earlier runs' keys the reconcile phase could not settle)
-    are judged on their own: by default any of them fails the task -- an ordinary failure, so a retry
-    looks them up again first. The thresholds then apply to ``rejected`` + ``failed`` as for members.
-    """
-    unknown = summary.count(Outcome.UNKNOWN)
-    if isinstance(summary, CreditSyncSummary):
-        unknown += summary.reconciled.get(Outcome.UNKNOWN.value, 0)
-    if fail_on_unknown and unknown:
-        return (
-            f"{unknown} credit(s) are 'unknown': verification in the members' activity histories could not "
-            "settle them (see their messages in the rejects file and the ledger, state 'unknown'). The "
-            "next run (or a retry of this task) looks them up again first; set fail_on_unknown=False to "
-            "tolerate them meanwhile"
-        )
-    shadow = SyncSummary(counts=dict(summary.counts), rows_read=summary.rows_read)
-    shadow.counts[Outcome.UNKNOWN.value] = 0
-    return threshold_violation(shadow, max_failed_rows, max_failed_ratio)
+    def history_requests_sent(self) -> int: ...
+    def list_activities(self) -> list[Any]: ...
+    def credit_activity(
+        self,
+        user_id: str,
+        activity_id: str,
+        id_type: str | None = None,
+        *,
+        num_points: int | None = None,
+        activity_date: int | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> Any: ...
 
 
-class _CreditSync:
-    """A credit sync on the run skeleton: its mapping, its per-row work (:meth:`send_one`), its ledger."""
+class CreditSync(SyncBase):
+    """The credit sync as a plug-in: its mapping, its per-row work (:meth:`work`), its ledger."""
 
-    def __init__(self, run: SyncRun[CreditRequest], config: CreditSyncConfig, ledger: CreditLedger) -> None:
+    title = "CrowdTwist activity credits"
+    label = "credits"
+    ambiguous = Outcome.UNKNOWN
+    config: CreditSyncConfig
+    client: CreditClient
+    summary: CreditSyncSummary
+
+    def __init__(
+        self, config: CreditSyncConfig, client: CreditClient, ledger: CreditLedger | None = None
+    ) -> None:
+        self.config = config.resolved(client.config.id_type)
+        self.client = client
+        self.summary = CreditSyncSummary()
+        if ledger is None and config.ledger_path in (None, "") and not config.allow_duplicates:
+            raise SyncConfigError(
+                "ledger_path is required to credit activities exactly once; set allow_duplicates=True "
+                "explicitly to credit without a ledger (a retried task may then credit twice)",
+                "ledger_path",
+            )
+        #: A ledger the caller opened (and closes); None: this sync opens ``config.ledger_path``.
+        self.given = ledger
+        self._ledger: CreditLedger | None = None
+        #: Keys the reconcile phase could not settle: not looked up a second time in this run.
+        self.unsettled_earlier: set[str] = set()
+        self.sent_already_processed = 0
+        self._unsent: list[str] = []
+        self._first_chunk = True
+        self._history_before = client.history_requests_sent
+
+    def open(self, run: SyncRun) -> None:
+        config = self.config
         self.run = run
-        self.client = run.client
-        self.config = config
-        self.ledger = ledger
         self.mapping = config.build_mapping()
-        self.summary: CreditSyncSummary = run.summary  # type: ignore[assignment]
+        run.column_of = self.mapping.column_of
+        self._ledger = ledger = self._open_ledger(run.log)
         self.summary.ledger_path = None if config.allow_duplicates else ledger.location
         self.summary.recovered_unknown = ledger.recovered_unknown
+        if config.dedupe_extra_key is None:
+            run.log.warning(
+                "dedupe_extra_key=None: credits do not carry their dedupe key, so an ambiguous credit "
+                "cannot be verified in the activity history. Exactly-once then rests on CrowdTwist's "
+                "duplicate window, which no Oracle page documents; such credits stay 'unknown' unless "
+                "resend_unknown=True"
+            )
         self.settler = CreditSettler(
             ledger,
             CreditVerifier(self.client),
-            self.send_now,
-            self.parallel,
+            self._resend,
+            self._parallel,
             verify_delay=config.verify_delay,
             verify_resends=config.verify_resends,
             resend_unknown=config.resend_unknown,
             stop=run.stop,
             log=run.log,
         )
-        #: Keys the reconcile phase could not settle: not looked up a second time in this run.
-        self.unsettled_earlier: set[str] = set()
-        self.sent_already_processed = 0
+        self.reconcile_earlier()
+        if config.validate_activities:
+            activities = self.client.list_activities()
+            self.mapping.set_known_activities([a.id for a in activities if a.active])
 
-    def finish(self, req: CreditRequest, outcome: Outcome, message: str | None, **kw: Any) -> None:
-        self.run.record(
-            self.run.result(_ref(req), outcome, message, extra={"dedupe_key": req.dedupe_key}, **kw)
-        )
+    @property
+    def ledger(self) -> CreditLedger:
+        assert self._ledger is not None, "opened by open()"
+        return self._ledger
 
-    # ------------------------------------------------------------------ one request (worker threads)
+    def _open_ledger(self, log: logging.Logger | logging.LoggerAdapter) -> CreditLedger:
+        """The caller's ledger; this partition's file of ``ledger_path`` (its layout checked before any
+        request); or, with ``allow_duplicates``, one in memory (duplicates within the run are skipped)."""
+        config = self.config
+        if self.given is not None:
+            return self.given
+        if config.ledger_path in (None, ""):
+            run_id = config.run_id or uuid.uuid4().hex
+            return CreditLedger(":memory:", run_id=run_id, lock=False, log=log)
+        location = ledger_location(config.ledger_path, config.part)
+        return CreditLedger.open(location, run_id=config.run_id, log=log)
 
-    def send_one(self, req: CreditRequest) -> RowResult:
-        """The per-row work: intent, request, outcome, ledger state.
+    def _parallel(self, items: Iterable[Any], work: Any) -> Iterator[tuple[Any, Any]]:
+        """The settler's look-ups and resends on the run's workers: a failure gives its error, an item
+        never started the reason why."""
+        for item, result in self.run.map(items, work):
+            if isinstance(result, SendFailure):
+                yield item, result.error
+            else:
+                yield item, self.run.stop_reason() if result is None else result
 
-        An ``unknown`` result of a credit that carries its key is marked ``settle``: it gets its outcome
-        from the settler (look-up after the settle delay), not now.
-        """
+    # ------------------------------------------------------------------ one credit (worker threads)
+
+    def ref(self, req: CreditRequest) -> RowRef:
+        return RowRef(req.row_number, req.user_id, req.payload())
+
+    def work(self, req: CreditRequest) -> RowResult:
+        """Intent, request, outcome, ledger state. An ``unknown`` credit that carries its key is marked
+        ``settle``: it gets its outcome from the settler (look-up after the settle delay), not now."""
         if not self.ledger.is_remote:
             accepted = self.ledger.mark_pending([_intent(req)], resend_unknown=self.config.resend_unknown)
             if req.dedupe_key not in accepted:
                 why = "already in the ledger (written by another run)"
-                return self.run.result(_ref(req), Outcome.SKIPPED, why, extra={"dedupe_key": req.dedupe_key})
-        result = self._send_and_record(req)
-        if result.outcome is Outcome.UNKNOWN and req.verifiable and not self.run.abort_reason:
-            result.extra["settle"] = True
+                return self._result(req, SendAnswer(Outcome.SKIPPED, why))
+        answer, result = self._send(req)
+        result.settle = answer.outcome is Outcome.UNKNOWN and req.verifiable and not self.run.abort_reason
         return result
 
-    def send_now(self, req: CreditRequest) -> SendAnswer:
+    def _resend(self, req: CreditRequest) -> SendAnswer:
         """Send one credit again (the settler turned its key ``pending``) and record its state."""
-        result = self._send_and_record(req)
-        return SendAnswer(
-            Outcome(outcome_key(result.outcome)),
-            _unprefixed(result),
-            result.code,
-            result.status,
-            bool(result.extra.get("already_processed")),
-        )
+        return self._send(req)[0]
 
-    def parallel(self, items: Iterable[Any], work: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
-        """Run ``work`` on the sync's workers (the settler's look-ups and resends); every item comes back,
-        those never started (the run was stopped) with the reason instead of a result."""
-        pending = iter(items)
-        for item, result in send_all(
-            pending,
-            work,
-            max_workers=self.config.max_workers,
-            stop=self.run.stop,
-            heartbeat=self.run.progress.maybe_log,
-        ):
-            yield item, (result.error if isinstance(result, SendFailure) else result)
-        for item in pending:
-            yield item, self.run.stop_reason()
-
-    def _send_and_record(self, req: CreditRequest) -> RowResult:
+    def _send(self, req: CreditRequest) -> tuple[SendAnswer, CreditResult]:
         """The request, the outcome its answer means, the key's ledger state -- for sends and resends."""
-        ref = _ref(req)
-        extra: dict[str, Any] = {"dedupe_key": req.dedupe_key}
         try:
-            answer = self.client.credit_activity(
+            reply = self.client.credit_activity(
                 req.user_id,
                 req.activity_id,
                 id_type=req.id_type,
@@ -280,23 +209,78 @@ class _CreditSync:
                 extra_data=req.extra_data,
             )
         except Exception as exc:  # an unexpected error may have gone out too: unknown, never resent blind
-            if isinstance(exc, CrowdTwistAlreadyProcessedError):  # an identical credit, maybe not this one
-                extra["already_processed"] = True
-            result = self.run.error_result(ref, exc, ambiguous=Outcome.UNKNOWN, **extra)
+            told = self.run.answer(self.ref(req), exc, ambiguous=Outcome.UNKNOWN)
+            # "Event already processed": an identical credit, maybe not this one
+            processed = isinstance(exc, CrowdTwistAlreadyProcessedError)
+            answer = SendAnswer(
+                told.outcome, told.message, told.code, told.status, already_processed=processed
+            )
         else:
-            answer = answer if isinstance(answer, Mapping) else {}
-            message = None
-            if answer.get("awarded") is False:
-                message = "accepted, but CrowdTwist answered awarded=false (a frequency cap?)"
-                extra["not_awarded"] = True
-            result = self.run.result(ref, Outcome.CREDITED, message, extra=extra)
-        state = {"credited": CREDITED, "unknown": UNKNOWN}.get(outcome_key(result.outcome), FAILED)
+            not_awarded = isinstance(reply, Mapping) and reply.get("awarded") is False
+            why = "accepted, but CrowdTwist answered awarded=false (a frequency cap?)"
+            answer = SendAnswer(Outcome.CREDITED, why if not_awarded else None, not_awarded=not_awarded)
+        result = self._result(req, answer)
+        state = {Outcome.CREDITED: CREDITED, Outcome.UNKNOWN: UNKNOWN}.get(answer.outcome, FAILED)
         self.ledger.record(req.dedupe_key, state, result.message)
-        return result
+        return answer, result
+
+    def _result(self, req: CreditRequest, answer: SendAnswer) -> CreditResult:
+        ref = self.ref(req)
+        return CreditResult.at(
+            ref.row_number,
+            ref.identifier,
+            answer.outcome,
+            answer.message,
+            code=answer.code,
+            status=answer.status,
+            payload=ref.payload,
+            extra={"dedupe_key": req.dedupe_key},
+            answer=answer,
+        )
 
     # ------------------------------------------------------------------ one chunk (calling thread)
 
-    def plan(self, chunk: pd.DataFrame) -> list[CreditRequest]:
+    def plan(self, chunk: pd.DataFrame) -> Iterator[list[CreditRequest]]:
+        """Map and look up the chunk; settle what is due; send the rest (in intent batches when the
+        ledger is remote: a killed worker then leaves at most one batch 'unknown')."""
+        ledger, config = self.ledger, self.config
+        if self._first_chunk:
+            self.mapping.check_columns([str(c) for c in chunk.columns])
+            self._first_chunk = False
+        to_send = self._planned(chunk)
+        self.settle(wait=False)
+        if config.dry_run:
+            for req in to_send:
+                self.finish(req, Outcome.CREDITED, "dry run: not sent")
+        elif not ledger.is_remote:
+            yield to_send
+        else:
+            size = config.remote_ledger_batch
+            for start in range(0, len(to_send), size):
+                batch = to_send[start : start + size]
+                if self.run.stop.is_set():  # the frame reports them not sent
+                    yield batch
+                    continue
+                intents = (_intent(r) for r in batch)
+                accepted = ledger.mark_pending(intents, resend_unknown=config.resend_unknown)
+                try:
+                    ledger.sync()
+                except LedgerError:
+                    ledger.discard_pending(accepted)
+                    why = "the ledger could not be uploaded"
+                    for req in batch:
+                        self._record(req, self.run.not_sent(self.ref(req), why))
+                    raise
+                for req in batch:
+                    if req.dedupe_key not in accepted:
+                        self.finish(req, Outcome.SKIPPED, "already in the ledger (written by another run)")
+                yield [r for r in batch if r.dedupe_key in accepted]
+                if self._unsent:  # their batch intent was recorded, but they were not sent
+                    ledger.discard_pending(self._unsent)
+                    self._unsent = []
+        ledger.sync()
+
+    def _planned(self, chunk: pd.DataFrame) -> list[CreditRequest]:
         """Map the chunk, finish rejected / duplicate / already-known rows, return what must be sent."""
         requests: list[CreditRequest] = []
         mapping = self.mapping
@@ -345,10 +329,27 @@ class _CreditSync:
                 )
         return to_send
 
-    def reconcile(self, to_send: list[CreditRequest]) -> list[CreditRequest]:
-        """The phase between planning and sending: settle the queued credits already due, then send."""
-        self.settle(wait=False)
-        return to_send
+    def recorded(self, req: CreditRequest, result: RowResult) -> RowResult | None:
+        """Count what the answer said; an ambiguous credit that carries its key waits for the settler."""
+        result.extra.setdefault("dedupe_key", req.dedupe_key)
+        if result.code == NOT_SENT:
+            self._unsent.append(req.dedupe_key)
+        if isinstance(result, CreditResult) and result.answer is not None:
+            self.sent_already_processed += result.answer.already_processed
+            self.summary.not_awarded += result.answer.not_awarded
+            if result.settle:
+                message = result.answer.message or "unresolved"
+                self.settler.add(Unsettled(req, row=req.row_number, message=message))
+                return None
+        return result
+
+    def finish(self, req: CreditRequest, outcome: Outcome, message: str | None, **kw: Any) -> None:
+        """Record a credit's outcome decided on the calling thread (planning, settling)."""
+        self._record(req, self.run.result(self.ref(req), outcome, message, **kw))
+
+    def _record(self, req: CreditRequest, result: RowResult) -> None:
+        result.extra["dedupe_key"] = req.dedupe_key
+        self.run.record(result)
 
     # ------------------------------------------------------------------ settling unknown credits
 
@@ -388,67 +389,40 @@ class _CreditSync:
         self.summary.resent = self.settler.resent
         self.summary.already_processed = self.sent_already_processed + self.settler.already_processed
 
-    def send(self, to_send: list[CreditRequest]) -> None:
-        if self.config.dry_run:
-            for req in to_send:
-                self.finish(req, Outcome.CREDITED, "dry run: not sent")
+    def after_source(self) -> Iterable[Iterable[CreditRequest]]:
+        """Wait for and settle the credits still queued."""
+        self.settle(wait=True)
+        return ()
+
+    # ------------------------------------------------------------------ the end
+
+    def close(self) -> None:
+        """History requests counted; the ledger uploaded, its counts read, closed if this sync opened it."""
+        history = self.client.history_requests_sent - self._history_before
+        if history:
+            self.summary.count_requests(HISTORY_REQUESTS, history)
+        ledger = self._ledger
+        if ledger is None:
             return
-        if not self.ledger.is_remote:
-            self._send_batch(to_send)
-            return
-        # A remote copy cannot be uploaded per key: intents go up per batch, before the batch is sent,
-        # so a killed worker leaves at most one batch 'unknown'.
-        size = self.config.remote_ledger_batch
-        for start in range(0, len(to_send), size):
-            batch = to_send[start : start + size]
-            if self.run.stop.is_set():
-                self._not_sent(batch)
-                continue
-            accepted = self.ledger.mark_pending(
-                (_intent(r) for r in batch), resend_unknown=self.config.resend_unknown
-            )
-            try:
-                self.ledger.sync()
-            except LedgerError:
-                self.ledger.discard_pending(accepted)
-                self._not_sent(batch, "the ledger could not be uploaded")
-                raise
-            for req in batch:
-                if req.dedupe_key not in accepted:
-                    self.finish(req, Outcome.SKIPPED, "already in the ledger (written by another run)")
-            self._send_batch([r for r in batch if r.dedupe_key in accepted])
+        try:
+            ledger.sync()
+            self.summary.ledger_counts = ledger.counts()
+            self.summary.unknown_keys = [e.dedupe_key for e in ledger.unknown_keys(_UNKNOWN_KEYS_IN_SUMMARY)]
+        finally:
+            if ledger is not self.given:
+                ledger.close()
 
-    def _not_sent(self, batch: Sequence[CreditRequest], reason: str | None = None) -> None:
-        for req in batch:
-            result = self.run.not_sent(_ref(req), reason)
-            result.extra["dedupe_key"] = req.dedupe_key
-            self.run.record(result)
+    def violation(self, summary: SyncSummary) -> str | None:
+        config = self.config
+        return credit_threshold_violation(
+            summary,
+            max_failed_rows=config.max_failed_rows,
+            max_failed_ratio=config.max_failed_ratio,
+            fail_on_unknown=config.fail_on_unknown,
+        )
 
-    def _send_batch(self, to_send: list[CreditRequest]) -> None:
-        unsent: list[str] = []
-        for req, result in self.run.send(to_send, self.send_one, _ref, ambiguous=Outcome.UNKNOWN):
-            if result.code == NOT_SENT:
-                unsent.append(req.dedupe_key)
-            result.extra.setdefault("dedupe_key", req.dedupe_key)
-            self.sent_already_processed += bool(result.extra.pop("already_processed", False))
-            self.summary.not_awarded += bool(result.extra.pop("not_awarded", False))
-            if result.extra.pop("settle", False):
-                self.settler.add(Unsettled(req, row=req.row_number, message=_unprefixed(result)))
-                continue
-            self.run.record(result)
-        if unsent and self.ledger.is_remote:  # their batch intent was recorded, but they were not sent
-            self.ledger.discard_pending(unsent)
-
-
-def _ref(req: CreditRequest) -> RowRef:
-    return RowRef(req.row_number, req.user_id, req.payload())
-
-
-def _unprefixed(result: RowResult) -> str:
-    """A result's message without its ``row N: `` prefix (it is added again when the row is recorded)."""
-    message = result.message or "unresolved"
-    prefix = f"row {result.row_number}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
+    def notes(self) -> str:
+        return credit_notes(self.summary, self.config)
 
 
 def _intent(req: CreditRequest) -> CreditIntent:
@@ -463,111 +437,21 @@ def _intent(req: CreditRequest) -> CreditIntent:
 
 
 def sync_credits(
-    client: Any,
+    client: CreditClient,
     chunks: Iterable[pd.DataFrame],
     config: CreditSyncConfig,
-    ledger: CreditLedger | None,
+    ledger: CreditLedger | None = None,
     log: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> CreditSyncSummary:
     """Credit every row of ``chunks`` at most once per dedupe key; return the summary.
 
-    ``ledger`` is required unless ``config.allow_duplicates``. The caller owns it (and closes it); this
-    function uploads a remote ledger after each chunk and on every exit path. A credential failure or
-    a stop aborts the run (:class:`SyncAbortedError`, carrying the summary); a run over the
-    thresholds, or with ``unknown`` credits while ``fail_on_unknown``, raises
-    :class:`ThresholdExceededError` carrying the summary (see :func:`credit_threshold_violation`).
+    The sync opens ``config.ledger_path`` (required unless ``config.allow_duplicates``) and closes it;
+    a caller that holds an open ``ledger`` may pass it instead (it then stays the caller's to close).
+    A remote ledger is uploaded after each chunk and on every exit path. A credential failure or a
+    stop aborts the run (:class:`SyncAbortedError`, carrying the summary); a run over the thresholds,
+    or with ``unknown`` credits while ``fail_on_unknown``, raises :class:`ThresholdExceededError`
+    carrying the summary (see :func:`credit_threshold_violation`).
     """
-    log = log or logging.getLogger(__name__)
-    config.validate()
-    own_ledger = False
-    if ledger is None:
-        if not config.allow_duplicates:
-            raise SyncConfigError(
-                "ledger_path is required to credit activities exactly once; set allow_duplicates=True "
-                "explicitly to credit without a ledger (a retried task may then credit twice)",
-                "ledger_path",
-            )
-        ledger = CreditLedger(":memory:", run_id=config.run_id or uuid.uuid4().hex, lock=False, log=log)
-        own_ledger = True
-    if config.dedupe_extra_key is None:
-        log.warning(
-            "dedupe_extra_key=None: credits do not carry their dedupe key, so an ambiguous credit cannot "
-            "be verified in the activity history. Exactly-once then rests on CrowdTwist's duplicate "
-            "window, which no Oracle page documents; such credits stay 'unknown' unless resend_unknown=True"
-        )
-    run: SyncRun[CreditRequest] = SyncRun(
-        client, config, CreditSyncSummary(), log, title="CrowdTwist activity credits", label="credits"
-    )
-    sync = _CreditSync(run, config, ledger)
-    run.column_of = sync.mapping.column_of
-    summary = sync.summary
-    history_before = int(getattr(client, "history_requests_sent", 0) or 0)
-    try:
-        sync.reconcile_earlier()
-        if config.validate_activities:
-            activities = client.list_activities()
-            sync.mapping.set_known_activities([a.id for a in activities if getattr(a, "active", True)])
-        first = True
-        for chunk in run.chunks(chunks):
-            if first:
-                sync.mapping.check_columns([str(c) for c in chunk.columns])
-                first = False
-            sync.send(sync.reconcile(sync.plan(chunk)))
-            ledger.sync()
-            if run.stop.is_set():
-                break
-        sync.settle(wait=True)
-    finally:
-        history = int(getattr(client, "history_requests_sent", 0) or 0) - history_before
-        if history:
-            summary.count_requests(HISTORY_REQUESTS, history)
-        try:
-            run.close()
-        finally:
-            try:
-                ledger.sync()
-                summary.ledger_counts = ledger.counts()
-                summary.unknown_keys = [e.dedupe_key for e in ledger.unknown_keys(_UNKNOWN_KEYS_IN_SUMMARY)]
-            finally:
-                if own_ledger:
-                    ledger.close()
-    run.finish(
-        lambda s: credit_threshold_violation(
-            s,
-            max_failed_rows=config.max_failed_rows,
-            max_failed_ratio=config.max_failed_ratio,
-            fail_on_unknown=config.fail_on_unknown,
-        ),
-        notes=_notes(summary, config),
-    )
-    return summary
-
-
-def _notes(summary: CreditSyncSummary, config: CreditSyncConfig) -> str:
-    """What the summary table does not show: verification, awarded=false, the ledger."""
-    extra = []
-    if summary.verified or summary.resent or summary.history_requests:
-        extra.append(
-            f"verification: {summary.verified} credit(s) proven in the activity history, {summary.resent} "
-            f"sent again after being verified absent, {summary.history_requests} history request(s)"
-        )
-    if summary.already_processed:
-        extra.append(
-            f"{summary.already_processed} 'Event already processed' answer(s), each verified, not believed"
-        )
-    if summary.reconciled:
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.reconciled.items()))
-        extra.append(f"unknown credits of earlier runs reconciled first: {counts}")
-    if summary.not_awarded:
-        extra.append(f"{summary.not_awarded} credit(s) accepted with awarded=false")
-    if config.allow_duplicates:
-        extra.append("no ledger (allow_duplicates=True): a rerun may credit these rows again")
-    else:
-        counts = ", ".join(f"{k}={v}" for k, v in summary.ledger_counts.items())
-        extra.append(f"ledger {summary.ledger_path}: {counts}")
-    if summary.unknown_keys:
-        extra.append(
-            f"unknown dedupe keys (first {len(summary.unknown_keys)}): {', '.join(summary.unknown_keys)}"
-            " -- inspect with: sqlite3 LEDGER \"select * from credits where state='unknown'\""
-        )
-    return "\n".join(extra)
+    sync = CreditSync(config, client, ledger)
+    SyncRun.execute(sync, chunks, log)
+    return sync.summary

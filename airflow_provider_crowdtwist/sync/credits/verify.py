@@ -17,7 +17,7 @@ The look-up reads the history only back to :func:`look_back_start`: the first se
 its ``activity_date`` if that is earlier (CrowdTwist may date a back-dated credit by its activity
 date), minus a clock margin (our clock and CrowdTwist's may differ; HMAC tolerates 15 minutes).
 
-No Airflow import; the client is duck-typed (``activity_history``), so unit tests pass a stand-in.
+No Airflow import; the client is a :class:`HistoryClient`, so unit tests pass a stand-in.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistError, CrowdTwistNotFoundError
+from airflow_provider_crowdtwist.client.models import ActivityHistoryItem
 
 __all__ = [
     "CLOCK_MARGIN",
@@ -47,6 +48,14 @@ __all__ = [
 CLOCK_MARGIN = 15 * 60.0
 
 T = TypeVar("T")
+
+
+class HistoryClient(Protocol):
+    """The one call verification makes (``CrowdTwistClient.activity_history``; a stand-in in tests)."""
+
+    def activity_history(
+        self, user_id: str, id_type: str | None = None, *, since: float | None = None
+    ) -> Iterator[ActivityHistoryItem]: ...
 
 
 class Verdict(str, Enum):
@@ -81,7 +90,7 @@ def look_back_start(
 class CreditVerifier:
     """Looks a credit's dedupe key up in its member's activity history (thread-safe: no own state)."""
 
-    def __init__(self, client: Any, *, margin: float = CLOCK_MARGIN) -> None:
+    def __init__(self, client: HistoryClient, *, margin: float = CLOCK_MARGIN) -> None:
         self.client = client
         self.margin = margin
 

@@ -17,7 +17,7 @@ read completely.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,18 +86,16 @@ class MemberReader:
     def __post_init__(self) -> None:
         self._domain = mapping_domain(self.mapping)
 
-    def read(self, chunks: Iterable[pd.DataFrame], after_chunk: Callable[[], None] = lambda: None) -> None:
-        """Read every chunk (``after_chunk`` runs after each, e.g. to log progress)."""
-        for chunk in chunks:
-            plan = self.mapping.plan([str(c) for c in chunk.columns])  # column checks, even when empty
-            chunk, numbers = self.take(chunk)
-            if len(chunk) == 0:
-                continue
-            if self.state is None:
-                self._read_plain(chunk, numbers, plan)
-            else:
-                self._read_with_state(chunk, numbers, plan, self.state)
-            after_chunk()
+    def read(self, chunk: pd.DataFrame) -> None:
+        """Read one chunk: its columns checked (even when empty), its rows spooled or rejected."""
+        plan = self.mapping.plan([str(c) for c in chunk.columns])
+        chunk, numbers = self.take(chunk)
+        if len(chunk) == 0:
+            return
+        if self.state is None:
+            self._read_plain(chunk, numbers, plan)
+        else:
+            self._read_with_state(chunk, numbers, plan, self.state)
 
     # ------------------------------------------------------------------ without a state
 
