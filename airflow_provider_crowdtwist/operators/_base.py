@@ -27,14 +27,14 @@ from airflow_provider_crowdtwist.operators._outcome import (
     emit_asset_event,
 )
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
-from airflow_provider_crowdtwist.sync.alerts import (
+from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
+from airflow_provider_crowdtwist.sync.summary import (
     summary_text,
     too_few_rows,
     too_many_rejected,
     validate_volume_checks,
 )
-from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "crowdtwist_conn_id",

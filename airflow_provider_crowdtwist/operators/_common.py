@@ -11,8 +11,7 @@ import logging
 from typing import Any
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-from airflow_provider_crowdtwist.sync.alerts import summary_text
-from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError, summary_text
 
 SUMMARY_XCOM_KEY = "summary"
 

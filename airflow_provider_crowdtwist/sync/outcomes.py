@@ -17,6 +17,8 @@ from airflow_provider_crowdtwist.formats import TextEnum
 #: outcomes (declared to :class:`~.run.SyncRun`, e.g. ``deactivated``), or its plain string value.
 OutcomeLike = Union["Outcome", Enum, str]
 _R = TypeVar("_R", bound="RowResult")
+#: What ``column_of`` is asked for the member identifier (a "member not found" names its column).
+IDENTIFIER = "<identifier>"
 
 
 def outcome_key(outcome: OutcomeLike) -> str:

@@ -17,7 +17,8 @@ from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_viol
 if TYPE_CHECKING:
     import pandas as pd
 
-    from airflow_provider_crowdtwist.sync.run import RowRef, RunConfig, SyncRun
+    from airflow_provider_crowdtwist.sync.config import RunConfig
+    from airflow_provider_crowdtwist.sync.run import RowRef, SyncRun
 
 Item = TypeVar("Item")
 #: What a plug-in's ``plan`` and ``after_source`` give the frame: waves of items. Each wave is sent

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_crowdtwist.sync.config import RunConfig
 from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY, CreditMapping
 from airflow_provider_crowdtwist.sync.credits.settle import (
     DEFAULT_VERIFY_DELAY,
@@ -18,7 +19,6 @@ from airflow_provider_crowdtwist.sync.credits.settle import (
     check_verify_settings,
 )
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import RunConfig
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary, threshold_violation
 
 #: The request counter of activity-history reads (``summary.request_counts``).

@@ -38,8 +38,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     to_plain,
     to_text,
 )
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import IDENTIFIER
+from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Outcome, RowResult
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 __all__ = ["DEFAULT_DEDUPE_EXTRA_KEY", "CreditMapping", "CreditRequest", "default_dedupe_key"]

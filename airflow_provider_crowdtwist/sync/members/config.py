@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+from airflow_provider_crowdtwist.sync.config import RunConfig
 from airflow_provider_crowdtwist.sync.members.mapping import (
     MemberMapping,
     MemberMode,
@@ -18,7 +19,6 @@ from airflow_provider_crowdtwist.sync.members.mapping import (
     NullValues,
     UnmappedPolicy,
 )
-from airflow_provider_crowdtwist.sync.run import RunConfig
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 OnRemoved = Literal["ignore", "deactivate", "delete"]

@@ -24,6 +24,7 @@ from airflow_provider_crowdtwist.sync.attributes import (
     attribute_kind,
     is_attribute,
 )
+from airflow_provider_crowdtwist.sync.config import validate_config
 from airflow_provider_crowdtwist.sync.convert import (
     CONVERTERS,
     MISSING,
@@ -34,8 +35,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     to_text,
     zero_pad_us_postal_code,
 )
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import IDENTIFIER, validate_config
+from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Outcome, RowResult
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_fields, is_us
 

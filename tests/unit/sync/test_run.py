@@ -11,8 +11,9 @@ from typing import Literal
 import pytest
 
 from airflow_provider_crowdtwist.client import errors as ct
+from airflow_provider_crowdtwist.sync.config import RunConfig
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
-from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
+from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, SyncRun
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError, SyncSummary
 
 LOG = logging.getLogger("test_run")
