@@ -21,7 +21,7 @@ from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError
+from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError, ledger_problem
 from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY
 from airflow_provider_crowdtwist.sync.credits.settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
 from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
@@ -144,17 +144,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         parse_time_config(self._sync_config(self.id_type, parse_time=True))
 
     def _check_ledger_given(self) -> None:
-        if not isinstance(self.allow_duplicates, bool):
-            raise ValueError(f"allow_duplicates must be True or False, got {self.allow_duplicates!r}")
-        location = self._ledger_location()
-        if location is None and not self.allow_duplicates:
-            raise ValueError(
-                "ledger_path is required: the ledger keeps each credit exactly once across retries and "
-                "reruns (CrowdTwist has no idempotency key). Give a local path or an object-storage URL, "
-                "or set allow_duplicates=True explicitly to credit without one"
-            )
-        if location is not None and self.allow_duplicates:
-            raise ValueError("allow_duplicates=True and a ledger_path contradict each other; give one")
+        problem = ledger_problem(self._ledger_location(), self.allow_duplicates)
+        if problem:
+            raise ValueError(problem)
 
     def _sync_config(self, id_type: str | None, *, parse_time: bool = False) -> CreditSyncConfig:
         """The engine's config; at parse time without the template fields' content (not rendered yet)."""

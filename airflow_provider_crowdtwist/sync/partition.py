@@ -17,13 +17,13 @@ given ``partition=(i, n)``:
 
 A credit ledger partitioned ``n`` ways cannot be read by a run partitioned another way: a credit sent
 under one layout would not be found under the other and could be awarded twice. So a run refuses to
-start when the ledger exists under another layout (:func:`check_layout`), before the first request.
+start when the ledger exists under another layout (``credits/ledger.py``: ``check_layout``), before
+the first request.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -137,45 +137,6 @@ def expand_arguments(count: int, **per_program: Sequence[Any]) -> list[dict[str,
     return [{**program, "partition": part} for program in (programs or [{}]) for part in partitions(count)]
 
 
-def check_layout(location: Any, partition: Partition | None) -> None:
-    """Refuse a ledger already kept under another partition layout (see the module docstring).
-
-    Only local ledgers can be listed; for an object-storage ledger the rule is documented instead.
-    """
-    if location is None or not _is_local_path(location):
-        return
-    folder, name = os.path.split(os.fspath(location))
-    folder = folder or "."
-    if not os.path.isdir(folder):
-        return
-    stem, dot, ext = name.rpartition(".")
-    prefix, suffix = (stem, "." + ext) if dot and stem else (name, "")
-    mine = partition.path(name) if partition is not None else name
-    others = []
-    for entry in sorted(os.listdir(folder)):
-        if entry == mine:
-            continue
-        is_base = entry == name
-        is_part = entry.startswith(prefix + ".part-") and entry.endswith(suffix)
-        if is_part and partition is not None and partition.count > 1:
-            is_part = not entry.endswith(f"-of-{partition.count}{suffix}")
-        if is_base or is_part:
-            others.append(entry)
-    if others:
-        layout = partition.label if partition is not None and partition.count > 1 else "unpartitioned"
-        raise PartitionError(
-            f"the credit ledger {name!r} exists under another partition layout ({', '.join(others)}) and "
-            f"this run is {layout}: credits recorded there would not be seen and could be awarded twice. "
-            "Keep the partition count the ledger was written with."
-        )
-
-
-def ledger_location(location: Any, partition: Partition | None) -> Any:
-    """Where this partition's credit ledger lives, after :func:`check_layout` (before any request)."""
-    check_layout(location, partition)
-    return partition.path(location) if partition is not None else location
-
-
 def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """One summary for the partitions of one sync (their XComs), whatever sync they come from.
 
@@ -237,12 +198,6 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def _is_local_path(location: Any) -> bool:
-    from airflow_provider_crowdtwist.sync.paths import is_local
-
-    return is_local(location)
-
-
 def _name_of(location: Any) -> str:
     if isinstance(location, str):
         return posixpath.basename(location.rstrip("/"))
@@ -261,11 +216,9 @@ __all__ = [
     "Partition",
     "PartitionError",
     "active_partition",
-    "check_layout",
     "combine_summaries",
     "combined_violation",
     "expand_arguments",
-    "ledger_location",
     "member_key",
     "partition_of",
     "partitions",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from airflow_provider_crowdtwist.sync.run import RowRef, SyncRun
 
 Item = TypeVar("Item")
+Summary = TypeVar("Summary", bound=SyncSummary, covariant=True)
 #: What a plug-in's ``plan`` and ``after_source`` give the frame: waves of items. Each wave is sent
 #: and every result recorded before the next wave is asked for (a generator resumes only then).
 Waves = Iterable[Iterable[Item]]
@@ -56,7 +57,7 @@ class SyncClient(Protocol):
     def redact(self, text: object) -> str: ...
 
 
-class Sync(Protocol[Item]):
+class Sync(Protocol[Item, Summary]):
     """A sync plug-in. The frame calls, in this fixed order (``SyncRun.execute``):
 
     ``open(run)`` once (its state or ledger, from ``config``); per source chunk ``plan(chunk)``, whose
@@ -75,7 +76,7 @@ class Sync(Protocol[Item]):
         """The client its work calls (typed by the plug-in's own protocol, extending SyncClient)."""
 
     @property
-    def summary(self) -> SyncSummary:
+    def summary(self) -> Summary:
         """Its summary (a :class:`SyncSummary` or a subclass with its own fields)."""
 
     #: The summary table's title, the progress lines' unit and the outcomes it adds to :class:`Outcome`.

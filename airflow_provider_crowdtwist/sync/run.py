@@ -77,6 +77,7 @@ MAX_LOGGED_PROBLEMS = 20
 
 T = TypeVar("T")
 W = TypeVar("W")
+S = TypeVar("S", bound=SyncSummary)
 R = TypeVar("R")
 
 
@@ -352,10 +353,10 @@ class SyncRun:
     @classmethod
     def execute(
         cls,
-        sync: Sync[W],
+        sync: Sync[W, S],
         chunks: Iterable[Any],
         log: logging.Logger | logging.LoggerAdapter | None = None,
-    ) -> SyncSummary:
+    ) -> S:
         """THE loop of every sync: ``sync`` is a plug-in (:class:`~.protocol.Sync`), this is the order.
 
         ``sync.config`` (its ``id_type`` resolved once, by the plug-in) is validated before anything
@@ -390,9 +391,9 @@ class SyncRun:
         finally:
             run.close()
         run.finish(sync.violation, sync.notes())
-        return run.summary
+        return sync.summary
 
-    def deliver(self, sync: Sync[W], waves: Iterable[Iterable[W]]) -> None:
+    def deliver(self, sync: Sync[W, Any], waves: Iterable[Iterable[W]]) -> None:
         """Send each wave (``sync.work`` on the workers) and record every result (``sync.recorded``)."""
         try:
             for wave in waves:

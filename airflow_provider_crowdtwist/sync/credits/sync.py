@@ -44,12 +44,13 @@ from airflow_provider_crowdtwist.sync.credits.ledger import (
     CreditIntent,
     CreditLedger,
     LedgerError,
+    ledger_location,
+    ledger_problem,
 )
 from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
 from airflow_provider_crowdtwist.sync.credits.settle import CreditSettler, SendAnswer, Unsettled
 from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier, HistoryClient
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.partition import ledger_location
 from airflow_provider_crowdtwist.sync.protocol import SyncBase, SyncClient
 from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, SyncRun
 from airflow_provider_crowdtwist.sync.sender import SendFailure
@@ -100,15 +101,15 @@ class CreditSync(SyncBase):
     def __init__(
         self, config: CreditSyncConfig, client: CreditClient, ledger: CreditLedger | None = None
     ) -> None:
+        if ledger is None:  # this sync opens config.ledger_path: are the settings right for that?
+            problem = ledger_problem(config.ledger_path, config.allow_duplicates)
+            if problem:
+                raise SyncConfigError(problem, "ledger_path")
+        #: This partition's ledger file, its layout checked before any request (None: in memory).
+        self.location = ledger_location(config.ledger_path or None, config.part) if ledger is None else None
         self.config = config.resolved(client.config.id_type)
         self.client = client
         self.summary = CreditSyncSummary()
-        if ledger is None and config.ledger_path in (None, "") and not config.allow_duplicates:
-            raise SyncConfigError(
-                "ledger_path is required to credit activities exactly once; set allow_duplicates=True "
-                "explicitly to credit without a ledger (a retried task may then credit twice)",
-                "ledger_path",
-            )
         #: A ledger the caller opened (and closes); None: this sync opens ``config.ledger_path``.
         self.given = ledger
         self._ledger: CreditLedger | None = None
@@ -161,11 +162,10 @@ class CreditSync(SyncBase):
         config = self.config
         if self.given is not None:
             return self.given
-        if config.ledger_path in (None, ""):
+        if self.location is None:
             run_id = config.run_id or uuid.uuid4().hex
             return CreditLedger(":memory:", run_id=run_id, lock=False, log=log)
-        location = ledger_location(config.ledger_path, config.part)
-        return CreditLedger.open(location, run_id=config.run_id, log=log)
+        return CreditLedger.open(self.location, run_id=config.run_id, log=log)
 
     def _parallel(self, items: Iterable[Any], work: Any) -> Iterator[tuple[Any, Any]]:
         """The settler's look-ups and resends on the run's workers: a failure gives its error, an item
@@ -452,6 +452,4 @@ def sync_credits(
     or with ``unknown`` credits while ``fail_on_unknown``, raises :class:`ThresholdExceededError`
     carrying the summary (see :func:`credit_threshold_violation`).
     """
-    sync = CreditSync(config, client, ledger)
-    SyncRun.execute(sync, chunks, log)
-    return sync.summary
+    return SyncRun.execute(CreditSync(config, client, ledger), chunks, log)
