@@ -1,17 +1,6 @@
 """Value conversion: from whatever a warehouse, a DataFrame or a file gives to what the API takes.
 
-CrowdTwist wants booleans as 0/1, dates as integer epoch seconds (UTC) and plain JSON. Sources give
-numpy scalars, pandas timestamps, ``Decimal``s from database drivers, floats where an integer column
-had a NULL, and ``NaN``/``None``/``NaT`` for missing values. The rules here are the single place where
-that is decided:
-
-* a missing value (``None``, ``NaN``, ``NaT``, ``pd.NA``, an empty or blank string) means "leave the
-  field out" -- never ``null`` and never the string ``"nan"``;
-* a value that cannot be read raises :class:`ConversionError` with a reason a person understands;
-  the caller adds the row number and field name.
-
-Every function is per value and cheap (no pandas operation in the common path), because it runs once
-per field of every row.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/convert.py``.
 """
 
 from __future__ import annotations

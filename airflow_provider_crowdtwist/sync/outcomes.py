@@ -1,8 +1,6 @@
 """What happened to one row: the outcome vocabulary shared by every sync.
 
-Every row read from a source ends in exactly one :class:`Outcome`. Keeping the vocabulary in one
-small module lets the member sync, the activity-credit sync, the summary and the rejects writer agree
-on it without importing each other.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/outcomes.py``.
 """
 
 from __future__ import annotations

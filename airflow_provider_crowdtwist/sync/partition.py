@@ -1,24 +1,6 @@
 """Partitions: one sync split into ``n`` disjoint parts by a stable hash of the member identifier.
 
-One worker saturates one program's standard cap with CPU to spare (docs/performance.md); a program
-with a higher negotiated cap, or many programs, need more than one worker. Airflow's own executors
-(Celery, Kubernetes) already spread tasks over workers, so a sync splits into *mapped tasks*, each
-given ``partition=(i, n)``:
-
-* every partition reads the whole source and keeps the rows whose member identifier hashes to ``i``
-  (``blake2b`` of the identifier as the mapping reads it, emails lower-cased: the same member is always
-  in the same partition, in every process, on every run, whatever the row order). A row without a
-  usable identifier belongs to partition 0, so it is rejected exactly once. Rows keep their numbers
-  in the source (``SyncRun.rows``), so a rejects file names the row a user can find;
-* every partition has its own state, ledger and rejects file (``name.part-i-of-n.ext``), so partitions
-  never wait for each other's file lock;
-* every partition paces itself at ``cap // n``: together they stay under the program's cap;
-* :func:`combine_summaries` adds the partitions' summaries into one.
-
-A credit ledger partitioned ``n`` ways cannot be read by a run partitioned another way: a credit sent
-under one layout would not be found under the other and could be awarded twice. So a run refuses to
-start when the ledger exists under another layout (``credits/ledger.py``: ``check_layout``), before
-the first request.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/partition.py``.
 """
 
 from __future__ import annotations

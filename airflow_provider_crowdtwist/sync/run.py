@@ -1,23 +1,6 @@
-"""The run skeleton both syncs drive: everything a sync does that is not its mapping, work or state.
+"""The frame: ``SyncRun.execute``, the one loop every sync plug-in runs in, and what it does for them.
 
-A sync is three things: its **mapping** (row -> request or rejection), its **per-row work** (one
-function run on a worker thread, returning a :class:`RowResult`) and its **state** (the member state
-or the credit ledger). Everything else lives here, once:
-
-* settings shared by every sync, validated once (:class:`RunConfig`, :func:`validate_config`, with
-  ``Literal`` choices and ranges read from the dataclass fields);
-* the source's chunks as the sync sees them (:meth:`SyncRun.chunks`): repeated column names refused
-  before the first request, unreadable file lines rejected (or fatal, ``on_bad_lines``);
-* the summary, rows numbered as read (:meth:`SyncRun.read_row`), the rejects file, the progress log,
-  the first problems in the task log, timing and the request count;
-* redaction (the client's :class:`~..client.redact.Redactor`);
-* THE one place where a client error becomes an outcome (:meth:`SyncRun.error_result`), which also
-  aborts the run on a credential failure (401, or 403 "Invalid API key");
-* the concurrent sending (:meth:`SyncRun.send`): the stop event (``on_kill``), the abort, and a
-  "not sent" result for every row that never went out;
-* the end (:meth:`SyncRun.finish`): summary table, then :class:`SyncAbortedError` or the threshold.
-
-No Airflow import; see ``docs/architecture.md`` for how a sync plugs in.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/run.py``.
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """Sources: everything a sync reads becomes an iterator of pandas DataFrame chunks.
 
-One shape for every source keeps the engines simple and memory flat: a SQL query read with
-``get_df_by_chunks``, a DataFrame, a list of dicts from an XCom, or a CSV / JSON-lines / Parquet file
-(local, or any path-like object with ``.open()`` such as Airflow's ``ObjectStoragePath``) all come
-out as DataFrames of at most ``chunksize`` rows. Files are read chunk by chunk, never whole.
-
-Text files are read with every column as text: a postal code ``02134`` or a phone number must not be
-turned into an integer by type inference. The converters in ``convert.py`` turn text into numbers,
-booleans and dates where the CrowdTwist attribute needs one.
-
-CSV and JSON lines are read line by line (the ``csv`` and ``json`` modules, not pandas' readers) so
-that a line that cannot be read -- a byte that is not UTF-8, a row with more fields than the header,
-an unterminated quote, a JSON line that is not an object -- is known by its line number. With
-``on_bad_lines="fail"`` (the default) it stops the read with that line number; with ``"reject"`` it
-comes out between the chunks as a :class:`BadLine`, which the sync turns into a rejected row
-(``SyncRun.chunks``), and the rest of the file is still read.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/sources.py``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """The report of one sync run: its summary, the thresholds, progress in the log, the volume checks.
 
-The summary is what an operator returns as its XCom, so it holds counts and a location, never rows,
-payloads or secrets: small enough for any XCom backend, safe to show in the UI. A sync of a million
-rows at the program's cap takes well over an hour, so the person watching the task log sees progress
-at most every ``progress_interval`` seconds and a final table. Two runs that "succeed" can still be an
-incident -- a source that suddenly returns no rows, a run whose rows were nearly all rejected --
-which ``min_rows`` and ``max_rejected_ratio`` catch; :func:`summary_text` is the one line a notifier
-template gets (``{{ ti.xcom_pull(key="summary")["text"] }}``). Plain Python, no Airflow import.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/summary.py``.
 """
 
 from __future__ import annotations

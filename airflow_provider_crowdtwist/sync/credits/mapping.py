@@ -1,24 +1,6 @@
 """Activity credits: one source row -> one credit request (or a clear rejection), and its dedupe key.
 
-Everything that can be decided without CrowdTwist is decided here, before anything is sent: a row
-with no member identifier, no activity, points that are not a whole number, or a date that cannot
-be read is rejected with a reason naming the row and the column (each rule is in the pre-send audit of
-``docs/contract.md``; a negative number of points is sent, since no documented rule refuses it).
-A thousand rows with a typo in the activity id give a thousand clear messages instead of a thousand
-HTTP 400s (when the program's active activities are known, see ``known_activities``).
-
-The dedupe key is what the ledger stores to keep a credit exactly-once. It is either the value of
-``dedupe_key_column`` (an order id, an event id: the best choice, because it is what the business
-means by "the same credit"), or a SHA-256 over a canonical JSON of everything that is sent — id type,
-member identifier, activity, points, date and extra data (keys sorted). The hash is stable across
-processes and Python versions (no ``hash()``), so a rerun next week computes the same keys.
-
-Every credit also *carries* its dedupe key, in ``extra_data`` under one reserved key
-(``dedupe_extra_key``, default ``ct_dedupe_key``), merged with the user's own extra data. CrowdTwist
-stores ``extra_data`` and returns it in the member's activity history, so the key is what proves
-later that a credit landed (``sync/credits/verify.py``), and two distinct credits never have identical
-bodies. The hash above is taken over the user's extra data only, so adding the reserved key changed no
-key of an existing ledger.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/mapping.py``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """The activity-credit sync: every row credited at most once per dedupe key, and never silently lost.
 
-A plug-in of the frame (``SyncRun.execute``): its mapping is :class:`CreditMapping`, its per-row work
-:meth:`CreditSync.work` (write-ahead ``pending`` intent in the ledger, the request, then ``credited``
-/ ``failed`` / ``unknown``), its state the :class:`CreditLedger`, which it opens from
-``config.ledger_path``.
-
-Ambiguous credits are settled by looking, not by believing (``settle.py``, ``verify.py``): an
-``unknown`` credit that carries its dedupe key in ``extra_data`` gets no outcome yet; after
-``verify_delay`` its member's activity history is read -- found: ``credited``; absent: sent again
-(same key), a bounded number of times. A run goes:
-
-1. ``open``: the ledger; the ``unknown`` keys earlier runs left are settled before anything new is sent;
-2. ``plan`` per chunk: map; skip duplicates and keys already credited; queue keys left ``unknown``
-   for verification; settle the queued credits whose delay is over; the rest is one wave (with an
-   object-storage ledger, one wave per ``remote_ledger_batch``, its intents uploaded first);
-3. ``after_source``: wait for and settle the rest.
-
-Outcomes by answer, the ledger states and what a later run does are tabled in
-``docs/activity-credits.md``; the error -> outcome rule is ``SyncRun.answer`` with ``ambiguous=unknown``.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/sync.py``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """Verifying a credit by looking, not by believing: is its dedupe key in the member's activity history?
 
-CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. What Oracle does
-document makes a proof possible: a credit's ``extra_data`` is stored and returned by
-``GET /v2/users/{id}/activity_history`` (O:UserActivityHistory), and awards are queued and applied
-"generally within seconds" (O:UserActivityCredit). Every credit carries its dedupe key in
-``extra_data`` (``CreditMapping``, reserved key ``ct_dedupe_key``), so after a settle delay:
-
-* the key is in the history -> the credit landed: ``credited`` (verified);
-* it is not -> it did not land (or not yet, if the award took longer than the settle delay): it is
-  sent again with the same key, and checked again after the next settle delay, a bounded number of
-  times (see :class:`SettleQueue` and the credit sync);
-* the history cannot be read (errors after the client's retries, too many pages) -> nothing is proven:
-  the credit stays ``unknown`` and the next run tries again.
-
-The look-up reads the history only back to :func:`look_back_start`: the first send of the credit, or
-its ``activity_date`` if that is earlier (CrowdTwist may date a back-dated credit by its activity
-date), minus a clock margin (our clock and CrowdTwist's may differ; HMAC tolerates 15 minutes).
-
-No Airflow import; the client is a :class:`HistoryClient`, so unit tests pass a stand-in.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/verify.py``.
 """
 
 from __future__ import annotations

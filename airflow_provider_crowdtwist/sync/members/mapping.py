@@ -1,12 +1,6 @@
 """From a source row to a CrowdTwist member payload, or to a row-level rejection.
 
-``MemberMapping`` holds the mapping settings (``id_column``, ``id_type``, ``field_mapping``,
-``unmapped_columns``, ``mode``). Settings are checked by :meth:`MemberMapping.validate` and the
-source's columns by :meth:`MemberMapping.plan`, both before the first request: a typo in a mapping
-must fail the task, not reject ten thousand rows one by one.
-
-Per row, :meth:`MemberMapping.map_record` only walks a precompiled plan (column -> attribute ->
-converter); no pandas work happens per row.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/mapping.py``.
 """
 
 from __future__ import annotations
@@ -102,7 +96,7 @@ class _Plan:
 
 @dataclass
 class MemberMapping:
-    """Mapping settings for member rows; see the module docstring."""
+    """Mapping settings for member rows (``docs/sync-design.md``)."""
 
     id_column: str = "user_id"
     id_type: str = "email"

@@ -1,17 +1,6 @@
 """Reading member rows into the spool: map and validate, or -- with a state -- skip what did not change.
 
-Without a member state every row is mapped and validated (:class:`~.member_mapping.MemberMapping`);
-rejections are handed back at once and good rows go to the :class:`~.spool.Spool`.
-
-With a state, each chunk is first looked at whole: the rows' member keys and keyed fingerprints are
-computed column-wise (:mod:`.row_hash`) and looked up in the state in one vectorised step. A row
-whose fingerprint equals the one recorded when CrowdTwist last accepted the member is ``unchanged``:
-it is never mapped, validated or serialised -- which is what makes a rerun of a million unchanged
-members take seconds. Every other row is mapped as without a state, and carries what the state knows
-(``known`` for "create first or update first", ``reactivate`` for a member an earlier run
-deactivated). Every member the source mentions -- rejected rows included: a member with a bad ZIP
-code has not left the source -- is marked seen, which is how removals are found once the source was
-read completely.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/read.py``.
 """
 
 from __future__ import annotations

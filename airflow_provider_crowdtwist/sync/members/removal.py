@@ -1,14 +1,6 @@
 """Members who left the source: who they are, the guard, the preview, and the request that removes one.
 
-A member has *left the source* when the member state (:mod:`.state`) knows it from an earlier
-successful sync and this run's source, read to the end, did not mention it -- not even in a rejected
-row. What happens to it is ``on_removed``: ``ignore`` (default), ``deactivate`` (``PUT`` with
-``is_active: 0``, and ``remove_points: 1`` when ``remove_points_on_deactivate``) or ``delete`` (the
-queued ``DELETE``). ``delete`` also deletes members an earlier run deactivated.
-
-The guard exists because an empty or broken query must never deactivate a whole program: a run that
-would remove more than ``max_removed_ratio`` of the members in the state fails before sending
-anything, and a source with zero rows removes nothing unless ``allow_empty_source_removal``.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/removal.py``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """The member sync's per-item work, on the worker threads: one member sent, or one member removed.
 
-:class:`MemberSender` is the upsert / insert / update of one source row (one request, two where the
-contract needs it: E2, E3 in ``docs/contract.md``); :class:`MemberRemover` deactivates or deletes one
-member who left the source. Both let the frame turn an error into the row's outcome
-(``SyncRun.error_result``).
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/send.py``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,6 @@
 """The spool between reading and sending: payloads on disk, "last row wins" in numpy.
 
-Why spool instead of sending while reading:
-
-* duplicates resolve *last wins* without holding the source in memory: per member, the latest row
-  is sent and the earlier ones are reported as ``skipped`` -- so one member is never written twice in
-  one run, whatever the source's order;
-* the source is read exactly once (a SQL query is not re-run), the total is known before sending
-  starts (progress and ETA mean something), and removals are decided only after a complete read;
-* memory stays flat: payloads live in a SQLite file in a temp directory, removed on close. What stays
-  in memory is 25 bytes a row (row number, the member's 128-bit key, a flag), so that resolving
-  duplicates among a million rows is one ``lexsort`` instead of a million SQLite upserts.
-
-Rows the member state found ``unchanged`` take part in "last wins" (:meth:`Spool.add_unchanged`) but
-have no payload: they are never sent, and never mapped.
-
-The spool is used from one thread (the sync's calling thread); the sender's workers only get the
-rows it yields.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/spool.py``.
 """
 
 from __future__ import annotations

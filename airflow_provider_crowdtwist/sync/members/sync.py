@@ -1,16 +1,6 @@
 """The member sync: source chunks -> CrowdTwist members created, updated, deactivated or deleted.
 
-A plug-in of the frame (``SyncRun.execute``; ``docs/member-sync.md`` tells the flow):
-
-1. ``plan``: each chunk is mapped and validated into a temporary :class:`~.spool.Spool`
-   (:class:`~.read.MemberReader`); rejections are recorded at once; with a member state, rows whose
-   fingerprint did not change are ``unchanged`` without being mapped. Nothing is sent yet;
-2. ``after_source``: duplicates resolve last-wins in the spool (the losers are ``skipped``), the
-   removal guard may stop the run before any request (:mod:`.removal`); the survivors are one wave,
-   the members who left the source (``on_removed``) the next;
-3. ``work`` sends one member (:class:`~.send.MemberSender`) or removes one
-   (:class:`~.send.MemberRemover`) on the frame's workers, all paced by the client's one limiter;
-4. ``recorded`` keeps what CrowdTwist accepted in the state.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/sync.py``.
 """
 
 from __future__ import annotations
