@@ -85,11 +85,7 @@ class RunConfig:
 
 
 def validate_config(config: Any) -> None:
-    """Check each dataclass field of ``config`` against its annotation; raise naming the field.
-
-    ``Literal[...]`` -> one of the choices; ``bool`` -> True or False; ``int`` -> a whole number (not a
-    bool); ``float`` -> a number; ``X | None`` accepts None. Other annotations are not checked here.
-    """
+    """Check each dataclass field of ``config`` against its annotation; raise naming the field."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

@@ -25,10 +25,7 @@ def outcome_key(outcome: OutcomeLike) -> str:
 
 
 class Outcome(TextEnum):
-    """The final state of one source row.
-
-    A ``str`` enum so that values serialise to plain strings in XComs, JSON lines and log tables.
-    """
+    """The final state of one source row."""
 
     CREATED = "created"
     UPDATED = "updated"
@@ -68,12 +65,7 @@ class Answer:
 
 @dataclass
 class RowResult:
-    """The outcome of one row, with enough context to explain it.
-
-    ``row_number`` is 1-based in source order (the first data row is 1) so that a person can find the
-    row in the source. ``payload`` is what was (or would have been) sent; the rejects writer masks
-    secrets in it, so it may hold the raw values here.
-    """
+    """The outcome of one row, with enough context to explain it."""
 
     row_number: int
     identifier: str | None

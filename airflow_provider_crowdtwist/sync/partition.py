@@ -106,11 +106,7 @@ def partitions(count: int) -> list[tuple[int, int]]:
 
 def expand_arguments(count: int, **per_program: Sequence[Any]) -> list[dict[str, Any]]:
     """The argument of ``.expand_kwargs(...)``: every program (``crowdtwist_conn_id=[...]`` and any other
-    per-program argument list, all the same length) times every partition.
-
-    ``expand_arguments(2, crowdtwist_conn_id=["eu", "us"])`` gives four task instances:
-    eu 0/2, eu 1/2, us 0/2, us 1/2.
-    """
+    per-program argument list, all the same length) times every partition."""
     lengths = {name: len(values) for name, values in per_program.items()}
     if len(set(lengths.values())) > 1:
         raise PartitionError(f"per-program argument lists must have the same length, got {lengths}")
@@ -120,15 +116,7 @@ def expand_arguments(count: int, **per_program: Sequence[Any]) -> list[dict[str,
 
 
 def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """One summary for the partitions of one sync (their XComs), whatever sync they come from.
-
-    Whole numbers add up (rows, requests, rejects written, a credit sync's own counters) and so do
-    the dicts of them (counts by outcome, request and ledger counts, the rate limits: each partition
-    paced at and learned its share); lists are joined; ``duration_seconds`` is the longest
-    partition's (they run side by side), so ``rows_per_second`` is the combined rate. A location
-    (``rejects_path``, ``ledger_path``) becomes the list of the partitions' (``rejects_paths``, ...);
-    ``aborted`` joins the reasons; ``partitions`` says how many summaries were combined.
-    """
+    """One summary for the partitions of one sync (their XComs), whatever sync they come from."""
     items = [dict(s) for s in summaries if s]
     combined: dict[str, Any] = {"partitions": len(items)}
     for item in items:
@@ -163,11 +151,7 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def combined_violation(
     combined: Mapping[str, Any], *, max_failed_rows: int | None = None, max_failed_ratio: float | None = None
 ) -> str | None:
-    """Why the partitions *together* failed the sync's thresholds (same rule as one sync), or None.
-
-    A partition holds ``1/n`` of the rows, so its share of bad rows scatters around the sync's: judge
-    the ratio on the combined summary, not partition by partition (docs/scale-out.md).
-    """
+    """Why the partitions *together* failed the sync's thresholds (same rule as one sync), or None."""
     from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation
 
     return threshold_violation(SyncSummary.from_dict(combined), max_failed_rows, max_failed_ratio)

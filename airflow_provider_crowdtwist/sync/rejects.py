@@ -42,12 +42,7 @@ def mask_secrets(value: Any) -> Any:
 
 
 class RejectsWriter:
-    """Writes :class:`RowResult` problems as JSON lines; a context manager.
-
-    ``redact`` (optional) is applied to every message before it is written, as a last line of
-    defence against a secret echoed in an error text. The file is created even when no row is bad,
-    so a downstream task can rely on it existing.
-    """
+    """Writes :class:`RowResult` problems as JSON lines; a context manager."""
 
     def __init__(self, target: Any, *, redact: Callable[[str], str] | None = None) -> None:
         self._copy = WorkingCopy(target, name="rejects.jsonl", download=False)

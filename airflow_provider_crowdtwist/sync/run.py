@@ -85,12 +85,7 @@ def _names(name: str, text: str) -> bool:
 
 
 def refused_attributes(message: str | None, payload: Mapping[str, Any] | None) -> list[str]:
-    """The attributes of ``payload`` that CrowdTwist's refusal ``message`` is about.
-
-    An attribute is named in the message (``postal_code``, ``custom_data.vip``, or a custom key on its
-    own); for "Unrecognized attribute name" without a name, the custom keys sent are the suspects.
-    Keys of objects come as ``custom_data.<key>`` / ``extra_data.<key>``.
-    """
+    """The attributes of ``payload`` that CrowdTwist's refusal ``message`` is about."""
     if not message or not payload:
         return []
     found: list[str] = []
@@ -113,12 +108,7 @@ def refused_attributes(message: str | None, payload: Mapping[str, Any] | None) -
 
 
 class SyncRun:
-    """One run of a sync. Results are handed to :meth:`record` on the calling thread only.
-
-    ``summary`` is the sync's summary object (a :class:`SyncSummary` or a subclass). ``label`` names
-    the rows in progress lines ("rows", "credits"). ``outcomes``: extra outcomes this sync uses
-    beyond :class:`Outcome` (any ``str`` enum); they are counted and listed in the summary table.
-    """
+    """One run of a sync. Results are handed to :meth:`record` on the calling thread only."""
 
     def __init__(
         self,
@@ -159,13 +149,7 @@ class SyncRun:
     # ------------------------------------------------------------------ rows in, outcomes out
 
     def chunks(self, items: Iterable[Any]) -> Iterator[Any]:
-        """The source's DataFrame chunks; its unreadable lines (:class:`BadLine`) become rows here.
-
-        A bad line takes the next row number, so rows keep their file order and the counts add up;
-        with ``on_bad_lines="fail"`` it raises :class:`SourceError` naming the line instead. Its member
-        cannot be read, so of a partitioned sync only partition 0 reports it (the others number it).
-        A chunk whose column names repeat (exactly, or as pandas' ``name.1``) is a configuration error.
-        """
+        """The source's DataFrame chunks; its unreadable lines (:class:`BadLine`) become rows here."""
         for item in items:
             if isinstance(item, BadLine):
                 if self.config.on_bad_lines != "reject":
@@ -192,11 +176,7 @@ class SyncRun:
         return self._source_rows
 
     def rows(self, chunk: Any, id_column: str, *, lower: bool) -> Iterator[tuple[int, dict[str, Any]]]:
-        """``(row number, record)`` for the rows of ``chunk`` this run syncs (its partition's members).
-
-        Rows of other partitions are passed over: not counted, but numbered, so that a row keeps its
-        number in the source in every partition's rejects file.
-        """
+        """``(row number, record)`` for the rows of ``chunk`` this run syncs (its partition's members)."""
         part = self.part
         for record in chunk_records(chunk):
             if part is not None and not part.owns(member_key(record.get(id_column), lower=lower)):
@@ -258,12 +238,7 @@ class SyncRun:
         )
 
     def answer(self, row: RowRef, exc: BaseException, *, ambiguous: Outcome = Outcome.FAILED) -> Answer:
-        """THE one place where an error becomes an outcome (safe on worker threads).
-
-        ``ambiguous`` is the outcome of a request that may have been applied (``exc.ambiguous``):
-        ``failed`` for members (an upsert may be repeated), ``unknown`` for credits (not resent).
-        A credential failure (:attr:`CrowdTwistError.credential_failure`) also aborts the run.
-        """
+        """THE one place where an error becomes an outcome (safe on worker threads)."""
         if not isinstance(exc, CrowdTwistError):  # a bug or an unexpected library error
             return self._answer(row, ambiguous, INTERNAL, f"{type(exc).__name__}: {exc}", None)
         if exc.credential_failure:
@@ -415,12 +390,7 @@ class SyncRun:
         *,
         ambiguous: Outcome = Outcome.FAILED,
     ) -> Iterator[tuple[W, RowResult]]:
-        """Run ``work`` on ``max_workers`` threads; yield ``(item, result)`` for EVERY item.
-
-        A ``work`` that raises gets :meth:`error_result`; items never sent (the stop event was set:
-        ``on_kill`` or an abort) come last with :meth:`not_sent`. The caller updates its state and
-        calls :meth:`record`. May be called several times (e.g. once per chunk).
-        """
+        """Run ``work`` on ``max_workers`` threads; yield ``(item, result)`` for EVERY item."""
 
         def guarded(item: W) -> RowResult:  # queued before a stop, started after it: not sent
             return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
@@ -465,10 +435,7 @@ class SyncRun:
         return figures
 
     def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
-        """Log the summary table (and ``notes``); raise on abort or a threshold violation.
-
-        ``violation`` replaces the default threshold rule (the credit sync judges ``unknown`` apart).
-        """
+        """Log the summary table (and ``notes``); raise on abort or a threshold violation."""
         if self.stop.is_set() and self.abort_reason is None:
             self.summary.aborted = self.abort_reason = (
                 "the sync was stopped before every row was sent (task killed)"

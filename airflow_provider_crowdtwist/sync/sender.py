@@ -54,15 +54,7 @@ def send_all(
     heartbeat_interval: float = 1.0,
     thread_name_prefix: str = "crowdtwist-sender",
 ) -> Iterator[tuple[T, R | SendFailure[T]]]:
-    """Run ``work(item)`` for each item on ``max_workers`` threads; yield ``(item, result)``.
-
-    Results come in completion order, not input order. If ``work`` raises, the pair holds a
-    :class:`SendFailure` instead of a result, so one broken item never stops the others (the caller
-    decides the row's outcome). With ``max_workers == 1`` the work runs on a single worker thread,
-    still through the same path, so behaviour does not change with the setting.
-
-    Closing the generator early (``break``) stops submitting and waits for the in-flight items.
-    """
+    """Run ``work(item)`` for each item on ``max_workers`` threads; yield ``(item, result)``."""
     check_max_workers(max_workers)
     limit = max_in_flight if max_in_flight is not None else 2 * max_workers
     if limit < 1:

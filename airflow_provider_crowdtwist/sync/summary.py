@@ -38,10 +38,7 @@ class SyncConfigError(ValueError):
 
 
 class SyncError(Exception):
-    """A sync could not finish as asked (aborted, or too many bad rows).
-
-    Carries the summary so that callers (the operator) can still report what happened.
-    """
+    """A sync could not finish as asked (aborted, or too many bad rows)."""
 
     def __init__(self, message: str, summary: SyncSummary | None = None) -> None:
         super().__init__(message)
@@ -161,10 +158,7 @@ class SyncSummary:
 
 
 def validate_thresholds(max_failed_rows: int | None, max_failed_ratio: float | None) -> None:
-    """Check threshold settings before any work, naming the bad field.
-
-    Raises ``ValueError`` because a bad threshold is a configuration error.
-    """
+    """Check threshold settings before any work, naming the bad field."""
     if max_failed_rows is not None and (
         isinstance(max_failed_rows, bool) or not isinstance(max_failed_rows, int) or max_failed_rows < 0
     ):
@@ -186,14 +180,7 @@ def check_ratio(name: str, value: Any) -> None:
 def threshold_violation(
     summary: SyncSummary, max_failed_rows: int | None = None, max_failed_ratio: float | None = None
 ) -> str | None:
-    """Return why the run should fail, or ``None`` when it is within the thresholds.
-
-    With neither threshold set, the default is the issue's: any ``failed`` (or ``unknown``) row fails
-    the run, ``rejected`` rows are tolerated (they are bad input, written to the rejects file). Once a
-    threshold is set, it applies to all bad rows together (rejected + failed + unknown): the row
-    count must not exceed ``max_failed_rows`` and the share of rows read must not exceed
-    ``max_failed_ratio``.
-    """
+    """Return why the run should fail, or ``None`` when it is within the thresholds."""
     failed = summary.count(Outcome.FAILED) + summary.count(Outcome.UNKNOWN)
     bad = summary.bad_rows
     if max_failed_rows is None and max_failed_ratio is None:
@@ -231,11 +218,7 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressReporter:
-    """Counts finished rows and logs ``done/total, rows/s, ETA, counts`` at most every ``interval`` s.
-
-    ``total`` may be set later (:meth:`set_total`) when it becomes known, e.g. once a source has been
-    spooled. Not thread-safe by design: the sender hands results to one thread.
-    """
+    """Counts finished rows and logs ``done/total, rows/s, ETA, counts`` at most every ``interval`` s."""
 
     def __init__(
         self,
@@ -365,10 +348,7 @@ def too_many_rejected(summary: Mapping[str, Any], max_rejected_ratio: float | No
 def summary_text(
     label: str, summary: Mapping[str, Any], problem: str | None = None, warning: str | None = None
 ) -> str:
-    """One line for a human: what ran, how it ended, the counts, and where the rejected rows went.
-
-    ``problem`` is why the run failed; without one the run succeeded, possibly with a ``warning``.
-    """
+    """One line for a human: what ran, how it ended, the counts, and where the rejected rows went."""
     counts = {k: int(v) for k, v in dict(summary.get("counts", {})).items() if int(v)}
     parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to do"
     status = f"FAILED ({problem})" if problem else (f"ok, WARNING ({warning})" if warning else "ok")

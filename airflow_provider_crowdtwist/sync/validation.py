@@ -51,10 +51,7 @@ def check_name(value: Any) -> str | None:
 
 
 def check_postal_code(postal: Any, country: Any) -> str | None:
-    """Reason why ``postal`` does not fit ``country`` (US: starts with 5 digits; CA: ``L#L #L#``).
-
-    No country, or another country: not checked (``docs/sync-design.md``).
-    """
+    """Reason why ``postal`` does not fit ``country`` (US: starts with 5 digits; CA: ``L#L #L#``)."""
     if postal is None or not isinstance(country, str):
         return None
     country_u = country.strip().upper()
@@ -80,11 +77,7 @@ def check_location_for_create(payload: Mapping[str, Any]) -> str | None:
 
 
 def check_create(payload: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(field, reason)`` for the first rule a create would break, or ``None``.
-
-    Used up front in ``insert`` mode, and in ``upsert`` mode right before the POST that follows a
-    404 (a member that exists needs none of this).
-    """
+    """``(field, reason)`` for the first rule a create would break, or ``None``."""
     for name in CREATE_REQUIRED:
         if payload.get(name) in (None, ""):
             return name, f"{name} is required to create a member"

@@ -135,12 +135,7 @@ def credit_threshold_violation(
     max_failed_ratio: float | None = None,
     fail_on_unknown: bool = True,
 ) -> str | None:
-    """Why the task should fail, or None.
-
-    ``unknown`` credits (rows of this run, and earlier runs' keys the reconcile phase could not settle)
-    are judged on their own: by default any of them fails the task -- an ordinary failure, so a retry
-    looks them up again first. The thresholds then apply to ``rejected`` + ``failed`` as for members.
-    """
+    """Why the task should fail, or None."""
     unknown = summary.count(Outcome.UNKNOWN)
     if isinstance(summary, CreditSyncSummary):
         unknown += summary.reconciled.get(Outcome.UNKNOWN.value, 0)

@@ -39,11 +39,7 @@ def default_dedupe_key(
     activity_date: int | None,
     extra_data: Mapping[str, Any] | None,
 ) -> str:
-    """SHA-256 (hex) of a canonical JSON of the credit: the same credit gives the same key anywhere.
-
-    ``sort_keys`` makes the order of ``extra_data`` keys irrelevant; compact separators and
-    ``ensure_ascii`` remove every formatting freedom ``json.dumps`` has.
-    """
+    """SHA-256 (hex) of a canonical JSON of the credit: the same credit gives the same key anywhere."""
     canonical = json.dumps(
         {
             "id_type": id_type,
@@ -176,11 +172,7 @@ def _reserved_key(key: str | None, extra_columns: Mapping[str, str]) -> str | No
 
 
 class CreditMapping:
-    """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects.
-
-    All arguments are checked in ``__init__`` (bad configuration fails before the first request, with
-    the argument named); the columns are checked against the first chunk by :meth:`check_columns`.
-    """
+    """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects."""
 
     def __init__(
         self,
@@ -234,11 +226,7 @@ class CreditMapping:
             self.set_known_activities(known_activities)
 
     def set_known_activities(self, activity_ids: Collection[str]) -> None:
-        """Use the program's active activities to reject unknown ids before sending.
-
-        A fixed ``activity_id`` that is not active is a configuration error: it would reject every
-        row, so it fails at once with one message.
-        """
+        """Use the program's active activities to reject unknown ids before sending."""
         self.known_activities = frozenset(str(a) for a in activity_ids)
         if self.activity_id is not None and self.activity_id not in self.known_activities:
             raise SyncConfigError(

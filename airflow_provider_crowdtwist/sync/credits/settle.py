@@ -94,12 +94,7 @@ class _Step:
 
 
 class CreditSettler:
-    """Settles ``unknown`` credits in bounded verify-then-resend cycles (``docs/sync-design.md``).
-
-    ``send(req)`` sends one credit *now* and records its ledger state (the key was already turned
-    ``pending`` by :meth:`CreditLedger.mark_resend`); ``parallel(items, work)`` runs ``work`` on the
-    sync's workers and yields ``(item, result)``. Counters are read by the sync for its summary.
-    """
+    """Settles ``unknown`` credits in bounded verify-then-resend cycles (``docs/sync-design.md``)."""
 
     def __init__(
         self,
@@ -140,11 +135,7 @@ class CreditSettler:
         self.queue.add(item, since + self.verify_delay)
 
     def settle(self, *, wait: bool) -> Iterator[Settled]:
-        """Settle queued credits; yield each final state. ``wait=False``: only those already due.
-
-        With ``wait=True`` this returns when the queue is empty or the run was stopped; what is still
-        queued then is yielded ``unknown`` ("not verified: stopped").
-        """
+        """Settle queued credits; yield each final state. ``wait=False``: only those already due."""
         while len(self.queue) and not self.stop.is_set():
             if not wait and self.queue.due_in() > 0:
                 return

@@ -60,10 +60,7 @@ class Check:
 def look_back_start(
     first_sent_at: float | None, activity_date: int | None = None, margin: float = CLOCK_MARGIN
 ) -> float | None:
-    """How far back the history must be read to see a credit first sent at ``first_sent_at``.
-
-    None (read it all) when the send time is not known, e.g. a key left ``unknown`` by an old ledger.
-    """
+    """How far back the history must be read to see a credit first sent at ``first_sent_at``."""
     if first_sent_at is None:
         return None
     start = first_sent_at if activity_date is None else min(first_sent_at, float(activity_date))
@@ -117,12 +114,7 @@ class _Due(Generic[T]):
 
 
 class SettleQueue(Generic[T]):
-    """Items waiting for their settle delay, handed out in batches once due.
-
-    The credit sync puts each ``unknown`` credit here with the time it may be looked up (its
-    ``unknown_since`` plus ``verify_delay``); :meth:`next_batch` sleeps until the earliest is due
-    (waking early when the stop event is set) and returns every item due by then.
-    """
+    """Items waiting for their settle delay, handed out in batches once due."""
 
     def __init__(
         self,

@@ -25,11 +25,7 @@ OnRemoved = Literal["ignore", "deactivate", "delete"]
 
 
 class MemberOutcome(str, Enum):
-    """The member sync's outcomes beyond :class:`~.outcomes.Outcome` (declared to the frame).
-
-    ``deactivated`` and ``deleted`` are members who left the source (counted in ``rows_removed``, not
-    in the rows read); ``reactivated`` is a source row for a member an earlier run deactivated.
-    """
+    """The member sync's outcomes beyond :class:`~.outcomes.Outcome` (declared to the frame)."""
 
     DEACTIVATED = "deactivated"
     DELETED = "deleted"

@@ -162,11 +162,7 @@ class MemberMapping:
         return ID_TYPE_ATTRIBUTES.get(self.id_type)
 
     def plan(self, columns: Sequence[str]) -> _Plan:
-        """Compile (and cache) the column plan for a chunk's columns; raise on column-level config errors.
-
-        The first chunk is checked strictly: ``id_column`` and every ``field_mapping`` column must be
-        present. Later chunks (JSON lines can differ) only add new columns.
-        """
+        """Compile (and cache) the column plan for a chunk's columns; raise on column-level config errors."""
         key = tuple(columns)
         cached = self._plans.get(key)
         if cached is not None:
@@ -223,11 +219,7 @@ class MemberMapping:
     # ---- rows ------------------------------------------------------------------------------
 
     def column_of(self, attribute: str) -> str | None:
-        """The source column an attribute of a payload came from (``custom_data.<key>`` for custom keys).
-
-        Lets a message that names an attribute -- CrowdTwist's refusal, a create rule -- name the
-        column the user has to fix. ``None`` when no column of the source sent it.
-        """
+        """The source column an attribute of a payload came from (``custom_data.<key>`` for custom keys)."""
         key = attribute[len(CUSTOM_DATA_PREFIX) :] if attribute.startswith(CUSTOM_DATA_PREFIX) else None
         whole_custom = None
         for plan in list(self._plans.values()):
@@ -330,11 +322,7 @@ class MemberMapping:
         return MappedRow(row_number, identifier, self.dedupe_key(identifier), payload)
 
     def _restore_zip_zeros(self, payload: dict[str, Any]) -> None:
-        """A numeric postal code of a US (or country-less, i.e. domestic) member gets its zeros back.
-
-        Other countries' codes are sent as the number's digits: their lengths vary (4 in Austria),
-        so padding there would be a guess.
-        """
+        """A numeric postal code of a US (or country-less, i.e. domestic) member gets its zeros back."""
         postal = payload.get("postal_code")
         if not isinstance(postal, DigitsFromNumber):
             return

@@ -58,12 +58,7 @@ def mapping_domain(mapping: MemberMapping) -> str:
 
 @dataclass
 class MemberReader:
-    """Reads chunks into ``spool``; ``reject`` receives each row rejected by mapping or validation.
-
-    ``take(chunk)`` returns the rows of the chunk this run syncs (its partition's) and their row
-    numbers in the source, counting them as read. ``state`` may be ``None``; ``full_refresh`` ignores
-    its "unchanged" verdict (every row is mapped and sent).
-    """
+    """Reads chunks into ``spool``; ``reject`` receives each row rejected by mapping or validation."""
 
     mapping: MemberMapping
     spool: Spool
@@ -172,13 +167,7 @@ _ASCII_WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 
 
 def dedupe_keys(column: pd.Series, mapping: MemberMapping) -> pd.Series:
-    """Each row's dedupe key exactly as the mapping computes it (``None``/NaN: no usable identifier).
-
-    A column of ASCII text is done column-wise: stripping these characters and lower-casing ASCII is
-    exactly what ``to_text`` and ``dedupe_key`` do per value. Anything else (numbers, non-ASCII
-    text, whose case rules differ between libraries) goes through those functions one by one, so a
-    member's key never depends on which path computed it.
-    """
+    """Each row's dedupe key exactly as the mapping computes it (``None``/NaN: no usable identifier)."""
     if pd.api.types.is_string_dtype(column.dtype) and not pd.api.types.is_object_dtype(column.dtype):
         ascii_only = column.str.isascii().fillna(True).astype(bool).all()
         if ascii_only:

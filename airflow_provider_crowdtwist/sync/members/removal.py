@@ -38,10 +38,7 @@ class RemovedMember:
 
 
 def removed_members(state: MemberState, on_removed: str) -> tuple[int, Callable[[], Iterator[RemovedMember]]]:
-    """How many members left the source, and a way to list them (read from the state file lazily).
-
-    Call only after the source was read completely: "not seen" means nothing before that.
-    """
+    """How many members left the source, and a way to list them (read from the state file lazily)."""
     positions = state.unseen(include_deactivated=on_removed == "delete")
 
     def members() -> Iterator[RemovedMember]:
@@ -91,12 +88,7 @@ def preview_target(rejects_path: Any) -> Any:
 
 class RemovalsList:
     """The members a run removed -- or a dry run would remove -- one JSON line each, in a file beside the
-    rejects file (``x.jsonl`` -> ``x.removals.jsonl``); without ``rejects_path``, in the task log.
-
-    A line: ``identifier``, ``action`` (``deactivate`` / ``delete``), ``outcome`` (what happened, or in
-    a dry run what a real run would try for; ``null`` when the guard stopped the run), ``message``.
-    A dry run and the real run after it list the same identifiers. A context manager.
-    """
+    rejects file (``x.jsonl`` -> ``x.removals.jsonl``); without ``rejects_path``, in the task log."""
 
     def __init__(self, rejects_path: Any, action: str, log: Any, *, dry_run: bool) -> None:
         self.action = action

@@ -28,10 +28,7 @@ _TEXT_INFERRED = frozenset({"string", "empty"})
 
 
 def member_keys(dedupe_keys: Sequence[str] | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit).
-
-    A text ``Series`` and a list of the same strings hash alike (pandas hashes the characters).
-    """
+    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit)."""
     series = dedupe_keys if isinstance(dedupe_keys, pd.Series) else pd.Series(list(dedupe_keys), dtype=object)
     k1 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[0]).to_numpy()
     k2 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[1]).to_numpy()
@@ -69,13 +66,7 @@ def _hashable(column: pd.Series) -> pd.Series | None:
 def chunk_fingerprints(
     chunk: pd.DataFrame, positions: Sequence[int], key: bytes, domain: str
 ) -> np.ndarray | None:
-    """Keyed fingerprints (``int64``) of the columns at ``positions`` of every row, or ``None``.
-
-    ``positions`` include the identifier's column. ``domain`` names everything else the payload
-    depends on (mapping settings); the columns' names and dtypes are added here, so a chunk that
-    arrives with other dtypes is simply "changed". ``None`` means a column holds values that do not
-    hash exactly: fingerprint the payloads instead.
-    """
+    """Keyed fingerprints (``int64``) of the columns at ``positions`` of every row, or ``None``."""
     parts: dict[str, pd.Series] = {}
     described: list[str] = []
     for i, pos in enumerate(positions):

@@ -39,16 +39,7 @@ class MemberClient(SyncClient, Protocol):
 
 
 class UpsertOrder:
-    """Which request an upsert tries first, learned from the answers so far in this run.
-
-    PUT first costs one request for a member CrowdTwist has and two for a new one (404, then POST);
-    POST first costs the reverse (an existing member answers "email_address already taken", then
-    PUT). So the cheaper order follows the share of new members: the first load of a program (nearly
-    all new) costs about one request a row instead of two, and a routine sync (nearly all existing)
-    stays at one PUT a row. The share is a moving average over the latest answers, shared by all
-    workers, starting from "existing" (PUT first). Only for ``id_type`` email: "email_address already
-    taken" is the one duplicate answer the contract documents, so only there is POST first safe.
-    """
+    """Which request an upsert tries first, learned from the answers so far in this run."""
 
     #: Weight of each new answer in the moving average: about the last 40 rows decide.
     SMOOTHING = 0.05
@@ -140,11 +131,7 @@ class MemberSender:
         return self._ok(row, Outcome.CREATED)
 
     def _create(self, row: SpooledRow, payload: dict[str, Any]) -> None:
-        """POST the member; then PUT what the create does not take (``is_active``, ``remove_points``).
-
-        Without the PUT a row with ``is_active=0`` would end ``created`` with an active member. When
-        the PUT fails the row takes that error, its message saying the member was created.
-        """
+        """POST the member; then PUT what the create does not take (``is_active``, ``remove_points``)."""
         body, update_only = split_update_only(payload)
         # A new member has nothing to clear: nulls (null_values="clear") stay out of the create.
         self.client.create_user({k: v for k, v in body.items() if v is not None})
@@ -180,10 +167,7 @@ class MemberSender:
             return self._ok(row, Outcome.CREATED)
 
     def _cannot_create(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
-        """A member that is not there can only be created with the create rules met (location...).
-
-        Checked only after CrowdTwist said "not found": an update needs none of these fields.
-        """
+        """A member that is not there can only be created with the create rules met (location...)."""
         problem = check_create(payload)
         if not problem:
             return None

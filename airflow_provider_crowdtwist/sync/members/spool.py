@@ -28,13 +28,7 @@ else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see
 
 @dataclass(frozen=True)
 class SpooledRow:
-    """A row waiting to be sent.
-
-    ``key``/``key2``: the member's key (:func:`.row_hash.member_keys`); ``fingerprint``: what the
-    member state records when CrowdTwist accepts the row; ``known``: ``None`` without a state, else
-    whether the state knows the member (a known member is updated first, a new one created first);
-    ``reactivate``: the state has the member as deactivated by an earlier run.
-    """
+    """A row waiting to be sent."""
 
     row_number: int
     identifier: str
@@ -53,10 +47,7 @@ class SpooledRow:
 
 @dataclass(frozen=True)
 class SupersededRow:
-    """A row replaced by a later row for the same member (reported as ``skipped``).
-
-    ``identifier`` and ``payload_json`` are ``None`` for a row that was ``unchanged`` (never mapped).
-    """
+    """A row replaced by a later row for the same member (reported as ``skipped``)."""
 
     row_number: int
     identifier: str | None
@@ -92,13 +83,7 @@ def _take_lock(path: str) -> IO[Any] | None:
 
 
 def remove_dead_spools(directory: str | None = None) -> list[str]:
-    """Remove the spool directories in ``directory`` (default: the temp dir) whose owner is gone.
-
-    Payloads carry passwords, and a killed task (SIGKILL, out of memory) never cleans up. Only a
-    directory whose ``owner.lock`` exists and can be locked is removed: the kernel released its
-    owner's ``flock`` when the process died (the lock file is put in place already locked, so a spool
-    being created right now is never taken for a dead one). Returns the removed paths.
-    """
+    """Remove the spool directories in ``directory`` (default: the temp dir) whose owner is gone."""
     if fcntl is None:  # pragma: no cover - Windows: no flock, nothing is removed
         return []
     removed = []
@@ -147,12 +132,7 @@ class Spool:
         self._resolved: _Resolution | None = None
 
     def add_many(self, rows: Iterable[tuple[int, str, str, str]], state: RowState | None = None) -> int:
-        """Add ``(row_number, dedupe_key, identifier, payload_json)`` tuples in source order.
-
-        Row numbers must increase across calls: "last wins" means the highest row number wins.
-        ``state``, aligned with ``rows``, carries the member state's view of each row; without it the
-        keys are computed here from the dedupe keys.
-        """
+        """Add ``(row_number, dedupe_key, identifier, payload_json)`` tuples in source order."""
         batch = list(rows)
         if not batch:
             return 0
