@@ -21,7 +21,8 @@ from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError, ledger_problem
+from airflow_provider_crowdtwist.sync.credits.config import ledger_problem
+from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError
 from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY
 from airflow_provider_crowdtwist.sync.credits.settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
 from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits

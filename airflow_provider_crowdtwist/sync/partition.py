@@ -6,6 +6,7 @@ Why it is built this way: ``docs/sync-design.md``, section ``sync/partition.py``
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,41 @@ def expand_arguments(count: int, **per_program: Sequence[Any]) -> list[dict[str,
     return [{**program, "partition": part} for program in (programs or [{}]) for part in partitions(count)]
 
 
+def check_layout(location: Any, partition: Partition | None) -> None:
+    """Refuse a ledger already kept under another partition layout (docs/scale-out.md).
+
+    Only local ledgers can be listed; for an object-storage ledger the rule is documented instead.
+    """
+    from airflow_provider_crowdtwist.sync.paths import is_local  # paths is not needed to parse a DAG
+
+    if location is None or not is_local(location):
+        return
+    folder, name = os.path.split(os.fspath(location))
+    folder = folder or "."
+    if not os.path.isdir(folder):
+        return
+    stem, dot, ext = name.rpartition(".")
+    prefix, suffix = (stem, "." + ext) if dot and stem else (name, "")
+    mine = partition.path(name) if partition is not None else name
+    others = []
+    for entry in sorted(os.listdir(folder)):
+        if entry == mine:
+            continue
+        is_base = entry == name
+        is_part = entry.startswith(prefix + ".part-") and entry.endswith(suffix)
+        if is_part and partition is not None and partition.count > 1:
+            is_part = not entry.endswith(f"-of-{partition.count}{suffix}")
+        if is_base or is_part:
+            others.append(entry)
+    if others:
+        layout = partition.label if partition is not None and partition.count > 1 else "unpartitioned"
+        raise PartitionError(
+            f"the credit ledger {name!r} exists under another partition layout ({', '.join(others)}) and "
+            f"this run is {layout}: credits recorded there would not be seen and could be awarded twice. "
+            "Keep the partition count the ledger was written with."
+        )
+
+
 def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """One summary for the partitions of one sync (their XComs), whatever sync they come from."""
     items = [dict(s) for s in summaries if s]
@@ -182,6 +218,7 @@ __all__ = [
     "Partition",
     "PartitionError",
     "active_partition",
+    "check_layout",
     "combine_summaries",
     "combined_violation",
     "expand_arguments",

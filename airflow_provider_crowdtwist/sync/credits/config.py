@@ -25,6 +25,23 @@ from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummar
 HISTORY_REQUESTS = "history"
 
 
+def ledger_problem(location: Any, allow_duplicates: object) -> str | None:
+    """Why these ledger settings cannot work, or None (checked by the operator at parse time, and by
+    the credit sync before it opens anything): the ledger is what keeps each credit exactly once."""
+    if not isinstance(allow_duplicates, bool):
+        return f"allow_duplicates must be True or False, got {allow_duplicates!r}"
+    if location in (None, "") and not allow_duplicates:
+        return (
+            "ledger_path is required: the ledger keeps each credit exactly once across retries and "
+            "reruns (CrowdTwist has no idempotency key). Give a local path or an object-storage URL, "
+            "or set allow_duplicates=True explicitly to credit without one"
+        )
+    if location not in (None, "") and allow_duplicates:
+        return "allow_duplicates=True and a ledger_path contradict each other; give one"
+    return None
+
+
+
 @dataclass(kw_only=True)
 class CreditSyncConfig(RunConfig):
     """Everything a credit sync needs besides the client, the rows and the ledger.

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.partition import Partition, PartitionError
+from airflow_provider_crowdtwist.sync.partition import Partition, check_layout
 from airflow_provider_crowdtwist.sync.paths import (
     FileInUseError,
     FileLock,
@@ -83,9 +83,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerError",
     "LedgerInUseError",
-    "check_layout",
     "ledger_location",
-    "ledger_problem",
 ]
 
 PENDING = "pending"
@@ -572,55 +570,6 @@ class CreditLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerError(f"the credit ledger {self.location} is closed")
-
-
-def ledger_problem(location: Any, allow_duplicates: object) -> str | None:
-    """Why these ledger settings cannot work, or None (checked by the operator at parse time, and by
-    the credit sync before it opens anything): the ledger is what keeps each credit exactly once."""
-    if not isinstance(allow_duplicates, bool):
-        return f"allow_duplicates must be True or False, got {allow_duplicates!r}"
-    if location in (None, "") and not allow_duplicates:
-        return (
-            "ledger_path is required: the ledger keeps each credit exactly once across retries and "
-            "reruns (CrowdTwist has no idempotency key). Give a local path or an object-storage URL, "
-            "or set allow_duplicates=True explicitly to credit without one"
-        )
-    if location not in (None, "") and allow_duplicates:
-        return "allow_duplicates=True and a ledger_path contradict each other; give one"
-    return None
-
-
-def check_layout(location: Any, partition: Partition | None) -> None:
-    """Refuse a ledger already kept under another partition layout (docs/scale-out.md).
-
-    Only local ledgers can be listed; for an object-storage ledger the rule is documented instead.
-    """
-    if location is None or not is_local(location):
-        return
-    folder, name = os.path.split(os.fspath(location))
-    folder = folder or "."
-    if not os.path.isdir(folder):
-        return
-    stem, dot, ext = name.rpartition(".")
-    prefix, suffix = (stem, "." + ext) if dot and stem else (name, "")
-    mine = partition.path(name) if partition is not None else name
-    others = []
-    for entry in sorted(os.listdir(folder)):
-        if entry == mine:
-            continue
-        is_base = entry == name
-        is_part = entry.startswith(prefix + ".part-") and entry.endswith(suffix)
-        if is_part and partition is not None and partition.count > 1:
-            is_part = not entry.endswith(f"-of-{partition.count}{suffix}")
-        if is_base or is_part:
-            others.append(entry)
-    if others:
-        layout = partition.label if partition is not None and partition.count > 1 else "unpartitioned"
-        raise PartitionError(
-            f"the credit ledger {name!r} exists under another partition layout ({', '.join(others)}) and "
-            f"this run is {layout}: credits recorded there would not be seen and could be awarded twice. "
-            "Keep the partition count the ledger was written with."
-        )
 
 
 def ledger_location(location: Any, partition: Partition | None) -> Any:

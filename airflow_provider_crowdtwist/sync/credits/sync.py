@@ -18,6 +18,7 @@ from airflow_provider_crowdtwist.sync.credits.config import (
     CreditSyncSummary,
     credit_notes,
     credit_threshold_violation,
+    ledger_problem,
 )
 from airflow_provider_crowdtwist.sync.credits.ledger import (
     CREDITED,
@@ -28,7 +29,6 @@ from airflow_provider_crowdtwist.sync.credits.ledger import (
     CreditLedger,
     LedgerError,
     ledger_location,
-    ledger_problem,
 )
 from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
 from airflow_provider_crowdtwist.sync.credits.settle import CreditSettler, SendAnswer, Unsettled

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.credits.ledger import check_layout
 from airflow_provider_crowdtwist.sync.partition import (
     Partition,
     PartitionError,
     active_partition,
+    check_layout,
     combine_summaries,
     combined_violation,
     expand_arguments,
