@@ -27,7 +27,7 @@ from airflow_provider_crowdtwist.operators._outcome import (
     emit_asset_event,
 )
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
-from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
+from airflow_provider_crowdtwist.sync.partition import active_partition
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 from airflow_provider_crowdtwist.sync.summary import (
     summary_text,
@@ -150,12 +150,9 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             chunksize=self.chunksize,
         )
         validate_requests_per_minute(self.requests_per_minute)
-        Partition.parse(self.partition)  # a PartitionError (ValueError) names the argument
         validate_volume_checks(self.min_rows, self.min_rows_action, self.max_rejected_ratio)
-        if isinstance(self.progress_interval, bool) or not isinstance(self.progress_interval, (int, float)):
-            raise ValueError(f"progress_interval must be a number of seconds, got {self.progress_interval!r}")
-        if not self.progress_interval > 0:
-            raise ValueError(f"progress_interval must be > 0 seconds, got {self.progress_interval!r}")
+        # partition, progress_interval and the other engine settings: the engine config's own
+        # validation, called by each operator's parse_time_config (one rule, one message)
 
     def _build_client(self) -> CrowdTwistClient:
         """ONE client with ONE rate limiter for all workers of this task, from the connection."""

@@ -41,7 +41,6 @@ def ledger_problem(location: Any, allow_duplicates: object) -> str | None:
     return None
 
 
-
 @dataclass(kw_only=True)
 class CreditSyncConfig(RunConfig):
     """Everything a credit sync needs besides the client, the rows and the ledger.

@@ -121,7 +121,8 @@ class MemberSync(SyncBase):
             spool.count_survivors(),
             " (dry run: no writes)" if config.dry_run else "",
         )
-        removals = self._removals()  # the source was read completely
+        # Removals only after a complete read: a stopped run read part of the source at most.
+        removals = None if run.stop.is_set() else self._removals()
         for lost in spool.superseded():  # duplicates: the last row wins
             why = f"duplicate identifier: row {lost.winner_row_number} has the same identifier and wins"
             ref = RowRef(lost.row_number, lost.identifier)
