@@ -24,7 +24,7 @@ from airflow_provider_crowdtwist.livepush.load import LiveFeedLoader
 from airflow_provider_crowdtwist.operators._common import push_summary
 from airflow_provider_crowdtwist.operators._outcome import airflow_3, emit_asset_event
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.alerts import (
+from airflow_provider_crowdtwist.sync.summary import (
     summary_text,
     too_few_rows,
     too_many_rejected,

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from airflow_provider_crowdtwist.client.transport import AnswerTooLarge, DeadlinePassed
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 
