@@ -11,6 +11,7 @@ calls the normalizer while it loads providers.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 SCHEME = "crowdtwist"
@@ -100,3 +101,33 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     if len(segments) == 2:
         segments[1] = quote(unquote(segments[1]), safe="")
     return SplitResult(SCHEME, netloc, "/" + "/".join(segments), "", "")
+
+
+def create_asset(
+    *, host: str, object: str = MEMBERS, activity_id: str | None = None, extra: dict | None = None
+) -> Any:
+    """Airflow's asset factory for the scheme: ``create_asset(host="api1.crowdtwist.com")`` is the
+    program's members asset, ``object="activities", activity_id="purchase"`` one activity's credits.
+
+    ``host`` may be the connection's whole base URL. The URI goes through :func:`sanitize_uri`, so a
+    factory-made asset equals the one the operators emit.
+    """
+    from airflow.providers.common.compat.sdk import Asset
+
+    if object == MEMBERS:
+        uri = member_asset_uri(host)
+    elif object == ACTIVITIES:
+        uri = activity_asset_uri(host, activity_id)
+    else:
+        raise ValueError(f"object must be {MEMBERS!r} or {ACTIVITIES!r}, got {object!r}")
+    return Asset(uri=uri, extra=extra)
+
+
+def convert_asset_to_openlineage(asset: Any, lineage_context: Any = None) -> Any:
+    """The OpenLineage dataset of a ``crowdtwist://`` asset: namespace ``crowdtwist://<host>``, name the
+    object path (``members``, ``activities/<id>``) -- the same naming as the sync operators' own
+    lineage (``operators/_lineage.py``), so both meet on one node of a lineage graph."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    parts = sanitize_uri(urlsplit(asset.uri))
+    return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))

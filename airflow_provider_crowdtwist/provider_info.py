@@ -157,6 +157,15 @@ def _ui_field_behaviour_kebab() -> dict[str, Any]:
 ASSET_URI_HANDLER = "airflow_provider_crowdtwist.assets.sanitize_uri"
 PLUGIN_CLASS = "airflow_provider_crowdtwist.plugins.plugin.CrowdTwistPlugin"
 RUN_LINK_CLASS = "airflow_provider_crowdtwist.operators.links.CrowdTwistRunLink"
+#: The scheme's entry: the normalizer, the asset factory and the OpenLineage converter (``assets.py``).
+ASSET_URIS: list[dict[str, Any]] = [
+    {
+        "schemes": ["crowdtwist"],
+        "handler": ASSET_URI_HANDLER,
+        "factory": "airflow_provider_crowdtwist.assets.create_asset",
+        "to_openlineage_converter": "airflow_provider_crowdtwist.assets.convert_asset_to_openlineage",
+    }
+]
 
 
 def _modules(*modules: str) -> list[dict[str, Any]]:
@@ -184,8 +193,8 @@ PROVIDER_INFO: dict[str, Any] = {
     "triggers": _modules("airflow_provider_crowdtwist.triggers.crowdtwist"),
     # The crowdtwist:// asset scheme and its normalizer: "asset-uris" is what Airflow 3 reads,
     # "dataset-uris" what Airflow 2 reads.
-    "asset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
-    "dataset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
+    "asset-uris": ASSET_URIS,
+    "dataset-uris": ASSET_URIS,
     # The CrowdTwist pages of the Airflow 3.1+ UI (docs/ui.md). Also an ``airflow.plugins`` entry point
     # in pyproject.toml: Airflow 3 reads provider-info plugins only with lazy_discover_providers=False.
     "plugins": [{"name": "crowdtwist", "plugin-class": PLUGIN_CLASS}],
