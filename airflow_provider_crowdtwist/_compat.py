@@ -26,6 +26,11 @@ _LOCATIONS: dict[str, tuple[str, ...]] = {
     "AirflowSkipException": _EXCEPTION_MODULES,
     "TaskDeferred": _EXCEPTION_MODULES,
     "conf": ("airflow.providers.common.compat.sdk", "airflow.sdk.configuration", "airflow.configuration"),
+    "BaseOperatorLink": (
+        "airflow.providers.common.compat.sdk",
+        "airflow.sdk",
+        "airflow.models.baseoperatorlink",
+    ),
     "mask_secret": (
         "airflow.providers.common.compat.sdk",
         "airflow.sdk.log",
@@ -60,3 +65,12 @@ def __getattr__(name: str) -> Any:
     value = resolve(name)
     globals()[name] = value  # resolved once
     return value
+
+
+def airflow_version(version: str | None = None) -> tuple[int, int]:
+    """``(major, minor)`` of the installed Airflow (or of ``version``): what the UI features depend on."""
+    if version is None:
+        from airflow import __version__ as version
+    pieces = [*str(version).split("."), "0"][:2]
+    major, minor = (int("".join(c for c in p if c.isdigit()) or 0) for p in pieces)
+    return major, minor

@@ -11,6 +11,7 @@ calls the normalizer while it loads providers.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 SCHEME = "crowdtwist"
@@ -45,9 +46,25 @@ def activity_asset_uri(base_url: str, activity_id: str | None = None) -> str:
     return f"{uri}/{quote(str(activity_id), safe='')}" if activity_id else uri
 
 
-def live_push_asset_uri(feed: str, table: str) -> str:
-    """``crowdtwist://live-push/<feed>/<table>``: a warehouse table loaded from a live push feed."""
-    return f"{SCHEME}://{LIVE_PUSH_HOST}/{quote(feed, safe='')}/{quote(table, safe='')}"
+def live_push_database(conn_type: str, host: str | None, port: int | None, database: str | None) -> str:
+    """The database part of a live push asset URI, one path segment, from the warehouse connection.
+
+    PostgreSQL: ``<database>@<host>:<port>`` (the port always written, 5432 by default). SQLite: the
+    database file's path (``/`` quoted). Two loads of one table name into two databases are two assets.
+    """
+    kind = conn_type.lower()
+    if kind in ("postgres", "postgresql"):
+        where = f"{database or ''}@{(host or '').lower()}:{port or 5432}"
+        return quote(where, safe="@:")
+    return quote(host or database or "", safe="")
+
+
+def live_push_asset_uri(feed: str, database: str, table: str) -> str:
+    """``crowdtwist://live-push/<feed>/<database>/<table>``: a warehouse table loaded from a feed.
+
+    ``database`` is :func:`live_push_database`'s segment, already quoted.
+    """
+    return f"{SCHEME}://{LIVE_PUSH_HOST}/{quote(feed, safe='')}/{database}/{quote(table, safe='')}"
 
 
 def sanitize_uri(uri: SplitResult) -> SplitResult:
@@ -55,7 +72,7 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
 
     Host lower-cased, the default port (443) dropped, a trailing slash dropped; the path must name an
     object this provider emits (``/members``, ``/activities``, ``/activities/<id>``, or for the host
-    ``live-push`` a loaded feed, ``/<feed>/<table>``). Anything else
+    ``live-push`` a loaded feed, ``/<feed>/<database>/<table>``). Anything else
     raises ``ValueError``, which Airflow reports as an invalid asset URI.
     """
     if not uri.hostname:
@@ -66,10 +83,10 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     netloc = host if uri.port in (None, 443) else f"{host}:{uri.port}"
     segments = [s for s in uri.path.split("/") if s]
     if host == LIVE_PUSH_HOST:
-        if len(segments) != 2 or segments[0] not in LIVE_PUSH_FEEDS:
+        if len(segments) != 3 or segments[0] not in LIVE_PUSH_FEEDS:
             raise ValueError(
-                f"crowdtwist://{LIVE_PUSH_HOST} asset path {uri.path!r} must be /<feed>/<table> with feed "
-                f"one of {', '.join(LIVE_PUSH_FEEDS)}"
+                f"crowdtwist://{LIVE_PUSH_HOST} asset path {uri.path!r} must be /<feed>/<database>/<table> "
+                f"with feed one of {', '.join(LIVE_PUSH_FEEDS)} (see docs/live-push.md)"
             )
         return SplitResult(SCHEME, host, "/" + "/".join(segments), "", "")
     if not (
@@ -84,3 +101,33 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     if len(segments) == 2:
         segments[1] = quote(unquote(segments[1]), safe="")
     return SplitResult(SCHEME, netloc, "/" + "/".join(segments), "", "")
+
+
+def create_asset(
+    *, host: str, object: str = MEMBERS, activity_id: str | None = None, extra: dict | None = None
+) -> Any:
+    """Airflow's asset factory for the scheme: ``create_asset(host="api1.crowdtwist.com")`` is the
+    program's members asset, ``object="activities", activity_id="purchase"`` one activity's credits.
+
+    ``host`` may be the connection's whole base URL. The URI goes through :func:`sanitize_uri`, so a
+    factory-made asset equals the one the operators emit.
+    """
+    from airflow.providers.common.compat.sdk import Asset
+
+    if object == MEMBERS:
+        uri = member_asset_uri(host)
+    elif object == ACTIVITIES:
+        uri = activity_asset_uri(host, activity_id)
+    else:
+        raise ValueError(f"object must be {MEMBERS!r} or {ACTIVITIES!r}, got {object!r}")
+    return Asset(uri=uri, extra=extra)
+
+
+def convert_asset_to_openlineage(asset: Any, lineage_context: Any = None) -> Any:
+    """The OpenLineage dataset of a ``crowdtwist://`` asset: namespace ``crowdtwist://<host>``, name the
+    object path (``members``, ``activities/<id>``) -- the same naming as the sync operators' own
+    lineage (``operators/_lineage.py``), so both meet on one node of a lineage graph."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    parts = sanitize_uri(urlsplit(asset.uri))
+    return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))

@@ -89,6 +89,28 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "true, false, or the path of a CA bundle file.",
         "schema": {"type": ["string", "null"], "default": "true"},
     },
+    "max_answer_bytes": {
+        "label": "Largest answer (bytes)",
+        "description": "An answer larger than this (raw or decoded) fails the request. A CrowdTwist "
+        "answer is a few KB; the default is 8 MiB.",
+        "schema": {"type": ["integer", "null"], "default": 8388608, "minimum": 1024},
+    },
+    "attempt_deadline": {
+        "label": "Deadline of one attempt (seconds)",
+        "description": "The most one attempt may take in all, however slowly the server answers. "
+        "Empty: connect timeout + read timeout.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "client_cert": {
+        "label": "Client certificate (PEM path)",
+        "description": "For a gateway that asks for a client certificate: its PEM file on the worker.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "client_key": {
+        "label": "Client certificate key (PEM path)",
+        "description": "The client certificate's key, when it is not in the certificate's file.",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -115,6 +137,10 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "connect_timeout": "5",
         "requests_per_minute": "10000",
         "verify": "true",
+        "max_answer_bytes": "8388608",
+        "attempt_deadline": "connect + read timeout",
+        "client_cert": "/path/to/client.pem (optional)",
+        "client_key": "/path/to/client.key (optional)",
     },
 }
 
@@ -129,6 +155,17 @@ def _ui_field_behaviour_kebab() -> dict[str, Any]:
 
 
 ASSET_URI_HANDLER = "airflow_provider_crowdtwist.assets.sanitize_uri"
+PLUGIN_CLASS = "airflow_provider_crowdtwist.plugins.plugin.CrowdTwistPlugin"
+RUN_LINK_CLASS = "airflow_provider_crowdtwist.operators.links.CrowdTwistRunLink"
+#: The scheme's entry: the normalizer, the asset factory and the OpenLineage converter (``assets.py``).
+ASSET_URIS: list[dict[str, Any]] = [
+    {
+        "schemes": ["crowdtwist"],
+        "handler": ASSET_URI_HANDLER,
+        "factory": "airflow_provider_crowdtwist.assets.create_asset",
+        "to_openlineage_converter": "airflow_provider_crowdtwist.assets.convert_asset_to_openlineage",
+    }
+]
 
 
 def _modules(*modules: str) -> list[dict[str, Any]]:
@@ -156,8 +193,13 @@ PROVIDER_INFO: dict[str, Any] = {
     "triggers": _modules("airflow_provider_crowdtwist.triggers.crowdtwist"),
     # The crowdtwist:// asset scheme and its normalizer: "asset-uris" is what Airflow 3 reads,
     # "dataset-uris" what Airflow 2 reads.
-    "asset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
-    "dataset-uris": [{"schemes": ["crowdtwist"], "handler": ASSET_URI_HANDLER}],
+    "asset-uris": ASSET_URIS,
+    "dataset-uris": ASSET_URIS,
+    # The CrowdTwist pages of the Airflow 3.1+ UI (docs/ui.md). Also an ``airflow.plugins`` entry point
+    # in pyproject.toml: Airflow 3 reads provider-info plugins only with lazy_discover_providers=False.
+    "plugins": [{"name": "crowdtwist", "plugin-class": PLUGIN_CLASS}],
+    # Airflow 2's webserver rebuilds extra links from these classes; Airflow 3 keeps them as XComs.
+    "extra-links": [RUN_LINK_CLASS],
     "connection-types": [
         {
             "connection-type": CONN_TYPE,
@@ -185,4 +227,8 @@ CONNECTION_FIELD_LABELS: dict[str, str] = {
     "read_timeout": "connection extra 'timeout' (read_timeout)",
     "verify": "connection extra 'verify'",
     "requests_per_minute": "connection extra 'requests_per_minute'",
+    "max_answer_bytes": "connection extra 'max_answer_bytes'",
+    "attempt_deadline": "connection extra 'attempt_deadline'",
+    "client_cert": "connection extra 'client_cert'",
+    "client_key": "connection extra 'client_key'",
 }

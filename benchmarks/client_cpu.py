@@ -1,4 +1,4 @@
-"""Client CPU per row: a member sync at 64 workers, 50 ms latency, no rate cap, today's code beside it.
+"""Client CPU per row: a member sync at 64 workers, 50 ms latency, no rate cap, the old pool beside it.
 
 Run: ``python benchmarks/client_cpu.py [--rows 6000] [--workers 64] [--latency-ms 50] [--profile]``
 
@@ -7,8 +7,10 @@ first (not timed), so each measured pass is the steady state of a nightly sync: 
 pass is a child process of its own that reports its own CPU time (``time.process_time``: every
 thread of the engine and the client, user + system) and the wall time of ``sync_members``:
 
-* ``baseline``: the package as it was at ``--baseline-rev`` (today's client, exported from git);
-* ``current``: this working tree;
+* ``hand-written pool``: this working tree's client over the ``http.client`` pool it used before
+  issue 21 (``benchmarks/_direct_pool.py``, handed to the client as its ``transport``);
+* ``current``: this working tree, over its one transport (``urllib3``);
+* ``baseline``: only with ``--baseline-rev REV``: the package as it was at REV, exported from git;
 * ``bare http.client (ceiling)``: no engine and no client, one ``http.client`` connection per thread
   sending the same ``PUT``s: what this machine and this sandbox allow at all, so a rows/s figure can
   be read against it (64 workers at 50 ms cannot pass 1,280 rows/s whatever the client costs).
@@ -22,8 +24,8 @@ worker thread plus the main thread, merged; a wall clock would charge every thre
 to whatever it was blocked in) and prints the top entries by own time -- the tables in
 docs/performance.md. Profiling slows everything down, so its timings are not the benchmark's figures.
 
-Targets (issue 16): <= 0.6 ms of CPU per row and >= 1,200 rows/s. Nothing is asserted; it prints a
-table. The machine may be shared: say so when quoting the figures.
+Targets (issue 16, kept by issue 21): <= 0.6 ms of CPU per row and >= 1,200 rows/s. Nothing is
+asserted; it prints a table. The machine may be shared: say so when quoting the figures.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def child(args: argparse.Namespace) -> int:
     from airflow_provider_crowdtwist.client.client import CrowdTwistClient
     from airflow_provider_crowdtwist.client.config import ClientConfig
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
     if args.bare:
         return bare_child(args)
@@ -103,7 +105,16 @@ def child(args: argparse.Namespace) -> int:
 
     quiet.addHandler(_ReadPhase())
     profilers: list[Any] = []
-    with CrowdTwistClient(config, rate_limiter=RateLimiter(0)) as client:
+    transport = None
+    if args.pool == "direct":
+        from _direct_pool import DirectTransport
+
+        transport = DirectTransport(
+            config.api_root, verify=True, connect_timeout=5.0, read_timeout=30.0, max_idle=args.workers
+        )
+    with CrowdTwistClient(
+        config, rate_limiter=RateLimiter(0), **({"transport": transport} if transport else {})
+    ) as client:
         main_profiler = None
         if args.profile:
             import cProfile
@@ -185,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument(
+        "--baseline-rev", default=None, help=f"also measure the package at REV (e.g. {BASELINE_REV})"
+    )
+    parser.add_argument("--pool", default="", help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top entries per pass")
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -203,21 +217,26 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, SandboxProcess() as sandbox:
-        baseline_path = export_baseline(args.baseline_rev, Path(tmp))
         common = ["--base-url", sandbox.base_url, "--api-key", sandbox.api_key, "--rows", str(args.rows)]
         # create the members once, fast, so every measured pass is one PUT per row
         run_child(HERE, [*common, "--workers", "32", "--label", "create"], ROOT)
         sandbox.admin.set_faults(latency_ms=args.latency_ms)
         passes = [
-            (f"baseline ({args.baseline_rev})", baseline_path, False),
-            ("current", ROOT, False),
-            ("bare http.client (ceiling)", ROOT, True),
+            ("hand-written pool (before #21)", ROOT, "direct"),
+            ("current (urllib3 transport)", ROOT, ""),
+            ("bare http.client (ceiling)", ROOT, "bare"),
         ]
-        for generation, (label, path, bare) in enumerate(passes, start=1):
+        if args.baseline_rev:
+            passes.insert(
+                0, (f"baseline ({args.baseline_rev})", export_baseline(args.baseline_rev, Path(tmp)), "")
+            )
+        for generation, (label, path, kind) in enumerate(passes, start=1):
             extra = ["--workers", str(args.workers), "--generation", str(generation), "--label", label]
-            if bare:
+            if kind == "bare":
                 extra.append("--bare")
-            elif args.profile:
+            elif kind == "direct":
+                extra += ["--pool", "direct"]
+            if kind != "bare" and args.profile:
                 extra += ["--profile", "--profile-top", str(args.profile_top)]
             result = run_child(HERE, [*common, *extra], path)
             result["run"] = label
@@ -229,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(f"{label}: {result['rows_per_s']:.0f} rows/s", file=sys.stderr, flush=True)
     base = results[0]
-    for result in results[:2]:  # the ceiling row is not a client
-        result["cpu_vs_baseline"] = result["cpu_ms_per_row"] / base["cpu_ms_per_row"]
-        result["rate_vs_baseline"] = result["rows_per_s"] / base["rows_per_s"]
+    for result in results[:-1]:  # the ceiling row is not a client
+        result["cpu_vs_first"] = result["cpu_ms_per_row"] / base["cpu_ms_per_row"]
+        result["rate_vs_first"] = result["rows_per_s"] / base["rows_per_s"]
         result["meets_target"] = (
             "yes"
             if result["cpu_ms_per_row"] <= TARGET_CPU_MS and result["rows_per_s"] >= TARGET_ROWS_S
@@ -249,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             ("send_rows_per_s", ".0f"),
             ("req_per_row", ".3f"),
             ("updated", "d"),
-            ("cpu_vs_baseline", ".2f"),
-            ("rate_vs_baseline", ".2f"),
+            ("cpu_vs_first", ".2f"),
+            ("rate_vs_first", ".2f"),
             ("meets_target", ""),
         ],
         results,

@@ -8,7 +8,8 @@ member profile, every activity completion) and lands them as JSON-lines files un
 of any common.sql connection (SQLite and PostgreSQL here): one row per member at its newest version,
 one row per activity completion. Loaded files move to ``loaded/``, so each run picks up only the new
 ones, and loading a file twice changes nothing. Each task updates an asset
-(``crowdtwist://live-push/profile/<table>``), so a downstream DAG can be scheduled on fresh data.
+(``crowdtwist://live-push/profile/<database>/<table>``), so a downstream DAG can be scheduled on fresh
+data, and pushes a ``summary`` XCom with a one-line ``text``, as the syncs do.
 
 Settings (environment variables, with working defaults):
 

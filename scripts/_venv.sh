@@ -93,11 +93,19 @@ ensure_venv() {
     else
         AIRFLOW_PIN="apache-airflow==$AIRFLOW_VERSION"
     fi
-    _log "installing the provider with the dev dependency group and $AIRFLOW_PIN into $VENV"
+    # pip's resolver warnings and setuptools' notices (~190 lines) go to a log file, not the screen: a
+    # first run should show what the provider does, not the installer. The log is shown on failure.
+    local install_log="$VENV/install.log"
+    _log "installing the provider with the dev dependency group and $AIRFLOW_PIN into $VENV" \
+        "(about a minute; log: $install_log)"
     # pip >= 25.1 reads PEP 735 dependency groups (--group); the test tools are not a published extra.
-    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1" >/dev/null
     # shellcheck disable=SC2086  # the pins are separate words on purpose
-    (cd "$ROOT" && "$PY" -m pip install --quiet --disable-pip-version-check \
-        -e . --group dev $AIRFLOW_PIN $EXTRA_PINS) || return 1
+    if ! { "$PY" -m pip install --disable-pip-version-check --upgrade "pip>=25.1" \
+        && (cd "$ROOT" && "$PY" -m pip install --disable-pip-version-check \
+            -e . --group dev $AIRFLOW_PIN $EXTRA_PINS); } >"$install_log" 2>&1; then
+        tail -n 40 "$install_log" >&2
+        _log "installing into $VENV failed; the whole log is $install_log"
+        return 1
+    fi
     echo "$want" >"$stamp"
 }

@@ -27,6 +27,22 @@ from typing import Any
 
 OUTCOMES = ("created", "updated", "unchanged", "credited", "skipped", "rejected", "failed", "unknown")
 
+#: One line per outcome, printed under the table for each outcome that occurred: a first-time reader
+#: should not have to look up why a row was "skipped" or what "unknown" asks of them.
+MEANINGS = {
+    "created": "a new member CrowdTwist did not have",
+    "updated": "a member CrowdTwist had, changed to what the source says",
+    "unchanged": "the same as at the last run (state_path): no request was needed",
+    "credited": "CrowdTwist awarded the activity (verified where the answer was ambiguous)",
+    "skipped": "not sent on purpose, with the reason in the log: a duplicate of another row of the "
+    "same member or dedupe key (the last row wins), or a credit the ledger already holds",
+    "rejected": "refused (by a documented rule, or by CrowdTwist): the rejects file names the row, the "
+    "column and the reason; fix the source and rerun",
+    "failed": "CrowdTwist certainly did not apply it (e.g. a 5xx before anything was written): a rerun "
+    "sends it again",
+    "unknown": "sent, but not provable yet either way: the next run looks it up before sending anything",
+}
+
 
 def latest_run_id(db: Path, dag_id: str) -> str | None:
     """The run id of the most recent run of ``dag_id`` (highest ``dag_run.id``)."""
@@ -82,7 +98,8 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
                 str(s.get("rows_read", "")),
                 str(s.get("requests_sent", "")),
                 f"{float(s.get('duration_seconds') or 0):.2f}",
-                f"{float(s.get('rows_per_second') or 0):.0f}",
+                # a rate over a run that sent nothing (all unchanged or skipped) means nothing
+                f"{float(s.get('rows_per_second') or 0):.0f}" if s.get("requests_sent") else "-",
             ]
         )
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
@@ -93,6 +110,9 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
         )
 
     out = [fmt(header), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines)]
+    for outcome in used:
+        if outcome in MEANINGS and any(s["counts"].get(outcome) for s in summaries.values()):
+            out.append(f"  {outcome}: {MEANINGS[outcome]}")
     for task_id, s in summaries.items():
         if s.get("rejects_path"):
             out.append(

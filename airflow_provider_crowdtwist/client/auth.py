@@ -1,12 +1,8 @@
-"""CrowdTwist authentication as ``requests`` auth objects.
+"""CrowdTwist authentication, as values the client puts on each request and as ``requests`` auth.
 
-Auth runs on the prepared request after the URL and body are final, so the HMAC signer sees the exact
-bytes and the exact ``path?query`` that go on the wire (``path_url``), and a retry, which prepares the
-request again, is signed again with a fresh timestamp.
-
-An API key never changes within a run, so :class:`ApiKeyAuth` also hands out its header or query
-parameter as plain values (:meth:`ApiKeyAuth.headers`, :meth:`ApiKeyAuth.query`): the client puts them
-into its request template once, instead of running an auth hook on every request.
+The client signs each attempt (HMAC: :meth:`HmacAuth.sign`) over the exact body bytes and
+``path?query`` that go on the wire, with a fresh timestamp per retry; an API key never changes within
+a run, so :class:`ApiKeyAuth` hands out its header or query value once (``headers()``, ``query()``).
 """
 
 from __future__ import annotations

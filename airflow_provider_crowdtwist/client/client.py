@@ -1,70 +1,36 @@
-"""``CrowdTwistClient``: one ``requests.Session`` shared by many worker threads.
+"""``CrowdTwistClient``: the CrowdTwist REST API v2 calls, over :class:`~.caller.Caller`.
 
-Design points (see docs/architecture.md for the contract):
-
-* Configuration is validated in ``__init__``: bad settings fail before the first request.
-* Every attempt, retries included, first takes a token from the shared :class:`RateLimiter` and is
-  counted in ``requests_sent``; every answer is reported back to it (a 429 with its ``Retry-After``
-  and the time the request left), so the limiter learns the program's real rate and every worker
-  slows down, not only the one that got the 429.
-* Retries follow :mod:`.retry` (only 429, 5xx, connection errors; backoff with full jitter,
-  ``Retry-After`` honoured, total wait capped) in a plain loop.
-* The hot path does per run what can be done per run (see docs/performance.md): the header template
-  (with the API key), the environment's proxy and CA-bundle settings, the retry plans. Requests go
-  over :class:`~.transport.DirectTransport` (kept-alive ``http.client`` connections: ~0.6 of the
-  client's CPU per request over ``Session.send``, ``benchmarks/transport_cpu.py``) unless a proxy
-  is configured for the host, the caller passed a session of its own, or ``Session.send`` is patched
-  (``requests_mock``); then the client builds the ``PreparedRequest`` itself and hands it to
-  ``Session.send``, skipping ``Session.request``'s re-parsing, hook and environment lookups.
-  Cookies are not kept: the API is stateless and authenticates every request by key.
-* Errors are typed and carry ``ambiguous``; they are built *outside* any ``except`` block from
-  redacted text, so neither their text nor ``__cause__``/``__context__`` can hold a ``requests``
-  exception whose message embeds a URL with the API key.
-* Redirects are not followed: a redirect to another host would carry the ``X-CT-Authorization``
-  header there.
+The machinery every call shares (rate limit, the one transport, retries, typed and redacted errors)
+lives in :mod:`.caller`; this module holds what each endpoint means: its path, its body, which answers
+are its success and which refusals it types (see docs/architecture.md for the contract).
 """
 
 from __future__ import annotations
 
-import json as jsonlib
-import logging
-import random
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
-from types import TracebackType
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
-from requests.utils import default_headers
 
-from airflow_provider_crowdtwist import __version__
-from airflow_provider_crowdtwist.client.auth import ApiKeyAuth, HmacAuth
+from airflow_provider_crowdtwist.client.caller import USER_AGENT, Caller
 from airflow_provider_crowdtwist.client.config import (
     CREDIT_ID_TYPES,
     ID_TYPE_ATTRIBUTES,
     ID_TYPES,
     PII_FREE_ID_TYPES,
     UPDATE_ONLY_FIELDS,
-    ClientConfig,
     id_type_problem,
 )
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistAlreadyProcessedError,
     CrowdTwistConfigError,
-    CrowdTwistConnectionError,
     CrowdTwistDeletionNotFoundError,
     CrowdTwistDeletionRefusedError,
     CrowdTwistError,
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
-    error_class_for_status,
 )
 from airflow_provider_crowdtwist.client.models import (
     Activity,
@@ -75,27 +41,7 @@ from airflow_provider_crowdtwist.client.models import (
     parse_activity_history,
     parse_activity_page,
     parse_deletion,
-    parse_error_body,
 )
-from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
-from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
-from airflow_provider_crowdtwist.client.retry import (
-    AttemptResult,
-    ResponseLike,
-    RetryPlan,
-    classify_transport_error,
-    is_ambiguous_status,
-    is_retryable_status,
-    parse_retry_after,
-)
-from airflow_provider_crowdtwist.client.transport import (
-    ACCEPT_ENCODING,
-    Answer,
-    DirectTransport,
-    TransportFailed,
-)
-
-USER_AGENT = f"airflow-provider-crowdtwist/{__version__} python-requests/{requests.__version__}"
 
 ALREADY_PROCESSED = "already processed"
 #: O:Activities-Extended21: at most 25 activities a page.
@@ -105,275 +51,30 @@ MAX_EXTENDED_PAGE_SIZE = 25
 DELETION_STATUS_PATHS: tuple[str, ...] = ("/v2/users/delete/{}", "/v2/user_deletion/{}")
 #: 404 messages that are about the member, not about the path (so the other path is not tried).
 _MEMBER_404 = ("member not found", "member id is invalid", "user does not exist")
-#: The body encoder, built once (``json.dumps`` with options builds a new encoder on every call).
-_JSON = jsonlib.JSONEncoder(separators=(",", ":"), allow_nan=False)
 #: Activities asked per history page; a server may serve fewer (the end is an empty page, not a short one).
 HISTORY_PAGE_SIZE = 100
 #: A history look-up that needs more pages than this gives up (it cannot conclude) rather than loop.
 HISTORY_MAX_PAGES = 200
-_MESSAGE_LIMIT = 300
 _ALREADY_TAKEN = ("already taken", "already exists")
+#: The answers that prove a credit applied: CrowdTwist documents 200 ``{"awarded": true}``.
+_CREDIT_SUCCESS = (200, 201)
 
 
-class _NoCookies(RequestsCookieJar):
-    """A cookie jar that keeps nothing: the API is stateless, and parsing cookies costs CPU per row."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def set_cookie(self, cookie: Any, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_NO_COOKIES = _NoCookies()
-
-
-class _LeanAdapter(HTTPAdapter):
-    """``HTTPAdapter`` minus the per-request work that gives the same answer every time.
-
-    The connection pool for ``scheme://host:port`` and its TLS settings are looked up once, not
-    re-parsed from the URL (and the CA bundle ``stat``-ed) per request; responses carry no cookie jar.
-    """
+class CrowdTwistClient(Caller):
+    """Talks to the CrowdTwist REST API v2; safe to share between threads. Takes :class:`Caller`'s
+    arguments (``config``; keyword-only ``rate_limiter``, ``transport``, ``logger``, clocks, ``rng``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pools: dict[tuple[str, Any, Any], Any] = {}
-
-    def get_connection_with_tls_context(
-        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> Any:
-        if proxies:
-            return super().get_connection_with_tls_context(request, verify, proxies, cert)
-        url = request.url or ""
-        key = (url[: url.find("/", url.find("//") + 2)], verify, cert)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
-        return pool
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        if getattr(conn, "_crowdtwist_tls", None) != (verify, cert):
-            super().cert_verify(conn, url, verify, cert)
-            conn._crowdtwist_tls = (verify, cert)
-
-    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        response = requests.Response()
-        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
-        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
-        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
-        response.raw = resp
-        response.reason = response.raw.reason
-        response.url = req.url or ""
-        response.request = req
-        response.connection = self
-        return response
-
-
-def _as_requests_response(answer: ResponseLike) -> requests.Response:
-    """``request()`` promises a ``requests.Response``; a direct answer is turned into one."""
-    if isinstance(answer, requests.Response):
-        return answer
-    response = requests.Response()
-    response.status_code = answer.status_code
-    response.reason = answer.reason
-    response.headers = CaseInsensitiveDict(answer.headers.items())
-    response._content = answer.content
-    response.encoding = requests.utils.get_encoding_from_headers(response.headers)
-    response.url = getattr(answer, "url", "")
-    return response
-
-
-@dataclass
-class _CallContext:
-    """State of one logical call across its attempts."""
-
-    method: str
-    url: str  # complete: encoded path and query (with the API key when it travels in the query)
-    shown: str  # redacted "path?query" for logs and errors
-    body: bytes | None
-    headers: dict[str, str]
-    credit: bool
-    extra_secrets: tuple[str, ...]
-    history: bool = False  # an activity-history read (counted apart: verification costs requests)
-    any_ambiguous: bool = False
-    waited: float = 0.0
-    last: AttemptResult | None = None
-
-
-class CrowdTwistClient:
-    """Talks to the CrowdTwist REST API v2; safe to share between threads."""
-
-    def __init__(
-        self,
-        config: ClientConfig,
-        *,
-        rate_limiter: RateLimiter | None = None,
-        session: requests.Session | None = None,
-        logger: logging.Logger | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        rng: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        config.validate()
-        self.config = config
-        # Every client honours the program's cap: without a shared limiter given, it paces itself.
-        if rate_limiter is None:
-            rate_limiter = RateLimiter(config.requests_per_minute)
-        self.rate_limiter = rate_limiter
-        self.log = logger or logging.getLogger(__name__)
-        self._sleep = sleep
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._rng = rng
-        secrets = [config.api_key, config.hmac_private_key]
-        self._redactor = Redactor(secrets)
-        for secret in secrets:
-            GLOBAL_REDACTOR.add(secret)
-        install_urllib3_filter()
-        self._auth: ApiKeyAuth | HmacAuth
-        self._signer: HmacAuth | None = None
-        if config.auth_type == "hmac":
-            self._auth = self._signer = HmacAuth(
-                config.hmac_public_key or "",
-                config.hmac_private_key or "",
-                config.hmac_timestamp_unit,
-                clock=wall_clock,
-            )
-        else:
-            self._auth = ApiKeyAuth(config.api_key or "", config.api_key_in)
-        self._owns_session = session is None
-        self._session = session if session is not None else self._new_session(config)
-        self._counter_lock = threading.Lock()
-        self._requests_sent = 0
         self._deletion_status_paths: tuple[str, ...] = DELETION_STATUS_PATHS
-        self._root = config.api_root
-        self._headers, self._auth_query, self._send_settings = self._request_template()
-        self._direct = self._direct_transport()
-        self._queries: dict[tuple[tuple[str, str], ...], str] = {}  # encoded query strings, by params
-        self._plan = RetryPlan(
-            max_retries=config.max_retries,
-            max_retry_wait=config.max_retry_wait,
-            backoff_base=config.backoff_base,
-            backoff_max=config.backoff_max,
-            rng=rng,
-        )
-        self._credit_plan = replace(self._plan, credit_mode=True)
-        self._history_requests_sent = 0
         #: None until the first history read tells whether the program serves the v2.1 date filter.
         self._history_date_filter: bool | None = None
-
-    def _request_template(self) -> tuple[dict[str, str], str, dict[str, Any]]:
-        """Once per client: the headers of every request, the query of every request, send()'s settings.
-
-        The session's own headers, proxies and TLS settings and the environment's (``HTTPS_PROXY``,
-        ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ...) are resolved here, as ``Session.request`` would
-        resolve them on every request; every request goes to the same host.
-        """
-        headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(default_headers())
-        headers.update(self._session.headers)
-        headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        # The codings both transports decode (requests would add br/zstd when those libraries exist).
-        headers["Accept-Encoding"] = ACCEPT_ENCODING
-        query: dict[str, str] = {}
-        if isinstance(self._auth, ApiKeyAuth):
-            headers.update(self._auth.headers())
-            query = self._auth.query()
-        settings = self._session.merge_environment_settings(
-            self.config.api_root + "/", {}, None, self.config.verify, None
-        )
-        send = {
-            "timeout": (self.config.connect_timeout, self.config.read_timeout),
-            "allow_redirects": False,
-            **settings,
-        }
-        return dict(headers.items()), urlencode(query), send
-
-    def _direct_transport(self) -> DirectTransport | None:
-        """The direct transport, when it does exactly what ``Session.send`` would do for this host.
-
-        Not with a session the caller passed (it may carry adapters, hooks or mounts of its own), nor
-        with a proxy for the API's host (``HTTPS_PROXY`` etc., already resolved with ``NO_PROXY`` by
-        ``_request_template``), nor with a client certificate.
-        """
-        if not self._owns_session or self._send_settings.get("proxies") or self._send_settings.get("cert"):
-            return None
-        return DirectTransport(
-            self._root,
-            verify=self._send_settings.get("verify", True),
-            connect_timeout=self.config.connect_timeout,
-            read_timeout=self.config.read_timeout,
-            max_idle=self.config.pool_size,
-        )
-
-    def _use_direct(self) -> bool:
-        """False while ``Session.send`` is patched (``requests_mock``): the patch must see the request."""
-        send = type(self._session).send
-        return (
-            self._direct is not None
-            and getattr(send, "__module__", "") == "requests.sessions"
-            and "send" not in vars(self._session)
-        )
-
-    @staticmethod
-    def _new_session(config: ClientConfig) -> requests.Session:
-        session = requests.Session()
-        session.cookies = _NoCookies()
-        # Our own retries decide; urllib3 must not resend anything behind our back.
-        adapter = _LeanAdapter(
-            pool_connections=4,
-            pool_maxsize=config.pool_size,
-            max_retries=urllib3.util.Retry(total=0, read=False, redirect=False),
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
 
     def __repr__(self) -> str:
         return f"CrowdTwistClient(base_url={self.config.base_url!r}, auth={self._auth!r})"
 
-    # -- bookkeeping ---------------------------------------------------------------------------
-
-    @property
-    def requests_sent(self) -> int:
-        """Every HTTP attempt sent so far, retries included."""
-        with self._counter_lock:
-            return self._requests_sent
-
-    @property
-    def history_requests_sent(self) -> int:
-        """The part of :attr:`requests_sent` that read activity histories (verifying credits)."""
-        with self._counter_lock:
-            return self._history_requests_sent
-
-    def _count(self, *, history: bool = False) -> None:
-        with self._counter_lock:
-            self._requests_sent += 1
-            if history:
-                self._history_requests_sent += 1
-
-    def close(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
-        if self._owns_session:
-            self._session.close()
-
     def __enter__(self) -> CrowdTwistClient:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def redact(self, text: object) -> str:
-        """Mask this client's secrets in ``text`` (for callers that log texts of their own)."""
-        return self._redactor.redact(text)
-
-    # -- the generic request -------------------------------------------------------------------
 
     def request(
         self,
@@ -383,256 +84,20 @@ class CrowdTwistClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> requests.Response:
-        """Send one logical request (with retries) and return the 2xx response, else raise.
-
-        ``path`` is already URL-encoded (see :func:`quote_path_value`), relative to the base URL.
-        """
-        return _as_requests_response(self._call(method, path, params=params, body=json))
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        credit: bool = False,
-        history: bool = False,
-        extra_secrets: tuple[str | None, ...] = (),
-    ) -> ResponseLike:
-        ctx = self._context(method, path, params, body, credit, extra_secrets)
-        ctx.history = history
-        plan = self._credit_plan if credit else self._plan
-        retries = 0
-        while True:
-            result = self._attempt(ctx)
-            if not result.retryable:
-                break
-            wait = plan.next_wait(result, retries, ctx.waited, ctx.any_ambiguous)
-            if wait is None:
-                break
-            retries += 1
-            ctx.waited += wait
-            self._log_retry(ctx, result, retries, wait)
-            self._sleep(wait)
-        response = result.response
-        if response is not None and 200 <= response.status_code < 300:
-            return response
-        raise self._error(ctx, result)
-
-    def _log_retry(self, ctx: _CallContext, result: AttemptResult, attempt: int, wait: float) -> None:
-        what = str(result.status) if result.status is not None else _short(result.error)
-        self.log.warning(
-            "CrowdTwist %s %s -> %s; retry %d of %d in %.2f s",
-            ctx.method,
-            ctx.shown,
-            what,
-            attempt,
-            self.config.max_retries,
-            wait,
-        )
-
-    def _context(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        credit: bool,
-        extra_secrets: tuple[str | None, ...],
-    ) -> _CallContext:
-        method = method.upper()
-        if not path.startswith("/"):
-            path = "/" + path
-        clean_params = {k: str(v) for k, v in params.items() if v is not None} if params else None
-        extras = tuple(s for s in extra_secrets if isinstance(s, str) and s)
-        query = self._encode_query(clean_params) if clean_params else ""
-        shown = path + ("?" + query if query else "")
-        if self._auth_query:
-            query = query + ("&" if query else "") + self._auth_query
-        headers = self._headers.copy()
-        data: bytes | None = None
-        if body is not None:
-            # Serialised once: the HMAC MD5 must be of exactly the bytes that are sent.
-            try:
-                data = _JSON.encode(body).encode("utf-8")
-            except (TypeError, ValueError) as exc:
-                problem = type(exc).__name__
-                detail = str(exc) if isinstance(exc, TypeError) else "NaN or infinite number"
-            else:
-                problem = ""
-            if problem:
-                raise CrowdTwistValidationError(
-                    f"request body is not valid JSON ({problem}: {self._redactor.redact(detail, extras)})",
-                    method=method,
-                    path=self._redactor.redact(shown, extras),
-                ) from None
-            headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(data or b""))
-        elif method not in ("GET", "HEAD"):
-            headers["Content-Length"] = "0"
-        return _CallContext(
-            method=method,
-            url=self._root + path + ("?" + query if query else ""),
-            shown=self._redactor.redact(shown, extras),
-            body=data,
-            headers=headers,
-            credit=credit,
-            extra_secrets=extras,
-        )
-
-    def _encode_query(self, params: dict[str, str]) -> str:
-        """``urlencode`` with a small memo: a sync sends the same ``id_type=...`` on every request."""
-        key = tuple(params.items())
-        encoded = self._queries.get(key)
-        if encoded is None:
-            encoded = urlencode(params)
-            if len(self._queries) < 64:
-                self._queries[key] = encoded
-        return encoded
-
-    def _attempt(self, ctx: _CallContext) -> AttemptResult:
-        if self.rate_limiter is not None:
-            self.rate_limiter.acquire()
-        self._count(history=ctx.history)
-        started = self._clock()
-        response: ResponseLike | None = None
-        failure = None
-        detail = ""
-        try:
-            if self._use_direct():
-                response = self._send_direct(ctx)
-            else:
-                response = self._session.send(self._prepare(ctx), **self._send_settings)
-        except TransportFailed as exc:
-            failure = exc.failure
-            detail = self._redactor.redact(exc.detail, ctx.extra_secrets)
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            failure = classify_transport_error(exc)
-            detail = self._redactor.redact(f"{type(exc).__name__}: {exc}", ctx.extra_secrets)
-        finished = self._clock()
-        if failure is not None or response is None:
-            assert failure is not None
-            if len(detail) > 2 * _MESSAGE_LIMIT:
-                detail = detail[: 2 * _MESSAGE_LIMIT - 3] + "..."
-            error = CrowdTwistConnectionError(
-                f"{failure.description} ({detail})",
-                method=ctx.method,
-                path=ctx.shown,
-                ambiguous=failure.ambiguous,
-                problem=failure.problem,
-            )
-            result = AttemptResult(
-                error=error,
-                retryable=failure.retryable,
-                ambiguous=failure.ambiguous,
-                finished_at=finished,
-            )
-            self.log.debug("CrowdTwist %s %s -> %s", ctx.method, ctx.shown, failure.description)
-        else:
-            status = response.status_code
-            retryable = is_retryable_status(status)
-            retry_after = (
-                parse_retry_after(response.headers.get("Retry-After"), self._wall_clock)
-                if retryable
-                else None
-            )
-            result = AttemptResult(
-                response=response,
-                retryable=retryable,
-                ambiguous=is_ambiguous_status(status),
-                retry_after=retry_after,
-                finished_at=finished,
-            )
-            if self.rate_limiter is not None:
-                if status == 429:
-                    self.rate_limiter.record_rate_limited(retry_after, sent_at=started)
-                else:
-                    self.rate_limiter.record_success()
-            if self.log.isEnabledFor(logging.DEBUG):
-                self.log.debug(
-                    "CrowdTwist %s %s -> %d in %.0f ms",
-                    ctx.method,
-                    ctx.shown,
-                    status,
-                    (finished - started) * 1000,
-                )
-        if result.ambiguous:
-            ctx.any_ambiguous = True
-        ctx.last = result
-        return result
-
-    def _send_direct(self, ctx: _CallContext) -> Answer:
-        assert self._direct is not None
-        headers = ctx.headers
-        if self._signer is not None:  # signed per attempt: a fresh timestamp each time
-            path_url = ctx.url[len(self._direct.origin) :]
-            content_type = headers.get("Content-Type", "")
-            headers = {**headers, **self._signer.sign(ctx.method, path_url, ctx.body, content_type)}
-        return self._direct.send(ctx.method, ctx.url, headers, ctx.body)
-
-    def _prepare(self, ctx: _CallContext) -> requests.PreparedRequest:
-        """The request as it goes on the wire, built directly: URL and body are final already."""
-        prepared = requests.PreparedRequest()
-        prepared.method = ctx.method
-        prepared.url = ctx.url
-        prepared.headers = CaseInsensitiveDict(ctx.headers)
-        prepared.body = ctx.body
-        prepared._cookies = _NO_COOKIES  # type: ignore[attr-defined]  # (copied, never changed, on a redirect)
-        if self._signer is not None:
-            self._signer(prepared)  # signed per attempt: a fresh timestamp each time
-        return prepared
-
-    def _error(self, ctx: _CallContext, result: AttemptResult) -> CrowdTwistError:
-        """The typed error for a final failed attempt; ``ambiguous`` if *any* attempt was."""
-        if result.error is not None:
-            error = result.error
-            error.ambiguous = ctx.any_ambiguous
-            return error
-        response = result.response
-        assert response is not None
-        status = response.status_code
-        if 300 <= status < 400:
-            code = None
-            location = self._redactor.redact(response.headers.get("Location", "?"), ctx.extra_secrets)
-            message = f"unexpected redirect to {location}; check base_url (the API root)"
-        else:
-            code, message = parse_error_body(response.content)
-            message = self._redactor.redact(message or response.reason or "no message", ctx.extra_secrets)
-            if len(message) > _MESSAGE_LIMIT:  # cut only after redaction: never half a secret
-                message = message[: _MESSAGE_LIMIT - 3] + "..."
-            code = self._redactor.redact(code, ctx.extra_secrets) if code else None
-        cls = error_class_for_status(status)
-        return cls(
-            message,
-            status=status,
-            code=code,
-            method=ctx.method,
-            path=ctx.shown,
-            ambiguous=ctx.any_ambiguous,
-            retry_after=result.retry_after,
-        )
-
-    def _json(self, response: ResponseLike, method: str, path: str) -> Any:
-        if not response.content or not response.content.strip():
-            return {}
-        try:
-            return jsonlib.loads(response.content)
-        except ValueError:
-            pass
-        raise CrowdTwistError(
-            "the response is not JSON",
-            status=response.status_code,
-            method=method,
-            path=self._redactor.redact(path),
-        )
+        """One logical request (with retries) to ``path`` (URL-encoded, relative to the base URL): the
+        2xx response, else the typed error."""
+        answer, response = self._call(method, path, params=params, body=json), requests.Response()
+        response.status_code, response.reason = answer.status_code, answer.reason
+        response.headers = CaseInsensitiveDict(answer.headers.items())
+        response._content, response.url = answer.content, getattr(answer, "url", "")
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        return response
 
     # -- id helpers ----------------------------------------------------------------------------
 
     def _id_type(self, id_type: str | None, allowed: tuple[str, ...] = ID_TYPES) -> str:
         chosen = id_type or self.config.id_type
-        problem = id_type_problem(chosen, allowed)
-        if problem:
+        if problem := id_type_problem(chosen, allowed):
             raise CrowdTwistConfigError(problem)
         return chosen
 
@@ -651,11 +116,7 @@ class CrowdTwistClient:
 
     def activities_page(self, page: int = 1, page_size: int = 10) -> ActivityPage:
         """``GET /v2.1/activities/extended?page=&page_size=``: one page (O:Activities-Extended21)."""
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not (1 <= page_size <= MAX_EXTENDED_PAGE_SIZE)
-        ):
+        if type(page_size) is not int or not 0 < page_size <= MAX_EXTENDED_PAGE_SIZE:  # (bool is no int here)
             raise CrowdTwistConfigError(
                 f"page_size must be a whole number from 1 to {MAX_EXTENDED_PAGE_SIZE}; got {page_size!r}"
             )
@@ -664,13 +125,11 @@ class CrowdTwistClient:
         return parse_activity_page(self._json(response, "GET", path))
 
     def list_activities_extended(self, page_size: int = MAX_EXTENDED_PAGE_SIZE) -> list[Activity]:
-        """Every active activity through the v2.1 paged list, page by page.
+        """Every active activity through the v2.1 paged list (O:Activities-Extended21).
 
-        ``paging.next_page`` is a URL (O:Activities-Extended21): only its page number is used, and the
-        request is built here, so a link naming another host never receives the credentials. A bad
-        page is "page 1 or an empty list, not an error", so the walk stops on an empty page, on a page
-        that repeats page 1, and after ``paging.pages`` pages -- it cannot loop.
-        """
+        Only the page number of a ``paging.next_page`` URL is used, so a link naming another host never
+        gets the credentials. A bad page is "page 1 or an empty list", so the walk stops on an empty
+        page, on a repeat of page 1, and after ``paging.pages`` pages: it cannot loop."""
         activities: list[Activity] = []
         seen: set[str] = set()
         first_ids: tuple[str, ...] | None = None
@@ -697,11 +156,8 @@ class CrowdTwistClient:
         return activities
 
     def get_user(self, user_id: str, id_type: str | None = None, *, pii: bool = True) -> dict:
-        """``GET /v2/users/{user_id}?id_type=T``: the member's profile.
-
-        ``pii=False`` sends ``pii=false`` (O:UserProfile): no personal data comes back, and only the
-        ``id`` and ``third_party_id`` id types take it -- for reads that need only those.
-        """
+        """``GET /v2/users/{user_id}?id_type=T``: the profile. ``pii=False`` sends ``pii=false``
+        (O:UserProfile): no personal data back; only the ``id`` and ``third_party_id`` id types take it."""
         path = self._member_path(user_id)
         chosen = self._id_type(id_type)
         params = {"id_type": chosen}
@@ -730,14 +186,10 @@ class CrowdTwistClient:
     def upsert_user(
         self, user_id: str, fields: Mapping[str, Any], id_type: str | None = None
     ) -> tuple[str, dict]:
-        """PUT first (one request in the common case); POST on 404.
-
-        The create carries the identifier it was looked up by (e.g. ``email_address`` for
-        ``id_type=email``) when the fields lack it, so that the next PUT finds the member.
-        If the POST is refused as "already taken", either our own earlier, ambiguous attempt
-        created the member (then the profile is read back and "created" returned) or another
-        writer created it meanwhile (then the update is applied once more).
-        """
+        """PUT first (one request in the common case); POST on 404, carrying the identifier it was
+        looked up by (``email_address`` for ``id_type=email``) so the next PUT finds the member. A POST
+        refused "already taken" means our own earlier ambiguous attempt created it ("created", profile
+        read back) or another writer did (the update is applied once more)."""
         chosen = self._id_type(id_type)
         try:
             return "updated", self.update_user(user_id, fields, chosen)
@@ -769,13 +221,9 @@ class CrowdTwistClient:
         raise taken
 
     def delete_user(self, user_id: str, id_type: str | None = None) -> DeletionRequest:
-        """``DELETE /v2/users/{user_id}?id_type=T``: *queue* the deletion (O:UserDelete).
-
-        Returns the answer ``{"user_id": N, "status": "Queued"}``. The documented refusals are typed,
-        with ``.reason``: 400 :class:`CrowdTwistDeletionRefusedError` ("Unable to initiate deletion",
-        "Member is inactive but has redeemable points") and 404
-        :class:`CrowdTwistDeletionNotFoundError` ("Member not found", "Member ID is invalid").
-        """
+        """``DELETE /v2/users/{user_id}?id_type=T``: *queue* the deletion (O:UserDelete), answered
+        ``{"user_id": N, "status": "Queued"}``. Its documented refusals are typed, with ``.reason``:
+        400 :class:`CrowdTwistDeletionRefusedError`, 404 :class:`CrowdTwistDeletionNotFoundError`."""
         path = self._member_path(user_id)
         refused: CrowdTwistError | None = None
         try:
@@ -789,12 +237,8 @@ class CrowdTwistClient:
         return parse_deletion(self._json(response, "DELETE", path))
 
     def deletion_status(self, user_id: str, id_type: str | None = None) -> DeletionRequest:
-        """The state of a queued deletion (O:UserDeletionStatus), ``status`` as CrowdTwist words it.
-
-        Which path serves it is OPEN (``/v2/users/delete/{id}`` or ``/v2/user_deletion/{id}``): a 404
-        that is not about the member means "no such path", so the other one is tried, and the path
-        that answered is tried first from then on.
-        """
+        """The state of a queued deletion (O:UserDeletionStatus). Its path is OPEN: a 404 that is not
+        about the member means "no such path", so the other one is tried (and tried first from then on)."""
         params = {"id_type": self._id_type(id_type)}
         quoted = quote_path_value(user_id)
         if not str(user_id).strip():
@@ -825,15 +269,12 @@ class CrowdTwistClient:
         activity_date: int | None = None,
         extra_data: Mapping | None = None,
     ) -> dict:
-        """``POST /v2/users/{user_id}/activities?id_type=T``, sent once.
+        """``POST /v2/users/{user_id}/activities?id_type=T``, never resent once it may have landed.
 
-        CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. So after an
-        attempt that may have been applied (timeout, dropped connection, 5xx) nothing is resent: the
-        error has ``ambiguous=True`` and the caller settles it by reading the member's activity history
-        (:meth:`activity_history`; the credit sync does that). An "Event already processed" answer
-        raises :class:`CrowdTwistAlreadyProcessedError` (also ambiguous): an identical credit was seen
-        before, which does not prove that *this* one was applied. Failures that were certainly not
-        applied (429, a refused connection) are retried as for any other call.
+        CrowdTwist has no idempotency key. Only a 200/201 with JSON is success; any answer that is not
+        a certain refusal (docs/activity-credits.md, the answer table) raises with ``ambiguous=True``,
+        for the caller to settle in the member's activity history. "Event already processed" raises
+        :class:`CrowdTwistAlreadyProcessedError` (ambiguous: an identical credit, maybe not this one).
         """
         if activity_id is None or str(activity_id).strip() == "":
             raise CrowdTwistValidationError("activity_id is empty")
@@ -854,14 +295,16 @@ class CrowdTwistClient:
                 raise
             duplicate = err
         if duplicate is not None:
-            raise CrowdTwistAlreadyProcessedError(
-                duplicate.message,
-                status=duplicate.status,
-                code=duplicate.code,
-                method=duplicate.method,
-                path=duplicate.path,
+            raise _retyped(CrowdTwistAlreadyProcessedError, duplicate)  # (ambiguous, by its class)
+        if response.status_code not in _CREDIT_SUCCESS:  # a 202 "accepted", a 204: not proof
+            raise CrowdTwistError(
+                f"CrowdTwist answered {response.status_code}, not 200: whether it applied is unknown",
+                status=response.status_code,
+                method="POST",
+                path=self._redactor.redact(path),
+                ambiguous=True,
             )
-        data = self._json(response, "POST", path)
+        data = self._json(response, "POST", path, strict=True)
         return data if isinstance(data, dict) else {"awarded": True, "response": data}
 
     def activity_history(
@@ -873,18 +316,13 @@ class CrowdTwistClient:
         page_size: int = HISTORY_PAGE_SIZE,
         max_pages: int = HISTORY_MAX_PAGES,
     ) -> Iterator[ActivityHistoryItem]:
-        """The member's activities (``GET .../activity_history``), page by page, newest pages first.
+        """The member's activities (``GET .../activity_history``), page by page.
 
-        ``since`` (epoch seconds) bounds how far back to read. Where the program serves the v2.1 form,
-        ``date_start=since`` filters on the server; otherwise (a 404 or a 400 on the v2.1 path, then
-        remembered for this client) the v2 list is paged, and paging stops early once a page in
-        newest-first order reaches items older than ``since``. The end of the history is an empty page
-        or the ``paging`` block saying so -- never a short page, since a server may cap ``page_size``
-        below what was asked. Both documented envelopes are read (a bare list, or ``{"paging": ...,
-        "activities": [...]}``). Stop iterating as soon as you found what you look for: each page is
-        one request, paced by the rate limiter and counted in :attr:`history_requests_sent`.
-        More than ``max_pages`` pages raises :class:`CrowdTwistError` (the look-up cannot conclude).
-        """
+        ``since`` (epoch seconds) bounds the read: the v2.1 form filters on the server
+        (``date_start``); where it is missing (404/400, remembered) the v2 list is paged and stops once
+        a newest-first page reaches before ``since``. The end is an empty page or the ``paging`` block,
+        never a short page. Each page is one request (counted in :attr:`history_requests_sent`): stop
+        iterating once found. More than ``max_pages`` pages raises :class:`CrowdTwistError`."""
         chosen = self._id_type(id_type)
         path = self._member_path(user_id, "/activity_history")
         filtered = since is not None and self._history_date_filter is not False

@@ -98,6 +98,13 @@ class ClientConfig:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     pool_size: int = 64
+    #: The most bytes one answer may have (raw and decoded); a CrowdTwist answer is a few KB.
+    max_answer_bytes: int = 8 * 1024 * 1024
+    #: Seconds one attempt may take in all (connect, send, every read); None: connect + read timeouts.
+    attempt_deadline: float | None = None
+    #: A client certificate (PEM), with its key in ``client_key`` when that is a file apart.
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def __repr__(self) -> str:
         shown = []
@@ -138,6 +145,13 @@ class ClientConfig:
         self._check_int("requests_per_minute", minimum=0, note="0 means no limit")
         self._check_int("max_retries", minimum=0)
         self._check_int("pool_size", minimum=1)
+        self._check_int("max_answer_bytes", minimum=1024)
+        if self.attempt_deadline is not None:
+            self._check_number("attempt_deadline", positive=True)
+        for name in ("client_cert", "client_key"):  # (the key alone is no certificate)
+            path = getattr(self, name)
+            if path is not None and not (isinstance(path, str) and os.path.isfile(path) and self.client_cert):
+                raise CrowdTwistConfigError(f"{_label(name)} must be a PEM file (and needs client_cert)")
         if self.backoff_max < self.backoff_base:
             raise CrowdTwistConfigError(
                 f"{_label('backoff_max')} ({self.backoff_max}) must not be smaller than "

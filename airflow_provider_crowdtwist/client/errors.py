@@ -1,26 +1,20 @@
 """Typed errors of the CrowdTwist client.
 
-Callers (the sync engine above all) decide a row's outcome from the *type* of the error and from
-``ambiguous``, never by parsing text, so every failure the client can meet maps to exactly one class.
-
-Every error text is built by the client from already-redacted parts: an error never keeps the
-``requests`` response, request or exception that caused it, because those carry the API key (in a
-header or in the URL) and would leak it through ``repr``, ``__cause__`` or ``__context__``.
+Callers decide a row's outcome from the error's *type* and ``ambiguous``, never from its text. Texts
+are built from redacted parts; an error never keeps the answer, request or library exception behind
+it, which may carry the API key (header or URL) into ``repr``, ``__cause__`` or ``__context__``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+_STATE = ("status", "code", "method", "path", "ambiguous", "retry_after")
+
 
 class CrowdTwistError(Exception):
-    """Base of every client error; ``str(e)`` never holds a secret.
-
-    ``ambiguous`` is True when the request may have been applied by the server even though no
-    success answer came back (a read timeout, a connection dropped after the request was sent, a
-    5xx). The credit engine needs that distinction to stay exactly-once: an ambiguous credit must
-    not be blindly resent later, a non-ambiguous one may.
-    """
+    """Base of every client error; ``str(e)`` never holds a secret. ``ambiguous``: the request may
+    have been applied though no success came back; an ambiguous credit must never be resent blind."""
 
     def __init__(
         self,
@@ -34,13 +28,8 @@ class CrowdTwistError(Exception):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.method = method
-        self.path = path
-        self.ambiguous = ambiguous
-        self.retry_after = retry_after
+        self.message, self.status, self.code, self.method, self.path = message, status, code, method, path
+        self.ambiguous, self.retry_after = ambiguous, retry_after
 
     @property
     def credential_failure(self) -> bool:
@@ -51,17 +40,10 @@ class CrowdTwistError(Exception):
         return False
 
     def __str__(self) -> str:
-        parts: list[str] = []
-        if self.method or self.path:
-            parts.append(f"{self.method or ''} {self.path or ''}".strip())
-        head = []
-        if self.status is not None:
-            head.append(str(self.status))
-        if self.code:
-            head.append(self.code)
-        if head:
-            parts.append("-> " + " ".join(head))
-        prefix = " ".join(parts)
+        parts = [f"{self.method or ''} {self.path or ''}".strip()]
+        head = " ".join(str(p) for p in (self.status, self.code) if p is not None and p != "")
+        parts.append(f"-> {head}" if head else "")
+        prefix = " ".join(p for p in parts if p)
         text = f"{prefix}: {self.message}" if prefix else self.message
         if self.ambiguous:
             text += " (ambiguous: the request may have been applied)"
@@ -80,14 +62,7 @@ class CrowdTwistError(Exception):
         return (_rebuild, (type(self), self.message, self._state()))
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "code": self.code,
-            "method": self.method,
-            "path": self.path,
-            "ambiguous": self.ambiguous,
-            "retry_after": self.retry_after,
-        }
+        return {name: getattr(self, name) for name in _STATE}
 
 
 def _rebuild(cls: type[CrowdTwistError], message: str, state: dict[str, Any]) -> CrowdTwistError:
@@ -128,13 +103,9 @@ class CrowdTwistValidationError(CrowdTwistError):
 
 
 class CrowdTwistAlreadyProcessedError(CrowdTwistValidationError):
-    """A credit answered "Event already processed": CrowdTwist saw an *identical* credit before.
-
-    That is not proof that *this* credit was applied: the identical one may be another credit with
-    the same body (only a dedupe key in ``extra_data`` makes bodies unique), and whether CrowdTwist
-    deduplicates at all, and within what window, is undocumented. So it is ``ambiguous``: the credit
-    sync looks for the credit's key in the member's activity history before it counts it credited.
-    """
+    """A credit answered "Event already processed": CrowdTwist saw an *identical* credit before, maybe
+    another with the same body, within an undocumented window. So it is ``ambiguous``: the credit sync
+    looks for the key in the member's activity history before it counts it credited."""
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs["ambiguous"] = True
@@ -150,14 +121,13 @@ class CrowdTwistServerError(CrowdTwistError):
 
 
 #: What went wrong on the wire, decided by the client from the exception TYPE (``client/retry.py``).
-ConnectionProblem = Literal["refused", "dns", "timeout", "closed", "reset", "tls", "other"]
+ConnectionProblem = Literal[
+    "refused", "dns", "timeout", "closed", "reset", "tls", "deadline", "too_large", "other"
+]
 
 
 class CrowdTwistConnectionError(CrowdTwistError):
-    """Connect/read errors and timeouts after the retries ran out (``status`` is None).
-
-    ``problem`` says which (refused, DNS, timeout...) so callers never parse the text.
-    """
+    """Failures below HTTP after the retries ran out (``status`` None); ``problem`` says which."""
 
     def __init__(self, message: str, *, problem: ConnectionProblem = "other", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -184,10 +154,7 @@ class _DeletionReason:
     @property
     def reason(self) -> str | None:
         text = (self.message or "").strip().rstrip(".").lower()
-        for known, reason in DELETION_REASONS.items():
-            if known in text:
-                return reason
-        return None
+        return next((reason for known, reason in DELETION_REASONS.items() if known in text), None)
 
 
 class CrowdTwistDeletionRefusedError(_DeletionReason, CrowdTwistValidationError):
@@ -201,19 +168,12 @@ class CrowdTwistDeletionNotFoundError(_DeletionReason, CrowdTwistNotFoundError):
 
 def error_class_for_status(status: int) -> type[CrowdTwistError]:
     """Map an HTTP status to the error class the callers switch on."""
-    if status == 401:
-        return CrowdTwistAuthError
-    if status == 403:
-        return CrowdTwistForbiddenError
-    if status == 404:
-        return CrowdTwistNotFoundError
-    if status == 429:
-        return CrowdTwistRateLimitError
+    exact = {401: CrowdTwistAuthError, 403: CrowdTwistForbiddenError, 404: CrowdTwistNotFoundError}
+    if status in exact or status == 429:
+        return exact.get(status, CrowdTwistRateLimitError)
     if status >= 500:
         return CrowdTwistServerError
-    if 400 <= status < 500:
-        return CrowdTwistValidationError
-    return CrowdTwistError
+    return CrowdTwistValidationError if 400 <= status < 500 else CrowdTwistError
 
 
 __all__ = [

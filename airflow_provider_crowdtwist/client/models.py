@@ -170,13 +170,8 @@ def parse_activities(payload: Any) -> list[Activity]:
             return []
     if not isinstance(items, list):
         return []
-    activities = []
-    for item in items:
-        if isinstance(item, Mapping):
-            activity = parse_activity(item)
-            if activity is not None:
-                activities.append(activity)
-    return activities
+    parsed = (parse_activity(item) for item in items if isinstance(item, Mapping))
+    return [activity for activity in parsed if activity is not None]
 
 
 def page_number(link: Any, param: str = "page") -> int | None:

@@ -1,9 +1,8 @@
 """Removing secrets from any text before it reaches a log line or an exception.
 
-``requests`` and ``urllib3`` put the full URL into their exception texts and DEBUG log lines; with
-the API key in the query string that URL *is* the secret. So every text the client emits goes through
-a :class:`Redactor`, and a log filter on urllib3's loggers does the same for the lines urllib3 writes
-itself (a logger's filters run before its records propagate to any handler, caplog included).
+``urllib3`` puts the full URL into its exception texts and DEBUG lines; with the key in the query that
+URL *is* the secret. Every text the client emits goes through a :class:`Redactor`, and a filter on
+urllib3's loggers does the same for its own lines (filters run before records reach any handler).
 """
 
 from __future__ import annotations

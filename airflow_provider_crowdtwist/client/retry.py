@@ -1,22 +1,12 @@
 """Which failures are retried, and how long to wait before the next attempt.
 
-The rules, from the API contract and from what users of similar providers asked for:
-
-* retry only 429, 5xx and connection errors/timeouts; never another 4xx (resending a refused row
-  cannot succeed and burns the program's request budget);
-* exponential backoff with *full jitter* (a uniform draw in ``[0, min(cap, base * 2**n)]``), so that
-  many workers hit by the same outage do not come back in lockstep;
-* a ``Retry-After`` header (delta seconds or an HTTP date) wins over the backoff;
-* the total time spent waiting between attempts of one call is capped (``max_retry_wait``): a
-  ``Retry-After`` longer than what is left ends the retries instead of being shortened;
-* for activity credits, once an attempt was *ambiguous* (it may have been applied), nothing is resent:
-  CrowdTwist has no idempotency key and no documented duplicate window, so a blind resend could award
-  twice. The ambiguous error goes to the credit sync, which looks the credit up in the member's
-  activity history before it decides (see ``sync/credit_verify.py``). Failures that were certainly
-  not applied (429, a refused connection) are retried as for any other call.
-
-This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client's
-retry loop asks the plan for the wait before each next attempt.
+* only 429, 5xx and connection failures are retried: a refused row cannot succeed and burns budget;
+* backoff is exponential with *full jitter* (uniform in ``[0, min(cap, base * 2**n)]``), so workers hit
+  by one outage do not come back in lockstep; a ``Retry-After`` (seconds or HTTP date) wins;
+* the total wait of one call is capped (``max_retry_wait``): a longer ``Retry-After`` ends the retries;
+* a credit is never resent after an *ambiguous* attempt (CrowdTwist has no idempotency key): the
+  credit sync looks it up in the member's activity history instead. What was certainly not applied
+  (429, a refused connection) is retried as for any other call.
 """
 
 from __future__ import annotations
@@ -26,17 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from http.client import RemoteDisconnected
 from typing import Any, Protocol
-
-import requests
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-)
 
 from airflow_provider_crowdtwist.client.errors import ConnectionProblem, CrowdTwistError
 
@@ -49,6 +29,16 @@ def is_retryable_status(status: int) -> bool:
 def is_ambiguous_status(status: int) -> bool:
     """A 5xx may come after the server applied the request; a 429 or other 4xx was not applied."""
     return 500 <= status <= 599
+
+
+#: The refusals CrowdTwist documents (400 input/param error, 401, 403, 404) and the rate limit: the
+#: request was certainly not applied. Any other non-2xx may come after it was (docs/activity-credits.md).
+CERTAIN_REFUSALS = frozenset((400, 401, 403, 404, 429))
+
+
+def is_certain_refusal(status: int) -> bool:
+    """True when an answer with ``status`` proves the request was not applied."""
+    return status in CERTAIN_REFUSALS
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -84,7 +74,7 @@ def backoff_delay(
 
 @dataclass(frozen=True)
 class TransportFailure:
-    """How the client must treat an exception raised by ``requests``."""
+    """How the client must treat a failure below HTTP (decided by the transport from its phase)."""
 
     description: str  # short, secret-free kind, e.g. "read timeout"
     retryable: bool
@@ -92,68 +82,8 @@ class TransportFailure:
     problem: ConnectionProblem = "other"
 
 
-def classify_transport_error(exc: BaseException) -> TransportFailure:
-    """Decide retry and ambiguity from the exception *type*, never from its (URL-bearing) text.
-
-    A request that never reached the server (connect refused, DNS, connect timeout, TLS handshake)
-    is not ambiguous. One that was sent but got no complete answer (read timeout, connection reset
-    or closed mid-response) may have been applied.
-    """
-    if isinstance(exc, requests.exceptions.SSLError):
-        return TransportFailure("TLS error", retryable=False, ambiguous=False, problem="tls")
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return TransportFailure("connect timeout", retryable=True, ambiguous=False, problem="timeout")
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return TransportFailure("read timeout", retryable=True, ambiguous=True, problem="timeout")
-    if isinstance(exc, requests.exceptions.Timeout):
-        return TransportFailure("timeout", retryable=True, ambiguous=True, problem="timeout")
-    if isinstance(exc, requests.exceptions.ProxyError):
-        return TransportFailure("proxy error", retryable=True, ambiguous=False)
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return TransportFailure("connection broken while reading the response", True, True, "closed")
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        inner = exc.args[0] if exc.args else None
-        reason = inner.reason if isinstance(inner, MaxRetryError) else None
-        if isinstance(reason, NameResolutionError):
-            return TransportFailure(
-                "could not connect: the host name does not resolve (DNS)", True, False, "dns"
-            )
-        if isinstance(reason, NewConnectionError):  # (a subclass of ConnectTimeoutError in urllib3 2)
-            refused = isinstance(reason.__cause__ or reason.__context__, ConnectionRefusedError) or (
-                "refused" in str(reason).lower()
-            )
-            what = "connection refused" if refused else "no connection"
-            return TransportFailure(
-                f"could not connect: {what}",
-                retryable=True,
-                ambiguous=False,
-                problem="refused" if refused else "other",
-            )
-        if isinstance(reason, ConnectTimeoutError):
-            return TransportFailure("could not connect: connect timeout", True, False, "timeout")
-        # Reset / aborted / remote closed after the request went out: may have been applied.
-        cause = inner.args[1] if isinstance(inner, ProtocolError) and len(inner.args) > 1 else None
-        if isinstance(cause, RemoteDisconnected):  # (a subclass of ConnectionResetError)
-            return TransportFailure("connection error: closed without an answer", True, True, "closed")
-        if isinstance(cause, ConnectionResetError):
-            return TransportFailure("connection error: the connection was reset", True, True, "reset")
-        return TransportFailure("connection error", retryable=True, ambiguous=True)
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.InvalidHeader,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.URLRequired,
-        ),
-    ):
-        return TransportFailure("invalid request", retryable=False, ambiguous=False)
-    return TransportFailure("request failed", retryable=False, ambiguous=True)
-
-
 class ResponseLike(Protocol):
-    """What the client reads of an answer: a ``requests.Response`` or a ``transport.Answer``."""
+    """What the client reads of an answer (a ``transport.Answer``, or a fake's)."""
 
     @property
     def status_code(self) -> int: ...
@@ -178,7 +108,6 @@ class AttemptResult:
     retryable: bool = False
     ambiguous: bool = False
     retry_after: float | None = None
-    finished_at: float = 0.0
 
     @property
     def status(self) -> int | None:
@@ -217,13 +146,14 @@ class RetryPlan:
 
 
 __all__ = [
+    "CERTAIN_REFUSALS",
     "AttemptResult",
     "ResponseLike",
     "RetryPlan",
     "TransportFailure",
     "backoff_delay",
-    "classify_transport_error",
     "is_ambiguous_status",
+    "is_certain_refusal",
     "is_retryable_status",
     "parse_retry_after",
 ]

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -363,6 +363,12 @@ class CrowdTwistHook(BaseHook):
             "read_timeout": self._number(extras, "timeout", 30.0),
             "verify": self._verify(extras),
             "requests_per_minute": self._integer(extras, "requests_per_minute", 10_000),
+            "max_answer_bytes": self._integer(extras, "max_answer_bytes", 8 * 1024 * 1024),
+            "attempt_deadline": (
+                self._number(extras, "attempt_deadline", 1.0) if "attempt_deadline" in extras else None
+            ),
+            "client_cert": extras.get("client_cert"),
+            "client_key": extras.get("client_key"),
         }
         known = {f.name for f in dataclasses.fields(ClientConfig)}
         for name, value in {**self.client_overrides, **overrides}.items():
@@ -381,9 +387,22 @@ class CrowdTwistHook(BaseHook):
 
     # ------------------------------------------------------------------ client
 
-    def new_client(self, **overrides: Any) -> CrowdTwistClient:
-        """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it."""
-        return CrowdTwistClient(self.get_client_config(**overrides), rate_limiter=self.rate_limiter)
+    def new_client(
+        self, *, max_workers: int | None = None, pace: Callable[[int], int] | None = None, **overrides: Any
+    ) -> CrowdTwistClient:
+        """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it.
+
+        ``overrides`` replace single settings (``requests_per_minute``, ``max_retries``...); a sync
+        passes ``max_workers`` (the HTTP pool holds that many connections) and, for one partition of
+        ``n``, ``pace`` (the cap -> its share, so the partitions together stay under the cap). Without
+        a shared ``rate_limiter`` the client builds its one limiter from ``requests_per_minute``.
+        """
+        config = self.get_client_config(**overrides)
+        if max_workers is not None and config.pool_size < max_workers:
+            config = dataclasses.replace(config, pool_size=max_workers)
+        if pace is not None:
+            config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
+        return CrowdTwistClient(config, rate_limiter=self.rate_limiter)
 
     def get_conn(self) -> CrowdTwistClient:
         """The hook's client, built on first use and reused (one HTTP connection pool per hook)."""

@@ -72,14 +72,23 @@ class LivePushApp:
                 return
             await self._push(feed, scope, receive, send)
         elif path == "/health" and method == "GET":
-            status = 200 if self.started else 503
-            await _json(send, status, {"status": "ok" if self.started else "starting"})
+            await self._health(send)
         elif path == "/metrics" and method == "GET":
             published = {feed: fl.files_published for feed, fl in self.logs.items()}
             body = self.metrics.render(published).encode()
             await _respond(send, 200, body, b"text/plain; version=0.0.4")
         else:
             await _json(send, 404, {"error": "not_found", "message": f"no route {path}"})
+
+    async def _health(self, send: Send) -> None:
+        """200 once started; 503 while starting, or while a feed's last write failed (a full disk)."""
+        failing = {feed: fl.write_error for feed, fl in self.logs.items() if fl.write_error}
+        if not self.started:
+            await _json(send, 503, {"status": "starting"})
+        elif failing:
+            await _json(send, 503, {"status": "write_failing", "feeds": failing})
+        else:
+            await _json(send, 200, {"status": "ok"})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -121,13 +130,14 @@ class LivePushApp:
             return
         try:
             push = parse_push(feed, raw)
+            line = encode_line(push)
         except PushRejected as exc:
             outcome = "bad_json" if str(exc).startswith("body is not JSON") else "bad_shape"
             self.metrics.count(feed, outcome)
             await _json(send, 400, {"error": "input_error", "message": str(exc)})
             return
         try:
-            await self.logs[feed].append(encode_line(push))
+            await self.logs[feed].append(line)
         except Exception as exc:
             self.metrics.count(feed, "write_failed")
             log.error("live push %s: push %s not written: %s", feed, push.key, type(exc).__name__)

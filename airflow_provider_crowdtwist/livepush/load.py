@@ -21,8 +21,9 @@ from typing import Any
 
 from airflow_provider_crowdtwist.livepush.columns import ValueRejected, feed_columns
 from airflow_provider_crowdtwist.livepush.dialects import Dialect, check_table_name
-from airflow_provider_crowdtwist.livepush.feeds import FEEDS
+from airflow_provider_crowdtwist.livepush.feeds import FEEDS, MAX_DEPTH, too_deep
 from airflow_provider_crowdtwist.livepush.rows import RowBuilder
+from airflow_provider_crowdtwist.livepush.storable import is_row_error, unstorable
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 from airflow_provider_crowdtwist.sync.paths import describe, is_local
 from airflow_provider_crowdtwist.sync.rejects import NullRejectsWriter, RejectsWriter
@@ -85,7 +86,7 @@ _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_json(raw: bytes) -> Any:
-    """``json.loads(raw)``, ~1.5 µs a line cheaper: a million lines is the benchmark.
+    """``json.loads(raw)``, cheaper a line (docs/performance.md): a million lines is the benchmark.
 
     A UTF-8 line that starts with ``{`` (every landed line) is scanned directly; whatever else, and
     whatever does not scan, goes through ``json.loads`` itself, so every value and every error
@@ -175,11 +176,31 @@ class LiveFeedLoader:
         return summary
 
     def _load_file(self, path: Any, rejects: RejectsWriter | NullRejectsWriter) -> tuple[int, int]:
+        """One file in one transaction: in batches; row by row when the database refused a batch."""
+        try:
+            return self._load_lines(path, rejects, careful=False, written_upto=0)
+        except _BatchRefused as refused:
+            self.log.warning(
+                "%s: the database refused a batch (%s); loading the file row by row",
+                path.name,
+                type(refused.__cause__).__name__,
+            )
+            return self._load_lines(path, rejects, careful=True, written_upto=refused.upto)
+
+    def _load_lines(
+        self, path: Any, rejects: RejectsWriter | NullRejectsWriter, *, careful: bool, written_upto: int
+    ) -> tuple[int, int]:
+        """Read every line; ``careful`` inserts each row on its own savepoint and rejects the refused.
+
+        Lines up to ``written_upto`` were rejected (and written) by the batched pass already.
+        """
         read = loaded = 0
         name = path.name  # a property that splits the path: once per file, not once per line
         batch: list[tuple[Any, ...]] = []
         cur = self.connection.cursor()
         try:
+            if careful:
+                cur.execute("SAVEPOINT crowdtwist_file")  # SQLite: opens the file's transaction
             for number, raw in enumerate(_lines(path), start=1):
                 if not raw.strip():
                     continue
@@ -187,26 +208,24 @@ class LiveFeedLoader:
                 try:
                     row = self._row(raw, name)
                 except ValueRejected as exc:
-                    rejects.write(
-                        RowResult(
-                            row_number=number,
-                            identifier=None,
-                            outcome=Outcome.REJECTED,
-                            code="bad_push",
-                            message=f"{name} line {number}: {exc}",
-                            extra={"file": name},
-                        )
-                    )
-                    if rejects.written <= 20:
-                        self.log.warning("%s line %d rejected: %s", name, number, exc)
+                    if number > written_upto:
+                        self._reject(rejects, name, number, exc)
                     continue
-                batch.append(row)
+                if careful:
+                    try:
+                        self._insert_one(cur, row)
+                    except ValueRejected as exc:
+                        self._reject(rejects, name, number, exc)
+                        continue
                 loaded += 1
-                if len(batch) >= self.batch_size:
-                    cur.executemany(self._upsert, batch)
-                    batch.clear()
+                if not careful:
+                    batch.append(row)
+                    if len(batch) >= self.batch_size:
+                        self._flush(cur, batch, number)
             if batch:
-                cur.executemany(self._upsert, batch)
+                self._flush(cur, batch, number)
+            if careful:
+                cur.execute("RELEASE SAVEPOINT crowdtwist_file")
             self.connection.commit()
         except BaseException:
             self.connection.rollback()
@@ -215,11 +234,70 @@ class LiveFeedLoader:
             cur.close()
         return read, loaded
 
+    def _flush(self, cur: Any, batch: list[tuple[Any, ...]], number: int) -> None:
+        try:
+            cur.executemany(self._upsert, batch)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise  # the connection, not a row: the file stays where it is, to be loaded again
+            raise _BatchRefused(number) from exc
+        batch.clear()
+
+    def _insert_one(self, cur: Any, row: tuple[Any, ...]) -> None:
+        """Insert one row on its own savepoint; ``ValueRejected`` naming the column when refused."""
+        cur.execute("SAVEPOINT crowdtwist_row")
+        try:
+            cur.execute(self._upsert, row)
+        except Exception as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT crowdtwist_row")  # fails when the connection is gone
+            if not is_row_error(exc):
+                raise
+            where = unstorable(self.dialect.name, self.builder.row_columns, row)
+            reason = f"the database refused the row: {type(exc).__name__}: {exc}"
+            raise ValueRejected(where or reason) from None
+        cur.execute("RELEASE SAVEPOINT crowdtwist_row")
+
+    def _reject(
+        self, rejects: RejectsWriter | NullRejectsWriter, name: str, number: int, exc: Exception
+    ) -> None:
+        rejects.write(
+            RowResult(
+                row_number=number,
+                identifier=None,
+                outcome=Outcome.REJECTED,
+                code="bad_push",
+                message=f"{name} line {number}: {exc}",
+                extra={"file": name},
+            )
+        )
+        if rejects.written <= 20:
+            self.log.warning("%s line %d rejected: %s", name, number, exc)
+
     def _row(self, raw: bytes, source_file: str) -> tuple[Any, ...]:
+        """One landed line's row, or ``ValueRejected`` naming the column, whatever went wrong.
+
+        No line can stop a feed: every failure of parsing or building rejects that line alone.
+        """
+        deep = too_deep(raw, MAX_DEPTH + 1)  # the receiver's limit, plus the landed line's own object
+        if deep is not None:  # refused before parsing: the outcome must not depend on the stack's depth
+            raise ValueRejected(f"cannot be loaded: {deep}")
         try:
             line = parse_json(raw)
-        except ValueError as exc:
+        except ValueError as exc:  # json names the line's column: "... line 1 column 840 (char 839)"
             raise ValueRejected(f"not JSON: {exc}") from None
         if not isinstance(line, dict) or not isinstance(line.get("push"), dict):
             raise ValueRejected("not a landed push (expected {'received_at': ..., 'push': {...}})")
-        return self.builder.build(line["push"], line.get("received_at"), source_file)
+        try:
+            return self.builder.build(line["push"], line.get("received_at"), source_file)
+        except ValueRejected:
+            raise
+        except Exception as exc:
+            raise ValueRejected(f"cannot be loaded: {type(exc).__name__}: {exc}") from None
+
+
+class _BatchRefused(Exception):
+    """The database refused a batch; lines up to ``upto`` were read (their rejects written)."""
+
+    def __init__(self, upto: int) -> None:
+        super().__init__(upto)
+        self.upto = upto

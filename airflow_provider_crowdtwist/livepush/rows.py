@@ -24,9 +24,9 @@ first bad column in table order, so no message depends on the grouping. A proper
 ``build`` equal to ``reference_row`` for arbitrary pushes.
 
 ``null`` is what the row carries for "no value": ``None``, or for SQLite ``float("nan")``. SQLite
-stores a NaN double as NULL, and CPython's ``sqlite3`` binds a float about ten times faster than
-``None`` (Python 3.11 sends ``None`` through its adaptation protocol: ~0.45 µs a parameter, and a
-profile has ~20 nulls).
+stores a NaN double as NULL, and CPython's ``sqlite3`` binds a float much faster than ``None``
+(Python 3.11 sends ``None`` through its adaptation protocol; a profile has many nulls; figures in
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ PASS_TYPES: dict[str, frozenset[type]] = {
 _GROUP_ORDER = (INT, NUM, TEXT)  # kinds taken whole when their values already fit; TS and JSON convert
 _EMPTY: dict[str, Any] = {}
 _MISSING = object()
+
+
+def _unloadable(exc: Exception) -> str:
+    return f"cannot be loaded: {type(exc).__name__}: {exc}"
 
 
 def _identity(value: Any) -> Any:
@@ -180,7 +184,11 @@ class RowBuilder:
         values = tuple(self._cell(i, _lookup_path(push, c.source)) for i, c in enumerate(self.data_columns))
         if values[0] is None:
             self._missing_key()
-        return (*values, self._extras(push), self._received(received_at), source_file)
+        try:
+            extras = self._extras(push)
+        except Exception as exc:
+            raise ValueRejected(f"column extra_fields: {_unloadable(exc)}") from None
+        return (*values, extras, self._received(received_at), source_file)
 
     def _cell(self, index: int, value: Any) -> Any:
         """One column's value: null, as it is when already of the column's type, else converted."""
@@ -199,9 +207,10 @@ class RowBuilder:
         """The slow path of one column: a conversion that may reject, naming the column."""
         try:
             return self._converters[index](value)
-        except ValueRejected as exc:
+        except Exception as exc:  # ValueRejected, or anything else (a RecursionError in JSON, ...)
             column = self.data_columns[index]
-            raise ValueRejected(f"column {column.name} ({column.label}): {exc}") from None
+            reason = exc if isinstance(exc, ValueRejected) else _unloadable(exc)
+            raise ValueRejected(f"column {column.name} ({column.label}): {reason}") from None
 
     def _timestamp(self, value: Any) -> Any:
         out = self._ts_out(to_timestamp(value))
@@ -235,6 +244,8 @@ class RowBuilder:
             return self._build(push, received_at, source_file)
         except ValueRejected as exc:
             rejected = exc
+        except Exception as exc:  # any other failure (a RecursionError, ...) rejects the line too
+            rejected = ValueRejected(_unloadable(exc))
         self.reference_row(push, received_at, source_file)  # raises, naming the first bad column
         raise rejected
 

@@ -2,11 +2,12 @@
 
 uvicorn (httptools and uvloop where installed, else h11 and asyncio's loop) times out idle keep-alive
 connections but not a client that trickles its request *headers* (a byte a second holds the connection
-forever). Each
-connection therefore gets a deadline for its first request line and headers; the body has its own
-deadline in the app (a 408). Neither can stop the receiver, which serves every other connection
-meanwhile, but without the guard such connections would pile up until the process runs out of file
-descriptors.
+forever). Each request therefore gets a deadline for its request line and headers: the first one from
+the moment the connection opens, every later one on a kept-alive connection from its first byte
+(uvicorn cancels its keep-alive timer on that byte, so without ours, one quick ``GET /health`` would
+let the next request's headers trickle forever). The body has its own deadline in the app (a 408).
+Neither can stop the receiver, which serves every other connection meanwhile, but without the guard
+such connections would pile up until the process runs out of file descriptors.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ PARENT_POLL_S = 0.25
 
 
 class HeaderDeadline:
-    """Mixed into a uvicorn HTTP protocol: close a connection whose first request is not in on time."""
+    """Mixed into a uvicorn HTTP protocol: close a connection whose request headers are not in on time.
+
+    Both of uvicorn's protocols make a new ``cycle`` (request-response) the moment a request's headers
+    are complete, inside ``data_received``: a new cycle ends the wait. Bytes that arrive while no
+    request is running (none yet, or the last one answered) start it. A request that arrives whole in
+    one read costs one comparison.
+    """
 
     header_timeout_s = HEADER_TIMEOUT_S
     cycle: Any
@@ -37,15 +44,31 @@ class HeaderDeadline:
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._start_header_deadline()
+
+    def _start_header_deadline(self) -> None:
         loop = asyncio.get_running_loop()
         self._header_timer = loop.call_later(self.header_timeout_s, self._header_deadline)
 
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not cycle:  # a request's headers are complete
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+        elif self._header_timer is None and (cycle is None or cycle.response_complete):
+            self._start_header_deadline()  # a new request has begun on a kept-alive connection
+
     def _header_deadline(self) -> None:
-        if self.cycle is None and not self.transport.is_closing():
+        self._header_timer = None
+        if not self.transport.is_closing():
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._header_timer.cancel()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
         super().connection_lost(exc)  # type: ignore[misc]
 
 

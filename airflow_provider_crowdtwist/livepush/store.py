@@ -14,6 +14,13 @@ before a line in it is acknowledged), another finishes and publishes the old one
 on in the new one. They are separate so that a slow upload never delays the next file. The writer
 thread does nothing but ``write`` and ``fdatasync``.
 
+A write that fails part-way (a full disk: ``write`` wrote some bytes, then ENOSPC) leaves a torn
+batch in the file. Nothing of that batch was acknowledged, and nothing after it may be appended to
+the torn bytes (the next acknowledged line would merge with them and could not be read), so the
+writer cuts the file back to its last good offset (``ftruncate`` + ``fdatasync``) at once, and again
+before the next batch if that cut failed too: no later batch is written, hence none acknowledged,
+until the file ends with a complete, acknowledged line. Meanwhile ``/health`` answers 503.
+
 After a crash, start-up publishes what the spool holds: every line that was acknowledged is complete
 there; a torn last line was never acknowledged (its fsync never returned) and is cut off, as
 CrowdTwist will resend that push. The spare file made ahead of time is empty and is removed.
@@ -68,8 +75,9 @@ def recover_part(path: Path) -> int:
 class _SpoolFile:
     path: Path
     fd: int
-    size: int = 0
+    size: int = 0  # bytes of complete, fdatasync'd batches: the last good offset
     opened_at: float = 0.0  # when it became the file being written
+    torn: bool = False  # a write failed and the bytes after ``size`` are not cut off yet
 
 
 class FeedLog:
@@ -95,6 +103,7 @@ class FeedLog:
         self._closing = False
         self._unpublished: list[Path] = []  # the publisher thread's
         self.files_published = 0
+        self.write_error: str | None = None  # the last batch failed (until one succeeds): unhealthy
         self.batches = 0
         self.lines_written = 0
 
@@ -185,10 +194,12 @@ class FeedLog:
                     await loop.run_in_executor(self._writer, self._write, self._current, b"".join(batch))
                 except Exception as exc:  # disk full, I/O error: these pushes get a 503, CrowdTwist retries
                     log.error("live push %s: writing a batch of %d failed: %s", self.feed, len(batch), exc)
+                    self.write_error = f"{type(exc).__name__}: {exc}"
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_exception(exc)
                 else:
+                    self.write_error = None
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_result(None)
@@ -236,15 +247,32 @@ class FeedLog:
     # ---- the writer thread ---------------------------------------------------------------------
 
     def _write(self, spool: _SpoolFile, data: bytes) -> None:
+        """Append one batch durably; on any failure the file is cut back to its last good offset."""
+        if spool.torn:  # the cut after an earlier failure failed too: no batch goes after torn bytes
+            self._cut(spool)
         view = memoryview(data)
-        while view:
-            written = os.write(spool.fd, view)
-            view = view[written:]
-        if self.policy.fsync:
-            os.fdatasync(spool.fd)
+        try:
+            while view:
+                written = os.write(spool.fd, view)
+                view = view[written:]
+            if self.policy.fsync:
+                os.fdatasync(spool.fd)
+        except BaseException:
+            spool.torn = True
+            with contextlib.suppress(OSError):  # else it is retried before the next batch
+                self._cut(spool)
+            raise
         spool.size += len(data)
         self.batches += 1
         self.lines_written += data.count(b"\n")
+
+    def _cut(self, spool: _SpoolFile) -> None:
+        """Truncate to the last good offset, durably (the torn bytes may already be on disk)."""
+        os.ftruncate(spool.fd, spool.size)
+        if self.policy.fsync:
+            os.fdatasync(spool.fd)
+        spool.torn = False
+        log.warning("live push %s: %s cut back to %d bytes", self.feed, spool.path.name, spool.size)
 
     # ---- the spool thread and the publisher thread ---------------------------------------------
 
@@ -262,6 +290,8 @@ class FeedLog:
 
     def _finish(self, spool: _SpoolFile) -> None:
         """Close a file the writer has left, and publish it (with any an earlier failure left behind)."""
+        if spool.torn:
+            self._cut(spool)
         os.fsync(spool.fd)
         os.close(spool.fd)
         if spool.size == 0:

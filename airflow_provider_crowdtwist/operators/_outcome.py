@@ -5,7 +5,7 @@ Both operators finish the same way, so alerting and scheduling see one shape wha
 * the summary (counts, rows read, rejects location) plus a one-line ``text`` is pushed under the
   XCom key ``summary`` on success *and* on failure (``_common.push_summary``), so a notifier template
   reads ``ti.xcom_pull(task_ids=..., key="summary")["text"]`` without caring how the task ended;
-* ``min_rows`` / ``max_rejected_ratio`` (``sync/alerts.py``) turn an empty source or a mostly
+* ``min_rows`` / ``max_rejected_ratio`` (``sync/summary.py``) turn an empty source or a mostly
   rejected run into a warning or a failure instead of a quiet success;
 * a successful (not dry) run adds one event for the program's asset (``crowdtwist://<host>/members``
   or ``/activities[/<id>]``, see ``assets.py``) with the run's counts in its ``extra``. The host comes

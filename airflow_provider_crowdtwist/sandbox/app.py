@@ -27,7 +27,7 @@ from airflow_provider_crowdtwist.sandbox.errors import (
     not_found,
     param_error,
 )
-from airflow_provider_crowdtwist.sandbox.faults import FaultInjector
+from airflow_provider_crowdtwist.sandbox.faults import FaultInjector, odd_answer
 from airflow_provider_crowdtwist.sandbox.http import DROP, Request, Response, _Drop
 from airflow_provider_crowdtwist.sandbox.push import LivePusher
 from airflow_provider_crowdtwist.sandbox.settings import RUNTIME_SETTINGS, SandboxSettings
@@ -269,6 +269,8 @@ class SandboxApp:
             return self._fault_status(503)
         if decision.applied_then_drop:
             return DROP
+        if decision.odd_answer and 200 <= status < 300:
+            return odd_answer(decision.odd_answer, status, payload)
         return Response.json(status, payload)
 
     def _authenticate(self, request: Request, query: dict[str, str]) -> str:

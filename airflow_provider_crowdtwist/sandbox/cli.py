@@ -17,7 +17,12 @@ import sys
 from collections.abc import Sequence
 
 from airflow_provider_crowdtwist.sandbox.app import SandboxApp
-from airflow_provider_crowdtwist.sandbox.faults import ERROR_STATUSES, RATE_LIMIT_MODES, FaultSettings
+from airflow_provider_crowdtwist.sandbox.faults import (
+    ERROR_STATUSES,
+    ODD_ANSWERS,
+    RATE_LIMIT_MODES,
+    FaultSettings,
+)
 from airflow_provider_crowdtwist.sandbox.http import HttpServer
 from airflow_provider_crowdtwist.sandbox.push import RETRY_INTERVAL_S, RETRY_WINDOW_S, PushSettings
 from airflow_provider_crowdtwist.sandbox.settings import (
@@ -154,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--drop-rate", type=float, default=0.0)
     g.add_argument("--applied-then-503-rate", type=float, default=0.0)
     g.add_argument("--applied-then-drop-rate", type=float, default=0.0)
+    g.add_argument("--odd-answer-rate", type=float, default=0.0, help="applied, then answered oddly")
+    g.add_argument("--odd-answers", type=_csv, default=None, help="from: " + ", ".join(ODD_ANSWERS))
     g.add_argument(
         "--fault-routes",
         type=_csv,
@@ -195,6 +202,8 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         drop_rate=args.drop_rate,
         applied_then_503_rate=args.applied_then_503_rate,
         applied_then_drop_rate=args.applied_then_drop_rate,
+        odd_answer_rate=args.odd_answer_rate,
+        odd_answers=tuple(args.odd_answers) if args.odd_answers else ODD_ANSWERS,
         fault_routes=tuple(args.fault_routes),
         seed=args.seed,
     )

@@ -13,6 +13,10 @@ production. Each knob here reproduces one failure mode the provider must survive
   that makes a naive retry award points twice;
 - ``applied_then_drop_rate``: a fraction that is applied and then has its connection closed unanswered
   (a reset or a proxy timeout after the work was done);
+- ``odd_answer_rate`` / ``odd_answers``: a fraction that is applied and then answered in a way a
+  client must not misread: ``html_200`` (an HTML page), ``empty_200`` (no body), ``accepted_202``,
+  ``x_gzip`` (the JSON compressed, ``Content-Encoding: x-gzip``), ``early_hints`` (a ``103`` before
+  the real answer); one of ``odd_answers`` is drawn per request;
 - ``fault_routes``: limit drop/error/applied-then-* to some endpoints (say, only ``credit``), so a test
   can break credits while member creation stays healthy. Latency and the rate limit apply everywhere.
 
@@ -21,12 +25,16 @@ Decisions come from a seeded ``random.Random`` so a failing test can be replayed
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+from airflow_provider_crowdtwist.sandbox.http import Response
 
 ERROR_STATUSES = (500, 502, 503, 504)
 ROUTE_NAMES = (
@@ -41,6 +49,7 @@ ROUTE_NAMES = (
     "deletion_status",
 )
 RATE_LIMIT_MODES = ("bucket", "window")
+ODD_ANSWERS = ("html_200", "empty_200", "accepted_202", "x_gzip", "early_hints")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class FaultSettings:
     drop_rate: float = 0.0
     applied_then_503_rate: float = 0.0
     applied_then_drop_rate: float = 0.0
+    odd_answer_rate: float = 0.0
+    odd_answers: tuple[str, ...] = ODD_ANSWERS
     fault_routes: tuple[str, ...] = ()
     seed: int | None = None
 
@@ -84,7 +95,15 @@ class FaultSettings:
             raise ValueError(f"retry_after must be true or false, got {self.retry_after!r}")
         if not isinstance(self.fault_routes, tuple) or any(r not in ROUTE_NAMES for r in self.fault_routes):
             raise ValueError(f"fault_routes must be names from {ROUTE_NAMES}, got {self.fault_routes!r}")
-        for name in ("error_rate", "drop_rate", "applied_then_503_rate", "applied_then_drop_rate"):
+        if not self.odd_answers or any(a not in ODD_ANSWERS for a in self.odd_answers):
+            raise ValueError(f"odd_answers must be names from {ODD_ANSWERS}, got {self.odd_answers!r}")
+        for name in (
+            "error_rate",
+            "drop_rate",
+            "applied_then_503_rate",
+            "applied_then_drop_rate",
+            "odd_answer_rate",
+        ):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a fraction between 0 and 1, got {value!r}")
@@ -102,9 +121,10 @@ class FaultSettings:
                 f"unknown fault setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         changes = dict(changes)
-        if isinstance(changes.get("fault_routes"), (list, str)):
-            routes = changes["fault_routes"]
-            changes["fault_routes"] = tuple(routes.split(",") if isinstance(routes, str) else routes)
+        for name in ("fault_routes", "odd_answers"):
+            if isinstance(changes.get(name), (list, str)):
+                names = changes[name]
+                changes[name] = tuple(names.split(",") if isinstance(names, str) else names)
         new = replace(self, **changes)
         new.validate()
         return new
@@ -194,6 +214,7 @@ class FaultDecision:
     error_status: int | None = None
     applied_then_503: bool = False
     applied_then_drop: bool = False
+    odd_answer: str | None = None  # applied, then answered this way (a name from ODD_ANSWERS)
 
 
 class FaultInjector:
@@ -254,9 +275,26 @@ class FaultInjector:
             decision.applied_then_503 = True
         elif s.applied_then_drop_rate and self.rng.random() < s.applied_then_drop_rate:
             decision.applied_then_drop = True
+        elif s.odd_answer_rate and self.rng.random() < s.odd_answer_rate:
+            decision.odd_answer = self.rng.choice(s.odd_answers)
         return decision
 
     @staticmethod
     def retry_after_header(wait_s: float) -> str:
         """``Retry-After`` in whole seconds (HTTP allows no fractions), never 0 so clients do wait."""
         return str(max(1, math.ceil(wait_s)))
+
+
+def odd_answer(name: str, status: int, payload: Any) -> Response:
+    """An applied request's answer, made odd the way ``name`` says (see ``ODD_ANSWERS``)."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    if name == "html_200":
+        return Response(200, b"<html><body><h1>OK</h1></body></html>", content_type="text/html")
+    if name == "empty_200":
+        return Response(200, b"")
+    if name == "accepted_202":
+        return Response(202, body)
+    if name == "x_gzip":
+        return Response(status, gzip.compress(body), {"Content-Encoding": "x-gzip"})
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    return Response(status, body, interim=hints)

@@ -25,7 +25,9 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 REASONS = {
+    103: "Early Hints",
     200: "OK",
+    202: "Accepted",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -67,12 +69,24 @@ class Request:
 
 
 class Response:
-    __slots__ = ("body", "headers", "status")
+    """One answer; ``interim`` is written before it as is (e.g. a ``103 Early Hints`` head)."""
 
-    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    __slots__ = ("body", "content_type", "headers", "interim", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        *,
+        content_type: str = "application/json",
+        interim: bytes = b"",
+    ) -> None:
         self.status = status
         self.body = body
         self.headers = headers
+        self.content_type = content_type
+        self.interim = interim
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -82,14 +96,14 @@ class Response:
         lines = [
             f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}",
             "Server: crowdtwist-sandbox",
-            "Content-Type: application/json",
+            f"Content-Type: {self.content_type}",
             f"Content-Length: {len(self.body)}",
         ]
         if self.headers:
             lines.extend(f"{k}: {v}" for k, v in self.headers.items())
         if not keep_alive:
             lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        return self.interim + ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
 
 
 class _Drop:

@@ -111,6 +111,12 @@ def test_show_summaries_reads_both_airflow_lines_and_formats_a_table(tmp_path: P
     assert header.split() == ["task", "created", "rejected", "rows", "requests", "seconds", "rows/s"]
     assert row.split() == ["sync", "7", "3", "10", "12", "0.50", "20"]
     assert f"3 rejected/failed rows -> {rejects}" in table
+    # each outcome that occurred is explained once, under the table; the others are not
+    assert "  created: a new member" in table and "  rejected: refused" in table
+    assert "skipped:" not in table and "failed:" not in table
+    nothing_sent = {**summary, "counts": {"unchanged": 10}, "requests_sent": 0}
+    quiet = show_summaries.format_table({"again": nothing_sent})
+    assert quiet.splitlines()[2].split()[-1] == "-"  # no rate for a run that sent nothing
     reasons = show_summaries.format_reasons(found)
     assert reasons.splitlines() == [
         "sync:     2 x row 1: first_name: bad",

@@ -42,7 +42,10 @@ def test_uris() -> None:
         ("crowdtwist://SBAPI.crowdtwist.com:443/members/", "crowdtwist://sbapi.crowdtwist.com/members"),
         ("crowdtwist://h:8443/activities", "crowdtwist://h:8443/activities"),
         ("crowdtwist://h/activities/purchase", "crowdtwist://h/activities/purchase"),
-        ("crowdtwist://LIVE-PUSH/profile/members_live/", "crowdtwist://live-push/profile/members_live"),
+        (
+            "crowdtwist://LIVE-PUSH/profile/warehouse@db:5432/members_live/",
+            "crowdtwist://live-push/profile/warehouse@db:5432/members_live",
+        ),
     ],
 )
 def test_sanitize_uri(uri: str, normal: str) -> None:
@@ -57,7 +60,8 @@ def test_sanitize_uri(uri: str, normal: str) -> None:
         "crowdtwist://h/members?x=1",
         "crowdtwist://h/",
         "crowdtwist://live-push/members",
-        "crowdtwist://live-push/redemption/t",
+        "crowdtwist://live-push/redemption/db/t",
+        "crowdtwist://live-push/profile/members_live",  # before the database was in the URI
     ],
 )
 def test_sanitize_uri_refuses_what_the_provider_never_emits(uri: str) -> None:
@@ -78,3 +82,38 @@ def test_airflow_uses_the_registered_normalizer() -> None:
         Asset("crowdtwist://SBAPI.crowdtwist.com:443/members/").uri
         == "crowdtwist://sbapi.crowdtwist.com/members"
     )
+
+
+def test_factory_and_openlineage_converter_are_registered() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_crowdtwist.assets import convert_asset_to_openlineage, create_asset
+
+    manager = ProvidersManager()
+    factories = next(
+        getattr(manager, n) for n in ("asset_factories", "dataset_factories") if hasattr(manager, n)
+    )
+    converters = next(
+        getattr(manager, n)
+        for n in ("asset_to_openlineage_converters", "dataset_to_openlineage_converters")
+        if hasattr(manager, n)
+    )
+    assert factories["crowdtwist"] is create_asset
+    assert converters["crowdtwist"] is convert_asset_to_openlineage
+
+    asset = create_asset(host="https://SBAPI7.crowdtwist.com:443/", object="activities", activity_id="a b")
+    assert asset.uri == "crowdtwist://sbapi7.crowdtwist.com/activities/a%20b"
+    assert create_asset(host="sbapi7.crowdtwist.com").uri == "crowdtwist://sbapi7.crowdtwist.com/members"
+    with pytest.raises(ValueError, match="object"):
+        create_asset(host="sbapi7.crowdtwist.com", object="rewards")
+
+
+def test_openlineage_dataset_matches_the_operators_naming() -> None:
+    pytest.importorskip("airflow.providers.openlineage")
+    from airflow.providers.common.compat.sdk import Asset
+
+    from airflow_provider_crowdtwist.assets import convert_asset_to_openlineage
+
+    dataset = convert_asset_to_openlineage(Asset("crowdtwist://SBAPI7.crowdtwist.com/activities/purchase"))
+    # operators/_lineage.py names the program's object the same way
+    assert (dataset.namespace, dataset.name) == ("crowdtwist://sbapi7.crowdtwist.com", "activities/purchase")

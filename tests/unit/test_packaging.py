@@ -25,3 +25,11 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
     assert 'airflow_provider_crowdtwist.example_dags" = "dags_examples"' in text
     assert (root / "py.typed").exists()
     assert "Apache License" in (REPO / "LICENSE").read_text()[:200]
+
+
+def test_the_long_description_has_no_relative_link() -> None:
+    """The README is the package's long description on PyPI, where a relative link is a dead link."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)]+)\)", readme) + re.findall(r'(?:src|href)="([^"]+)"', readme)
+    relative = [link for link in links if not re.match(r"^(https?://|mailto:|#)", link)]
+    assert relative == [], f"relative links in README.md (dead on PyPI): {relative}"

@@ -89,6 +89,10 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
         "connect_timeout",
         "requests_per_minute",
         "verify",
+        "max_answer_bytes",
+        "attempt_deadline",
+        "client_cert",
+        "client_key",
     }
     for name, field in CONN_FIELDS.items():
         assert field["label"] and field["description"], name

@@ -71,14 +71,12 @@ def test_reaches_before_needs_newest_first_order() -> None:
     assert not undated.reaches_before(100)
 
 
-def test_v21_date_filter_is_used_and_remembered(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(
-        V21, [{"json": [item("k1", 500)]}, {"json": []}, {"json": [item("k2", 600)]}, {"json": []}]
-    )
+def test_v21_date_filter_is_used_and_remembered(wire: Any, make_client: Any) -> None:
+    wire.get(V21, [{"json": [item("k1", 500)]}, {"json": []}, {"json": [item("k2", 600)]}, {"json": []}])
     client = make_client()
     found = list(client.activity_history("a+b@c.com", since=450))
     assert [i.extra_data["ct_dedupe_key"] for i in found] == ["k1"]
-    first, second = requests_mock.request_history
+    first, second = wire.request_history
     assert first.qs == {
         "id_type": ["email"],
         "page_size": ["100"],
@@ -88,37 +86,35 @@ def test_v21_date_filter_is_used_and_remembered(requests_mock: Any, make_client:
     assert second.qs["page_number"] == ["2"]
     assert client.history_requests_sent == 2 and client.requests_sent == 2
     list(client.activity_history("a+b@c.com", since=450))
-    assert all("/v2.1/" in r.url for r in requests_mock.request_history)
+    assert all("/v2.1/" in r.url for r in wire.request_history)
 
 
-def test_falls_back_to_v2_paging_when_the_program_has_no_v21(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(V21, **NO_ROUTE)
-    requests_mock.get(
-        V2, [{"json": [item("k3", 900), item("k2", 800)]}, {"json": [item("k1", 700), item("k0", 100)]}]
-    )
+def test_falls_back_to_v2_paging_when_the_program_has_no_v21(wire: Any, make_client: Any) -> None:
+    wire.get(V21, **NO_ROUTE)
+    wire.get(V2, [{"json": [item("k3", 900), item("k2", 800)]}, {"json": [item("k1", 700), item("k0", 100)]}])
     client = make_client()
     found = [i.extra_data["ct_dedupe_key"] for i in client.activity_history("a+b@c.com", since=750)]
     # page 2 ends before `since` in newest-first order: no page 3 is read
     assert found == ["k3", "k2", "k1", "k0"]
-    urls = [r.url.split("?")[0] for r in requests_mock.request_history]
+    urls = [r.url.split("?")[0] for r in wire.request_history]
     assert urls == [V21, V2, V2]
-    assert "date_start" not in requests_mock.request_history[1].qs
+    assert "date_start" not in wire.request_history[1].qs
     assert client.history_requests_sent == 3
-    requests_mock.reset_mock()
+    wire.reset_mock()
     list(client.activity_history("a+b@c.com", since=750))
-    assert all(r.url.startswith(V2) for r in requests_mock.request_history)  # v2.1 not asked again
+    assert all(r.url.startswith(V2) for r in wire.request_history)  # v2.1 not asked again
 
 
-def test_a_short_page_is_not_taken_as_the_end(requests_mock: Any, make_client: Any) -> None:
+def test_a_short_page_is_not_taken_as_the_end(wire: Any, make_client: Any) -> None:
     """A server may cap page_size below what was asked: only an empty page ends a bare list."""
-    requests_mock.get(V2, [{"json": [item("a", 900)]}, {"json": [item("b", 899)]}, {"json": []}])
+    wire.get(V2, [{"json": [item("a", 900)]}, {"json": [item("b", 899)]}, {"json": []}])
     client = make_client()
     assert len(list(client.activity_history("a+b@c.com"))) == 2
-    assert requests_mock.call_count == 3
+    assert wire.call_count == 3
 
 
-def test_paging_block_ends_the_history(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(
+def test_paging_block_ends_the_history(wire: Any, make_client: Any) -> None:
+    wire.get(
         V2,
         [
             {
@@ -131,30 +127,30 @@ def test_paging_block_ends_the_history(requests_mock: Any, make_client: Any) -> 
         ],
     )
     client = make_client()
-    assert len(list(client.activity_history("a+b@c.com"))) == 2 and requests_mock.call_count == 2
+    assert len(list(client.activity_history("a+b@c.com"))) == 2 and wire.call_count == 2
 
 
-def test_member_not_found_on_both_paths(requests_mock: Any, make_client: Any) -> None:
+def test_member_not_found_on_both_paths(wire: Any, make_client: Any) -> None:
     gone = {"status_code": 404, "json": {"error": "page_not_found", "message": "User does not exist."}}
-    requests_mock.get(V21, **gone)
-    requests_mock.get(V2, **gone)
+    wire.get(V21, **gone)
+    wire.get(V2, **gone)
     client = make_client()
     with pytest.raises(CrowdTwistNotFoundError):
         list(client.activity_history("a+b@c.com", since=1))
-    requests_mock.reset_mock()
+    wire.reset_mock()
     with pytest.raises(CrowdTwistNotFoundError):
         list(client.activity_history("a+b@c.com", since=1))
-    assert requests_mock.request_history[0].url.startswith(V21)  # not learnt from a missing member
+    assert wire.request_history[0].url.startswith(V21)  # not learnt from a missing member
 
 
-def test_too_many_pages_cannot_conclude(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(V2, json=[item("a", 1)])
+def test_too_many_pages_cannot_conclude(wire: Any, make_client: Any) -> None:
+    wire.get(V2, json=[item("a", 1)])
     with pytest.raises(CrowdTwistError, match="more than 3 pages"):
         list(make_client().activity_history("a+b@c.com", max_pages=3))
 
 
-def test_history_reads_are_paced_by_the_rate_limiter(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(V2, [{"json": [item("a", 1)]}, {"json": []}])
+def test_history_reads_are_paced_by_the_rate_limiter(wire: Any, make_client: Any) -> None:
+    wire.get(V2, [{"json": [item("a", 1)]}, {"json": []}])
     limiter = RecordingLimiter()
     client = make_client(limiter=limiter)
     list(client.activity_history("a+b@c.com"))

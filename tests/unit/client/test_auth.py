@@ -120,10 +120,10 @@ def test_hmac_repr_masks_private_key() -> None:
         HmacAuth(PUBLIC_KEY, PRIVATE_KEY, "ns")
 
 
-def test_client_hmac_request_end_to_end_over_mock(requests_mock: Any, make_client: Any) -> None:
+def test_client_hmac_request_end_to_end_over_mock(wire: Any, make_client: Any) -> None:
     """Through the client: the signed bytes are exactly the bytes sent, Content-Type included."""
-    requests_mock.post("https://api.test/v2/users/a%40b.com/activities", json={"awarded": True})
-    requests_mock.get("https://api.test/v2/activities", json=[])
+    wire.post("https://api.test/v2/users/a%40b.com/activities", json={"awarded": True})
+    wire.get("https://api.test/v2/activities", json=[])
     client = make_client(
         auth_type="hmac",
         api_key=None,
@@ -132,7 +132,7 @@ def test_client_hmac_request_end_to_end_over_mock(requests_mock: Any, make_clien
         wall_clock=lambda: 1_700_000_000.0,
     )
     client.list_activities()
-    get = requests_mock.request_history[0]
+    get = wire.request_history[0]
     literal_get = "GET\n\n\n1700000000\n/v2/activities"
     assert (
         get.headers["X-CT-Authorization"]
@@ -141,7 +141,7 @@ def test_client_hmac_request_end_to_end_over_mock(requests_mock: Any, make_clien
     assert "Content-Type" not in get.headers and get.body is None
 
     client.credit_activity("a@b.com", "purchase", num_points=5)
-    post = requests_mock.request_history[1]
+    post = wire.request_history[1]
     assert post.body == BODY
     assert post.headers["Content-Type"] == "application/json"
     literal = (

@@ -7,8 +7,7 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-import requests
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+from urllib3.exceptions import NewConnectionError, ProtocolError
 
 from airflow_provider_crowdtwist.client import (
     CrowdTwistAuthError,
@@ -20,27 +19,26 @@ from airflow_provider_crowdtwist.client import (
     CrowdTwistServerError,
     CrowdTwistValidationError,
 )
+from airflow_provider_crowdtwist.client.transport import TransportFailed
 
-from .conftest import RecordingLimiter
+from .conftest import RecordingLimiter, connect_timeout, read_timeout, refused, reset, tls_failure
 
 ACTIVITIES = "https://api.test/v2/activities"
 OK = {"json": {"activities": [{"id": "purchase"}]}}
 
 
-def _reset() -> requests.ConnectionError:
-    return requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
+def _reset() -> TransportFailed:
+    return reset()
 
 
-def _refused() -> requests.ConnectionError:
-    return requests.ConnectionError(
-        MaxRetryError(None, "/v2/activities", NewConnectionError(None, "Connection refused"))  # type: ignore[arg-type]
-    )
+def _refused() -> TransportFailed:
+    return refused()
 
 
 def test_429_with_retry_after_waits_that_long_and_pauses_everyone(
-    requests_mock: Any, make_client: Any, clock: Any
+    wire: Any, make_client: Any, clock: Any
 ) -> None:
-    requests_mock.get(ACTIVITIES, [{"status_code": 429, "headers": {"Retry-After": "7"}}, OK])
+    wire.get(ACTIVITIES, [{"status_code": 429, "headers": {"Retry-After": "7"}}, OK])
     limiter = RecordingLimiter()
     client = make_client(limiter=limiter)
     assert [a.id for a in client.list_activities()] == ["purchase"]
@@ -52,13 +50,13 @@ def test_429_with_retry_after_waits_that_long_and_pauses_everyone(
 
 
 def test_429_without_retry_after_backs_off_and_reports_to_the_limiter(
-    requests_mock: Any, make_client: Any, clock: Any
+    wire: Any, make_client: Any, clock: Any
 ) -> None:
     """Without Retry-After the request backs off on its own; the limiter learns from the report.
 
     (Until issue 16 the backoff also paused every worker; now the adaptive limiter cuts the pace.)
     """
-    requests_mock.get(ACTIVITIES, [{"status_code": 429}, {"status_code": 429}, OK])
+    wire.get(ACTIVITIES, [{"status_code": 429}, {"status_code": 429}, OK])
     limiter = RecordingLimiter()
     make_client(limiter=limiter).list_activities()
     assert clock.sleeps == [0.01, 0.02]  # the jitter draw is pinned to its maximum in these tests
@@ -67,24 +65,24 @@ def test_429_without_retry_after_backs_off_and_reports_to_the_limiter(
     assert limiter.successes == 1
 
 
-def test_retry_after_as_http_date(requests_mock: Any, make_client: Any, clock: Any) -> None:
+def test_retry_after_as_http_date(wire: Any, make_client: Any, clock: Any) -> None:
     now = 1_700_000_000.0
-    requests_mock.get(
+    wire.get(
         ACTIVITIES, [{"status_code": 429, "headers": {"Retry-After": formatdate(now + 12, usegmt=True)}}, OK]
     )
     make_client(wall_clock=lambda: now).list_activities()
     assert clock.sleeps == [pytest.approx(12.0)]
 
 
-def test_retry_after_on_503_is_honoured(requests_mock: Any, make_client: Any, clock: Any) -> None:
-    requests_mock.get(ACTIVITIES, [{"status_code": 503, "headers": {"Retry-After": "2"}}, OK])
+def test_retry_after_on_503_is_honoured(wire: Any, make_client: Any, clock: Any) -> None:
+    wire.get(ACTIVITIES, [{"status_code": 503, "headers": {"Retry-After": "2"}}, OK])
     limiter = RecordingLimiter()
     make_client(limiter=limiter).list_activities()
     assert clock.sleeps == [2.0] and limiter.pauses == []  # only a 429 slows every worker
     assert limiter.rate_limited == [] and limiter.successes == 2  # a 503 is an answer, not a 429
 
 
-def test_exponential_backoff_with_full_jitter_and_cap(requests_mock: Any, clock: Any) -> None:
+def test_exponential_backoff_with_full_jitter_and_cap(wire: Any, clock: Any) -> None:
     from airflow_provider_crowdtwist.client import CrowdTwistClient
 
     from .conftest import make_config
@@ -95,7 +93,7 @@ def test_exponential_backoff_with_full_jitter_and_cap(requests_mock: Any, clock:
         bounds.append((low, high))
         return high / 2
 
-    requests_mock.get(ACTIVITIES, status_code=500, text="boom")
+    wire.get(ACTIVITIES, status_code=500, text="boom")
     client = CrowdTwistClient(
         make_config(backoff_base=0.5, backoff_max=3.0, max_retries=5), sleep=clock.sleep, clock=clock, rng=rng
     )
@@ -105,10 +103,8 @@ def test_exponential_backoff_with_full_jitter_and_cap(requests_mock: Any, clock:
     assert clock.sleeps == [0.25, 0.5, 1.0, 1.5, 1.5]
 
 
-def test_5xx_exhausted_is_a_server_error_and_ambiguous(
-    requests_mock: Any, make_client: Any, clock: Any
-) -> None:
-    requests_mock.get(ACTIVITIES, status_code=503, json={"error": "internal_error", "message": "Maintenance"})
+def test_5xx_exhausted_is_a_server_error_and_ambiguous(wire: Any, make_client: Any, clock: Any) -> None:
+    wire.get(ACTIVITIES, status_code=503, json={"error": "internal_error", "message": "Maintenance"})
     client = make_client(max_retries=2)
     with pytest.raises(CrowdTwistServerError) as info:
         client.list_activities()
@@ -119,21 +115,21 @@ def test_5xx_exhausted_is_a_server_error_and_ambiguous(
     assert "GET /v2/activities -> 503 internal_error: Maintenance" in str(error)
 
 
-def test_connection_reset_is_retried_and_ambiguous(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(ACTIVITIES, [{"exc": _reset()}, OK])
+def test_connection_reset_is_retried_and_ambiguous(wire: Any, make_client: Any) -> None:
+    wire.get(ACTIVITIES, [{"exc": _reset()}, OK])
     client = make_client()
     assert len(client.list_activities()) == 1
     assert client.requests_sent == 2
 
-    requests_mock.get(ACTIVITIES, exc=_reset())
+    wire.get(ACTIVITIES, exc=_reset())
     with pytest.raises(CrowdTwistConnectionError) as info:
         client.list_activities()
     assert info.value.ambiguous is True and info.value.status is None
     assert "connection error" in str(info.value)
 
 
-def test_read_timeout_is_retried_and_ambiguous(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(ACTIVITIES, exc=requests.ReadTimeout("read timed out"))
+def test_read_timeout_is_retried_and_ambiguous(wire: Any, make_client: Any) -> None:
+    wire.get(ACTIVITIES, exc=read_timeout())
     client = make_client(max_retries=1)
     with pytest.raises(CrowdTwistConnectionError) as info:
         client.list_activities()
@@ -141,11 +137,9 @@ def test_read_timeout_is_retried_and_ambiguous(requests_mock: Any, make_client: 
     assert client.requests_sent == 2
 
 
-@pytest.mark.parametrize("exc", [_refused(), requests.ConnectTimeout("connect timed out")])
-def test_connect_failures_are_retried_and_not_ambiguous(
-    requests_mock: Any, make_client: Any, exc: Exception
-) -> None:
-    requests_mock.get(ACTIVITIES, exc=exc)
+@pytest.mark.parametrize("exc", [_refused(), connect_timeout()])
+def test_connect_failures_are_retried_and_not_ambiguous(wire: Any, make_client: Any, exc: Exception) -> None:
+    wire.get(ACTIVITIES, exc=exc)
     client = make_client(max_retries=2)
     with pytest.raises(CrowdTwistConnectionError) as info:
         client.list_activities()
@@ -153,8 +147,8 @@ def test_connect_failures_are_retried_and_not_ambiguous(
     assert client.requests_sent == 3
 
 
-def test_tls_errors_are_not_retried(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(ACTIVITIES, exc=requests.exceptions.SSLError("certificate verify failed"))
+def test_tls_errors_are_not_retried(wire: Any, make_client: Any) -> None:
+    wire.get(ACTIVITIES, exc=tls_failure())
     client = make_client()
     with pytest.raises(CrowdTwistConnectionError, match="TLS error"):
         client.list_activities()
@@ -173,9 +167,9 @@ def test_tls_errors_are_not_retried(requests_mock: Any, make_client: Any) -> Non
     ],
 )
 def test_other_4xx_are_never_retried_and_typed(
-    requests_mock: Any, make_client: Any, clock: Any, status: int, cls: type, body: dict
+    wire: Any, make_client: Any, clock: Any, status: int, cls: type, body: dict
 ) -> None:
-    requests_mock.get("https://api.test/v2/users/x?id_type=email", status_code=status, json=body)
+    wire.get("https://api.test/v2/users/x?id_type=email", status_code=status, json=body)
     client = make_client()
     with pytest.raises(cls) as info:
         client.get_user("x")
@@ -186,10 +180,8 @@ def test_other_4xx_are_never_retried_and_typed(
     assert client.requests_sent == 1 and clock.sleeps == []
 
 
-def test_total_wait_cap_stops_a_long_retry_after(requests_mock: Any, make_client: Any, clock: Any) -> None:
-    requests_mock.get(
-        ACTIVITIES, status_code=429, headers={"Retry-After": "30"}, json={"error": "rate_limited"}
-    )
+def test_total_wait_cap_stops_a_long_retry_after(wire: Any, make_client: Any, clock: Any) -> None:
+    wire.get(ACTIVITIES, status_code=429, headers={"Retry-After": "30"}, json={"error": "rate_limited"})
     client = make_client(max_retry_wait=10.0)
     with pytest.raises(CrowdTwistRateLimitError) as info:
         client.list_activities()
@@ -197,8 +189,8 @@ def test_total_wait_cap_stops_a_long_retry_after(requests_mock: Any, make_client
     assert client.requests_sent == 1 and clock.sleeps == []
 
 
-def test_total_wait_cap_clips_backoff(requests_mock: Any, make_client: Any, clock: Any) -> None:
-    requests_mock.get(ACTIVITIES, status_code=502, text="<html>Bad gateway</html>")
+def test_total_wait_cap_clips_backoff(wire: Any, make_client: Any, clock: Any) -> None:
+    wire.get(ACTIVITIES, status_code=502, text="<html>Bad gateway</html>")
     client = make_client(backoff_base=0.4, backoff_max=10.0, max_retries=10, max_retry_wait=1.0)
     with pytest.raises(CrowdTwistServerError) as info:
         client.list_activities()
@@ -208,84 +200,67 @@ def test_total_wait_cap_clips_backoff(requests_mock: Any, make_client: Any, cloc
     assert info.value.message == "<html>Bad gateway</html>"
 
 
-def test_retries_are_logged_at_warning(requests_mock: Any, make_client: Any, caplog: Any) -> None:
-    requests_mock.get(
-        "https://api.test/v2/users/a%40b.com?id_type=email", [{"status_code": 503}, {"json": {}}]
-    )
+def test_retries_are_logged_at_warning(wire: Any, make_client: Any, caplog: Any) -> None:
+    wire.get("https://api.test/v2/users/a%40b.com?id_type=email", [{"status_code": 503}, {"json": {}}])
     with caplog.at_level(logging.WARNING, logger="airflow_provider_crowdtwist"):
         make_client().get_user("a@b.com")
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "GET /v2/users/a%40b.com?id_type=email -> 503; retry 1 of 3 in 0.01 s" in record.getMessage()
 
 
-def test_redirects_are_not_followed(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(ACTIVITIES, status_code=302, headers={"Location": "https://elsewhere.example/steal"})
+def test_redirects_are_not_followed(wire: Any, make_client: Any) -> None:
+    wire.get(ACTIVITIES, status_code=302, headers={"Location": "https://elsewhere.example/steal"})
     client = make_client()
     with pytest.raises(
         CrowdTwistError, match=r"unexpected redirect to https://elsewhere\.example/steal"
     ) as info:
         client.list_activities()
     assert info.value.status == 302 and client.requests_sent == 1
-    assert requests_mock.call_count == 1
+    assert wire.call_count == 1
 
 
-def test_every_attempt_takes_a_token(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(ACTIVITIES, [{"status_code": 500}, {"exc": _reset()}, OK])
+def test_every_attempt_takes_a_token(wire: Any, make_client: Any) -> None:
+    wire.get(ACTIVITIES, [{"status_code": 500}, {"exc": _reset()}, OK])
     limiter = RecordingLimiter()
     client = make_client(limiter=limiter)
     client.list_activities()
-    assert limiter.acquired == 3 == client.requests_sent == requests_mock.call_count
+    assert limiter.acquired == 3 == client.requests_sent == wire.call_count
 
 
-def test_transport_failures_are_described_from_their_types() -> None:
+def test_transport_failures_are_described_from_their_types_and_phase() -> None:
+    """As ``urllib3`` raises them: before anything was sent (never ambiguous) and after."""
     from http.client import RemoteDisconnected
 
-    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, ReadTimeoutError
 
-    from airflow_provider_crowdtwist.client.retry import classify_transport_error
+    from airflow_provider_crowdtwist.client.transport import _connect_failure, _sent_failure
 
-    def via_pool(reason: Exception) -> requests.ConnectionError:
-        return requests.ConnectionError(MaxRetryError(None, "/x", reason))  # type: ignore[arg-type]
-
-    cases = {
-        "could not connect: the host name does not resolve (DNS)": via_pool(
-            NameResolutionError("h.invalid", None, OSError("Name or service not known"))  # type: ignore[arg-type]
+    refused_exc = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] refused")  # type: ignore[arg-type]
+    refused_exc.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    before = {
+        "could not connect: the host name does not resolve (DNS)": (
+            NameResolutionError("h.invalid", None, OSError("Name or service not known")),  # type: ignore[arg-type]
+            "dns",
         ),
-        "could not connect: connection refused": _refused(),
-        "could not connect: connect timeout": via_pool(ConnectTimeoutError("slow")),
-        "connection error: the connection was reset": _reset(),
-        "connection error: closed without an answer": requests.ConnectionError(
-            ProtocolError("Connection aborted.", RemoteDisconnected("Remote end closed connection"))
-        ),
+        "could not connect: connection refused": (refused_exc, "refused"),
+        "could not connect: connect timeout": (ConnectTimeoutError("slow"), "timeout"),
     }
-    for description, exc in cases.items():
-        failure = classify_transport_error(exc)
-        assert failure.description == description
-        assert failure.retryable is True
-        assert failure.ambiguous is description.startswith("connection error")
+    for description, (exc, problem) in before.items():
+        failure = _connect_failure(exc)
+        assert (failure.description, failure.problem, failure.ambiguous) == (description, problem, False)
+    after = {
+        "connection error: the connection was reset": ProtocolError("aborted", ConnectionResetError()),
+        "connection error: closed without an answer": ProtocolError("aborted", RemoteDisconnected("closed")),
+        "read timeout": ReadTimeoutError(None, "/", "read timed out"),  # type: ignore[arg-type]
+    }
+    for description, exc in after.items():
+        failure = _sent_failure(exc)
+        assert (failure.description, failure.retryable, failure.ambiguous) == (description, True, True)
 
 
-def test_final_429_still_pauses_the_other_workers(requests_mock: Any, make_client: Any) -> None:
-    requests_mock.get(ACTIVITIES, status_code=429, headers={"Retry-After": "40"})
+def test_final_429_still_pauses_the_other_workers(wire: Any, make_client: Any) -> None:
+    wire.get(ACTIVITIES, status_code=429, headers={"Retry-After": "40"})
     limiter = RecordingLimiter()
     with pytest.raises(CrowdTwistRateLimitError):
         make_client(limiter=limiter, max_retry_wait=10.0).list_activities()
     assert limiter.pauses == [40.0]
-
-
-def test_transport_problems_are_classified_by_type():
-    from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
-
-    from airflow_provider_crowdtwist.client.retry import classify_transport_error
-
-    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
-    dns = NameResolutionError("x.invalid", None, OSError("no such host"))
-    cases = [
-        (requests.exceptions.ConnectionError(MaxRetryError(None, "/", refused)), "refused"),
-        (requests.exceptions.ConnectionError(MaxRetryError(None, "/", dns)), "dns"),
-        (requests.exceptions.ReadTimeout("read timed out"), "timeout"),
-        (requests.exceptions.ConnectTimeout("connect timed out"), "timeout"),
-        (requests.exceptions.SSLError("bad handshake"), "tls"),
-    ]
-    for exc, problem in cases:
-        assert classify_transport_error(exc).problem == problem, exc

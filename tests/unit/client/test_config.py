@@ -96,10 +96,10 @@ def test_without_labels_the_client_names_its_own_field() -> None:
         _config(id_type="phone").validate()
 
 
-def test_client_validates_before_any_request(requests_mock: Any) -> None:
+def test_client_validates_before_any_request(wire: Any) -> None:
     with pytest.raises(CrowdTwistConfigError, match=r"host 'api\.example\.com'"):
         CrowdTwistClient(_config(base_url="http://api.example.com"))
-    assert requests_mock.call_count == 0
+    assert wire.call_count == 0
 
 
 def test_hmac_config_needs_no_api_key() -> None:

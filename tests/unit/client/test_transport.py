@@ -1,4 +1,4 @@
-"""``DirectTransport`` against a real HTTP/1.1 server on loopback (the standard library's), plain and TLS.
+"""The transport against a real HTTP/1.1 server on loopback (the standard library's), plain and TLS.
 
 What is checked is what the client's exactly-once rules rest on: a connection is reused, a connection
 the server closed while idle is replaced before a request goes out (so it never makes a request
@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 import requests
-import requests_mock
 
 from airflow_provider_crowdtwist.client import ClientConfig, CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConnectionError
-from airflow_provider_crowdtwist.client.transport import DirectTransport, TransportFailed
+from airflow_provider_crowdtwist.client.transport import Transport, TransportFailed
 
 BODY = json.dumps({"ok": True}).encode()
 LOOPBACK = "127.0.0.1"
@@ -104,9 +103,9 @@ def server() -> Iterator[_Server]:
     yield from _serve(_Server())
 
 
-def _transport(url: str, **kwargs: Any) -> DirectTransport:
+def _transport(url: str, **kwargs: Any) -> Transport:
     settings: dict[str, Any] = {"verify": True, "connect_timeout": 2.0, "read_timeout": 5.0, "max_idle": 4}
-    return DirectTransport(url, **(settings | kwargs))
+    return Transport(url, **(settings | kwargs))
 
 
 def _url(server: _Server, path: str, scheme: str = "http") -> str:
@@ -153,7 +152,7 @@ def _kind(failed: TransportFailed) -> tuple[bool, bool, str]:
     return failed.failure.ambiguous, failed.failure.retryable, failed.failure.problem
 
 
-def _failure(transport: DirectTransport, url: str) -> TransportFailed:
+def _failure(transport: Transport, url: str) -> TransportFailed:
     with pytest.raises(TransportFailed) as info:
         transport.send("PUT", url, {"Content-Length": "2"}, b"{}")
     assert info.value.__context__ is None and info.value.__cause__ is None
@@ -275,17 +274,13 @@ def _client(url: str) -> CrowdTwistClient:
     return CrowdTwistClient(ClientConfig(base_url=url, api_key="transport-test-key", max_retries=0))
 
 
-def test_the_client_uses_it_and_steps_aside_for_requests_mock(server: _Server) -> None:
+def test_the_client_sends_over_it_and_reuses_the_connection(server: _Server) -> None:
     with _client(_url(server, "")) as client:
-        assert client._use_direct()
-        with requests_mock.Mocker() as mocked:
-            mocked.get(_url(server, "/v2/activities"), json=[])
-            assert not client._use_direct()
-            assert client.list_activities() == []  # answered by the mock, not the server
-        assert client._use_direct()
+        assert isinstance(client._transport, Transport)
+        assert client.list_activities() == []  # the body {"ok": true} is no list of activities
         with pytest.raises(CrowdTwistConnectionError):
             client.request("GET", "/drop")
-    assert server.connections == 1 and [p for p, _, _ in server.requests] == ["/drop"]
+    assert server.connections == 1 and [p for p, _, _ in server.requests] == ["/v2/activities", "/drop"]
 
 
 def test_request_returns_a_requests_response(server: _Server) -> None:
@@ -296,18 +291,24 @@ def test_request_returns_a_requests_response(server: _Server) -> None:
     assert response.headers["content-encoding"] == "gzip"
 
 
-def test_a_proxy_for_the_host_or_a_session_of_ones_own_keeps_requests(
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(
     server: _Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    assert _client(_url(server, ""))._direct is None
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    assert _client(_url(server, ""))._direct is not None
-    config = ClientConfig(base_url=_url(server, ""), api_key="transport-test-key")
-    own = CrowdTwistClient(config, session=requests.Session())
-    assert own._direct is None
+    """As ``requests`` resolves them: ``HTTP_PROXY``, and ``NO_PROXY`` with a CIDR range."""
+    proxy = _Server()  # answers every request itself: a forwarding proxy sees the whole URL
+    for running in _serve(proxy):
+        monkeypatch.setenv("HTTP_PROXY", _url(running, ""))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        through = _transport(_url(server, ""))
+        assert through.proxy == _url(running, "")
+        assert through.send("GET", _url(server, "/ok"), {}, None).status_code == 200
+        assert [path for path, _, _ in running.requests] == [_url(server, "/ok")]
+        monkeypatch.setenv("no_proxy", "10.0.0.0/8,127.0.0.0/8")
+        direct = _transport(_url(server, ""))
+        assert direct.proxy is None
+        assert direct.send("GET", _url(server, "/ok"), {}, None).status_code == 200
+        assert [path for path, _, _ in server.requests] == ["/ok"] and len(running.requests) == 1
 
 
 def test_a_request_http_client_refuses_to_build_is_not_sent_and_not_ambiguous(server: _Server) -> None:

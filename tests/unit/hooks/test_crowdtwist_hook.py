@@ -169,6 +169,24 @@ def test_string_extras_from_ui_and_uri_are_converted(monkeypatch: pytest.MonkeyP
     assert config.id_type == "email"  # empty string from a form means "not set"
 
 
+def test_answer_cap_deadline_and_client_certificate_extras(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    cert = tmp_path / "client.pem"
+    cert.write_text("not parsed before the first request")
+    set_json_conn(monkeypatch, "ct_plain", host="https://api.example.com", password=API_KEY)
+    config = CrowdTwistHook("ct_plain").get_client_config()
+    assert (config.max_answer_bytes, config.attempt_deadline, config.client_cert) == (8 << 20, None, None)
+    extra = {"max_answer_bytes": "65536", "attempt_deadline": "12.5", "client_cert": str(cert)}
+    set_json_conn(monkeypatch, "ct_limits", host="https://api.example.com", password=API_KEY, extra=extra)
+    config = CrowdTwistHook("ct_limits").get_client_config()
+    assert (config.max_answer_bytes, config.attempt_deadline, config.client_cert) == (65536, 12.5, str(cert))
+    bad = {"max_answer_bytes": "10"}
+    set_json_conn(monkeypatch, "ct_bad", host="https://api.example.com", password=API_KEY, extra=bad)
+    with pytest.raises(CrowdTwistConfigError, match="extra 'max_answer_bytes'"):
+        CrowdTwistHook("ct_bad").get_client_config()
+
+
 def test_prefixed_extras_of_airflow2_forms_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     set_json_conn(
         monkeypatch,

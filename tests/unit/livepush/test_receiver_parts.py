@@ -187,3 +187,59 @@ def test_a_failed_publish_keeps_the_file_and_publishes_it_later(tmp_path: Path) 
     log = asyncio.run(run())
     files = sorted((tmp_path / "out" / "profile").glob("*.jsonl"))
     assert [json.loads(f.read_text())["n"] for f in files] == [1, 2] and log.files_published == 2
+
+
+def test_a_torn_write_is_cut_back_even_when_the_first_cut_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC after a partial write, then a failing ftruncate: the next batch cuts first, then appends."""
+    import errno
+    import os
+
+    from airflow_provider_crowdtwist.livepush import store
+
+    log = FeedLog("activity", tmp_path / "spool", Output(str(tmp_path / "out")), RollPolicy())
+    spool = log._create()
+    log._write(spool, b'{"a":1}\n')
+    real_write, real_truncate = os.write, os.ftruncate
+    calls = {"write": 0, "truncate": 0}
+
+    def half_then_full(fd: int, data: object) -> int:
+        calls["write"] += 1
+        if calls["write"] == 1:
+            return real_write(fd, bytes(data)[:5])  # type: ignore[call-overload]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def truncate_fails_once(fd: int, length: int) -> None:
+        calls["truncate"] += 1
+        if calls["truncate"] == 1:
+            raise OSError(errno.EIO, "I/O error")
+        real_truncate(fd, length)
+
+    monkeypatch.setattr(store.os, "write", half_then_full)
+    monkeypatch.setattr(store.os, "ftruncate", truncate_fails_once)
+    with pytest.raises(OSError, match="No space"):
+        log._write(spool, b'{"b":2}\n{"c":3}\n')
+    assert spool.torn and spool.path.read_bytes() == b'{"a":1}\n{"b":'  # the cut failed: torn bytes remain
+    monkeypatch.setattr(store.os, "write", real_write)
+    log._write(spool, b'{"d":4}\n')  # cuts first, then appends: no line merges with torn bytes
+    assert not spool.torn and spool.path.read_bytes() == b'{"a":1}\n{"d":4}\n'
+    os.close(spool.fd)
+
+
+def test_the_fast_depth_check_agrees_with_the_exact_scan() -> None:
+    """``too_deep`` (C-speed peeling, strings removed) says what the byte-by-byte scan says."""
+    import random
+
+    from airflow_provider_crowdtwist.livepush.feeds import nesting_error, too_deep
+
+    rng = random.Random(22)
+    pieces = ["[", "]", "{", "}", '"[["', '"]"', '"a\\"["', '"\\\\"', ",", "1", '"k":']
+    for _ in range(3_000):
+        limit = rng.choice([1, 2, 3, 5, 8])
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        if rng.random() < 0.5:  # a valid nest of a chosen depth, around the limit
+            depth = rng.randint(0, limit + 2)
+            text = "[" * depth + text.replace("[", "").replace("]", "") + "]" * depth
+        raw = text.encode()
+        assert (too_deep(raw, limit) is None) == (nesting_error(raw, limit) is None), (raw, limit)
