@@ -34,6 +34,7 @@ from airflow_provider_crowdtwist.client.errors import (
     error_class_for_status,
 )
 from airflow_provider_crowdtwist.client.models import parse_error_body
+from airflow_provider_crowdtwist.client.observe import Call, CallObserver
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
 from airflow_provider_crowdtwist.client.retry import (
@@ -76,6 +77,7 @@ class _CallContext:
     history: bool = False  # an activity-history read (counted apart: verification costs requests)
     any_ambiguous: bool = False
     waited: float = 0.0
+    attempts: int = 0
 
 
 class Caller:
@@ -121,6 +123,8 @@ class Caller:
             config.max_retries, config.max_retry_wait, config.backoff_base, config.backoff_max, rng=rng
         )
         self._credit_plan = replace(self._plan, credit_mode=True)
+        #: Told of every attempt once it ended (``client/observe.py``): the sync's calls sample.
+        self.observer: CallObserver | None = None
 
     @staticmethod
     def _new_transport(config: ClientConfig) -> Transport:
@@ -306,7 +310,31 @@ class Caller:
                 self.log.debug("CrowdTwist %s %s -> %d in %.0f ms", ctx.method, ctx.shown, status, elapsed)
         if result.ambiguous:
             ctx.any_ambiguous = True
+        ctx.attempts += 1
+        if self.observer is not None:
+            self._observe(ctx, result, finished - started)
         return result
+
+    def _observe(self, ctx: _CallContext, result: AttemptResult, latency: float) -> None:
+        """Hand the attempt to the observer; an observer's failure never fails the request."""
+        assert self.observer is not None
+        response = result.response
+        status = response.status_code if response is not None else None
+        body = response.content if response is not None else None
+        code: str | None
+        if result.error is not None:
+            code = getattr(result.error, "problem", None)
+        elif status is not None and status >= 300 and body:
+            code = parse_error_body(body)[0]
+        else:
+            code = None
+        call = Call(
+            ctx.method, ctx.shown, ctx.body, status, body, latency, ctx.attempts, result.ambiguous, code
+        )
+        try:
+            self.observer(call)
+        except Exception as exc:  # the sample is a debugging aid: it must not cost a row
+            self.log.debug("the calls observer failed: %s", type(exc).__name__)
 
     def _error(self, ctx: _CallContext, result: AttemptResult) -> CrowdTwistError:
         """The typed error for a final failed attempt; ``ambiguous`` if *any* attempt was."""

@@ -27,6 +27,7 @@ from airflow_provider_crowdtwist.operators._outcome import (
     emit_asset_event,
 )
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
+from airflow_provider_crowdtwist.operators._synclog import validate_log_arguments
 from airflow_provider_crowdtwist.operators.links import CrowdTwistRunLink
 from airflow_provider_crowdtwist.sync.partition import active_partition
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
@@ -46,6 +47,9 @@ SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "rows",
     "source_path",
     "rejects_path",
+    "log_conn_id",
+    "log_table_prefix",
+    "calls_path",
 )
 
 
@@ -99,6 +103,12 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         min_rows: int = 1,
         min_rows_action: str = "warn",
         max_rejected_ratio: float | None = None,
+        log_conn_id: str | None = None,
+        log_table_prefix: str = "crowdtwist_sync",
+        log_unchanged: bool = False,
+        calls_path: Any = None,
+        calls_per_class: int = 10,
+        calls_pii: bool = False,
         **kwargs: Any,
     ) -> None:
         # Our asset event only for the outlets we chose: a user's own outlets get Airflow's own events.
@@ -129,6 +139,13 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.min_rows = min_rows
         self.min_rows_action = min_rows_action
         self.max_rejected_ratio = max_rejected_ratio
+        # The sync log and the calls sample (docs/sync-log.md, operators/_synclog.py).
+        self.log_conn_id = log_conn_id
+        self.log_table_prefix = log_table_prefix
+        self.log_unchanged = log_unchanged
+        self.calls_path = calls_path
+        self.calls_per_class = calls_per_class
+        self.calls_pii = calls_pii
         # Set in execute, read by _complete and the OpenLineage method.
         self._base_url: str | None = None
         self._summary: dict[str, Any] | None = None
@@ -154,6 +171,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         )
         validate_requests_per_minute(self.requests_per_minute)
         validate_volume_checks(self.min_rows, self.min_rows_action, self.max_rejected_ratio)
+        validate_log_arguments(self.log_table_prefix, self.calls_per_class)
         # partition, progress_interval and the other engine settings: the engine config's own
         # validation, called by each operator's parse_time_config (one rule, one message)
 

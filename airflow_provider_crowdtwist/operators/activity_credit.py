@@ -21,6 +21,7 @@ from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
+from airflow_provider_crowdtwist.operators._synclog import with_run_services
 from airflow_provider_crowdtwist.sync.credits.config import ledger_problem
 from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError
 from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY
@@ -212,6 +213,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             location = self._ledger_location()
             config.ledger_path = resolve_path(location) if location is not None else None
             client = self._build_client()
+            config = with_run_services(self, config, client, context, "credits")
             chunks = self._source_chunks()
         except ValueError as exc:
             raise fail_task(exc, context) from None

@@ -15,6 +15,7 @@ from typing import Any
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
+from airflow_provider_crowdtwist.operators._synclog import with_run_services
 from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.paths import FileInUseError
 from airflow_provider_crowdtwist.sync.summary import SyncError
@@ -137,6 +138,7 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         try:
             config = self._sync_config()
             client = self._build_client()
+            config = with_run_services(self, config, client, context, "members")
         except ValueError as exc:
             raise fail_task(exc, context) from None
         with client:

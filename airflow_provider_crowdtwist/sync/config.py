@@ -46,6 +46,12 @@ class RunConfig:
     #: What the identifiers are (``email``, ``third_party_id``...); None: the connection's default,
     #: resolved once by :meth:`SyncRun.execute` (:meth:`resolved`).
     id_type: str | None = None
+    #: The sync log (``sync/synclog.py``), built by the operator from ``log_conn_id``; None: no log.
+    sync_log: Any = None
+    #: Where the sample of API calls goes (``sync/calls.py``); None: no sample.
+    calls_path: Any = None
+    calls_per_class: int = 10
+    calls_pii: bool = False
 
     def resolved(self: _C, default_id_type: str | None) -> _C:
         """This config with ``id_type`` set (None takes ``default_id_type``, else ``email``)."""
@@ -74,6 +80,9 @@ class RunConfig:
             except ValueError as exc:
                 raise SyncConfigError(str(exc), name) from None
         validate_config(self)
+        if self.calls_per_class < 0:
+            problem = f"calls_per_class must be >= 0, got {self.calls_per_class!r}"
+            raise SyncConfigError(problem, "calls_per_class")
         if self.progress_interval <= 0:
             raise SyncConfigError(
                 f"progress_interval must be > 0 seconds, got {self.progress_interval!r}", "progress_interval"

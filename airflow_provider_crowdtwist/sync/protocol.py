@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from airflow_provider_crowdtwist.client.observe import CallObserver
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
 from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation
 
@@ -55,6 +56,8 @@ class SyncClient(Protocol):
     @property
     def rate_limiter(self) -> LimiterStats | None: ...
     def redact(self, text: object) -> str: ...
+    #: Told of every HTTP attempt (the calls sample, ``sync/calls.py``); None: nobody listens.
+    observer: CallObserver | None
 
 
 class Sync(Protocol[Item, Summary]):
@@ -81,6 +84,8 @@ class Sync(Protocol[Item, Summary]):
 
     #: The summary table's title, the progress lines' unit and the outcomes it adds to :class:`Outcome`.
     title: str
+    #: What the sync log calls a row's request when its outcome does not say (``upsert``, ``credit``).
+    operation: str
     label: str
     outcomes: Iterable[OutcomeLike]
     #: The outcome of a request that may have been applied: ``failed`` where resending is safe
@@ -107,6 +112,7 @@ class SyncBase:
     client: SyncClient
     summary: SyncSummary
     label = "rows"
+    operation = "write"
     outcomes: Iterable[OutcomeLike] = ()
     ambiguous = Outcome.FAILED
 

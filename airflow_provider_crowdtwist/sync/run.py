@@ -19,9 +19,11 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
 )
+from airflow_provider_crowdtwist.sync.calls import CallSampler
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Answer, Outcome, OutcomeLike, RowResult
 from airflow_provider_crowdtwist.sync.partition import member_key
+from airflow_provider_crowdtwist.sync.paths import WorkingCopy, describe
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
 from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
 from airflow_provider_crowdtwist.sync.sources import (
@@ -34,11 +36,13 @@ from airflow_provider_crowdtwist.sync.summary import (
     ProgressReporter,
     SyncAbortedError,
     SyncConfigError,
+    SyncLogIncompleteError,
     SyncSummary,
     ThresholdExceededError,
     summary_table,
     threshold_violation,
 )
+from airflow_provider_crowdtwist.sync.synclog import LogRow, SyncLog, SyncLogError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,6 +82,20 @@ class RowRef:
 #: CrowdTwist's refusals of a custom attribute name no key: every custom key the row sent is a suspect.
 _UNNAMED_ATTRIBUTE_REFUSALS = ("Unrecognized attribute name", "No custom attributes setup for client")
 _OBJECT_FIELDS = ("custom_data", "extra_data")
+
+
+#: The operation a result's outcome stands for in the sync log; other outcomes take the sync's own.
+OPERATIONS = {
+    "created": "create",
+    "updated": "update",
+    "reactivated": "reactivate",
+    "deactivated": "deactivate",
+    "deleted": "delete",
+    "credited": "credit",
+    "entered": "enter",
+    "exited": "exit",
+}
+_COLUMN_NAMED = re.compile(r"\(columns? ((?:'[^']*'(?:, )?)+)\)")
 
 
 def _names(name: str, text: str) -> bool:
@@ -145,6 +163,26 @@ class SyncRun:
         #: The sync's attribute -> source column rule (its mapping's ``column_of``), so that a refusal
         #: naming an attribute names the column to fix.
         self.column_of: Callable[[str], str | None] | None = None
+        #: The sync log (docs/sync-log.md): every result with an outcome goes there too.
+        self.sync_log: SyncLog | None = config.sync_log
+        self.operation = "write"
+        self.calls: CallSampler | None = None
+        if config.calls_path:
+            self.calls = CallSampler(
+                per_class=config.calls_per_class, pii=config.calls_pii, redact=self.redact
+            )
+            client.observer = self.calls
+
+    def open_log(self, operation: str) -> None:
+        """Open the sync log before the first request: a table it cannot use stops the run here."""
+        self.operation = operation
+        if self.sync_log is None:
+            return
+        try:
+            self.sync_log.open()
+        except SyncLogError as exc:
+            raise SyncConfigError(self.redact(str(exc)), "log_conn_id") from None
+        self.summary.log_table = self.sync_log.runs_table
 
     # ------------------------------------------------------------------ rows in, outcomes out
 
@@ -215,6 +253,19 @@ class SyncRun:
     def record(self, result: RowResult) -> None:
         """Count ``result``, write it to the rejects file if it is a problem, log a few, feed progress."""
         self.summary.add(result.outcome)
+        if self.sync_log is not None:
+            self.sync_log.add(
+                LogRow(
+                    result.row_number,
+                    result.identifier,
+                    OPERATIONS.get(str(result.outcome), self.operation),
+                    str(result.outcome),
+                    result.status,
+                    result.code,
+                    result.message,
+                    self.columns_of(result),
+                )
+            )
         if result.is_problem:
             self.rejects.write(result)
             key = result.extra.get("dedupe_key")
@@ -286,6 +337,11 @@ class SyncRun:
         listed = ", ".join(repr(c) for c in columns)
         return f" (column {listed})" if len(columns) == 1 else f" (columns {listed})"
 
+    def columns_of(self, result: RowResult) -> str | None:
+        """The source column(s) a refusal is about, as its message names them (``column 'x'``)."""
+        found = _COLUMN_NAMED.search(result.message or "")
+        return found.group(1) if found else None
+
     def not_sent(self, row: RowRef, reason: str | None = None) -> RowResult:
         """The ``failed`` result of a row the run never sent (stopped, aborted, or ``reason``)."""
         return self.result(row, Outcome.FAILED, f"not sent: {reason or self.stop_reason()}", code=NOT_SENT)
@@ -338,6 +394,7 @@ class SyncRun:
         run.log.info("%s: id_type=%s", run.title, config.id_type)
         try:
             try:
+                run.open_log(sync.operation)
                 sync.open(run)
                 for chunk in run.chunks(chunks):
                     run.deliver(sync, sync.plan(chunk))
@@ -408,14 +465,33 @@ class SyncRun:
         return self.client.requests_sent
 
     def close(self) -> None:
-        """Close the rejects file; fix the duration and request count. Called on every exit path."""
+        """Close the rejects file and write the calls sample; fix the duration and request count.
+        Called on every exit path."""
         try:
-            self.rejects.close()
+            try:
+                self.rejects.close()
+            finally:
+                self._write_calls()
         finally:
             self.summary.rejects_written = self.rejects.written
             self.summary.requests_sent = self._requests() - self._requests_before
             self.summary.duration_seconds = time.monotonic() - self._started
             self.summary.rate_limit = self._rate_limit()
+
+    def _write_calls(self) -> None:
+        """The calls sample to ``calls_path`` (local or object storage), named in the summary."""
+        if self.calls is None:
+            return
+        target = self.config.partition_path(self.config.calls_path)
+        copy = WorkingCopy(target, name="calls.jsonl", download=False)
+        try:
+            with open(copy.path, "w", encoding="utf-8") as fh:
+                self.calls.write(fh)
+            copy.upload()
+        finally:
+            copy.close()
+        self.summary.calls_path = describe(target)
+        self.summary.calls = self.calls.classes()
 
     def _rate_limit(self) -> dict[str, Any] | None:
         """The client's limiter figures (configured, learned, 429s), logged when it learned anything."""
@@ -447,12 +523,26 @@ class SyncRun:
             )
         table = summary_table(self.summary, self.title)
         self.log.info("%s", f"{table}\n{notes}" if notes else table)
-        if self.abort_reason:
-            raise SyncAbortedError(self.abort_reason, self.summary)
         config = self.config
         rule = violation or (
             lambda s: threshold_violation(s, config.max_failed_rows, config.max_failed_ratio)
         )
-        problem = rule(self.summary)
+        problem = None if self.abort_reason else rule(self.summary)
+        error = self.abort_reason or problem
+        missing = self._finish_log("failed" if error else "ok", error)
+        if self.abort_reason:
+            raise SyncAbortedError(self.abort_reason, self.summary)
         if problem:
             raise ThresholdExceededError(problem, self.summary)
+        if missing:
+            raise SyncLogIncompleteError(missing, self.summary)
+
+    def _finish_log(self, status: str, error: str | None) -> str | None:
+        """Complete the run's row in the sync log; what it could not record goes into the summary."""
+        if self.sync_log is None:
+            return None
+        missing = self.sync_log.finish(self.summary.to_dict(), status=status, error=error)
+        if missing:
+            self.summary.log_missing = missing
+            self.log.error("The sync log is incomplete: %s", missing)
+        return missing

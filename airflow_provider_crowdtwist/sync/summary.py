@@ -53,6 +53,10 @@ class ThresholdExceededError(SyncError):
     """More rows failed or were rejected than ``max_failed_rows`` / ``max_failed_ratio`` allow."""
 
 
+class SyncLogIncompleteError(SyncError):
+    """The sync did its work, but the sync log could not record all of it (names the table)."""
+
+
 @dataclass
 class SyncSummary:
     """Counts by outcome and a few figures about one sync run.
@@ -78,6 +82,12 @@ class SyncSummary:
     partition: tuple[int, int] | None = None
     #: The rate limiter's figures: configured cap, the rate learned from 429s, the 429s (RateLimiter.stats).
     rate_limit: dict[str, Any] | None = None
+    #: The calls sample (``calls_path``, docs/sync-log.md): where it went, and calls seen per class.
+    calls_path: str | None = None
+    calls: dict[str, int] | None = None
+    #: The sync log's runs table when ``log_conn_id`` is set, and what it could not record.
+    log_table: str | None = None
+    log_missing: str | None = None
 
     def declare(self, outcome: OutcomeLike) -> None:
         """Make an extra outcome of a sync known (counted from 0, listed in the table)."""

@@ -75,6 +75,7 @@ class CreditSync(SyncBase):
     """The credit sync as a plug-in: its mapping, its per-row work (:meth:`work`), its ledger."""
 
     title = "CrowdTwist activity credits"
+    operation = "credit"
     label = "credits"
     ambiguous = Outcome.UNKNOWN
     config: CreditSyncConfig

@@ -42,6 +42,7 @@ class MemberSync(SyncBase):
     """The member sync as a plug-in: its state, its spool, its reader, sender and remover."""
 
     title = "CrowdTwist member sync"
+    operation = "upsert"
     outcomes: Iterable[OutcomeLike] = tuple(MemberOutcome)
     config: MemberSyncConfig
     client: MemberClient
