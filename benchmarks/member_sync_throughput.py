@@ -1,7 +1,11 @@
 """Member sync throughput against a sandbox with simulated latency: rows/s and requests/row.
 
 Run: ``python benchmarks/member_sync_throughput.py [--rows 10000] [--workers 1,8,32,64]
-[--latency-ms 100] [--cap 10000] [--baseline-rows 1000] [--engine-rows 100000]``.
+[--latency-ms 100] [--cap 10000] [--baseline-rows 1000] [--engine-rows 100000] [--log-postgres]``.
+
+``--log-postgres`` starts a throwaway PostgreSQL and runs each ``max_workers`` pass a second time with
+the sync log on it (``log_conn_id``, docs/sync-log.md: every updated row is written to the rows
+table, in batches), so the log's cost shows as the ratio between the two rows of the table.
 
 What it measures, all in the same run against the same child-process sandbox (its own interpreter,
 so the engine and the server do not share a GIL):
@@ -22,9 +26,11 @@ Nothing here is asserted; it prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +41,7 @@ from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
 from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.synclog import RunKey, SyncLog
 
 
 def make_rows(n: int, generation: int) -> pd.DataFrame:
@@ -50,7 +57,9 @@ def make_rows(n: int, generation: int) -> pd.DataFrame:
     )
 
 
-def run_sync(base_url: str, api_key: str, rows: pd.DataFrame, workers: int, cap: int) -> tuple[float, Any]:
+def run_sync(
+    base_url: str, api_key: str, rows: pd.DataFrame, workers: int, cap: int, sync_log: Any = None
+) -> tuple[float, Any]:
     config = ClientConfig(
         base_url=base_url, api_key=api_key, requests_per_minute=cap, pool_size=max(64, workers)
     )
@@ -59,7 +68,10 @@ def run_sync(base_url: str, api_key: str, rows: pd.DataFrame, workers: int, cap:
         quiet.setLevel(logging.WARNING)
         started = time.perf_counter()
         summary = sync_members(
-            client, [rows], MemberSyncConfig(max_workers=workers, progress_interval=30.0), quiet
+            client,
+            [rows],
+            MemberSyncConfig(max_workers=workers, progress_interval=30.0, sync_log=sync_log),
+            quiet,
         )
         return time.perf_counter() - started, summary
 
@@ -104,6 +116,26 @@ def sequential_baseline(base_url: str, api_key: str, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._postgres import temporary_postgres  # noqa: E402  (run as a script)
+
+
+def postgres_log(pg: tuple[str, int, str], generation: int) -> Any:
+    """A sync log on the benchmark's PostgreSQL, one try per pass (psycopg2, as common.sql uses)."""
+    import psycopg2
+
+    host, port, user = pg
+    return SyncLog(
+        lambda: psycopg2.connect(host=host, port=port, user=user, dbname="postgres"),
+        dialect="postgresql",
+        paramstyle=psycopg2.paramstyle,
+        prefix="bench_sync",
+        key=RunKey("bench", "member_sync_throughput", "sync", -1, generation),
+        sync_kind="members",
+        program_host="127.0.0.1",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
@@ -116,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine-rows", type=int, default=100_000, help="rows for the no-network engine ceiling (0: skip)"
     )
+    parser.add_argument("--log-postgres", action="store_true", help="also each pass with the sync log")
     args = parser.parse_args(argv)
     workers_list = [int(w) for w in args.workers.split(",") if w.strip()]
     latency = args.latency_ms / 1000.0
 
-    with SandboxProcess() as sandbox:
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(temporary_postgres()) if args.log_postgres else None
+        sandbox = stack.enter_context(SandboxProcess())
         admin = sandbox.admin
         # create the members once, fast, so every measured pass is one PUT per row
         run_sync(sandbox.base_url, sandbox.api_key, make_rows(args.rows, 0), 32, 0)
@@ -148,6 +183,20 @@ def main(argv: list[str] | None = None) -> int:
             note = "" if summary.count("updated") == args.rows else f" (updated {summary.count('updated')})"
             results.append((f"sync_members, {workers} workers{note}", rate, per_row, limit, ""))
             print(f"{workers} workers: {rate:.1f} rows/s in {elapsed:.1f}s", file=sys.stderr, flush=True)
+            if pg is not None:
+                total_before = admin.stats()["total"]
+                elapsed, summary = run_sync(
+                    sandbox.base_url,
+                    sandbox.api_key,
+                    make_rows(args.rows, generation + 100),
+                    workers,
+                    args.cap,
+                    sync_log=postgres_log(pg, generation),
+                )
+                per_row = (admin.stats()["total"] - total_before) / args.rows
+                rate = summary.rows_read / elapsed
+                results.append((f"  + sync log on PostgreSQL, {workers} workers", rate, per_row, limit, ""))
+                print(f"  with the log: {rate:.1f} rows/s", file=sys.stderr, flush=True)
 
     if args.engine_rows > 0:
         ceiling = engine_ceiling(args.engine_rows)
