@@ -39,6 +39,9 @@ ROUTE_NAMES = (
     "extended",
     "history",
     "deletion_status",
+    "purchase",
+    "return",
+    "void",
 )
 RATE_LIMIT_MODES = ("bucket", "window")
 
