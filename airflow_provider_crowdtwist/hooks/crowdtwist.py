@@ -27,6 +27,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.client.pos import CrowdTwistPosClient
 from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
 from airflow_provider_crowdtwist.hooks.health import ApiCheck, CheckStatus, CheckTarget, check_api, error_text
@@ -384,6 +385,23 @@ class CrowdTwistHook(BaseHook):
     def new_client(self, **overrides: Any) -> CrowdTwistClient:
         """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it."""
         return CrowdTwistClient(self.get_client_config(**overrides), rate_limiter=self.rate_limiter)
+
+    def new_pos_client(self, **overrides: Any) -> CrowdTwistPosClient:
+        """A client of the POS host (extra ``pos_host``) for purchases and returns; the caller closes it.
+
+        The POS host takes the API key header only: an HMAC connection, or one without ``pos_host``,
+        fails here, before any request, naming why.
+        """
+        config = self.get_client_config(**overrides)
+        try:
+            return CrowdTwistPosClient(
+                config,
+                self._extras().get("pos_host"),
+                rate_limiter=self.rate_limiter,
+                labels=CONNECTION_FIELD_LABELS,
+            )
+        except CrowdTwistConfigError as exc:
+            raise self._fail(error_text(exc)) from None
 
     def get_conn(self) -> CrowdTwistClient:
         """The hook's client, built on first use and reused (one HTTP connection pool per hook)."""
