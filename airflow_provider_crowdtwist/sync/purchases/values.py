@@ -28,7 +28,7 @@ def to_decimal(value: Any) -> Any:
     """
     if is_missing(value):
         return MISSING
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if _is_bool(value):
         raise ConversionError(f"{show(value)} is not a number")
     if isinstance(value, str):
         text = value.strip()
@@ -45,6 +45,11 @@ def to_decimal(value: Any) -> Any:
     if isinstance(plain, float) and not math.isfinite(plain):
         raise ConversionError(f"{show(value)} is not a finite number")
     return plain
+
+
+def _is_bool(value: Any) -> bool:
+    """A Python or numpy boolean (``numpy.bool_``; numpy 2 names its type ``bool``)."""
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
 
 
 def to_local_datetime(value: Any, zone: dt.tzinfo) -> Any:
@@ -92,7 +97,7 @@ def to_flag(value: Any) -> bool:
     """A yes/no value (true/false, 1/0, yes/no...); missing is no."""
     if is_missing(value):
         return False
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if _is_bool(value):
         return bool(value)
     if isinstance(value, (int, float, Decimal)) or type(value).__module__ == "numpy":
         try:
