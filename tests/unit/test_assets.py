@@ -78,3 +78,21 @@ def test_airflow_uses_the_registered_normalizer() -> None:
         Asset("crowdtwist://SBAPI.crowdtwist.com:443/members/").uri
         == "crowdtwist://sbapi.crowdtwist.com/members"
     )
+
+
+def test_purchase_and_return_assets_name_the_program() -> None:
+    from urllib.parse import urlsplit
+
+    from airflow_provider_crowdtwist.assets import pos_asset_uri, sanitize_uri
+
+    assert (
+        pos_asset_uri("https://SBAPI123.crowdtwist.com:443/", "purchases")
+        == "crowdtwist://sbapi123.crowdtwist.com/purchases"
+    )
+    assert pos_asset_uri("http://127.0.0.1:8765", "returns") == "crowdtwist://127.0.0.1:8765/returns"
+    assert (
+        sanitize_uri(urlsplit("crowdtwist://SB.crowdtwist.com/returns/")).geturl()
+        == "crowdtwist://sb.crowdtwist.com/returns"
+    )
+    with pytest.raises(ValueError, match="purchases or returns"):
+        pos_asset_uri("https://sb.crowdtwist.com", "refunds")
