@@ -37,6 +37,7 @@ DocumentKind = Literal["purchase", "return", "void"]
 #: Documents are sent in phases: receipts and returns first, voids after every return of the run.
 PHASE_DOCUMENT, PHASE_VOID = 0, 1
 _SHOWN_ROWS = 5
+_MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class DocumentMapping:
         self.items = config.item_columns()
         self.user_attributes = config.user_attribute_columns()
         self.is_return = isinstance(config, ReturnSyncConfig)
+        self._memo: dict[tuple[str, str], tuple[Any, ConversionError | None]] = {}
         self.kind: DocumentKind = "return" if self.is_return else "purchase"
         # document field -> (argument, column), in body order
         self.header: dict[str, tuple[str, str]] = {}
@@ -202,6 +204,24 @@ class DocumentMapping:
         return Line(key, phase, row_number, header, item, problem)
 
     def _header_value(self, name: str, value: Any) -> Any:
+        """A document-level value as sent; text values are remembered (a day's dates repeat a lot)."""
+        if type(value) is not str:
+            return self._convert_header(name, value)
+        key = (name, value)
+        cached = self._memo.get(key)
+        if cached is None:
+            try:
+                cached = (self._convert_header(name, value), None)
+            except ConversionError as exc:
+                cached = (MISSING, exc)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = cached
+        if cached[1] is not None:
+            raise cached[1]
+        return cached[0]
+
+    def _convert_header(self, name: str, value: Any) -> Any:
         if name in ("date_purchased", "date_returned"):
             return to_local_datetime(value, self.zone)
         if name in ("total", "subtotal"):

@@ -26,6 +26,15 @@ def to_decimal(value: Any) -> Any:
 
     Numeric text ("12.50") is accepted and sent as the number it spells; anything else is refused.
     """
+    kind = type(value)
+    if kind is int:  # the common cases first: a sync converts several values per line
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return int(value) if value.is_integer() else value
+        if math.isnan(value):
+            return MISSING
+        raise ConversionError(f"{show(value)} is not a finite number")
     if is_missing(value):
         return MISSING
     if _is_bool(value):
