@@ -157,6 +157,8 @@ PROVIDER_INFO: dict[str, Any] = {
     "operators": _modules(
         "airflow_provider_crowdtwist.operators.user_sync",
         "airflow_provider_crowdtwist.operators.activity_credit",
+        "airflow_provider_crowdtwist.operators.purchase",
+        "airflow_provider_crowdtwist.operators.returns",
         "airflow_provider_crowdtwist.operators.live_push",
     ),
     "sensors": _modules("airflow_provider_crowdtwist.sensors.crowdtwist"),

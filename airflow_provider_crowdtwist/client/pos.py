@@ -101,6 +101,8 @@ class CrowdTwistPosClient:
         labels: Mapping[str, str] | None = None,
         **client_options: Any,
     ) -> None:
+        #: The connection's API base URL: the program the receipts go to (its asset names it).
+        self.program_url = config.base_url
         self.config = pos_client_config(config, pos_host, labels)
         self._client = CrowdTwistClient(
             self.config, rate_limiter=rate_limiter, logger=logger, **client_options

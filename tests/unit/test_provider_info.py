@@ -55,6 +55,8 @@ def test_listed_modules_exist() -> None:
         "operators": [
             "airflow_provider_crowdtwist.operators.user_sync",
             "airflow_provider_crowdtwist.operators.activity_credit",
+            "airflow_provider_crowdtwist.operators.purchase",
+            "airflow_provider_crowdtwist.operators.returns",
             "airflow_provider_crowdtwist.operators.live_push",
         ],
         "sensors": ["airflow_provider_crowdtwist.sensors.crowdtwist"],
