@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -36,6 +37,7 @@ class ScriptedClient:
         self.calls: list[tuple[str, str]] = []
         self.requests_sent = 0
         self.rate_limiter = None
+        self.config = SimpleNamespace(id_type="email", api_key="scripted-key", hmac_private_key=None)
 
     def _answer(self, kind: str, key: str) -> dict[str, Any]:
         self.calls.append((kind, key))
