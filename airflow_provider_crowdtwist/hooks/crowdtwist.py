@@ -399,13 +399,19 @@ class CrowdTwistHook(BaseHook):
             config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
         return CrowdTwistClient(config, rate_limiter=self.rate_limiter)
 
-    def new_pos_client(self, **overrides: Any) -> CrowdTwistPosClient:
+    def new_pos_client(
+        self, *, max_workers: int | None = None, pace: Callable[[int], int] | None = None, **overrides: Any
+    ) -> CrowdTwistPosClient:
         """A client of the POS host (extra ``pos_host``) for purchases and returns; the caller closes it.
 
-        The POS host takes the API key header only: an HMAC connection, or one without ``pos_host``,
-        fails here, before any request, naming why.
+        Settings as :meth:`new_client`. The POS host takes the API key header only: an HMAC connection,
+        or one without ``pos_host``, fails here, before any request, naming why.
         """
         config = self.get_client_config(**overrides)
+        if max_workers is not None and config.pool_size < max_workers:
+            config = dataclasses.replace(config, pool_size=max_workers)
+        if pace is not None:
+            config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
         try:
             return CrowdTwistPosClient(
                 config,

@@ -88,13 +88,11 @@ class CrowdTwistPosOperatorBase(CrowdTwistSyncOperatorBase):
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-        given = {} if self.requests_per_minute is None else {"requests_per_minute": self.requests_per_minute}
-        config = hook.get_client_config(**given)
-        overrides: dict[str, Any] = {**given, "pool_size": max(config.pool_size, self.max_workers)}
         part = active_partition(self.partition)
-        if part is not None:
-            overrides["requests_per_minute"] = part.share(config.requests_per_minute)
-        client = hook.new_pos_client(**overrides)
+        given = {} if self.requests_per_minute is None else {"requests_per_minute": self.requests_per_minute}
+        client = hook.new_pos_client(
+            max_workers=self.max_workers, pace=part.share if part is not None else None, **given
+        )
         self._base_url = client.program_url
         return client
 

@@ -15,8 +15,8 @@ from airflow_provider_crowdtwist.sync.purchases.config import (
     PurchaseSyncConfig,
     ReturnSyncConfig,
 )
-from airflow_provider_crowdtwist.sync.purchases.driver import execute
 from airflow_provider_crowdtwist.sync.purchases.sync import PosClient, PosOutcome, PosSync, PosSyncSummary
+from airflow_provider_crowdtwist.sync.run import SyncRun
 
 __all__ = [
     "PosOutcome",
@@ -34,11 +34,11 @@ def sync_purchases(
     client: PosClient, chunks: Iterable[Any], config: PurchaseSyncConfig, log: logging.Logger | None = None
 ) -> PosSyncSummary:
     """Send the receipts the source's lines make; every receipt ends in one outcome."""
-    return execute(PosSync(client, config), client, chunks, log)
+    return SyncRun.execute(PosSync(client, config), chunks, log)
 
 
 def sync_returns(
     client: PosClient, chunks: Iterable[Any], config: ReturnSyncConfig, log: logging.Logger | None = None
 ) -> PosSyncSummary:
     """Send the returns (and voids) the source's lines make; every return ends in one outcome."""
-    return execute(PosSync(client, config), client, chunks, log)
+    return SyncRun.execute(PosSync(client, config), chunks, log)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.run import RunConfig
+from airflow_provider_crowdtwist.sync.config import RunConfig
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 #: The keys of ``user_attributes`` CrowdTwist matches, in its order: the first match wins (O:Purchase, CT).

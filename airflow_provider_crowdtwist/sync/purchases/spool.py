@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from airflow_provider_crowdtwist.sync.members.spool import OWNER_LOCK, PREFIX, _take_lock, remove_dead_spools
 from airflow_provider_crowdtwist.sync.purchases.mapping import Line
-from airflow_provider_crowdtwist.sync.spool import OWNER_LOCK, PREFIX, _take_lock, remove_dead_spools
 
 _NONCE = 12
 _BATCH = 2_000

@@ -18,14 +18,15 @@ Only what every resend left ambiguous ends ``unknown`` (the ledger keeps it for 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistError
 from airflow_provider_crowdtwist.client.pos import error_reason, is_duplicate_id, is_not_found
 from airflow_provider_crowdtwist.formats import TextEnum
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
+from airflow_provider_crowdtwist.sync.protocol import SyncBase, SyncClient
 from airflow_provider_crowdtwist.sync.purchases.config import PosSyncConfig, PurchaseSyncConfig
 from airflow_provider_crowdtwist.sync.purchases.ledger import RECORDED, UNKNOWN, VOIDED, PosLedger
 from airflow_provider_crowdtwist.sync.purchases.mapping import (
@@ -36,7 +37,7 @@ from airflow_provider_crowdtwist.sync.purchases.mapping import (
 )
 from airflow_provider_crowdtwist.sync.purchases.spool import LineSpool
 from airflow_provider_crowdtwist.sync.run import RowRef, refused_attributes
-from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation
+from airflow_provider_crowdtwist.sync.summary import SyncSummary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,8 +54,8 @@ class PosOutcome(TextEnum):
     VOIDED = "voided"
 
 
-class PosClient(Protocol):
-    """The calls the POS syncs make (``CrowdTwistPosClient``)."""
+class PosClient(SyncClient, Protocol):
+    """What the frame reads of the client, and the calls the POS syncs make (``CrowdTwistPosClient``)."""
 
     def purchase(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def create_return(self, body: dict[str, Any]) -> dict[str, Any]: ...
@@ -70,16 +71,19 @@ class PosSyncSummary(SyncSummary):
     resent: int = 0
 
 
-class PosSync:
+class PosSync(SyncBase):
     """The plug-in (the frame's ``Sync`` protocol): purchases, or returns and voids, by config type."""
 
-    outcomes = PosOutcome
+    config: PosSyncConfig
+    client: PosClient
+    summary: PosSyncSummary
+    outcomes: Iterable[OutcomeLike] = tuple(PosOutcome)
     #: A request that may have landed and was not settled by a resend is ``unknown``, never ``failed``.
     ambiguous = Outcome.UNKNOWN
 
     def __init__(self, client: PosClient, config: PosSyncConfig) -> None:
         self.client = client
-        self.config = config
+        self.config = config.resolved(client.config.id_type)
         self.summary = PosSyncSummary()
         purchases = isinstance(config, PurchaseSyncConfig)
         self.title = "CrowdTwist purchase sync" if purchases else "CrowdTwist return sync"
@@ -92,7 +96,7 @@ class PosSync:
 
     # ------------------------------------------------------------------ the frame's calls, in order
 
-    def open(self, run: SyncRun[Document]) -> None:
+    def open(self, run: SyncRun) -> None:
         self.run = run
         self.mapping = DocumentMapping(self.config)
         run.column_of = self.mapping.column_of
@@ -100,7 +104,7 @@ class PosSync:
         if self.config.ledger_path is not None and not self.config.dry_run:
             self.ledger = PosLedger.open(self.config.partition_path(self.config.ledger_path), log=run.log)
 
-    def plan(self, chunk: pd.DataFrame) -> tuple[()]:
+    def plan(self, chunk: pd.DataFrame) -> Iterable[Iterable[Document]]:
         """Map and spool the chunk's lines; nothing is sent before the whole source is read."""
         if not self._columns_checked:
             self.mapping.check_columns(chunk.columns)
@@ -184,9 +188,6 @@ class PosSync:
         finally:
             if self.ledger is not None:
                 self.ledger.close()
-
-    def violation(self, summary: SyncSummary) -> str | None:
-        return threshold_violation(summary, self.config.max_failed_rows, self.config.max_failed_ratio)
 
     def notes(self) -> str:
         s = self.summary
