@@ -218,7 +218,7 @@ class DocumentMapping:
                 self._memo.clear()
             self._memo[key] = cached
         if cached[1] is not None:
-            raise cached[1]
+            raise ConversionError(str(cached[1]))  # a fresh one: a re-raised one grows its traceback
         return cached[0]
 
     def _convert_header(self, name: str, value: Any) -> Any:

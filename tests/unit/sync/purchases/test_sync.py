@@ -238,3 +238,18 @@ def test_a_refused_return_names_the_receipt_column(tmp_path: pathlib.Path) -> No
         reject["message"]
         == "return 'X1' (row 1): Receipt [R1] cannot be found (column 'original_receipt_id')"
     )
+
+
+def test_partitions_split_receipts_by_id_with_a_ledger_each(tmp_path: pathlib.Path) -> None:
+    ids = [f"R{n}" for n in range(40)]
+    sent: list[list[str]] = []
+    for index in range(2):
+        client = ScriptedClient()
+        summary = run(client, *ids, partition=(index, 2), ledger_path=tmp_path / "pos.sqlite")
+        assert counts(summary) == {"recorded": len(client.calls)} and summary.is_consistent()
+        sent.append([key for _, key in client.calls])
+    assert all(sent) and sorted(sent[0] + sent[1]) == sorted(ids)  # each receipt in one partition
+    assert sorted(p.name for p in tmp_path.glob("pos.part-*.sqlite")) == [
+        "pos.part-0-of-2.sqlite",
+        "pos.part-1-of-2.sqlite",
+    ]
