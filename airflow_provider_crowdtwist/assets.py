@@ -1,5 +1,5 @@
-"""CrowdTwist assets: one per program and object, ``crowdtwist://<host>/members`` and
-``crowdtwist://<host>/activities[/<activity_id>]``.
+"""CrowdTwist assets: one per program and object, ``crowdtwist://<host>/members``,
+``crowdtwist://<host>/activities[/<activity_id>]``, ``crowdtwist://<host>/purchases`` and ``/returns``.
 
 A downstream DAG can be scheduled on "members synced into this program" without inventing a URI:
 the sync operators emit events for exactly these assets (see ``operators/_outcome.py``), and the
@@ -17,6 +17,8 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 SCHEME = "crowdtwist"
 MEMBERS = "members"
 ACTIVITIES = "activities"
+PURCHASES = "purchases"
+RETURNS = "returns"
 #: The host part of the live push assets: a landed feed is not one program's API host.
 LIVE_PUSH_HOST = "live-push"
 LIVE_PUSH_FEEDS = ("profile", "activity")
@@ -44,6 +46,16 @@ def activity_asset_uri(base_url: str, activity_id: str | None = None) -> str:
     """``crowdtwist://<host>/activities/<activity_id>``, or ``.../activities`` for credits of any activity."""
     uri = f"{SCHEME}://{program_host(base_url)}/{ACTIVITIES}"
     return f"{uri}/{quote(str(activity_id), safe='')}" if activity_id else uri
+
+
+def pos_asset_uri(base_url: str, what: str) -> str:
+    """``crowdtwist://<host>/purchases`` or ``/returns``: receipts and returns sent to the program.
+
+    ``base_url`` is the connection's API base URL (not the POS host): the asset names the program.
+    """
+    if what not in (PURCHASES, RETURNS):
+        raise ValueError(f"a POS asset is {PURCHASES} or {RETURNS}, not {what!r}")
+    return f"{SCHEME}://{program_host(base_url)}/{what}"
 
 
 def live_push_database(conn_type: str, host: str | None, port: int | None, database: str | None) -> str:
@@ -90,13 +102,12 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
             )
         return SplitResult(SCHEME, host, "/" + "/".join(segments), "", "")
     if not (
-        segments == [MEMBERS]
-        or segments == [ACTIVITIES]
+        segments in ([MEMBERS], [ACTIVITIES], [PURCHASES], [RETURNS])
         or (len(segments) == 2 and segments[0] == ACTIVITIES)
     ):
         raise ValueError(
-            f"crowdtwist:// asset path {uri.path!r} must be /{MEMBERS}, /{ACTIVITIES} "
-            f"or /{ACTIVITIES}/<activity_id>"
+            f"crowdtwist:// asset path {uri.path!r} must be /{MEMBERS}, /{ACTIVITIES}, "
+            f"/{ACTIVITIES}/<activity_id>, /{PURCHASES} or /{RETURNS}"
         )
     if len(segments) == 2:
         segments[1] = quote(unquote(segments[1]), safe="")
@@ -118,8 +129,12 @@ def create_asset(
         uri = member_asset_uri(host)
     elif object == ACTIVITIES:
         uri = activity_asset_uri(host, activity_id)
+    elif object in (PURCHASES, RETURNS):
+        uri = pos_asset_uri(host, object)
     else:
-        raise ValueError(f"object must be {MEMBERS!r} or {ACTIVITIES!r}, got {object!r}")
+        raise ValueError(
+            f"object must be one of {MEMBERS}, {ACTIVITIES}, {PURCHASES}, {RETURNS}, got {object!r}"
+        )
     return Asset(uri=uri, extra=extra)
 
 

@@ -84,6 +84,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "The program's rate cap (CrowdTwist: 10000). 0 means no limit.",
         "schema": {"type": ["integer", "null"], "default": 10000, "minimum": 0},
     },
+    "pos_host": {
+        "label": "POS base URL",
+        "description": "The POS host for purchases and returns, e.g. https://sbpos123.crowdtwist.com "
+        "(https://{env}pos{client_id}.crowdtwist.com). It takes the API key only (no HMAC).",
+        "schema": {"type": ["string", "null"]},
+    },
     "verify": {
         "label": "Verify TLS",
         "description": "true, false, or the path of a CA bundle file.",
@@ -141,6 +147,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "attempt_deadline": "connect + read timeout",
         "client_cert": "/path/to/client.pem (optional)",
         "client_key": "/path/to/client.key (optional)",
+        "pos_host": "https://sbpos123.crowdtwist.com",
     },
 }
 
@@ -187,6 +194,8 @@ PROVIDER_INFO: dict[str, Any] = {
     "operators": _modules(
         "airflow_provider_crowdtwist.operators.user_sync",
         "airflow_provider_crowdtwist.operators.activity_credit",
+        "airflow_provider_crowdtwist.operators.purchase",
+        "airflow_provider_crowdtwist.operators.returns",
         "airflow_provider_crowdtwist.operators.live_push",
     ),
     "sensors": _modules("airflow_provider_crowdtwist.sensors.crowdtwist"),
@@ -222,6 +231,7 @@ CONNECTION_FIELD_LABELS: dict[str, str] = {
     "hmac_public_key": "login (HMAC public key)",
     "hmac_private_key": "password (HMAC private key)",
     "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",
+    "pos_host": "connection extra 'pos_host' (POS base URL)",
     "id_type": "connection extra 'id_type'",
     "connect_timeout": "connection extra 'timeout' (connect_timeout)",
     "read_timeout": "connection extra 'timeout' (read_timeout)",

@@ -374,6 +374,8 @@ def parse_error_body(text: str | bytes | None, limit: int | None = None) -> tupl
             message = "; ".join(p for p in parts if p) or None
         if code is None:
             code = _str_or_none(data.get("code")) if not isinstance(data.get("code"), bool) else None
+        if code is None and isinstance(data.get("reason"), str):
+            code = data["reason"]  # the POS host's envelope: {"system", "reason", "description", "message"}
     elif isinstance(data, str):
         message = data
     if message is None:

@@ -27,6 +27,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.client.pos import CrowdTwistPosClient
 from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
 from airflow_provider_crowdtwist.hooks.health import ApiCheck, CheckStatus, CheckTarget, check_api, error_text
@@ -403,6 +404,29 @@ class CrowdTwistHook(BaseHook):
         if pace is not None:
             config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
         return CrowdTwistClient(config, rate_limiter=self.rate_limiter)
+
+    def new_pos_client(
+        self, *, max_workers: int | None = None, pace: Callable[[int], int] | None = None, **overrides: Any
+    ) -> CrowdTwistPosClient:
+        """A client of the POS host (extra ``pos_host``) for purchases and returns; the caller closes it.
+
+        Settings as :meth:`new_client`. The POS host takes the API key header only: an HMAC connection,
+        or one without ``pos_host``, fails here, before any request, naming why.
+        """
+        config = self.get_client_config(**overrides)
+        if max_workers is not None and config.pool_size < max_workers:
+            config = dataclasses.replace(config, pool_size=max_workers)
+        if pace is not None:
+            config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
+        try:
+            return CrowdTwistPosClient(
+                config,
+                self._extras().get("pos_host"),
+                rate_limiter=self.rate_limiter,
+                labels=CONNECTION_FIELD_LABELS,
+            )
+        except CrowdTwistConfigError as exc:
+            raise self._fail(error_text(exc)) from None
 
     def get_conn(self) -> CrowdTwistClient:
         """The hook's client, built on first use and reused (one HTTP connection pool per hook)."""

@@ -29,6 +29,11 @@ class SandboxAddresses:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pos_url(self) -> str:
+        """The POS host's base URL (CrowdTwist's ``https://{env}pos{client_id}.crowdtwist.com``)."""
+        return f"{self.base_url}/pos"
+
+    @property
     def admin_url(self) -> str:
         return f"{self.base_url}/_admin"
 
@@ -87,6 +92,11 @@ class SandboxAdmin:
     def deletions(self) -> list[dict[str, Any]]:
         """Every deletion request: user_id, status (Queued/Completed), date_requested, date_completed."""
         return self._call("GET", "deletions")
+
+    def pos(self) -> dict[str, Any]:
+        """The POS host's ledger: ``receipts``, ``returns``, ``voided`` (each as stored, with its
+        ``points``), ``requests`` (requests naming each receipt/return id) and ``duplicates``."""
+        return self._call("GET", "pos")
 
     def settle(self) -> None:
         """Apply every queued award and deletion now, without waiting for the lags."""

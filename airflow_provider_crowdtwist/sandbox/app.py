@@ -29,6 +29,7 @@ from airflow_provider_crowdtwist.sandbox.errors import (
 )
 from airflow_provider_crowdtwist.sandbox.faults import FaultInjector, odd_answer
 from airflow_provider_crowdtwist.sandbox.http import DROP, Request, Response, _Drop
+from airflow_provider_crowdtwist.sandbox.pos import POS_PREFIX, PosApi
 from airflow_provider_crowdtwist.sandbox.push import LivePusher
 from airflow_provider_crowdtwist.sandbox.settings import RUNTIME_SETTINGS, SandboxSettings
 from airflow_provider_crowdtwist.sandbox.state import (
@@ -152,6 +153,7 @@ class SandboxApp:
         self.faults = FaultInjector(settings.faults)
         self.clock = clock
         self.access_log_enabled = access_log_enabled
+        self.pos = PosApi(self)  # the POS host's routes, under /pos
         # CrowdTwist's live push: every applied change is pushed to the configured endpoints.
         self.pusher = (
             LivePusher(settings.push, on_third_party_id=self._store_third_party_id)
@@ -179,6 +181,7 @@ class SandboxApp:
     def reset(self) -> None:
         """Members, credits and counts cleared; settings and faults back to the start-up ones."""
         self.state.reset()
+        self.pos.ledger.reset()
         self.settings = self.initial_settings
         self.faults.configure(self.settings.faults)
 
@@ -209,6 +212,12 @@ class SandboxApp:
         self.state.settle(self.clock())
         if request.path.startswith("/_admin"):
             return self._admin(request)
+        if request.path == POS_PREFIX or request.path.startswith(POS_PREFIX + "/"):
+            response = await self.pos(request)
+            if self.access_log_enabled:
+                shown = response.status if isinstance(response, Response) else "dropped"
+                access_log.info("%s %s -> %s", request.method, _redacted_target(request.target), shown)
+            return response
         return await self._api(request)
 
     def _settle_later(self, delay_s: float) -> None:
@@ -520,6 +529,8 @@ class SandboxApp:
             return Response.json(200, self.state.pending_view())
         if method == "GET" and action == "deletions":
             return Response.json(200, self.state.deletions_view())
+        if method == "GET" and action == "pos":
+            return Response.json(200, self.pos.ledger.view())
         if method == "POST" and action == "settle":
             self.state.settle(self.clock(), everything=True)
             return Response.json(200, {"settled": True})

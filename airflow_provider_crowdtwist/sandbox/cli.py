@@ -24,6 +24,7 @@ from airflow_provider_crowdtwist.sandbox.faults import (
     FaultSettings,
 )
 from airflow_provider_crowdtwist.sandbox.http import HttpServer
+from airflow_provider_crowdtwist.sandbox.pos_settings import add_pos_arguments, pos_settings_from_args
 from airflow_provider_crowdtwist.sandbox.push import RETRY_INTERVAL_S, RETRY_WINDOW_S, PushSettings
 from airflow_provider_crowdtwist.sandbox.settings import (
     AUTH_MODES,
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "activities,extended (default all)",
     )
     g.add_argument("--seed", type=int, default=None)
+    add_pos_arguments(p)
     g = p.add_argument_group(
         "live push",
         "Push every changed member profile and every awarded credit, as CrowdTwist does, to these "
@@ -225,6 +227,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         activity_date_enabled=not args.no_activity_date,
         faults=faults,
         push=push_settings_from_args(args),
+        pos=pos_settings_from_args(args),
         **({"activities": tuple(args.activities)} if args.activities else {}),
     )
     settings.validate()

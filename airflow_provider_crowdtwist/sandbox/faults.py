@@ -47,6 +47,9 @@ ROUTE_NAMES = (
     "extended",
     "history",
     "deletion_status",
+    "purchase",
+    "return",
+    "void",
 )
 RATE_LIMIT_MODES = ("bucket", "window")
 ODD_ANSWERS = ("html_200", "empty_200", "accepted_202", "x_gzip", "early_hints")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from airflow_provider_crowdtwist.sandbox.faults import FaultSettings
+from airflow_provider_crowdtwist.sandbox.pos_settings import POS_RUNTIME_SETTINGS, PosSettings
 from airflow_provider_crowdtwist.sandbox.push import PushSettings
 
 DEFAULT_API_KEY = "sandbox-api-key"
@@ -87,6 +88,7 @@ RUNTIME_SETTINGS = (
     "null_values",
     "award_lag_s",
     "deletion_lag_s",
+    *POS_RUNTIME_SETTINGS,
 )
 
 _ACTIVITY_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -126,6 +128,8 @@ class SandboxSettings:
     faults: FaultSettings = field(default_factory=FaultSettings)
     # CrowdTwist's live push: where to push changed profiles and awarded credits (off by default).
     push: PushSettings = field(default_factory=PushSettings)
+    # The POS host's readings of its OPEN points (``sandbox/pos.py``), overridden as ``pos_<name>``.
+    pos: PosSettings = field(default_factory=PosSettings)
 
     def validate(self) -> None:
         """Fail at start-up, naming the setting, rather than serve a sandbox that cannot work."""
@@ -173,16 +177,19 @@ class SandboxSettings:
                 raise ValueError(f"custom_attributes: invalid attribute name {name!r}")
         self.faults.validate()
         self.push.validate()
+        self.pos.validate()
 
     def with_overrides(self, **overrides: Any) -> SandboxSettings:
         """A copy with settings *or fault knobs* replaced, so callers can write ``latency_ms=200`` flat.
 
-        Live push settings go by ``push_`` + their name: ``push_profile_url=...``, ``push_api_key=...``.
+        Live push settings go by ``push_`` + their name: ``push_profile_url=...``, ``push_api_key=...``;
+        POS settings by ``pos_`` + theirs: ``pos_duplicate_status=409``.
         """
-        own = {f.name for f in fields(self)} - {"push"}
+        own = {f.name for f in fields(self)} - {"push", "pos"}
         fault_names = {f.name for f in fields(FaultSettings)}
         push_names = {f"push_{f.name}" for f in fields(PushSettings)}
-        unknown = sorted(set(overrides) - own - fault_names - push_names)
+        pos_names = set(POS_RUNTIME_SETTINGS)
+        unknown = sorted(set(overrides) - own - fault_names - push_names - pos_names)
         if unknown:
             raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}")
         mine = {k: v for k, v in overrides.items() if k in own}
@@ -197,6 +204,12 @@ class SandboxSettings:
         push = {k[len("push_") :]: v for k, v in overrides.items() if k in push_names}
         if push:
             new = replace(new, push=replace(new.push, **push))
+        pos = {k[len("pos_") :]: v for k, v in overrides.items() if k in pos_names}
+        if isinstance(pos.get("currencies"), (list, str)):
+            codes = pos["currencies"]
+            pos["currencies"] = tuple(codes.split(",") if isinstance(codes, str) else codes)
+        if pos:
+            new = replace(new, pos=replace(new.pos, **pos))
         if faults:
             new = replace(new, faults=replace(new.faults, **faults))
         new.validate()
@@ -205,7 +218,7 @@ class SandboxSettings:
     def readings(self) -> dict[str, Any]:
         """The settings a test may change at runtime (``POST /_admin/settings``): all but keys and lists."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in RUNTIME_SETTINGS}
-        return {**out, **self.faults.as_dict()}
+        return {**out, **self.pos.readings(), **self.faults.as_dict()}
 
     def activity(self, activity_id: str) -> ActivityDef | None:
         for activity in self.activities:

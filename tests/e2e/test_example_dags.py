@@ -44,6 +44,7 @@ EXAMPLE_DAG_IDS = {
     "crowdtwist_multi_program_sync",
     "crowdtwist_after_member_sync",  # run by tests/e2e/test_assets_and_alerts.py
     "crowdtwist_member_sync_alerts",  # run by tests/e2e/test_assets_and_alerts.py
+    "crowdtwist_purchases_sync",
 }
 # The live push load runs hourly (pushes arrive all day); the syncs run daily.
 HOURLY_DAG_IDS = {"crowdtwist_live_push_load"}
@@ -158,6 +159,9 @@ def test_example_dags_load_without_import_errors(airflow_env: AirflowEnv) -> Non
     # The credits run only after the members exist, and only once CrowdTwist answers.
     assert ["wait_for_crowdtwist", "sync_members"] in loyalty["edges"]
     assert ["sync_members", "credit_events"] in loyalty["edges"]
+    shop = bag["dags"]["crowdtwist_purchases_sync"]
+    # Orders after the members exist, refunds after the orders they return.
+    assert shop["edges"] == [["send_orders", "send_refunds"], ["sync_members", "send_orders"]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -117,3 +117,21 @@ def test_openlineage_dataset_matches_the_operators_naming() -> None:
     dataset = convert_asset_to_openlineage(Asset("crowdtwist://SBAPI7.crowdtwist.com/activities/purchase"))
     # operators/_lineage.py names the program's object the same way
     assert (dataset.namespace, dataset.name) == ("crowdtwist://sbapi7.crowdtwist.com", "activities/purchase")
+
+
+def test_purchase_and_return_assets_name_the_program() -> None:
+    from urllib.parse import urlsplit
+
+    from airflow_provider_crowdtwist.assets import pos_asset_uri, sanitize_uri
+
+    assert (
+        pos_asset_uri("https://SBAPI123.crowdtwist.com:443/", "purchases")
+        == "crowdtwist://sbapi123.crowdtwist.com/purchases"
+    )
+    assert pos_asset_uri("http://127.0.0.1:8765", "returns") == "crowdtwist://127.0.0.1:8765/returns"
+    assert (
+        sanitize_uri(urlsplit("crowdtwist://SB.crowdtwist.com/returns/")).geturl()
+        == "crowdtwist://sb.crowdtwist.com/returns"
+    )
+    with pytest.raises(ValueError, match="purchases or returns"):
+        pos_asset_uri("https://sb.crowdtwist.com", "refunds")

@@ -55,6 +55,8 @@ def test_listed_modules_exist() -> None:
         "operators": [
             "airflow_provider_crowdtwist.operators.user_sync",
             "airflow_provider_crowdtwist.operators.activity_credit",
+            "airflow_provider_crowdtwist.operators.purchase",
+            "airflow_provider_crowdtwist.operators.returns",
             "airflow_provider_crowdtwist.operators.live_push",
         ],
         "sensors": ["airflow_provider_crowdtwist.sensors.crowdtwist"],
@@ -88,6 +90,7 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
         "timeout",
         "connect_timeout",
         "requests_per_minute",
+        "pos_host",
         "verify",
         "max_answer_bytes",
         "attempt_deadline",
