@@ -16,6 +16,7 @@ from airflow_provider_crowdtwist.client.pos import CrowdTwistPosClient
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
+from airflow_provider_crowdtwist.operators._synclog import with_run_services
 from airflow_provider_crowdtwist.sync.partition import active_partition
 from airflow_provider_crowdtwist.sync.purchases.config import PosSyncConfig
 from airflow_provider_crowdtwist.sync.purchases.ledger import PosLedgerError
@@ -103,7 +104,7 @@ class CrowdTwistPosOperatorBase(CrowdTwistSyncOperatorBase):
         self._stop = threading.Event()
         try:
             client = self._build_client()
-            config = self._sync_config()
+            config = with_run_services(self, self._sync_config(), client, context, what)
             chunks = self._source_chunks()
         except ValueError as exc:  # CrowdTwistConfigError too: a bad connection fails without retry
             raise fail_task(exc, context) from None

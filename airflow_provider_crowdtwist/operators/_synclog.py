@@ -98,7 +98,8 @@ def with_run_services(op: Any, config: Any, client: Any, context: Any, sync_kind
             prefix=op.log_table_prefix,
             context=context,
             sync_kind=sync_kind,
-            program_host=program_host(client.config.base_url),
+            # the program (its API host), also for the POS syncs whose client talks to the POS host
+            program_host=program_host(op._base_url or client.config.base_url),
             partition=op.partition,
             log_unchanged=op.log_unchanged,
             redact=client.redact,

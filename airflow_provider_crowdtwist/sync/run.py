@@ -94,6 +94,7 @@ OPERATIONS = {
     "credited": "credit",
     "entered": "enter",
     "exited": "exit",
+    "voided": "void",
 }
 _COLUMN_NAMED = re.compile(r"\(columns? ((?:'[^']*'(?:, )?)+)\)")
 

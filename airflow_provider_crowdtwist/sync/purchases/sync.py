@@ -88,6 +88,7 @@ class PosSync(SyncBase):
         purchases = isinstance(config, PurchaseSyncConfig)
         self.title = "CrowdTwist purchase sync" if purchases else "CrowdTwist return sync"
         self.label = "receipts" if purchases else "returns"
+        self.operation = "purchase" if purchases else "return"
         self.ledger: PosLedger | None = None
         self.spool: LineSpool | None = None
         self._columns_checked = False
