@@ -66,9 +66,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_crowdtwist.sync.file_guard import (
+    BrokenFileError,
+    GuardedFile,
+    is_corruption,
+    quick_check,
+)
 from airflow_provider_crowdtwist.sync.paths import (
     FileInUseError,
-    FileLock,
     WorkingCopy,
     is_local,
     transaction,
@@ -79,6 +84,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CreditIntent",
     "CreditLedger",
+    "LedgerBrokenError",
     "LedgerEntry",
     "LedgerError",
     "LedgerInUseError",
@@ -135,6 +141,34 @@ class LedgerError(RuntimeError):
 
 class LedgerInUseError(LedgerError, FileInUseError):
     """Another running sync holds the ledger; two writers would defeat the exactly-once guarantee."""
+
+
+class LedgerBrokenError(BrokenFileError, LedgerError):
+    """The ledger exists but lost its content (empty, truncated, corrupt): refused, never taken as new.
+
+    Taking it for a new ledger would credit every key again. The message names the file, what is
+    wrong and the two ways out: restore it, or ``rebuild_ledger=True``.
+    """
+
+
+def broken_message(location: str, reason: str) -> str:
+    """The refusal of a broken ledger: the file, what is wrong, why it is not taken as new, the way out."""
+    return (
+        f"the credit ledger {location} {reason}. A ledger that lost its content is not taken for a new "
+        "one (that would credit every key again): nothing was sent. Restore the file from a backup, or "
+        "run once with rebuild_ledger=True: the broken file is kept beside it as "
+        f"{location}.broken-<UTC time>, and before a credit is sent its member's activity history is "
+        "read and every credit found there (by the dedupe key each credit carries in extra_data) is "
+        "recorded credited, not sent again"
+    )
+
+
+def _init_ledger(db: sqlite3.Connection) -> None:
+    """The schema of a new ledger file, written before the file is put in place (file_guard)."""
+    db.executescript(_SCHEMA)
+    db.execute(_INDEX)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    db.commit()
 
 
 @dataclass(frozen=True)
@@ -205,12 +239,18 @@ class CreditLedger:
         lock: bool = True,
         recover: bool = True,
         log: logging.Logger | logging.LoggerAdapter | None = None,
+        rebuild_broken: bool = False,
+        working_copy: WorkingCopy | None = None,
     ) -> None:
-        """Open (creating if needed) the SQLite file at ``db_path``.
+        """Open (creating if needed) the SQLite file at ``db_path``; refuse one that lost its content.
 
         ``remote`` is set by :meth:`open` when ``db_path`` is a local copy of an object-storage
-        ledger; :meth:`sync` then uploads to it. ``recover`` turns leftover ``pending`` keys into
-        ``unknown`` (see the module docstring); it is only off for read-only inspection.
+        ledger (``working_copy``); :meth:`sync` then uploads to it. ``recover`` turns leftover
+        ``pending`` keys into ``unknown`` (see the module docstring); it is only off for read-only
+        inspection. A ledger that exists but is empty, truncated or corrupt raises
+        :class:`LedgerBrokenError`, unless ``rebuild_broken`` (the operator's ``rebuild_ledger``): then
+        it is set aside and a new one started (``broken`` says what was wrong, ``set_aside`` where
+        the old file went); the credit sync refills it from the activity histories.
         """
         self.db_path = pathlib.Path(db_path)
         self.run_id = run_id
@@ -218,25 +258,66 @@ class CreditLedger:
         self.location = location or str(db_path)
         self._log = log or _log
         self._lock = threading.RLock()
-        self._file_lock: FileLock | None = None
+        self._guard: GuardedFile | None = None
         self._closed = False
-        self._copy: WorkingCopy | None = None
+        self._copy: WorkingCopy | None = working_copy
         self.recovered_unknown = 0
-        if lock and remote is None:
-            where = f"the credit ledger {self.db_path}"
-            self._file_lock = FileLock(self.db_path, LedgerInUseError, what=where, shared="a ledger")
+        self.broken: str | None = None
+        self.set_aside: str | None = None
+        try:
+            problem = self._claim(lock and remote is None)
+            if problem is not None:
+                if not rebuild_broken:
+                    raise LedgerBrokenError(
+                        broken_message(self.location, problem), path=self.location, reason=problem
+                    )
+                self._replace(problem)
+        except BaseException:
+            self._close_conn()
+            self._release_file_lock()
+            raise
+        if recover:
+            self.recovered_unknown = self._recover_pending()
+
+    def _claim(self, lock: bool) -> str | None:
+        """Claim the file (lock, create whole) and open it; what is wrong with it, or None when sound."""
+        fresh = str(self.db_path) == ":memory:"
+        if not fresh:
+            what = (LedgerInUseError, f"the credit ledger {self.db_path}", "a ledger") if lock else None
+            self._guard = GuardedFile(self.db_path, _init_ledger, lock=what)
+            if self._guard.problem is not None:
+                return self._guard.problem
+            fresh = self._guard.created
+        return self._open_db(fresh)
+
+    def _open_db(self, fresh: bool) -> str | None:
+        """Open the claimed file; check a file this run did not just create. What is wrong, or None."""
         try:
             self._conn = sqlite3.connect(
                 str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
             )
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot open the credit ledger {self.location}: {exc}") from exc
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            if not fresh:
+                problem = quick_check(self._conn)
+                if (
+                    problem is None
+                    and not self._conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+                ):
+                    problem = "holds no tables"
+                if problem is not None:
+                    self._close_conn()
+                    return problem
             self._conn.executescript(_SCHEMA)
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(credits)")}
             missing = sorted(set(_COLUMNS) - columns)
             if missing:
-                raise sqlite3.DatabaseError(
-                    f"its 'credits' table lacks the column(s) {', '.join(missing)}: not a credit ledger"
+                raise LedgerError(
+                    f"cannot open the credit ledger {self.location}: its 'credits' table lacks the "
+                    f"column(s) {', '.join(missing)}: not a credit ledger; give ledger_path a file of its own"
                 )
             for name, kind in _V2_COLUMNS.items():  # a version-1 ledger: add what verification needs
                 if name not in columns:
@@ -245,12 +326,37 @@ class CreditLedger:
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_keys (dedupe_key TEXT PRIMARY KEY)")
         except sqlite3.DatabaseError as exc:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._release_file_lock()
+            self._close_conn()
+            if is_corruption(exc):
+                return f"is corrupt (SQLite: {exc})"
             raise LedgerError(f"cannot open the credit ledger {self.location}: {exc}") from exc
-        if recover:
-            self.recovered_unknown = self._recover_pending()
+        except BaseException:
+            self._close_conn()
+            raise
+        return None
+
+    def _replace(self, problem: str) -> None:
+        """``rebuild_broken``: keep the broken ledger aside and start a new one in its place."""
+        assert self._guard is not None  # ":memory:" is never broken
+        kept = self._copy.keep_aside() if self._copy is not None and self._copy.is_remote else None
+        aside = self._guard.replace()
+        self.broken = problem
+        self.set_aside = kept if self.remote is not None else aside
+        self._log.warning(
+            "Credit ledger %s %s; rebuild_ledger=True: %s, a new ledger is started and refilled from the "
+            "members' activity histories before anything is sent",
+            self.location,
+            problem,
+            f"the broken file is kept as {self.set_aside}" if self.set_aside else "it could not be kept",
+        )
+        if self._open_db(True) is not None:  # pragma: no cover - a file just created whole
+            raise LedgerError(f"cannot start a new credit ledger at {self.location}")
+
+    def _close_conn(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -261,11 +367,13 @@ class CreditLedger:
         *,
         run_id: str | None = None,
         log: logging.Logger | logging.LoggerAdapter | None = None,
+        rebuild_broken: bool = False,
     ) -> CreditLedger:
         """Open a local ledger file, or download an object-storage ledger to a temporary file.
 
         A string with a URL scheme is refused here: the engine has no storage clients. The operator
         turns ``s3://...`` or ``file://...`` into an ``ObjectStoragePath`` before calling this.
+        A ledger that lost its content raises :class:`LedgerBrokenError` unless ``rebuild_broken``.
         """
         if is_local(location):
             path = pathlib.Path(os.fspath(location)).expanduser()
@@ -274,7 +382,7 @@ class CreditLedger:
                     f"ledger_path {path} is a directory; give a file name such as credits.sqlite"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
-            return cls(path, run_id=run_id, location=str(path), log=log)
+            return cls(path, run_id=run_id, location=str(path), log=log, rebuild_broken=rebuild_broken)
         if isinstance(location, str):
             raise LedgerError(
                 f"ledger_path {location!r} is a URL; pass a path object with .open() "
@@ -289,11 +397,18 @@ class CreditLedger:
                 (log or _log).info("Downloaded credit ledger %s (%d bytes)", location, size)
             else:
                 (log or _log).info("Credit ledger %s does not exist yet; starting a new one", location)
-            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)
+            ledger = cls(
+                copy.path,
+                run_id=run_id,
+                remote=location,
+                location=copy.location,
+                log=log,
+                rebuild_broken=rebuild_broken,
+                working_copy=copy,
+            )
         except Exception:
             copy.close()
             raise
-        ledger._copy = copy
         # Make the recovery of pending keys durable remotely before anything is sent.
         ledger.sync()
         return ledger
@@ -325,9 +440,10 @@ class CreditLedger:
         return self.remote is not None
 
     def _release_file_lock(self) -> None:
-        if self._file_lock is not None:
-            self._file_lock.release()
-            self._file_lock = None
+        """Release the locks (after the connection is closed: see :class:`~.paths.FileLock`)."""
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
 
     # ------------------------------------------------------------------ writing
 
