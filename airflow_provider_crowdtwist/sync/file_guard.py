@@ -232,17 +232,19 @@ class GuardedFile:
         self.created = False
         self.problem: str | None = None
         self._lock: FileLock | None = None
-        if lock is not None:
-            busy, what, shared = lock
-            self._lock = FileLock(self.path, busy, what=what, shared=shared)
+        self._lock_args = lock
+        if not os.path.exists(self.path):
+            # a dangling symlink's target directory may not exist: nothing to lock until replace()
+            self.problem = missing_problem(given, self.path)
+            if self.problem is not None:
+                return
+        self._take_lock()
         try:
             if not os.path.exists(self.path):
-                self.problem = missing_problem(given, self.path)
-                if self.problem is None:
-                    self.created = create_whole(self.path, init)
-                    if self._lock is not None:
-                        self._lock.lock_file(self.path)
-            if not self.created and self.problem is None:
+                self.created = create_whole(self.path, init)
+                if self._lock is not None:
+                    self._lock.lock_file(self.path)
+            if not self.created:
                 if self._lock is not None:
                     self._lock.lock_file(self.path)  # no-op when FileLock took it already
                 self.problem = inspect_file(self.path)
@@ -255,6 +257,7 @@ class GuardedFile:
 
         Returns where the broken file went (None when there was no file, only a log or a link).
         """
+        self._take_lock()
         aside = None
         if os.path.lexists(self.path) or _log_size(self.path, "-wal") or _log_size(self.path, "-journal"):
             aside = set_aside(self.path)
@@ -267,6 +270,12 @@ class GuardedFile:
         self.created = True
         self.problem = None
         return aside
+
+    def _take_lock(self) -> None:
+        if self._lock is None and self._lock_args is not None:
+            busy, what, shared = self._lock_args
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._lock = FileLock(self.path, busy, what=what, shared=shared)
 
     def release(self) -> None:
         """Release the locks (after the caller closed its SQLite connection); safe to call twice."""

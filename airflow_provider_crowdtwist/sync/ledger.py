@@ -27,29 +27,8 @@ with ``.open(mode)`` (Airflow's ``ObjectStoragePath``), downloads it to a local 
 and uploads a consistent copy whenever :meth:`CreditLedger.sync` is called (the credit sync calls it
 after recording the intents of a chunk, before sending the chunk, after each chunk, and on every exit).
 
-Schema (inspect it with ``sqlite3 LEDGER "select state, count(*) from credits group by state"``)::
-
-    CREATE TABLE credits (
-        dedupe_key  TEXT PRIMARY KEY,   -- the dedupe_key_column value, or sha256 of the credit
-        state       TEXT NOT NULL,      -- pending | credited | unknown | failed
-        user_id     TEXT,               -- the member identifier the credit was sent for
-        activity_id TEXT,
-        num_points  INTEGER,            -- NULL: the activity's default points
-        run_id      TEXT,               -- the run that last wrote the row
-        updated_at  TEXT NOT NULL,      -- ISO 8601 UTC
-        message     TEXT,               -- why a key is failed/unknown; the API's answer
-        id_type     TEXT,               -- (v2) how user_id identifies the member
-        request     TEXT,               -- (v2) JSON of the credit as sent: resent identically if needed
-        attempts    INTEGER NOT NULL DEFAULT 0,  -- (v2) how many times it was sent
-        first_sent_at REAL,             -- (v2) epoch seconds of the first send (history look-back)
-        last_sent_at  REAL,             -- (v2) epoch seconds of the last send
-        unknown_since REAL,             -- (v2) epoch seconds it became 'unknown' (settle delay from here)
-        checks      INTEGER NOT NULL DEFAULT 0   -- (v2) activity-history look-ups made for it
-    );
-
-A version-1 ledger gets the new columns when it is opened (``ALTER TABLE ... ADD COLUMN``); its old
-rows have no ``request``, so an old ``unknown`` key is verified from its source row when that is read
-again, and otherwise stays ``unknown``.
+The file itself -- its schema, creating it whole, checking, upgrading or refusing it -- is
+:mod:`.ledger_file`.
 """
 
 from __future__ import annotations
@@ -66,18 +45,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.file_guard import (
-    BrokenFileError,
-    GuardedFile,
-    is_corruption,
-    quick_check,
+from airflow_provider_crowdtwist.sync.file_guard import GuardedFile
+from airflow_provider_crowdtwist.sync.ledger_file import (
+    SCHEMA_VERSION,
+    SELECT,
+    LedgerBrokenError,
+    LedgerError,
+    LedgerInUseError,
+    broken_message,
+    init_ledger,
+    open_db,
 )
-from airflow_provider_crowdtwist.sync.paths import (
-    FileInUseError,
-    WorkingCopy,
-    is_local,
-    transaction,
-)
+from airflow_provider_crowdtwist.sync.paths import WorkingCopy, is_local, transaction
 
 __all__ = [
     "LEDGER_STATES",
@@ -96,79 +75,7 @@ UNKNOWN = "unknown"
 FAILED = "failed"
 #: Every state a key can have in the ledger.
 LEDGER_STATES: tuple[str, ...] = (PENDING, CREDITED, UNKNOWN, FAILED)
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS credits (
-    dedupe_key  TEXT PRIMARY KEY,
-    state       TEXT NOT NULL CHECK (state IN ('pending', 'credited', 'unknown', 'failed')),
-    user_id     TEXT,
-    activity_id TEXT,
-    num_points  INTEGER,
-    run_id      TEXT,
-    updated_at  TEXT NOT NULL,
-    message     TEXT,
-    id_type     TEXT,
-    request     TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    first_sent_at REAL,
-    last_sent_at  REAL,
-    unknown_since REAL,
-    checks      INTEGER NOT NULL DEFAULT 0
-);
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS credits_state ON credits (state)"
-
-_COLUMNS = ("dedupe_key", "state", "user_id", "activity_id", "num_points", "run_id", "updated_at", "message")
-#: Columns added by schema version 2 (what verifying an ``unknown`` credit needs), with their SQL types.
-_V2_COLUMNS = {
-    "id_type": "TEXT",
-    "request": "TEXT",
-    "attempts": "INTEGER NOT NULL DEFAULT 0",
-    "first_sent_at": "REAL",
-    "last_sent_at": "REAL",
-    "unknown_since": "REAL",
-    "checks": "INTEGER NOT NULL DEFAULT 0",
-}
-_SELECT = f"SELECT {', '.join((*_COLUMNS, *_V2_COLUMNS))} FROM credits"
-
 _log = logging.getLogger(__name__)
-
-
-class LedgerError(RuntimeError):
-    """The ledger cannot be opened, read or written; crediting must not go on without it."""
-
-
-class LedgerInUseError(LedgerError, FileInUseError):
-    """Another running sync holds the ledger; two writers would defeat the exactly-once guarantee."""
-
-
-class LedgerBrokenError(BrokenFileError, LedgerError):
-    """The ledger exists but lost its content (empty, truncated, corrupt): refused, never taken as new.
-
-    Taking it for a new ledger would credit every key again. The message names the file, what is
-    wrong and the two ways out: restore it, or ``rebuild_ledger=True``.
-    """
-
-
-def broken_message(location: str, reason: str) -> str:
-    """The refusal of a broken ledger: the file, what is wrong, why it is not taken as new, the way out."""
-    return (
-        f"the credit ledger {location} {reason}. A ledger that lost its content is not taken for a new "
-        "one (that would credit every key again): nothing was sent. Restore the file from a backup, or "
-        "run once with rebuild_ledger=True: the broken file is kept beside it as "
-        f"{location}.broken-<UTC time>, and before a credit is sent its member's activity history is "
-        "read and every credit found there (by the dedupe key each credit carries in extra_data) is "
-        "recorded credited, not sent again"
-    )
-
-
-def _init_ledger(db: sqlite3.Connection) -> None:
-    """The schema of a new ledger file, written before the file is put in place (file_guard)."""
-    db.executescript(_SCHEMA)
-    db.execute(_INDEX)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    db.commit()
 
 
 @dataclass(frozen=True)
@@ -284,55 +191,18 @@ class CreditLedger:
         fresh = str(self.db_path) == ":memory:"
         if not fresh:
             what = (LedgerInUseError, f"the credit ledger {self.db_path}", "a ledger") if lock else None
-            self._guard = GuardedFile(self.db_path, _init_ledger, lock=what)
+            self._guard = GuardedFile(self.db_path, init_ledger, lock=what)
             if self._guard.problem is not None:
                 return self._guard.problem
             fresh = self._guard.created
         return self._open_db(fresh)
 
     def _open_db(self, fresh: bool) -> str | None:
-        """Open the claimed file; check a file this run did not just create. What is wrong, or None."""
-        try:
-            self._conn = sqlite3.connect(
-                str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
-            )
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot open the credit ledger {self.location}: {exc}") from exc
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            if not fresh:
-                problem = quick_check(self._conn)
-                if (
-                    problem is None
-                    and not self._conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
-                ):
-                    problem = "holds no tables"
-                if problem is not None:
-                    self._close_conn()
-                    return problem
-            self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(credits)")}
-            missing = sorted(set(_COLUMNS) - columns)
-            if missing:
-                raise LedgerError(
-                    f"cannot open the credit ledger {self.location}: its 'credits' table lacks the "
-                    f"column(s) {', '.join(missing)}: not a credit ledger; give ledger_path a file of its own"
-                )
-            for name, kind in _V2_COLUMNS.items():  # a version-1 ledger: add what verification needs
-                if name not in columns:
-                    self._conn.execute(f"ALTER TABLE credits ADD COLUMN {name} {kind}")
-            self._conn.execute(_INDEX)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_keys (dedupe_key TEXT PRIMARY KEY)")
-        except sqlite3.DatabaseError as exc:
-            self._close_conn()
-            if is_corruption(exc):
-                return f"is corrupt (SQLite: {exc})"
-            raise LedgerError(f"cannot open the credit ledger {self.location}: {exc}") from exc
-        except BaseException:
-            self._close_conn()
-            raise
+        """Open the claimed file (see :func:`.ledger_file.open_db`); what is wrong with it, or None."""
+        opened = open_db(str(self.db_path), self.location, fresh=fresh)
+        if isinstance(opened, str):
+            return opened
+        self._conn = opened
         return None
 
     def _replace(self, problem: str) -> None:
@@ -585,6 +455,43 @@ class CreditLedger:
                     removed += cur.rowcount
         return removed
 
+    def record_rebuilt(
+        self, found: Sequence[CreditIntent], unproven: Sequence[CreditIntent], message: str, why: str
+    ) -> tuple[int, int]:
+        """A ledger rebuild's verdicts (``sync/ledger_rebuild.py``), in one transaction; rows changed.
+
+        ``found``: keys in their member's activity history become ``credited`` (a ``failed`` or
+        ``unknown`` one too: the history is the proof; a ``pending`` one is in flight, left alone).
+        ``unproven``: keys whose member's history could not be read, and that the ledger does not know,
+        become ``unknown`` unsent (no send time: verification then reads the whole history).
+        """
+        insert = (
+            "INSERT INTO credits (dedupe_key, state, user_id, activity_id, num_points, run_id, updated_at, "
+            "message, id_type, request, attempts, unknown_since, checks) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 1) ON CONFLICT (dedupe_key) DO "
+        )
+        credited = insert + (
+            "UPDATE SET state = 'credited', run_id = excluded.run_id, updated_at = excluded.updated_at, "
+            "message = excluded.message, unknown_since = NULL, checks = credits.checks + 1 "
+            "WHERE credits.state IN ('failed', 'unknown')"
+        )
+        counts = [0, 0]
+        now, epoch = _now(), _epoch()
+        with self._lock:
+            self._check_open()
+            with transaction(self._conn, immediate=True):
+                for n, (sql, intents, state, text, since) in enumerate(
+                    (
+                        (credited, found, CREDITED, message, None),
+                        (insert + "NOTHING", unproven, UNKNOWN, why, epoch),
+                    )
+                ):
+                    for i in intents:
+                        row = (i.dedupe_key, state, i.user_id, i.activity_id, i.num_points, self.run_id, now)
+                        cur = self._conn.execute(sql, (*row, text, i.id_type, i.request, since))
+                        counts[n] += cur.rowcount
+        return counts[0], counts[1]
+
     def set_state(self, dedupe_key: str, state: str, message: str | None = None) -> bool:
         """Resolve a key by hand (e.g. an ``unknown`` key checked in CrowdTwist's admin console).
 
@@ -626,7 +533,7 @@ class CreditLedger:
             self._check_open()
             for batch in _chunks(key_list):
                 marks = ", ".join("?" for _ in batch)
-                for row in self._conn.execute(f"{_SELECT} WHERE dedupe_key IN ({marks})", tuple(batch)):
+                for row in self._conn.execute(f"{SELECT} WHERE dedupe_key IN ({marks})", tuple(batch)):
                     found[row[0]] = LedgerEntry(*row)
         return found
 
@@ -645,7 +552,7 @@ class CreditLedger:
 
     def entries(self, state: str | None = None, *, limit: int | None = None) -> list[LedgerEntry]:
         """Rows of the ledger, optionally of one state, oldest update first."""
-        sql = _SELECT
+        sql = SELECT
         params: list[Any] = []
         if state is not None:
             sql += " WHERE state = ?"

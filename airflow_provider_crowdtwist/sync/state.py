@@ -219,6 +219,7 @@ class MemberState:
                 self._connect(empty=fresh)
                 problem = None if fresh else self._check_content()
                 if problem is None:
+                    self._start_writing()
                     self._open_schema(secret)
                     self._load_arrays()
                     return
@@ -237,6 +238,7 @@ class MemberState:
             aside = self._guard.replace()
             self.set_aside = kept if self._copy.is_remote else aside
         self._connect(empty=self.read_only)
+        self._start_writing()
         self._open_schema(secret)
         self._load_arrays()
 
@@ -248,8 +250,12 @@ class MemberState:
             return
         self._db = sqlite3.connect(self._copy.path, isolation_level=None)
         self._db_open = True
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _start_writing(self) -> None:
+        """WAL from here on: after the checks, so that a refused file is left exactly as it was."""
+        if not self.read_only:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _check_content(self) -> str | None:
         """What is wrong with the opened file's pages and tables, or None (a foreign file is refused)."""
