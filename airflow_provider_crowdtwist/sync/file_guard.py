@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock
+from airflow_provider_crowdtwist.sync.paths import SQLITE_HEADER, FileInUseError, FileLock
 
 __all__ = [
     "BrokenFileError",
@@ -43,7 +43,6 @@ __all__ = [
     "set_aside",
 ]
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 #: SQLite result codes (primary, ``code & 0xFF``) that mean the bytes are not a sound database.
 _CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 #: How many problems SQLite's quick check reports (the first few say enough).

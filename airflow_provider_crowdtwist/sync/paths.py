@@ -54,6 +54,27 @@ def describe(location: Any) -> str:
     return os.fspath(location) if type(location) in _LOCAL_PATH_TYPES else str(location)
 
 
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def holds_database(target: Any) -> bool:
+    """True when the local file ``target`` exists and is a SQLite database (a state or a ledger).
+
+    Output files the engine rewrites whole (the rejects file) must never be one: a ``rejects_path``
+    that names the state or the ledger -- by a typo, a symlink, a hard link -- would empty it. Read by
+    its first bytes. A remote target is not read (that would cost a request per run; object stores
+    have no links, so only the same URL can name the same object); anything unreadable is no database.
+    """
+    if not is_local(target):
+        return False
+    try:
+        with open(os.path.expanduser(os.fspath(target)), "rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:  # missing, a directory, unreadable: not a database we would destroy
+        return False
+
+
 def make_parent(target: Any) -> None:
     """Create the parent "directory" of a path-like target where the store has directories.
 

@@ -173,3 +173,23 @@ def test_two_credit_syncs_through_two_hard_links_credit_each_key_once(
     assert db.execute("PRAGMA quick_check").fetchone() == ("ok",)
     assert db.execute("SELECT count(*) FROM credits WHERE state = 'credited'").fetchone() == (600,)
     db.close()
+
+
+def test_a_rejects_path_that_is_the_ledger_by_another_name_stops_the_sync_before_the_first_request(
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+) -> None:
+    """The rejects file is rewritten on every run; pointed at the ledger (here: a hard link) it emptied it."""
+    client = client_for(sandbox)
+    emails = create_members(client, 20)
+    rows = credit_rows(50, emails)
+    ledger = tmp_path / "ledger.sqlite"
+    assert run_sync(client, rows, config(), ledger).count("credited") == 50
+    rejects = tmp_path / "reports" / "rejects.jsonl"
+    rejects.parent.mkdir()
+    os.link(ledger, rejects)
+    before = total_requests(sandbox)
+    with pytest.raises(ValueError, match="is a SQLite database"):
+        run_sync(client, rows, config(run_id="again", rejects_path=str(rejects)), ledger)
+    assert total_requests(sandbox) == before
+    assert run_sync(client, rows, config(run_id="third"), ledger).count("skipped") == 50  # intact
+    assert set(applied_per_key(sandbox).values()) == {1}

@@ -299,3 +299,26 @@ def test_a_first_run_creates_the_state_and_a_killed_creation_leaves_no_file(tmp_
     with _state(path) as state:  # no file at all: the normal first run
         assert len(state) == 0 and state.broken is None
     assert path.stat().st_size > 0
+
+
+# ---------------------------------------------------------------------- the files the syncs rewrite
+
+
+@pytest.mark.parametrize("alias", ["same-path", "symlink", "hard-link"])
+def test_a_rejects_file_never_overwrites_a_ledger_or_state(tmp_path: pathlib.Path, alias: str) -> None:
+    """The rejects file is rewritten on every run: named like the ledger, it would empty it."""
+    from airflow_provider_crowdtwist.sync.rejects import RejectsWriter
+
+    ledger = tmp_path / "credits.sqlite"
+    make_ledger(ledger, keys=20)
+    target = ledger if alias == "same-path" else tmp_path / "rejects.jsonl"
+    if alias == "symlink":
+        target.symlink_to(ledger)
+    elif alias == "hard-link":
+        os.link(ledger, target)
+    before = ledger.read_bytes()
+    with pytest.raises(ValueError, match=r"rejects_path .* is a SQLite database .*give rejects_path a file"):
+        RejectsWriter(target)
+    assert ledger.read_bytes() == before
+    with CreditLedger.open(ledger) as again:
+        assert again.counts()["credited"] == 20
