@@ -17,8 +17,8 @@ import tempfile
 import time
 
 from airflow_provider_crowdtwist.sync.file_guard import quick_check
-from airflow_provider_crowdtwist.sync.row_hash import member_keys
-from airflow_provider_crowdtwist.sync.state import MemberState
+from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
+from airflow_provider_crowdtwist.sync.members.state import MemberState
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
-from airflow_provider_crowdtwist.sync.state import MemberState, StateError, StateInUseError
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.members.state import MemberState, StateError, StateInUseError
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from tests.integration.sigkill import ROOT
 from tests.integration.test_credit_sync import (
     applied_per_key,

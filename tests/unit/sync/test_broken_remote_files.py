@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger, LedgerError
-from airflow_provider_crowdtwist.sync.state import MemberState, StateError
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditIntent, CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.members.state import MemberState, StateError
 
 
 class Remote:

@@ -17,9 +17,9 @@ import sqlite3
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger, LedgerError
-from airflow_provider_crowdtwist.sync.row_hash import member_keys
-from airflow_provider_crowdtwist.sync.state import MemberState, StateError
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditIntent, CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
+from airflow_provider_crowdtwist.sync.members.state import MemberState, StateError
 
 SECRET = b"connection-api-key"
 PAGE = 4096

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger, LedgerInUseError
-from airflow_provider_crowdtwist.sync.state import MemberState, StateInUseError
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditIntent, CreditLedger, LedgerInUseError
+from airflow_provider_crowdtwist.sync.members.state import MemberState, StateInUseError
 
 SECRET = b"connection-api-key"
 
@@ -88,8 +88,8 @@ def _holder(kind: str, path: pathlib.Path) -> str:
     return textwrap.dedent(
         f"""
         import sys
-        from airflow_provider_crowdtwist.sync.ledger import CreditLedger
-        from airflow_provider_crowdtwist.sync.state import MemberState
+        from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
+        from airflow_provider_crowdtwist.sync.members.state import MemberState
         held = {opener}
         print("held", flush=True)
         sys.stdin.read()
