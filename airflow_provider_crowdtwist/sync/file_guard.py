@@ -270,6 +270,14 @@ class GuardedFile:
         self.problem = None
         return aside
 
+    def modified(self) -> float | None:
+        """When the file (or its log) last changed, epoch seconds; None when neither exists."""
+        times = []
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                times.append(os.stat(self.path + suffix).st_mtime)
+        return max(times) if times else None
+
     def _take_lock(self) -> None:
         if self._lock is None and self._lock_args is not None:
             busy, what, shared = self._lock_args

@@ -173,6 +173,7 @@ class CreditLedger:
         self.recovered_unknown = 0
         self.broken: str | None = None
         self.set_aside: str | None = None
+        self.broken_modified: float | None = None  # the broken file's last change (epoch seconds)
         try:
             problem = self._claim(lock and remote is None)
             if problem is not None:
@@ -211,6 +212,7 @@ class CreditLedger:
         """``rebuild_broken``: keep the broken ledger aside and start a new one in its place."""
         assert self._guard is not None  # ":memory:" is never broken
         kept = self._copy.keep_aside() if self._copy is not None and self._copy.is_remote else None
+        self.broken_modified = self._guard.modified()
         aside = self._guard.replace()
         self.broken = problem
         self.set_aside = kept if self.remote is not None else aside

@@ -151,8 +151,9 @@ class LedgerRebuild:
 
     # ------------------------------------------------------------------ one member (worker threads)
 
-    def _read(self, member: tuple[str, str | None]) -> set[str] | str | None:
-        """The dedupe keys in the member's whole history; None: no such member; str: unreadable, why."""
+    def _read(self, member: tuple[str, str | None]) -> set[str] | str:
+        """The dedupe keys in the member's whole history (none for a member CrowdTwist does not know:
+        nothing can have been credited to it); a string: why the history could not be read."""
         user_id, id_type = member
         keys: set[str] = set()
         try:
@@ -161,7 +162,7 @@ class LedgerRebuild:
                 if value is not None and not isinstance(value, (dict, list)):
                     keys.add(str(value))
         except CrowdTwistNotFoundError:
-            return None
+            return set()
         except CrowdTwistError as exc:
             return f"activity history could not be read: {exc}"
         return keys
@@ -175,9 +176,6 @@ class LedgerRebuild:
                     "INSERT OR IGNORE INTO found VALUES (?, ?)", ((member, k) for k in verdict)
                 )
                 self._db.execute("COMMIT")
-            self.counts.members_read += 1
-        elif verdict is None:  # no such member: nothing was credited to it
-            self._db.execute("INSERT OR REPLACE INTO members VALUES (?, 1)", (member,))
             self.counts.members_read += 1
         elif not self._stop.is_set():  # why it could not be read (or an unexpected error)
             self._db.execute("INSERT OR REPLACE INTO members VALUES (?, 0)", (member,))
