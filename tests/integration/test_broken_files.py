@@ -22,8 +22,11 @@ import pandas as pd
 import pytest
 
 from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncSummary, sync_credits
 from airflow_provider_crowdtwist.sync.members.state import MemberState, StateError, StateInUseError
 from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.sources import iter_chunks
+from airflow_provider_crowdtwist.sync.summary import ThresholdExceededError
 from tests.integration.sigkill import ROOT
 from tests.integration.test_credit_sync import (
     applied_per_key,
@@ -193,3 +196,88 @@ def test_a_rejects_path_that_is_the_ledger_by_another_name_stops_the_sync_before
     assert total_requests(sandbox) == before
     assert run_sync(client, rows, config(run_id="third"), ledger).count("skipped") == 50  # intact
     assert set(applied_per_key(sandbox).values()) == {1}
+
+
+# ---------------------------------------------------------------------- recovery (explicit)
+
+
+def engine_run(client: Any, rows: Any, cfg: Any, ledger: pathlib.Path) -> CreditSyncSummary:
+    """A run whose engine opens the ledger itself (``ledger_path``), as the operator's does."""
+    cfg.ledger_path = ledger
+    try:
+        return sync_credits(client, iter_chunks(pd.DataFrame(rows), 50), cfg)
+    except ThresholdExceededError as exc:  # unknown credits: the summary is what is asserted
+        assert isinstance(exc.summary, CreditSyncSummary)
+        return exc.summary
+
+
+def test_rebuild_ledger_over_a_zero_byte_ledger_credits_each_key_exactly_once(
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+) -> None:
+    """100 credited, the ledger emptied; a rebuild run over those 100 and 50 new ones sends only the new."""
+    client = client_for(sandbox)
+    emails = create_members(client, 30)
+    ledger = tmp_path / "ledger.sqlite"
+    assert run_sync(client, credit_rows(100, emails), config(), ledger).count("credited") == 100
+    ledger.write_bytes(b"")
+    before = credit_requests(sandbox)
+    summary = engine_run(
+        client,
+        credit_rows(150, emails),
+        config(run_id="rebuild", rebuild_ledger=True, verify_delay=1),
+        ledger,
+    )
+    assert summary.count("skipped") == 100  # found in the histories: recorded credited, not sent
+    assert summary.count("credited") == 50
+    assert credit_requests(sandbox) - before == 50
+    rebuild = summary.ledger_rebuild
+    assert rebuild["broken"] == "is empty (0 bytes)" and rebuild["found"] == 100 and rebuild["unproven"] == 0
+    assert rebuild["members_read"] == 30  # one history per member
+    assert pathlib.Path(rebuild["set_aside"]).stat().st_size == 0  # the broken file, kept
+    applied = applied_per_key(sandbox)
+    assert len(applied) == 150 and set(applied.values()) == {1}
+    again = run_sync(client, credit_rows(150, emails), config(run_id="after"), ledger)
+    assert again.count("skipped") == 150 and credit_requests(sandbox) - before == 50
+
+
+def test_rebuild_ledger_with_unreadable_histories_sends_nothing_blind_and_the_next_run_settles(
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+) -> None:
+    client = client_for(sandbox)
+    emails = create_members(client, 10)
+    ledger = tmp_path / "ledger.sqlite"
+    assert run_sync(client, credit_rows(40, emails), config(), ledger).count("credited") == 40
+    ledger.write_bytes(b"")
+    before = credit_requests(sandbox)
+    sandbox.admin.set_faults(error_rate=1.0, error_status=500, fault_routes=["history"])
+    try:
+        rows = credit_rows(60, emails)  # 40 applied before, 20 new
+        summary = engine_run(
+            client, rows, config(run_id="rebuild", rebuild_ledger=True, verify_delay=0.2), ledger
+        )
+    finally:
+        sandbox.admin.set_faults(error_rate=0.0, fault_routes=[])
+    assert credit_requests(sandbox) == before  # no history, no proof: not one credit sent
+    assert summary.count("unknown") == 60
+    assert summary.ledger_rebuild["members_unreadable"] == 10 and summary.ledger_rebuild["unproven"] == 60
+    settled = run_sync(client, rows, config(run_id="next", verify_delay=0.2), ledger)
+    assert settled.reconciled == {"credited": 60}  # 40 found in the histories, 20 verified absent and sent
+    applied = applied_per_key(sandbox)
+    assert len(applied) == 60 and set(applied.values()) == {1}
+
+
+def test_full_refresh_over_a_zero_byte_member_state_sends_every_row_once_and_rebuilds_the_state(
+    sandbox: Any, client_for: Any, tmp_path: pathlib.Path
+) -> None:
+    state = tmp_path / "members.sqlite"
+    rows = members_frame(300)
+    assert member_sync(sandbox, client_for, state, rows).count("created") == 300
+    state.write_bytes(b"")
+    config_ = MemberSyncConfig(state_path=state, max_workers=8, full_refresh=True)
+    summary = sync_members(client_for(sandbox), [rows], config_, LOG)
+    assert summary.count("created") + summary.count("updated") == 300  # every row sent once, none lost
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("members.sqlite.broken-")]
+    assert [p.stat().st_size for p in kept] == [0]
+    before = total_requests(sandbox)
+    again = member_sync(sandbox, client_for, state, rows)
+    assert again.count("unchanged") == 300 and total_requests(sandbox) == before  # the state is whole again
