@@ -1,24 +1,6 @@
 """The state or ledger file a run claims: created whole, locked, refused when it lost its content.
 
-Both files are memory the syncs cannot do without: a state that silently starts empty sends every
-member again and forgets who left the source; a ledger that silently starts empty credits every key
-again. "No file" (a first run) and "a file that lost its content" must therefore never look alike:
-
-* a NEW file is built aside under a temporary name, with its schema, and linked into place only
-  whole (:func:`create_whole`): a run killed while creating leaves no file, never an empty one. So
-  an existing file that is empty, not SQLite, shorter than its header says, fails SQLite's quick
-  check, or holds no tables at all, lost its content: the caller refuses it (:class:`BrokenFileError`
-  subclasses naming the file and the recovery), before the first request;
-* a missing file whose write-ahead log is still there (``-wal``: the file was deleted or moved
-  without it), or a symlink to nothing (an unmounted volume?), is refused the same way: taking
-  either for a first run would start from nothing;
-* recovery is explicit: the caller's option (``full_refresh`` for the state, ``rebuild_ledger`` for
-  the ledger) :meth:`GuardedFile.replace`\\ s the file: the broken one is kept beside it as
-  ``NAME.broken-<UTC time>`` (with its log), and a new one is created whole.
-
-The lock (:class:`~.paths.FileLock`) is taken on the file's name and on the file itself (its inode),
-after the file exists and before it is read, so a hard link, a symlink or another spelling of the
-path meets the same lock.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/file_guard.py``.
 """
 
 from __future__ import annotations

@@ -24,10 +24,7 @@ A version-1 ledger gets the new columns when it is opened (``ALTER TABLE ... ADD
 rows have no ``request``, so an old ``unknown`` key is verified from its source row when that is read
 again, and otherwise stays ``unknown``.
 
-A ledger that exists but lost its content (empty, not SQLite, truncated, failing SQLite's quick check,
-no tables) is refused with :class:`LedgerBrokenError` (:mod:`.file_guard`), never taken for a new one:
-that would credit every key again. A new ledger is created whole, so a first run's kill never leaves
-an empty file behind.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/ledger_file.py``.
 """
 
 from __future__ import annotations

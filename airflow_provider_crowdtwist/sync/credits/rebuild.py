@@ -1,27 +1,6 @@
 """Rebuilding a credit ledger from the members' activity histories (``rebuild_ledger=True``).
 
-A ledger that lost its content (or was lost) cannot say which keys were credited; sending them all
-again would award twice wherever CrowdTwist does not deduplicate. But every credit this provider
-sends carries its dedupe key in ``extra_data`` (``ct_dedupe_key``, see ``verify.py``), and the
-member's activity history returns it. So before a chunk is sent, each key the ledger does not know
-is looked up in its member's history -- the WHOLE history, read once per member per run:
-
-* found: recorded ``credited`` (the run then skips it as "already credited");
-* the member's history was read and the key is not in it: left alone, sent as a new key;
-* the history could not be read (errors after the client's retries, too many pages): nothing is
-  proven, so the key is recorded ``unknown`` without being sent, and the sync's verification looks
-  it up again (after the settle delay) before it could ever be sent;
-* the member does not exist (404): nothing can have been credited to it; left alone (its credit is
-  then refused with "member not found").
-
-Matching is by the key alone, as the verification does (dedupe keys are one namespace per program).
-A rebuild reads one history per member (a page per 100 activities) before any credit goes out; the
-keys found are kept in a private temporary SQLite file, not in memory, and only the keys of this run's
-rows are written to the ledger. The award delay matters here as for verification: ``not_before``
-(the broken file's last change plus the settle delay) makes the first look-up wait until credits sent
-just before the ledger broke can have appeared.
-
-No Airflow import; the client is duck-typed (``activity_history``).
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/rebuild.py``.
 """
 
 from __future__ import annotations
