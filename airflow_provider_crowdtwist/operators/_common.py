@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
+from airflow_provider_crowdtwist.sync.file_guard import BrokenFileError
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError, summary_text
 
 SUMMARY_XCOM_KEY = "summary"
@@ -68,6 +69,6 @@ def fail_task(error: BaseException, context: Any) -> BaseException:
         push_summary(context, data)
     if isinstance(error, SyncConfigError):
         return AirflowFailException(argument_message(error))
-    if isinstance(error, (SyncAbortedError, CrowdTwistConfigError, ValueError)):
+    if isinstance(error, (SyncAbortedError, CrowdTwistConfigError, ValueError, BrokenFileError)):
         return AirflowFailException(str(error))
     return AirflowException(str(error))

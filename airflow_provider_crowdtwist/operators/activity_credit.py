@@ -23,7 +23,7 @@ from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_
 from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.operators._synclog import with_run_services
 from airflow_provider_crowdtwist.sync.credits.config import ledger_problem
-from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError
+from airflow_provider_crowdtwist.sync.credits.ledger import LedgerBrokenError, LedgerError
 from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY
 from airflow_provider_crowdtwist.sync.credits.settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
 from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
@@ -74,6 +74,11 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         ``ct_dedupe_key``; a column mapped to it in ``extra_data_columns`` is a configuration error).
         ``None`` turns it off: ambiguous credits then cannot be verified, and exactly-once rests on
         CrowdTwist's undocumented duplicate window.
+    :param rebuild_ledger: recovery of a ledger that lost its content (a run refuses an empty,
+        truncated or corrupt ledger, naming it) or was lost: the broken file is kept as
+        ``<ledger>.broken-<UTC time>`` and a new ledger started; before a credit is sent, its member's
+        activity history is read (once per member) and every credit found there by its dedupe key is
+        recorded ``credited``, not sent again. Default False; turn it off again afterwards.
     :param validate_activities: fetch the program's active activities once at start and reject rows
         naming another one (default True).
     :param remote_ledger_batch: with an object-storage ledger, how many credits have their intents
@@ -113,6 +118,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         verify_delay: float = DEFAULT_VERIFY_DELAY,
         verify_resends: int = DEFAULT_VERIFY_RESENDS,
         dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY,
+        rebuild_ledger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,6 +137,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         self.verify_delay = verify_delay
         self.verify_resends = verify_resends
         self.dedupe_extra_key = dedupe_extra_key
+        self.rebuild_ledger = rebuild_ledger
         self._validate_arguments()
 
     # ------------------------------------------------------------------ arguments
@@ -169,6 +176,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             verify_delay=self.verify_delay,
             verify_resends=self.verify_resends,
             dedupe_extra_key=self.dedupe_extra_key,
+            rebuild_ledger=self.rebuild_ledger,
             resend_unknown=self.resend_unknown,
             allow_duplicates=self.allow_duplicates,
             max_workers=self.max_workers,
@@ -230,6 +238,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             except (SyncError, ValueError) as exc:
                 # The summary goes to XCom first; thresholds (and unknown credits) are ordinary
                 # failures, aborts and bad configuration fail without retry.
+                raise fail_task(exc, context) from None
+            except LedgerBrokenError as exc:  # a retry cannot help: the message names the way out
                 raise fail_task(exc, context) from None
             except LedgerError as exc:
                 # Not a configuration error: the ledger may be busy or storage briefly down; a retry helps.

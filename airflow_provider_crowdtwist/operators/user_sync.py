@@ -50,7 +50,9 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param max_removed_ratio: the guard: a run that would remove more than this share of the members
         in the state (default 0.1) fails before sending anything.
     :param allow_empty_source_removal: let a source with zero rows remove members (default: never).
-    :param full_refresh: send every row this run, whatever the state says, and re-record it.
+    :param full_refresh: send every row this run, whatever the state says, and re-record it. Also the
+        way past a state that lost its content (empty, truncated, corrupt: refused otherwise, naming
+        it): the broken file is kept as ``<state>.broken-<UTC time>`` and a new state is built.
     :param null_values: ``skip`` (default: a null leaves CrowdTwist's value alone) or ``clear`` (a null
         in an optional field clears it; in a required one it rejects the row).
     :param dry_run: do everything but the writes (reads tell created from updated) and report; with

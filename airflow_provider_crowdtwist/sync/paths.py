@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -51,6 +52,27 @@ def is_local(location: Any) -> bool:
 def describe(location: Any) -> str:
     """The location as users wrote it, for logs and the summary."""
     return os.fspath(location) if type(location) in _LOCAL_PATH_TYPES else str(location)
+
+
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def holds_database(target: Any) -> bool:
+    """True when the local file ``target`` exists and is a SQLite database (a state or a ledger).
+
+    Output files the engine rewrites whole (the rejects file) must never be one: a ``rejects_path``
+    that names the state or the ledger -- by a typo, a symlink, a hard link -- would empty it. Read by
+    its first bytes. A remote target is not read (that would cost a request per run; object stores
+    have no links, so only the same URL can name the same object); anything unreadable is no database.
+    """
+    if not is_local(target):
+        return False
+    try:
+        with open(os.path.expanduser(os.fspath(target)), "rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:  # missing, a directory, unreadable: not a database we would destroy
+        return False
 
 
 def make_parent(target: Any) -> None:
@@ -117,6 +139,24 @@ class WorkingCopy:
         with open(self.path, "rb") as src, self.target.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
 
+    def keep_aside(self) -> str | None:
+        """Copy the downloaded (broken) file to a sibling object ``NAME.broken-<UTC time>``; its name.
+
+        A state or ledger that lost its content is kept for a post-mortem before a new one replaces
+        it. None when there is nothing to keep or the store cannot name a sibling (then only the
+        local copy existed, and the caller says so).
+        """
+        if not self.is_remote or not os.path.exists(self.path):
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        try:
+            aside = self.target.with_name(f"{self.target.name}.broken-{stamp}")
+            with open(self.path, "rb") as src, aside.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+        except Exception:  # a store without with_name, or refusing the write: nothing kept
+            return None
+        return describe(aside)
+
     def close(self) -> None:
         """Remove the temporary copy (uploading is the caller's choice, see :meth:`upload`)."""
         if self._tmpdir is not None:
@@ -129,12 +169,22 @@ class FileInUseError(RuntimeError):
 
 
 class FileLock:
-    """An exclusive, non-blocking advisory lock next to a local file, held until :meth:`release`.
+    """An exclusive, non-blocking advisory lock on a local file, held until :meth:`release`.
 
-    The lock file is named after the file's RESOLVED real path (``os.path.realpath``), so a symlink
-    and its target, or two spellings of one path, take the same lock. When another process (or another
-    open in this one) holds it, ``busy`` is raised: "``what`` is in use by another running sync ...;
-    run syncs that share ``shared`` one at a time".
+    Two locks, both ``flock``:
+
+    * on the FILE ITSELF (its device and inode), so every name that reaches it -- a hard link, a
+      symlink, a relative path, a bind mount -- meets the same lock. Taken when the file exists (the
+      state and the ledger create theirs whole before locking, :mod:`.file_guard`);
+    * on a lock file named after the resolved real path (``os.path.realpath`` + ``.lock``), which
+      also covers the moment before the file exists and keeps out runs of older provider versions,
+      which take only this one.
+
+    ``flock`` locks are independent of the POSIX locks SQLite takes on the same file (Linux, BSD);
+    the descriptor is closed only after the caller closed its SQLite connection (closing any
+    descriptor of a file drops the process's POSIX locks on it). When another process (or another
+    open in this one) holds either lock, ``busy`` is raised: "``what`` is in use by another running
+    sync ...; run syncs that share ``shared`` one at a time".
     """
 
     def __init__(
@@ -142,7 +192,11 @@ class FileLock:
     ) -> None:
         real = os.path.realpath(os.fspath(path))
         self.lock_path = real + ".lock"
+        self._busy = busy
+        self._what = what
+        self._shared = shared
         self._handle: IO[Any] | None = None
+        self._file_fd: int | None = None
         if fcntl is None:  # pragma: no cover - Windows: no lock, documented
             return
         handle = open(self.lock_path, "a+")  # noqa: SIM115 - held open for the life of the lock
@@ -150,14 +204,56 @@ class FileLock:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             handle.close()
-            raise busy(
-                f"{what} is in use by another running sync (lock {self.lock_path}); run syncs that share "
-                f"{shared} one at a time (e.g. max_active_runs=1)"
-            ) from exc
+            raise self._refusal(f"lock {self.lock_path}") from exc
         self._handle = handle
+        if os.path.exists(real):
+            try:
+                self.lock_file(real)
+            except BaseException:
+                self.release()
+                raise
+
+    def lock_file(self, path: str) -> None:
+        """Lock the file at ``path`` itself (its inode): held with the name lock until :meth:`release`.
+
+        Called again after the file was replaced (a broken file set aside): the old inode's lock is
+        dropped and the new one's taken.
+        """
+        if fcntl is None:  # pragma: no cover - Windows: no lock, documented
+            return
+        if self._file_fd is not None:
+            held, there = os.fstat(self._file_fd), os.stat(path)
+            if (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino):
+                return  # this very file is locked already
+        self.unlock_file()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            st = os.fstat(fd)
+            os.close(fd)
+            raise self._refusal(
+                f"the file {path} (device {st.st_dev}, inode {st.st_ino}) is locked, perhaps under "
+                "another name: a hard link, a symlink or another spelling of the path"
+            ) from exc
+        self._file_fd = fd
+
+    def unlock_file(self) -> None:
+        """Drop the lock on the file itself (keep the name lock)."""
+        if self._file_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._file_fd)
+            self._file_fd = None
+
+    def _refusal(self, detail: str) -> FileInUseError:
+        return self._busy(
+            f"{self._what} is in use by another running sync ({detail}); run syncs that share "
+            f"{self._shared} one at a time (e.g. max_active_runs=1)"
+        )
 
     def release(self) -> None:
-        """Release the lock; safe to call twice."""
+        """Release both locks; safe to call twice."""
+        self.unlock_file()
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()

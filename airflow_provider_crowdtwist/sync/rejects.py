@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from airflow_provider_crowdtwist.sync.outcomes import RowResult
-from airflow_provider_crowdtwist.sync.paths import WorkingCopy
+from airflow_provider_crowdtwist.sync.paths import WorkingCopy, describe, holds_database
 
 MASK = "***"
 
@@ -45,6 +45,12 @@ class RejectsWriter:
     """Writes :class:`RowResult` problems as JSON lines; a context manager."""
 
     def __init__(self, target: Any, *, redact: Callable[[str], str] | None = None) -> None:
+        if holds_database(target):  # checked before the file is opened for writing (which empties it)
+            raise ValueError(
+                f"rejects_path {describe(target)} is a SQLite database (a member state or credit ledger?); "
+                "the rejects file is rewritten on every run and would destroy it: give rejects_path a "
+                "file of its own"
+            )
         self._copy = WorkingCopy(target, name="rejects.jsonl", download=False)
         self.location = self._copy.location
         self.redact = redact

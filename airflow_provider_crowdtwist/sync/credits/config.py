@@ -78,8 +78,26 @@ class CreditSyncConfig(RunConfig):
     #: The ``extra_data`` key that carries each credit's dedupe key; None turns it off explicitly
     #: (exactly-once then rests on CrowdTwist's undocumented duplicate window).
     dedupe_extra_key: str | None = DEFAULT_DEDUPE_EXTRA_KEY
+    #: Recovery of a ledger that lost its content (or was lost): a broken ledger is set aside, and
+    #: before a credit is sent its member's activity history is read; keys found there are recorded
+    #: ``credited``, not sent again (``sync/credits/rebuild.py``).
+    rebuild_ledger: bool = False
 
     def validate_sync(self) -> None:
+        if not isinstance(self.rebuild_ledger, bool):
+            raise SyncConfigError(
+                f"rebuild_ledger must be True or False, got {self.rebuild_ledger!r}", "rebuild_ledger"
+            )
+        if self.rebuild_ledger and self.allow_duplicates:
+            raise SyncConfigError(
+                "rebuild_ledger=True needs a ledger; allow_duplicates=True has none", "rebuild_ledger"
+            )
+        if self.rebuild_ledger and self.dedupe_extra_key is None:
+            raise SyncConfigError(
+                "rebuild_ledger=True finds credits by the dedupe key they carry in extra_data; "
+                "dedupe_extra_key=None turns that key off",
+                "rebuild_ledger",
+            )
         if self.remote_ledger_batch < 1:
             raise SyncConfigError(
                 f"remote_ledger_batch must be a positive integer, got {self.remote_ledger_batch!r}",
@@ -123,6 +141,8 @@ class CreditSyncSummary(SyncSummary):
     resent: int = 0
     #: ``unknown`` keys of earlier runs settled before this run sent anything, by final state.
     reconciled: dict[str, int] = field(default_factory=dict)
+    #: ``rebuild_ledger=True``: what was wrong with the old ledger, where it went, what the histories gave.
+    ledger_rebuild: dict[str, Any] = field(default_factory=dict)
 
     @property
     def history_requests(self) -> int:
@@ -184,6 +204,18 @@ def credit_notes(summary: CreditSyncSummary, config: CreditSyncConfig) -> str:
         extra.append(f"unknown credits of earlier runs reconciled first: {counts}")
     if summary.not_awarded:
         extra.append(f"{summary.not_awarded} credit(s) accepted with awarded=false")
+    rebuild = summary.ledger_rebuild
+    if rebuild:
+        broken = (
+            f"the broken ledger ({rebuild['broken']}) kept as {rebuild['set_aside']}; "
+            if rebuild.get("broken")
+            else ""
+        )
+        extra.append(
+            f"ledger rebuild: {broken}{rebuild['members_read']} member history(ies) read, {rebuild['found']} "
+            f"credit(s) found there and recorded credited, {rebuild['unproven']} left unknown (history "
+            f"unreadable for {rebuild['members_unreadable']} member(s))"
+        )
     if config.allow_duplicates:
         extra.append("no ledger (allow_duplicates=True): a rerun may credit these rows again")
     else:

@@ -27,29 +27,8 @@ with ``.open(mode)`` (Airflow's ``ObjectStoragePath``), downloads it to a local 
 and uploads a consistent copy whenever :meth:`CreditLedger.sync` is called (the credit sync calls it
 after recording the intents of a chunk, before sending the chunk, after each chunk, and on every exit).
 
-Schema (inspect it with ``sqlite3 LEDGER "select state, count(*) from credits group by state"``)::
-
-    CREATE TABLE credits (
-        dedupe_key  TEXT PRIMARY KEY,   -- the dedupe_key_column value, or sha256 of the credit
-        state       TEXT NOT NULL,      -- pending | credited | unknown | failed
-        user_id     TEXT,               -- the member identifier the credit was sent for
-        activity_id TEXT,
-        num_points  INTEGER,            -- NULL: the activity's default points
-        run_id      TEXT,               -- the run that last wrote the row
-        updated_at  TEXT NOT NULL,      -- ISO 8601 UTC
-        message     TEXT,               -- why a key is failed/unknown; the API's answer
-        id_type     TEXT,               -- (v2) how user_id identifies the member
-        request     TEXT,               -- (v2) JSON of the credit as sent: resent identically if needed
-        attempts    INTEGER NOT NULL DEFAULT 0,  -- (v2) how many times it was sent
-        first_sent_at REAL,             -- (v2) epoch seconds of the first send (history look-back)
-        last_sent_at  REAL,             -- (v2) epoch seconds of the last send
-        unknown_since REAL,             -- (v2) epoch seconds it became 'unknown' (settle delay from here)
-        checks      INTEGER NOT NULL DEFAULT 0   -- (v2) activity-history look-ups made for it
-    );
-
-A version-1 ledger gets the new columns when it is opened (``ALTER TABLE ... ADD COLUMN``); its old
-rows have no ``request``, so an old ``unknown`` key is verified from its source row when that is read
-again, and otherwise stays ``unknown``.
+The file itself -- its schema, creating it whole, checking, upgrading or refusing it -- is
+:mod:`.ledger_file`.
 """
 
 from __future__ import annotations
@@ -66,20 +45,26 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.partition import Partition, check_layout
-from airflow_provider_crowdtwist.sync.paths import (
-    FileInUseError,
-    FileLock,
-    WorkingCopy,
-    is_local,
-    transaction,
+from airflow_provider_crowdtwist.sync.credits.ledger_file import (
+    SCHEMA_VERSION,
+    SELECT,
+    LedgerBrokenError,
+    LedgerError,
+    LedgerInUseError,
+    broken_message,
+    init_ledger,
+    ledger_location,
+    open_db,
 )
+from airflow_provider_crowdtwist.sync.file_guard import GuardedFile
+from airflow_provider_crowdtwist.sync.paths import WorkingCopy, is_local, transaction
 
 __all__ = [
     "LEDGER_STATES",
     "SCHEMA_VERSION",
     "CreditIntent",
     "CreditLedger",
+    "LedgerBrokenError",
     "LedgerEntry",
     "LedgerError",
     "LedgerInUseError",
@@ -92,51 +77,7 @@ UNKNOWN = "unknown"
 FAILED = "failed"
 #: Every state a key can have in the ledger.
 LEDGER_STATES: tuple[str, ...] = (PENDING, CREDITED, UNKNOWN, FAILED)
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS credits (
-    dedupe_key  TEXT PRIMARY KEY,
-    state       TEXT NOT NULL CHECK (state IN ('pending', 'credited', 'unknown', 'failed')),
-    user_id     TEXT,
-    activity_id TEXT,
-    num_points  INTEGER,
-    run_id      TEXT,
-    updated_at  TEXT NOT NULL,
-    message     TEXT,
-    id_type     TEXT,
-    request     TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    first_sent_at REAL,
-    last_sent_at  REAL,
-    unknown_since REAL,
-    checks      INTEGER NOT NULL DEFAULT 0
-);
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS credits_state ON credits (state)"
-
-_COLUMNS = ("dedupe_key", "state", "user_id", "activity_id", "num_points", "run_id", "updated_at", "message")
-#: Columns added by schema version 2 (what verifying an ``unknown`` credit needs), with their SQL types.
-_V2_COLUMNS = {
-    "id_type": "TEXT",
-    "request": "TEXT",
-    "attempts": "INTEGER NOT NULL DEFAULT 0",
-    "first_sent_at": "REAL",
-    "last_sent_at": "REAL",
-    "unknown_since": "REAL",
-    "checks": "INTEGER NOT NULL DEFAULT 0",
-}
-_SELECT = f"SELECT {', '.join((*_COLUMNS, *_V2_COLUMNS))} FROM credits"
-
 _log = logging.getLogger(__name__)
-
-
-class LedgerError(RuntimeError):
-    """The ledger cannot be opened, read or written; crediting must not go on without it."""
-
-
-class LedgerInUseError(LedgerError, FileInUseError):
-    """Another running sync holds the ledger; two writers would defeat the exactly-once guarantee."""
 
 
 @dataclass(frozen=True)
@@ -207,12 +148,18 @@ class CreditLedger:
         lock: bool = True,
         recover: bool = True,
         log: logging.Logger | logging.LoggerAdapter | None = None,
+        rebuild_broken: bool = False,
+        working_copy: WorkingCopy | None = None,
     ) -> None:
-        """Open (creating if needed) the SQLite file at ``db_path``.
+        """Open (creating if needed) the SQLite file at ``db_path``; refuse one that lost its content.
 
         ``remote`` is set by :meth:`open` when ``db_path`` is a local copy of an object-storage
-        ledger; :meth:`sync` then uploads to it. ``recover`` turns leftover ``pending`` keys into
-        ``unknown`` (see the module docstring); it is only off for read-only inspection.
+        ledger (``working_copy``); :meth:`sync` then uploads to it. ``recover`` turns leftover
+        ``pending`` keys into ``unknown`` (see the module docstring); it is only off for read-only
+        inspection. A ledger that exists but is empty, truncated or corrupt raises
+        :class:`LedgerBrokenError`, unless ``rebuild_broken`` (the operator's ``rebuild_ledger``): then
+        it is set aside and a new one started (``broken`` says what was wrong, ``set_aside`` where
+        the old file went); the credit sync refills it from the activity histories.
         """
         self.db_path = pathlib.Path(db_path)
         self.run_id = run_id
@@ -220,39 +167,70 @@ class CreditLedger:
         self.location = location or str(db_path)
         self._log = log or _log
         self._lock = threading.RLock()
-        self._file_lock: FileLock | None = None
+        self._guard: GuardedFile | None = None
         self._closed = False
-        self._copy: WorkingCopy | None = None
+        self._copy: WorkingCopy | None = working_copy
         self.recovered_unknown = 0
-        if lock and remote is None:
-            where = f"the credit ledger {self.db_path}"
-            self._file_lock = FileLock(self.db_path, LedgerInUseError, what=where, shared="a ledger")
+        self.broken: str | None = None
+        self.set_aside: str | None = None
+        self.broken_modified: float | None = None  # the broken file's last change (epoch seconds)
         try:
-            self._conn = sqlite3.connect(
-                str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30.0
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(credits)")}
-            missing = sorted(set(_COLUMNS) - columns)
-            if missing:
-                raise sqlite3.DatabaseError(
-                    f"its 'credits' table lacks the column(s) {', '.join(missing)}: not a credit ledger"
-                )
-            for name, kind in _V2_COLUMNS.items():  # a version-1 ledger: add what verification needs
-                if name not in columns:
-                    self._conn.execute(f"ALTER TABLE credits ADD COLUMN {name} {kind}")
-            self._conn.execute(_INDEX)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS run_keys (dedupe_key TEXT PRIMARY KEY)")
-        except sqlite3.DatabaseError as exc:
-            with contextlib.suppress(Exception):
-                self._conn.close()
+            problem = self._claim(lock and remote is None)
+            if problem is not None:
+                if not rebuild_broken:
+                    raise LedgerBrokenError(
+                        broken_message(self.location, problem), path=self.location, reason=problem
+                    )
+                self._replace(problem)
+        except BaseException:
+            self._close_conn()
             self._release_file_lock()
-            raise LedgerError(f"cannot open the credit ledger {self.location}: {exc}") from exc
+            raise
         if recover:
             self.recovered_unknown = self._recover_pending()
+
+    def _claim(self, lock: bool) -> str | None:
+        """Claim the file (lock, create whole) and open it; what is wrong with it, or None when sound."""
+        fresh = str(self.db_path) == ":memory:"
+        if not fresh:
+            what = (LedgerInUseError, f"the credit ledger {self.db_path}", "a ledger") if lock else None
+            self._guard = GuardedFile(self.db_path, init_ledger, lock=what)
+            if self._guard.problem is not None:
+                return self._guard.problem
+            fresh = self._guard.created
+        return self._open_db(fresh)
+
+    def _open_db(self, fresh: bool) -> str | None:
+        """Open the claimed file (see :func:`.ledger_file.open_db`); what is wrong with it, or None."""
+        opened = open_db(str(self.db_path), self.location, fresh=fresh)
+        if isinstance(opened, str):
+            return opened
+        self._conn = opened
+        return None
+
+    def _replace(self, problem: str) -> None:
+        """``rebuild_broken``: keep the broken ledger aside and start a new one in its place."""
+        assert self._guard is not None  # ":memory:" is never broken
+        kept = self._copy.keep_aside() if self._copy is not None and self._copy.is_remote else None
+        self.broken_modified = self._guard.modified()
+        aside = self._guard.replace()
+        self.broken = problem
+        self.set_aside = kept if self.remote is not None else aside
+        self._log.warning(
+            "Credit ledger %s %s; rebuild_ledger=True: %s, a new ledger is started and refilled from the "
+            "members' activity histories before anything is sent",
+            self.location,
+            problem,
+            f"the broken file is kept as {self.set_aside}" if self.set_aside else "it could not be kept",
+        )
+        if self._open_db(True) is not None:  # pragma: no cover - a file just created whole
+            raise LedgerError(f"cannot start a new credit ledger at {self.location}")
+
+    def _close_conn(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -263,11 +241,13 @@ class CreditLedger:
         *,
         run_id: str | None = None,
         log: logging.Logger | logging.LoggerAdapter | None = None,
+        rebuild_broken: bool = False,
     ) -> CreditLedger:
         """Open a local ledger file, or download an object-storage ledger to a temporary file.
 
         A string with a URL scheme is refused here: the engine has no storage clients. The operator
         turns ``s3://...`` or ``file://...`` into an ``ObjectStoragePath`` before calling this.
+        A ledger that lost its content raises :class:`LedgerBrokenError` unless ``rebuild_broken``.
         """
         if is_local(location):
             path = pathlib.Path(os.fspath(location)).expanduser()
@@ -276,7 +256,7 @@ class CreditLedger:
                     f"ledger_path {path} is a directory; give a file name such as credits.sqlite"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
-            return cls(path, run_id=run_id, location=str(path), log=log)
+            return cls(path, run_id=run_id, location=str(path), log=log, rebuild_broken=rebuild_broken)
         if isinstance(location, str):
             raise LedgerError(
                 f"ledger_path {location!r} is a URL; pass a path object with .open() "
@@ -291,11 +271,18 @@ class CreditLedger:
                 (log or _log).info("Downloaded credit ledger %s (%d bytes)", location, size)
             else:
                 (log or _log).info("Credit ledger %s does not exist yet; starting a new one", location)
-            ledger = cls(copy.path, run_id=run_id, remote=location, location=copy.location, log=log)
+            ledger = cls(
+                copy.path,
+                run_id=run_id,
+                remote=location,
+                location=copy.location,
+                log=log,
+                rebuild_broken=rebuild_broken,
+                working_copy=copy,
+            )
         except Exception:
             copy.close()
             raise
-        ledger._copy = copy
         # Make the recovery of pending keys durable remotely before anything is sent.
         ledger.sync()
         return ledger
@@ -327,9 +314,10 @@ class CreditLedger:
         return self.remote is not None
 
     def _release_file_lock(self) -> None:
-        if self._file_lock is not None:
-            self._file_lock.release()
-            self._file_lock = None
+        """Release the locks (after the connection is closed: see :class:`~.paths.FileLock`)."""
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
 
     # ------------------------------------------------------------------ writing
 
@@ -471,6 +459,43 @@ class CreditLedger:
                     removed += cur.rowcount
         return removed
 
+    def record_rebuilt(
+        self, found: Sequence[CreditIntent], unproven: Sequence[CreditIntent], message: str, why: str
+    ) -> tuple[int, int]:
+        """A ledger rebuild's verdicts (``sync/ledger_rebuild.py``), in one transaction; rows changed.
+
+        ``found``: keys in their member's activity history become ``credited`` (a ``failed`` or
+        ``unknown`` one too: the history is the proof; a ``pending`` one is in flight, left alone).
+        ``unproven``: keys whose member's history could not be read, and that the ledger does not know,
+        become ``unknown`` unsent (no send time: verification then reads the whole history).
+        """
+        insert = (
+            "INSERT INTO credits (dedupe_key, state, user_id, activity_id, num_points, run_id, updated_at, "
+            "message, id_type, request, attempts, unknown_since, checks) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 1) ON CONFLICT (dedupe_key) DO "
+        )
+        credited = insert + (
+            "UPDATE SET state = 'credited', run_id = excluded.run_id, updated_at = excluded.updated_at, "
+            "message = excluded.message, unknown_since = NULL, checks = credits.checks + 1 "
+            "WHERE credits.state IN ('failed', 'unknown')"
+        )
+        counts = [0, 0]
+        now, epoch = _now(), _epoch()
+        with self._lock:
+            self._check_open()
+            with transaction(self._conn, immediate=True):
+                for n, (sql, intents, state, text, since) in enumerate(
+                    (
+                        (credited, found, CREDITED, message, None),
+                        (insert + "NOTHING", unproven, UNKNOWN, why, epoch),
+                    )
+                ):
+                    for i in intents:
+                        row = (i.dedupe_key, state, i.user_id, i.activity_id, i.num_points, self.run_id, now)
+                        cur = self._conn.execute(sql, (*row, text, i.id_type, i.request, since))
+                        counts[n] += cur.rowcount
+        return counts[0], counts[1]
+
     def set_state(self, dedupe_key: str, state: str, message: str | None = None) -> bool:
         """Resolve a key by hand (e.g. an ``unknown`` key checked in CrowdTwist's admin console).
 
@@ -512,7 +537,7 @@ class CreditLedger:
             self._check_open()
             for batch in _chunks(key_list):
                 marks = ", ".join("?" for _ in batch)
-                for row in self._conn.execute(f"{_SELECT} WHERE dedupe_key IN ({marks})", tuple(batch)):
+                for row in self._conn.execute(f"{SELECT} WHERE dedupe_key IN ({marks})", tuple(batch)):
                     found[row[0]] = LedgerEntry(*row)
         return found
 
@@ -531,7 +556,7 @@ class CreditLedger:
 
     def entries(self, state: str | None = None, *, limit: int | None = None) -> list[LedgerEntry]:
         """Rows of the ledger, optionally of one state, oldest update first."""
-        sql = _SELECT
+        sql = SELECT
         params: list[Any] = []
         if state is not None:
             sql += " WHERE state = ?"
@@ -570,9 +595,3 @@ class CreditLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerError(f"the credit ledger {self.location} is closed")
-
-
-def ledger_location(location: Any, partition: Partition | None) -> Any:
-    """Where this partition's credit ledger lives, after :func:`check_layout` (before any request)."""
-    check_layout(location, partition)
-    return partition.path(location) if partition is not None else location

@@ -31,6 +31,7 @@ from airflow_provider_crowdtwist.sync.credits.ledger import (
     ledger_location,
 )
 from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
+from airflow_provider_crowdtwist.sync.credits.rebuild import LedgerRebuild
 from airflow_provider_crowdtwist.sync.credits.settle import CreditSettler, SendAnswer, Unsettled
 from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier, HistoryClient
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
@@ -102,6 +103,8 @@ class CreditSync(SyncBase):
         self.sent_already_processed = 0
         self._unsent: list[str] = []
         self._first_chunk = True
+        #: ``rebuild_ledger``: looks each chunk's unknown keys up in the members' histories first.
+        self.rebuild: LedgerRebuild | None = None
         self._history_before = client.history_requests_sent
 
     def open(self, run: SyncRun) -> None:
@@ -112,6 +115,8 @@ class CreditSync(SyncBase):
         self._ledger = ledger = self._open_ledger(run.log)
         self.summary.ledger_path = None if config.allow_duplicates else ledger.location
         self.summary.recovered_unknown = ledger.recovered_unknown
+        if config.rebuild_ledger and not config.dry_run:
+            self._start_rebuild(ledger, run)
         if config.dedupe_extra_key is None:
             run.log.warning(
                 "dedupe_extra_key=None: credits do not carry their dedupe key, so an ambiguous credit "
@@ -135,6 +140,25 @@ class CreditSync(SyncBase):
             activities = self.client.list_activities()
             self.mapping.set_known_activities([a.id for a in activities if a.active])
 
+    def _start_rebuild(self, ledger: CreditLedger, run: SyncRun) -> None:
+        """``rebuild_ledger``: refill the ledger from the histories before each chunk is sent. After a
+        broken ledger, the first look-up waits until credits sent just before it broke can show."""
+        modified = ledger.broken_modified
+        self.rebuild = LedgerRebuild(
+            ledger,
+            self.client,
+            str(self.config.dedupe_extra_key),
+            parallel=self._parallel,
+            not_before=None if modified is None else modified + self.config.verify_delay,
+            stop=run.stop,
+        )
+        self.summary.ledger_rebuild = {"broken": ledger.broken, "set_aside": ledger.set_aside}
+        run.log.warning(
+            "rebuild_ledger=True: each credit the ledger %s does not know is first looked up in its "
+            "member's activity history (one read per member); found: recorded credited, not sent again",
+            ledger.location,
+        )
+
     @property
     def ledger(self) -> CreditLedger:
         assert self._ledger is not None, "opened by open()"
@@ -149,7 +173,8 @@ class CreditSync(SyncBase):
         if self.location is None:
             run_id = config.run_id or uuid.uuid4().hex
             return CreditLedger(":memory:", run_id=run_id, lock=False, log=log)
-        return CreditLedger.open(self.location, run_id=config.run_id, log=log)
+        rebuild = config.rebuild_ledger and not config.dry_run  # a dry run never sets a file aside
+        return CreditLedger.open(self.location, run_id=config.run_id, log=log, rebuild_broken=rebuild)
 
     def _parallel(self, items: Iterable[Any], work: Any) -> Iterator[tuple[Any, Any]]:
         """The settler's look-ups and resends on the run's workers: a failure gives its error, an item
@@ -277,6 +302,8 @@ class CreditSync(SyncBase):
         if not requests:
             return []
         first_seen = self.ledger.claim_for_run([r.dedupe_key for r in requests])
+        if self.rebuild is not None:  # before the look-up: keys found in the histories are credited
+            self.rebuild.run([_intent(r) for r, first in zip(requests, first_seen, strict=True) if first])
         known = self.ledger.lookup(r.dedupe_key for r in requests)
         to_send: list[CreditRequest] = []
         for req, is_first in zip(requests, first_seen, strict=True):
@@ -385,6 +412,9 @@ class CreditSync(SyncBase):
         history = self.client.history_requests_sent - self._history_before
         if history:
             self.summary.count_requests(HISTORY_REQUESTS, history)
+        if self.rebuild is not None:
+            self.summary.ledger_rebuild.update(self.rebuild.counts.to_dict())
+            self.rebuild.close()
         ledger = self._ledger
         if ledger is None:
             return

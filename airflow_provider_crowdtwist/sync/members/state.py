@@ -45,21 +45,37 @@ check value: every row is then sent once and re-recorded under the new key. Old 
 SHA-256 of the whole payload per member, password included) are converted on first open and the
 old hashes are erased (``VACUUM``).
 
-A local state file is locked like the credit ledger (:class:`~.paths.FileLock`, on the resolved real
-path): a second sync on the same ``state_path`` fails at once.
+A local state file is locked like the credit ledger (:class:`~.paths.FileLock`, on the file itself and
+on its resolved real path): a second sync on the same file -- by the same path, a symlink, a hard
+link or another spelling -- fails at once.
+
+A state file that exists but lost its content (empty, truncated, corrupt, no tables) is refused before
+the first request (:class:`StateBrokenError`, naming the file and the way out), never taken for a new
+state; a new state is created whole, so a first run's kill never leaves an empty file behind
+(:mod:`.file_guard`). ``full_refresh`` (``rebuild_broken``) sets a broken state aside and starts anew.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets as _secrets
 import sqlite3
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_crowdtwist.sync.file_guard import (
+    BrokenFileError,
+    GuardedFile,
+    inspect_file,
+    is_corruption,
+    missing_problem,
+    quick_check,
+)
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.members.row_hash import derive_key, member_keys
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, transaction
+from airflow_provider_crowdtwist.sync.paths import FileInUseError, WorkingCopy, transaction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,6 +122,42 @@ class StateError(ValueError):
     """The state file cannot serve this sync (another ``id_type``, a newer schema); names the fix."""
 
 
+class StateBrokenError(BrokenFileError, StateError):
+    """The state file exists but lost its content (empty, truncated, corrupt): refused, not taken as new.
+
+    Taking it for a new state would send every member again and forget who left the source. The
+    message names the file, what is wrong and the two ways out: restore it, or ``full_refresh``.
+    """
+
+
+class _Broken(Exception):
+    """Raised inside :class:`MemberState` while reading a file whose content is not a sound state."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def broken_message(location: str, reason: str) -> str:
+    """The refusal of a broken state: the file, what is wrong, why it is not taken as new, the way out."""
+    return (
+        f"the member state {location} {reason}. A state that lost its content is not taken for a new one "
+        "(that would send every member again and forget who left the source): nothing was sent. Restore "
+        "the file from a backup, or run once with full_refresh=True: the broken file is kept beside it as "
+        f"{location}.broken-<UTC time> and a new state is built from this run (every row is sent once; "
+        "members who left the source before this run are not removed)"
+    )
+
+
+def _init_state(db: sqlite3.Connection) -> None:
+    """The schema of a new state file, written before the file is put in place (file_guard)."""
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: a folded journal's space goes back
+    for statement in _SCHEMA:
+        db.execute(statement)
+    db.execute("INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    db.commit()
+
+
 class MemberState:
     """The member state of one sync; used from the sync's calling thread only.
 
@@ -113,36 +165,127 @@ class MemberState:
     the file. ``secret`` keys the fingerprints (see the module docstring).
     """
 
-    def __init__(self, target: Any, *, id_type: str, secret: bytes, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        target: Any,
+        *,
+        id_type: str,
+        secret: bytes,
+        read_only: bool = False,
+        rebuild_broken: bool = False,
+    ) -> None:
+        """Open (or create) the state; refuse one that lost its content (:class:`StateBrokenError`).
+
+        ``rebuild_broken`` (the sync's ``full_refresh``) sets a broken state aside and starts a new
+        one instead; ``broken`` then says what was wrong and ``set_aside`` where the old file went
+        (None in a dry run, which touches nothing, or when it could not be kept).
+        """
         self.read_only = read_only
         self.id_type = id_type
         self.key_changed = False
+        self.broken: str | None = None
+        self.set_aside: str | None = None
         self._journaled = False
         self._copy = WorkingCopy(target, name="state.sqlite")
         self.location = self._copy.location
-        self._lock: FileLock | None = None
+        self._guard: GuardedFile | None = None
+        self._db_open = False  # self._db is set by _connect
         self._pending: dict[str, list[tuple[Any, ...]]] = {_JOURNAL: [], _WHO: [], _FORGET: []}
         self._queued = 0
         self._first_pending = 0.0
         try:
-            if read_only:
-                self._db = _read_into_memory(self._copy.path)
-            else:
-                if not self._copy.is_remote:
-                    where = f"the member state {self.location}"
-                    self._lock = FileLock(self._copy.path, StateInUseError, what=where, shared="a state_path")
-                self._db = sqlite3.connect(self._copy.path, isolation_level=None)
-                # Only takes effect on a new file: the space a folded journal frees is given back.
-                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._open_schema(secret)
-            self._load_arrays()
+            self._open(secret, rebuild_broken)
         except BaseException:
             self._release()
             raise
 
     # ------------------------------------------------------------------ opening
+
+    def _open(self, secret: bytes, rebuild_broken: bool) -> None:
+        """Claim and check the file, then read it; a broken file is refused or, if asked, replaced."""
+        fresh = False  # no file yet (a first run): nothing to check
+        if not self.read_only:
+            where = f"the member state {self.location}"
+            lock = None if self._copy.is_remote else (StateInUseError, where, "a state_path")
+            self._guard = GuardedFile(self._copy.path, _init_state, lock=lock)
+            problem, fresh = self._guard.problem, self._guard.created
+        elif os.path.exists(self._copy.path):
+            problem = inspect_file(self._copy.path)
+        else:
+            problem = missing_problem(self._copy.path, os.path.realpath(self._copy.path))
+            fresh = problem is None
+        if problem is None:
+            try:
+                self._connect(empty=fresh)
+                problem = None if fresh else self._check_content()
+                if problem is None:
+                    self._start_writing()
+                    self._open_schema(secret)
+                    self._load_arrays()
+                    return
+            except _Broken as exc:
+                problem = exc.reason
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise StateError(f"cannot open the member state {self.location}: {exc}") from exc
+                problem = f"is corrupt (SQLite: {exc})"
+            self._close_db()
+        if not rebuild_broken:
+            raise StateBrokenError(broken_message(self.location, problem), path=self.location, reason=problem)
+        self.broken = problem
+        if self._guard is not None:  # a dry run touches nothing: it reads an empty state
+            kept = self._copy.keep_aside() if self._copy.is_remote else None
+            aside = self._guard.replace()
+            self.set_aside = kept if self._copy.is_remote else aside
+        self._connect(empty=self.read_only)
+        self._start_writing()
+        self._open_schema(secret)
+        self._load_arrays()
+
+    def _connect(self, *, empty: bool = False) -> None:
+        if self.read_only:
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            self._db = memory if empty else _read_into_memory(self._copy.path, memory)
+            self._db_open = True
+            return
+        self._db = sqlite3.connect(self._copy.path, isolation_level=None)
+        self._db_open = True
+
+    def _start_writing(self) -> None:
+        """WAL from here on: after the checks, so that a refused file is left exactly as it was."""
+        if not self.read_only:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _check_content(self) -> str | None:
+        """What is wrong with the opened file's pages and tables, or None (a foreign file is refused)."""
+        db = self._db
+        problem = quick_check(db)
+        if problem is not None:
+            return problem
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return "holds no tables"
+        if "member_state" in tables:
+            return None  # a schema-1 state: converted by _open_schema
+        if "meta" not in tables:
+            raise StateError(
+                f"{self.location} is not a member state (it holds the tables {', '.join(sorted(tables))}); "
+                "give state_path a file of its own"
+            )
+        meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        if "schema_version" not in meta:
+            return "has no schema version in its meta table"
+        has_members = "members" in tables and db.execute("SELECT 1 FROM members LIMIT 1").fetchone()
+        if "salt" not in meta and has_members:
+            return "has members but no salt in its meta table (its fingerprints cannot be checked)"
+        return None
+
+    def _close_db(self) -> None:
+        if self._db_open:
+            self._db_open = False
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
     def _open_schema(self, secret: bytes) -> None:
         db = self._db
@@ -207,10 +350,14 @@ class MemberState:
         return True
 
     def _load_arrays(self) -> None:
-        row = self._db.execute("SELECT data FROM snapshot WHERE id = 1").fetchone()
-        members = np.frombuffer(row[0], dtype=_ARRAY_DTYPE) if row else np.zeros(0, dtype=_ARRAY_DTYPE)
-        journal = self._db.execute("SELECT key, key2, fingerprint, status FROM journal ORDER BY seq")
-        entries = np.fromiter(journal, dtype=_ARRAY_DTYPE)
+        db = self._db
+        row = db.execute("SELECT data FROM snapshot WHERE id = 1").fetchone()
+        members = _snapshot(row[0]) if row else np.zeros(0, dtype=_ARRAY_DTYPE)
+        journal = db.execute("SELECT key, key2, fingerprint, status FROM journal ORDER BY seq")
+        try:
+            entries = np.fromiter(journal, dtype=_ARRAY_DTYPE)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _Broken(f"is corrupt: its journal holds an entry that is not a member's ({exc})") from None
         members = _replay(members, entries)
         self._journaled = len(entries) > 0  # a killed run's (or a converted file's): folded at close
         self._keys = np.ascontiguousarray(members["key"], dtype=np.int64)
@@ -327,6 +474,7 @@ class MemberState:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     self._db.execute("PRAGMA journal_mode=DELETE")
             finally:
+                self._db_open = False
                 self._db.close()
             if not self.read_only:
                 self._copy.upload()
@@ -334,9 +482,10 @@ class MemberState:
             self._release()
 
     def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        self._close_db()  # before the lock: closing the lock's descriptor would drop SQLite's own locks
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
         self._copy.close()
 
     def __enter__(self) -> MemberState:
@@ -344,6 +493,25 @@ class MemberState:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _snapshot(blob: Any) -> np.ndarray:
+    """The snapshot blob as the members array, refused (:class:`_Broken`) when it cannot be one."""
+    if not isinstance(blob, bytes):
+        raise _Broken(f"is corrupt: its snapshot is a {type(blob).__name__}, not the members' bytes")
+    size = np.dtype(_ARRAY_DTYPE).itemsize
+    if len(blob) % size:
+        raise _Broken(
+            f"is corrupt: its snapshot holds {len(blob)} bytes, not a whole number of {size}-byte members"
+        )
+    members = np.frombuffer(blob, dtype=_ARRAY_DTYPE)
+    keys = members["key"]
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        raise _Broken("is corrupt: the members of its snapshot are not in key order")
+    statuses = members["status"]
+    if len(statuses) and not bool(np.all((statuses == ACTIVE) | (statuses == DEACTIVATED))):
+        raise _Broken("is corrupt: its snapshot holds a member status that is neither active nor deactivated")
+    return members
 
 
 def _replay(members: np.ndarray, journal: np.ndarray) -> np.ndarray:
@@ -363,9 +531,8 @@ def _replay(members: np.ndarray, journal: np.ndarray) -> np.ndarray:
     return np.insert(kept, np.searchsorted(kept["key"], alive["key"]), alive)
 
 
-def _read_into_memory(path: str) -> sqlite3.Connection:
-    """The state at ``path`` copied into memory (empty when there is no file): a dry run touches nothing."""
-    memory = sqlite3.connect(":memory:", isolation_level=None)
+def _read_into_memory(path: str, memory: sqlite3.Connection) -> sqlite3.Connection:
+    """The state at ``path`` copied into ``memory`` (empty without a file): a dry run touches nothing."""
     try:
         source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.OperationalError:  # no file yet

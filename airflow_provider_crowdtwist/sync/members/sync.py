@@ -87,12 +87,29 @@ class MemberSync(SyncBase):
                 "private key (or MemberSyncConfig.state_key); none is set",
                 "state_path",
             )
-        return MemberState(
+        state = MemberState(
             config.partition_path(config.state_path),  # one state per partition: its members only
             id_type=self.mapping.id_type,
             secret=secret.encode("utf-8"),
             read_only=config.dry_run,
+            rebuild_broken=config.full_refresh,  # the one way past a state that lost its content
         )
+        if state.broken is not None:
+            self.run.log.warning("%s", self._rebuilt_note(state))
+        return state
+
+    @staticmethod
+    def _rebuilt_note(state: MemberState) -> str:
+        kept = f"kept as {state.set_aside}" if state.set_aside else "not kept (dry run, or the store refused)"
+        return (
+            f"full_refresh: the member state {state.location} {state.broken}; the broken file is {kept}, "
+            "and a new state is built from this run (members who left the source before it are not removed)"
+        )
+
+    def notes(self) -> str:
+        """A state rebuilt by ``full_refresh`` over a broken file is said under the summary table."""
+        state = self.state
+        return self._rebuilt_note(state) if state is not None and state.broken is not None else ""
 
     # ------------------------------------------------------------------ the source
 

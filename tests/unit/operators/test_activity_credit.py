@@ -131,6 +131,11 @@ def test_a_blank_ledger_path_counts_as_none(tmp_path: pathlib.Path) -> None:
         ({"verify_resends": 1.5}, "verify_resends"),
         ({"dedupe_extra_key": ""}, "dedupe_extra_key"),
         ({"extra_data_columns": {"event_id": "ct_dedupe_key"}}, "reserved for each credit's dedupe key"),
+        ({"rebuild_ledger": "yes"}, "rebuild_ledger must be True or False"),
+        (
+            {"rebuild_ledger": True, "dedupe_extra_key": None},
+            "rebuild_ledger=True finds credits by the dedupe key",
+        ),
     ],
 )
 def test_bad_arguments_fail_at_parse_time(
@@ -311,3 +316,31 @@ def test_partitions_keep_their_own_ledgers_and_another_layout_is_refused(conn, m
         operator(rows=rows, ledger_path=str(ledger)).execute(context())
     assert credit_requests(conn) == sent
     assert len(conn.admin.credits()) == 5
+
+
+# ---- a ledger that lost its content (issue #22) --------------------------------------------------
+
+
+def test_a_broken_ledger_fails_the_task_without_retry_and_rebuild_ledger_recovers(
+    conn: Any, members: list[str], tmp_path: pathlib.Path
+) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    operator(rows=rows_for(members), ledger_path=str(ledger)).execute(context())
+    assert credit_requests(conn) == 20
+    ledger.write_bytes(b"")
+    with pytest.raises(AirflowFailException, match=r"is empty \(0 bytes\).*rebuild_ledger=True"):
+        operator(rows=rows_for(members, 25), ledger_path=str(ledger)).execute(context())
+    assert credit_requests(conn) == 20  # refused before the first request; a retry would not help
+    result = operator(
+        rows=rows_for(members, 25), ledger_path=str(ledger), rebuild_ledger=True, verify_delay=0.5
+    )
+    summary = result.execute(context())
+    assert summary["counts"] == {**summary["counts"], "skipped": 20, "credited": 5}
+    assert (
+        summary["ledger_rebuild"]["found"] == 20
+        and summary["ledger_rebuild"]["broken"] == "is empty (0 bytes)"
+    )
+    assert credit_requests(conn) == 25
+    assert sorted(c["extra_data"]["order_id"] for c in conn.admin.credits()) == sorted(
+        f"evt-{i}" for i in range(25)
+    )
