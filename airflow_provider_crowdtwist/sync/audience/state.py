@@ -109,6 +109,9 @@ class AudienceState:
             self._open_schema()
             self._load()
         except BaseException:
+            db = getattr(self, "_db", None)
+            if db is not None:
+                db.close()  # an open connection would keep the file locked for the next run
             self._release()
             raise
 
@@ -125,12 +128,10 @@ class AudienceState:
                     f"{SCHEMA_VERSION!r}; upgrade the provider or use a new state_path"
                 )
             stored = json.loads(meta["identity"]) if "identity" in meta else None
-            if stored is not None and stored != self.identity:
-                differ = [
-                    k
-                    for k in sorted(set(stored) | set(self.identity))
-                    if stored.get(k) != self.identity.get(k)
-                ]
+            if stored is not None and _json(stored) != _json(self.identity):
+                # compared as JSON: True and 1 are equal in Python, not to CrowdTwist
+                keys = sorted(set(stored) | set(self.identity))
+                differ = [k for k in keys if _json(stored.get(k)) != _json(self.identity.get(k))]
                 was = ", ".join(f"{k}={stored.get(k)!r}" for k in differ)
                 now = ", ".join(f"{k}={self.identity.get(k)!r}" for k in differ)
                 raise AudienceStateError(
@@ -266,6 +267,10 @@ class AudienceState:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _plain(value: Any) -> Any:
