@@ -1,5 +1,5 @@
-"""CrowdTwist assets: one per program and object, ``crowdtwist://<host>/members`` and
-``crowdtwist://<host>/activities[/<activity_id>]``.
+"""CrowdTwist assets: one per program and object, ``crowdtwist://<host>/members``,
+``crowdtwist://<host>/activities[/<activity_id>]`` and ``crowdtwist://<host>/audiences/<name>``.
 
 A downstream DAG can be scheduled on "members synced into this program" without inventing a URI:
 the sync operators emit events for exactly these assets (see ``operators/_outcome.py``), and the
@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 SCHEME = "crowdtwist"
 MEMBERS = "members"
 ACTIVITIES = "activities"
+AUDIENCES = "audiences"
 #: The host part of the live push assets: a landed feed is not one program's API host.
 LIVE_PUSH_HOST = "live-push"
 LIVE_PUSH_FEEDS = ("profile", "activity")
@@ -45,6 +46,11 @@ def activity_asset_uri(base_url: str, activity_id: str | None = None) -> str:
     return f"{uri}/{quote(str(activity_id), safe='')}" if activity_id else uri
 
 
+def audience_asset_uri(base_url: str, name: str) -> str:
+    """``crowdtwist://<host>/audiences/<name>``: an audience (its attribute or segment name)."""
+    return f"{SCHEME}://{program_host(base_url)}/{AUDIENCES}/{quote(str(name), safe='')}"
+
+
 def live_push_asset_uri(feed: str, table: str) -> str:
     """``crowdtwist://live-push/<feed>/<table>``: a warehouse table loaded from a live push feed."""
     return f"{SCHEME}://{LIVE_PUSH_HOST}/{quote(feed, safe='')}/{quote(table, safe='')}"
@@ -54,7 +60,8 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     """Airflow's URI normalizer for the ``crowdtwist`` scheme.
 
     Host lower-cased, the default port (443) dropped, a trailing slash dropped; the path must name an
-    object this provider emits (``/members``, ``/activities``, ``/activities/<id>``, or for the host
+    object this provider emits (``/members``, ``/activities``, ``/activities/<id>``,
+    ``/audiences/<name>``, or for the host
     ``live-push`` a loaded feed, ``/<feed>/<table>``). Anything else
     raises ``ValueError``, which Airflow reports as an invalid asset URI.
     """
@@ -75,11 +82,11 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     if not (
         segments == [MEMBERS]
         or segments == [ACTIVITIES]
-        or (len(segments) == 2 and segments[0] == ACTIVITIES)
+        or (len(segments) == 2 and segments[0] in (ACTIVITIES, AUDIENCES))
     ):
         raise ValueError(
-            f"crowdtwist:// asset path {uri.path!r} must be /{MEMBERS}, /{ACTIVITIES} "
-            f"or /{ACTIVITIES}/<activity_id>"
+            f"crowdtwist:// asset path {uri.path!r} must be /{MEMBERS}, /{ACTIVITIES}, "
+            f"/{ACTIVITIES}/<activity_id> or /{AUDIENCES}/<name>"
         )
     if len(segments) == 2:
         segments[1] = quote(unquote(segments[1]), safe="")
