@@ -87,8 +87,9 @@ class AudienceSync(SyncBase):
     label = "members"
     outcomes = AudienceOutcome
 
-    def __init__(self, config: AudienceSyncConfig) -> None:
-        self.config = config
+    def __init__(self, config: AudienceSyncConfig, client: AudienceClient) -> None:
+        self.config = config.resolved(client.config.id_type)  # None: the connection's id_type
+        self.client: AudienceClient = client
         self.summary: AudienceSyncSummary = AudienceSyncSummary()
         self.state: AudienceState | None = None
         self.reader: AudienceReader | None = None
@@ -103,11 +104,10 @@ class AudienceSync(SyncBase):
 
     # ------------------------------------------------------------------ the frame's calls
 
-    def open(self, run: SyncRun[Any]) -> None:
+    def open(self, run: SyncRun) -> None:
         self.run = run
         cfg = self.cfg
         run.column_of = lambda attribute: cfg.id_column if attribute == IDENTIFIER else None
-        self.client: AudienceClient = run.client
         if cfg.state_path is not None:
             self.state = AudienceState(
                 cfg.partition_path(cfg.state_path), identity=cfg.identity(), read_only=cfg.dry_run
@@ -308,7 +308,6 @@ def sync_audience(
     log: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> AudienceSyncSummary:
     """Run one audience sync (the operator's one call into the engine)."""
-    sync = AudienceSync(config)
-    summary = SyncRun.execute(sync, client, chunks, log)
+    summary = SyncRun.execute(AudienceSync(config, client), chunks, log)
     assert isinstance(summary, AudienceSyncSummary)
     return summary
