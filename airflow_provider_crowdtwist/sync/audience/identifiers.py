@@ -57,31 +57,45 @@ class BadIdentifier:
     reason: str
 
 
-def dedupe_keys(identifiers: pd.Series, id_type: str) -> pd.Series:
-    """What makes two identifiers the same member: emails compare without case, others exactly."""
-    return identifiers.str.lower() if id_type == "email" else identifiers
+#: pandas' SipHash takes a 16-byte key as text; two keys give each member a 128-bit key.
+_KEY_HASH_KEYS = ("ct-audience-k1xx", "ct-audience-k2xx")
+
+
+def audience_keys(dedupe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit keys of the dedupe identifiers (an object array of str) as two ``int64`` arrays.
+
+    SipHash over the strings themselves (``categorize=False``): an audience has few repeated values,
+    so pandas' default of factorizing first would only cost time. Not secret: identifiers are stored
+    in clear in the state, and the keys decide who left.
+    """
+    from pandas.util import hash_array
+
+    k1 = hash_array(dedupe, hash_key=_KEY_HASH_KEYS[0], categorize=False)
+    k2 = hash_array(dedupe, hash_key=_KEY_HASH_KEYS[1], categorize=False)
+    return k1.view(np.int64), k2.view(np.int64)
 
 
 def check_identifiers(
     values: pd.Series, *, id_type: str, column: str, segment: bool
-) -> tuple[pd.Series, np.ndarray, list[BadIdentifier]]:
-    """The chunk's identifiers as stripped text, a mask of the good ones, and the bad ones.
+) -> tuple[np.ndarray, np.ndarray, list[BadIdentifier], np.ndarray]:
+    """The chunk's identifiers as stripped text, a mask of the good ones, the bad ones, the dedupe keys.
 
-    ``values`` is the id column of one chunk (any dtype). The text series is aligned with ``values``
-    (bad positions hold ``""``).
+    ``values`` is the id column of one chunk (any dtype). The text and dedupe arrays (``object``) are
+    aligned with ``values`` (bad positions hold ``""``); the dedupe key is what makes two rows the
+    same member: an email without case, any other identifier exactly.
     """
     text, problems = _as_text(values, column)
     good = np.ones(len(text), dtype=bool)
     for bad in problems:
         good[bad.position] = False
-    empty = (text == "").to_numpy() & good
+    empty = (text == "").to_numpy(dtype=bool) & good
     for position in np.flatnonzero(empty).tolist():
         problems.append(
             BadIdentifier(position, None, MISSING_IDENTIFIER, f"{column}: the identifier is missing")
         )
     good &= ~empty
     if id_type == "id":
-        wrong = ~text.str.fullmatch(r"[0-9]+").to_numpy(dtype=bool) & good
+        wrong = ~text.str.fullmatch(r"[0-9]+").to_numpy(dtype=bool, na_value=False) & good
         for position in np.flatnonzero(wrong).tolist():
             problems.append(
                 BadIdentifier(
@@ -93,7 +107,7 @@ def check_identifiers(
             )
         good &= ~wrong
     if segment:
-        wrong = text.str.contains(_SEGMENT_UNWRITABLE, regex=True).to_numpy(dtype=bool) & good
+        wrong = text.str.contains(_SEGMENT_UNWRITABLE, regex=True).to_numpy(dtype=bool, na_value=False) & good
         for position in np.flatnonzero(wrong).tolist():
             problems.append(
                 BadIdentifier(
@@ -106,15 +120,22 @@ def check_identifiers(
             )
         good &= ~wrong
     problems.sort(key=lambda bad: bad.position)
-    return text, good, problems
+    dedupe = text.str.lower() if id_type == "email" else text
+    return text.to_numpy(dtype=object), good, problems, dedupe.to_numpy(dtype=object)
 
 
 def _as_text(values: pd.Series, column: str) -> tuple[pd.Series, list[BadIdentifier]]:
-    """Stripped text for every value (``""`` where missing or not text), column-wise when possible."""
-    kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind == "string" and not values.isna().any():
-        return values.astype(object).str.strip(), []
-    if kind == "integer" and pd.api.types.is_integer_dtype(values.dtype):
+    """Stripped text for every value (``""`` where missing or not text), column-wise when possible.
+
+    A column of strings (pandas' ``str`` dtype, or ``object`` holding only strings) and a column of
+    integers are converted whole; anything else (numbers from a float column, mixed types, missing
+    values) value by value, with the member sync's rules (:func:`~..convert.to_text`).
+    """
+    dtype = values.dtype
+    strings = pd.api.types.is_string_dtype(dtype) and not values.isna().any()
+    if strings and (not pd.api.types.is_object_dtype(dtype) or pd.api.types.infer_dtype(values) == "string"):
+        return values.str.strip(), []
+    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         return values.astype(str), []
     out: list[str] = []
     problems: list[BadIdentifier] = []

@@ -24,12 +24,11 @@ from typing import IO, TYPE_CHECKING
 
 from airflow_provider_crowdtwist.sync.audience.identifiers import (
     BadIdentifier,
+    audience_keys,
     check_identifiers,
-    dedupe_keys,
 )
 from airflow_provider_crowdtwist.sync.audience.state import AudienceState
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.row_hash import member_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,7 +104,7 @@ class AudienceReader:
 
     def add(self, values: pd.Series, row_numbers: np.ndarray) -> list[tuple[int, BadIdentifier]]:
         """Take one chunk's id column and the source row numbers of its rows; return the bad rows."""
-        text, good, problems = check_identifiers(
+        text, good, problems, dedupe = check_identifiers(
             values, id_type=self.id_type, column=self.column, segment=self.segment
         )
         bad = [(int(row_numbers[p.position]), p) for p in problems]
@@ -113,22 +112,20 @@ class AudienceReader:
         rows = np.asarray(row_numbers, dtype=np.int64)[good]
         if len(ids) == 0:
             return bad
-        k1, k2 = member_keys(dedupe_keys(ids, self.id_type).reset_index(drop=True))
+        k1, k2 = audience_keys(dedupe[good])
         pos = np.full(len(ids), -1, dtype=np.int64) if self.state is None else self.state.lookup(k1, k2)
         known = pos >= 0
         keep = np.ones(len(ids), dtype=bool)
         if known.any():
             keep[known] = self._known(pos[known], rows[known], ids[known])
         new = ~known
-        id_list = ids.tolist()
+        first_line = self._lines
         if self.segment:
-            first_line = self._lines
-            self._write(id_list)
+            self._write(ids.tolist())
             self._keep.append(keep)
-            lines = np.arange(first_line, first_line + len(id_list), dtype=np.int64)[new]
+            lines = np.arange(first_line, first_line + len(ids), dtype=np.int64)[new]
         else:
-            first_line = self._lines
-            chosen = [i for i, is_new in zip(id_list, new.tolist(), strict=True) if is_new]
+            chosen = ids[new].tolist()
             self._write(chosen)
             lines = np.arange(first_line, first_line + len(chosen), dtype=np.int64)
         if new.any():
@@ -138,7 +135,7 @@ class AudienceReader:
             self._new["line"].append(lines)
         return bad
 
-    def _known(self, pos: np.ndarray, rows: np.ndarray, ids: pd.Series) -> np.ndarray:
+    def _known(self, pos: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Members the state holds: the first row of each is ``unchanged``, later rows duplicates."""
         assert self.state is not None
         _, first_index = np.unique(pos, return_index=True)
@@ -150,9 +147,8 @@ class AudienceReader:
         self.state.seen[fresh_pos] = True
         self.unchanged += int(np.count_nonzero(fresh))
         for index in np.flatnonzero(~fresh).tolist():
-            self.duplicates.append(
-                Duplicate(int(rows[index]), str(ids.iat[index]), int(self._first_row[pos[index]]))
-            )
+            first_row = int(self._first_row[pos[index]])
+            self.duplicates.append(Duplicate(int(rows[index]), str(ids[index]), first_row))
         return fresh
 
     def _write(self, identifiers: list[str]) -> None:
