@@ -57,7 +57,9 @@ def source(members: int, churn: float, phase: str) -> Iterator[Any]:
         yield pd.DataFrame({"email": [email(i) for i in ids]})
     if phase == "churn":
         for start in range(0, joiners, CHUNK):
-            yield pd.DataFrame({"email": [email(members + i) for i in range(start, min(joiners, start + CHUNK))]})
+            yield pd.DataFrame(
+                {"email": [email(members + i) for i in range(start, min(joiners, start + CHUNK))]}
+            )
 
 
 def child(args: argparse.Namespace) -> None:
@@ -83,7 +85,9 @@ def child(args: argparse.Namespace) -> None:
     )
     started = time.perf_counter()
     with client:
-        summary = sync_audience(client, source(args.members, args.churn, args.phase), config, logging.getLogger())
+        summary = sync_audience(
+            client, source(args.members, args.churn, args.phase), config, logging.getLogger()
+        )
     wall = time.perf_counter() - started
     print(
         json.dumps(
@@ -162,7 +166,9 @@ def main() -> None:
             f"written in {seed_s:.1f} s ({os.path.getsize(state) / 1e6:.0f} MB)",
             flush=True,
         )
-        print(f"{'phase':<10} {'rows':>9} {'wall s':>7} {'source s':>8} {'requests':>9} {'RSS MB':>7}  counts")
+        print(
+            f"{'phase':<10} {'rows':>9} {'wall s':>7} {'source s':>8} {'requests':>9} {'RSS MB':>7}  counts"
+        )
         # the churned audience twice: the second time nothing changed
         for label, phase in (("unchanged", "unchanged"), ("churn", "churn"), ("rerun", "churn")):
             before = int(sandbox.admin.stats()["total"])
@@ -185,7 +191,9 @@ def main() -> None:
                 f"{served:>9,} {result['peak_rss_mb']:>7}  {result['counts']}",
                 flush=True,
             )
-        print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+        print(
+            f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)"
+        )
 
 
 if __name__ == "__main__":
