@@ -5,7 +5,8 @@ Why a list and not just counts: "who would leave" is the question a user must an
 ``identifier``, ``change`` (``enter`` / ``exit``), ``outcome`` (what happened; in a dry run what a real
 run would do; ``null`` when the guard stopped the run), ``message``, ``dry_run``. The file is
 ``x.audience.jsonl`` beside ``rejects_path=x.jsonl``; without ``rejects_path`` the identifiers are
-logged, 50 a line.
+logged, 50 a line, up to 1,000 of each kind (a first run of a million members must not flood the
+task log; the count of the rest is logged).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from airflow_provider_crowdtwist.sync.paths import WorkingCopy
 
 SUFFIX = ".audience.jsonl"
 _LOGGED_PER_LINE = 50
+_LOGGED_LINES = 20
 
 
 def changes_target(rejects_path: Any) -> Any:
@@ -38,6 +40,8 @@ class ChangesList:
         self.dry_run = dry_run
         self.count = 0
         self._lines: dict[str, list[str]] = {"enter": [], "exit": []}
+        self._logged: dict[str, int] = {"enter": 0, "exit": 0}
+        self._unlogged: dict[str, int] = {"enter": 0, "exit": 0}
         self._copy: WorkingCopy | None = None
         self._handle: IO[str] | None = None
         self.location: str | None = None
@@ -58,6 +62,9 @@ class ChangesList:
             }
             self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
+        if self._logged[change] >= _LOGGED_LINES:
+            self._unlogged[change] += 1
+            return
         line = self._lines[change]
         line.append(identifier)
         if len(line) == _LOGGED_PER_LINE:
@@ -71,10 +78,17 @@ class ChangesList:
         prefix = "would be " if self.dry_run else ""
         self.log.info("Members %s%s the audience: %s", prefix, verb, ", ".join(names))
         self._lines[change] = []
+        self._logged[change] += 1
 
     def close(self) -> None:
         for change in self._lines:
             self._log(change)
+            if self._unlogged[change]:
+                self.log.info(
+                    "... and %d more %s (set rejects_path for the full list).",
+                    self._unlogged[change],
+                    {"enter": "entering", "exit": "leaving"}[change],
+                )
         if self._handle is not None and self._copy is not None:
             self._handle.close()
             self._handle = None

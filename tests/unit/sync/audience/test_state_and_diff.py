@@ -208,3 +208,39 @@ def test_spool_lines_round_trip(text):
     line = escape_line(text)
     assert "\n" not in line and "\r" not in line
     assert unescape_line(line) == text
+
+
+def test_the_changes_list_logs_a_bounded_sample_without_a_file(caplog):
+    import logging
+
+    from airflow_provider_crowdtwist.sync.audience.changes import ChangesList
+
+    log = logging.getLogger("test.changes")
+    with caplog.at_level(logging.INFO, logger="test.changes"), ChangesList(None, log, dry_run=True) as listed:
+        for i in range(1_100):
+            listed.add(f"m{i}@example.com", "enter")
+        listed.add("gone@example.com", "exit")
+    lines = [r.getMessage() for r in caplog.records]
+    entering = [line for line in lines if line.startswith("Members would be entering")]
+    assert len(entering) == 20 and entering[0].endswith("m49@example.com")
+    assert "... and 100 more entering (set rejects_path for the full list)." in lines
+    assert "Members would be leaving the audience: gone@example.com" in lines
+    assert listed.count == 1_101
+
+
+def test_the_changes_list_file_sits_beside_the_rejects_file(tmp_path):
+    import json
+    import logging
+
+    from airflow_provider_crowdtwist.sync.audience.changes import ChangesList
+
+    with ChangesList(str(tmp_path / "r.jsonl"), logging.getLogger("x"), dry_run=False) as listed:
+        listed.add("a@example.com", "exit", "exited", None)
+    (line,) = (tmp_path / "r.audience.jsonl").read_text().splitlines()
+    assert json.loads(line) == {
+        "identifier": "a@example.com",
+        "change": "exit",
+        "outcome": "exited",
+        "message": None,
+        "dry_run": False,
+    }
