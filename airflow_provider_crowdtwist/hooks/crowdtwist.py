@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -381,9 +381,22 @@ class CrowdTwistHook(BaseHook):
 
     # ------------------------------------------------------------------ client
 
-    def new_client(self, **overrides: Any) -> CrowdTwistClient:
-        """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it."""
-        return CrowdTwistClient(self.get_client_config(**overrides), rate_limiter=self.rate_limiter)
+    def new_client(
+        self, *, max_workers: int | None = None, pace: Callable[[int], int] | None = None, **overrides: Any
+    ) -> CrowdTwistClient:
+        """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it.
+
+        ``overrides`` replace single settings (``requests_per_minute``, ``max_retries``...); a sync
+        passes ``max_workers`` (the HTTP pool holds that many connections) and, for one partition of
+        ``n``, ``pace`` (the cap -> its share, so the partitions together stay under the cap). Without
+        a shared ``rate_limiter`` the client builds its one limiter from ``requests_per_minute``.
+        """
+        config = self.get_client_config(**overrides)
+        if max_workers is not None and config.pool_size < max_workers:
+            config = dataclasses.replace(config, pool_size=max_workers)
+        if pace is not None:
+            config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
+        return CrowdTwistClient(config, rate_limiter=self.rate_limiter)
 
     def get_conn(self) -> CrowdTwistClient:
         """The hook's client, built on first use and reused (one HTTP connection pool per hook)."""

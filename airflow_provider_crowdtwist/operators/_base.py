@@ -17,7 +17,6 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_crowdtwist.assets import MEMBERS
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.operators._common import (
-    build_client,
     push_summary,
     validate_requests_per_minute,
 )
@@ -28,14 +27,14 @@ from airflow_provider_crowdtwist.operators._outcome import (
     emit_asset_event,
 )
 from airflow_provider_crowdtwist.operators._source import source_chunks, validate_source_args
-from airflow_provider_crowdtwist.sync.alerts import (
+from airflow_provider_crowdtwist.sync.partition import active_partition
+from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
+from airflow_provider_crowdtwist.sync.summary import (
     summary_text,
     too_few_rows,
     too_many_rejected,
     validate_volume_checks,
 )
-from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
-from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "crowdtwist_conn_id",
@@ -151,23 +150,20 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             chunksize=self.chunksize,
         )
         validate_requests_per_minute(self.requests_per_minute)
-        Partition.parse(self.partition)  # a PartitionError (ValueError) names the argument
         validate_volume_checks(self.min_rows, self.min_rows_action, self.max_rejected_ratio)
-        if isinstance(self.progress_interval, bool) or not isinstance(self.progress_interval, (int, float)):
-            raise ValueError(f"progress_interval must be a number of seconds, got {self.progress_interval!r}")
-        if not self.progress_interval > 0:
-            raise ValueError(f"progress_interval must be > 0 seconds, got {self.progress_interval!r}")
+        # partition, progress_interval and the other engine settings: the engine config's own
+        # validation, called by each operator's parse_time_config (one rule, one message)
 
     def _build_client(self) -> CrowdTwistClient:
         """ONE client with ONE rate limiter for all workers of this task, from the connection."""
         from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
 
         hook = CrowdTwistHook(crowdtwist_conn_id=self.crowdtwist_conn_id)
-        client = build_client(
-            hook,
-            requests_per_minute=self.requests_per_minute,
-            max_workers=self.max_workers,
-            partition=active_partition(self.partition),
+        part = active_partition(self.partition)
+        # requests_per_minute on the task overrides the connection's extra; a partition paces at its share
+        given = {} if self.requests_per_minute is None else {"requests_per_minute": self.requests_per_minute}
+        client = hook.new_client(
+            max_workers=self.max_workers, pace=part.share if part is not None else None, **given
         )
         self._base_url = client.config.base_url
         return client

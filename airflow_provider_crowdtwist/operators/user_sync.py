@@ -2,7 +2,7 @@
 
 A thin adapter: it checks arguments, turns the source arguments into DataFrame chunks
 (``_source.py``), builds ONE rate-limited client from the connection, and calls the engine
-(``sync.member_sync.sync_members``), which has no Airflow import. It returns the engine's small
+(``sync.members.sync.sync_members``), which has no Airflow import. It returns the engine's small
 summary (counts by outcome, duration, requests, rejects location) as its XCom -- never rows.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.paths import FileInUseError
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
@@ -142,9 +142,8 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         with client:
             try:
                 self.log.info(
-                    "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
+                    "Syncing members to CrowdTwist: mode=%s, max_workers=%d, %s requests/min%s",
                     self.mode,
-                    self.id_type or client.config.id_type,
                     self.max_workers,
                     client.config.requests_per_minute or "unlimited",
                     ", dry run" if self.dry_run else "",

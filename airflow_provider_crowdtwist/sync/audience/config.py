@@ -16,7 +16,7 @@ from typing import Any, Literal
 from airflow_provider_crowdtwist.client.config import id_type_problem
 from airflow_provider_crowdtwist.sync.audience.identifiers import SEGMENT_HEADERS
 from airflow_provider_crowdtwist.sync.audience.segment_file import segment_name_problem
-from airflow_provider_crowdtwist.sync.run import RunConfig
+from airflow_provider_crowdtwist.sync.config import RunConfig
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, check_ratio
 
 AudienceMode = Literal["traits", "segment_file", "both"]

@@ -24,6 +24,7 @@ CrowdTwist does not know), ``failed``. Leavers are not source rows: they count i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,14 +41,13 @@ from airflow_provider_crowdtwist.sync.audience.identifiers import DUPLICATE_IDEN
 from airflow_provider_crowdtwist.sync.audience.read import AudienceReader
 from airflow_provider_crowdtwist.sync.audience.segment_file import SegmentFileError, upload_segment
 from airflow_provider_crowdtwist.sync.audience.state import AudienceState
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
+from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Outcome, OutcomeLike, RowResult
 from airflow_provider_crowdtwist.sync.protocol import SyncBase, SyncClient, Waves
-from airflow_provider_crowdtwist.sync.run import IDENTIFIER, RowRef, SyncRun
+from airflow_provider_crowdtwist.sync.run import RowRef, SyncRun
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError, SyncSummary
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable
 
     import pandas as pd
 
@@ -85,28 +85,26 @@ class AudienceSync(SyncBase):
 
     title = "CrowdTwist audience sync"
     label = "members"
-    outcomes = AudienceOutcome
+    outcomes: Iterable[OutcomeLike] = tuple(AudienceOutcome)
+    config: AudienceSyncConfig
+    client: AudienceClient
+    summary: AudienceSyncSummary
 
     def __init__(self, config: AudienceSyncConfig, client: AudienceClient) -> None:
         self.config = config.resolved(client.config.id_type)  # None: the connection's id_type
-        self.client: AudienceClient = client
-        self.summary: AudienceSyncSummary = AudienceSyncSummary()
+        self.client = client
+        self.summary = AudienceSyncSummary()
         self.state: AudienceState | None = None
         self.reader: AudienceReader | None = None
         self.changes: ChangesList | None = None
         self.diff: AudienceDiff | None = None
         self._notes: list[str] = []
 
-    @property
-    def cfg(self) -> AudienceSyncConfig:
-        assert isinstance(self.config, AudienceSyncConfig)
-        return self.config
-
     # ------------------------------------------------------------------ the frame's calls
 
     def open(self, run: SyncRun) -> None:
         self.run = run
-        cfg = self.cfg
+        cfg = self.config
         run.column_of = lambda attribute: cfg.id_column if attribute == IDENTIFIER else None
         if cfg.state_path is not None:
             self.state = AudienceState(
@@ -119,7 +117,7 @@ class AudienceSync(SyncBase):
         self.summary.changes_path = self.changes.location
 
     def plan(self, chunk: pd.DataFrame) -> Waves[Change]:
-        cfg = self.cfg
+        cfg = self.config
         assert self.reader is not None
         if cfg.id_column not in chunk.columns:
             raise SyncConfigError(
@@ -134,7 +132,7 @@ class AudienceSync(SyncBase):
         return ()  # nothing is sent before the source is read to its end
 
     def after_source(self) -> Waves[Change]:
-        cfg, run = self.cfg, self.run
+        cfg, run = self.config, self.run
         assert self.reader is not None and self.changes is not None
         diff = self.diff = self.reader.finish()
         self._count(diff)
@@ -172,7 +170,7 @@ class AudienceSync(SyncBase):
         return RowRef(item.number, item.identifier, payload, label=f"leaving member {item.number}")
 
     def work(self, item: Change) -> RowResult:
-        cfg, run = self.cfg, self.run
+        cfg, run = self.config, self.run
         ref = self.ref(item)
         outcome = AudienceOutcome.ENTERED if item.entering else AudienceOutcome.EXITED
         if cfg.dry_run:
@@ -199,7 +197,7 @@ class AudienceSync(SyncBase):
         assert self.changes is not None
         if not item.entering:
             self.summary.rows_removed += 1
-        if self.state is not None and not self.cfg.dry_run:
+        if self.state is not None and not self.config.dry_run:
             if item.entering and result.outcome == AudienceOutcome.ENTERED:
                 self.state.record_entered(item.key, item.key2, item.identifier)
             elif not item.entering and result.outcome in (
@@ -231,14 +229,14 @@ class AudienceSync(SyncBase):
     # ------------------------------------------------------------------ helpers
 
     def _payload(self, item: Change) -> dict[str, Any] | None:
-        cfg = self.cfg
+        cfg = self.config
         if not cfg.traits:
             return None  # the segment file carries the change, not a request
         value = cfg.value_in if item.entering else cfg.value_out
         return {"custom_data": {cfg.attribute: value}}
 
     def _refusal(self, exc: CrowdTwistValidationError) -> str:
-        cfg = self.cfg
+        cfg = self.config
         return (
             f"CrowdTwist refused custom_data {{{cfg.attribute!r}: ...}} ({exc.status}: {exc.message}); every "
             "member is sent the same body, so the run stopped at the first answer. Check that the program "
@@ -264,7 +262,7 @@ class AudienceSync(SyncBase):
 
     def _upload(self, diff: AudienceDiff) -> bool:
         """Publish the segment file (a dry run only says what it would publish); False if it failed."""
-        cfg, run = self.cfg, self.run
+        cfg, run = self.config, self.run
         header = SEGMENT_HEADERS[str(cfg.id_type)]
         if cfg.dry_run:
             self._notes.append(
@@ -295,7 +293,7 @@ class AudienceSync(SyncBase):
         for change in itertools.chain(diff.entering(), diff.leaving_members()):
             outcome = AudienceOutcome.ENTERED if change.entering else AudienceOutcome.EXITED
             ref = self.ref(change)
-            result = self.run.result(ref, outcome, "dry run: not uploaded" if self.cfg.dry_run else None)
+            result = self.run.result(ref, outcome, "dry run: not uploaded" if self.config.dry_run else None)
             kept = self.recorded(change, result)
             if kept is not None:
                 self.run.record(kept)
@@ -308,6 +306,4 @@ def sync_audience(
     log: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> AudienceSyncSummary:
     """Run one audience sync (the operator's one call into the engine)."""
-    summary = SyncRun.execute(AudienceSync(config, client), chunks, log)
-    assert isinstance(summary, AudienceSyncSummary)
-    return summary
+    return SyncRun.execute(AudienceSync(config, client), chunks, log)
