@@ -56,6 +56,7 @@ def test_listed_modules_exist() -> None:
             "airflow_provider_crowdtwist.operators.user_sync",
             "airflow_provider_crowdtwist.operators.activity_credit",
             "airflow_provider_crowdtwist.operators.live_push",
+            "airflow_provider_crowdtwist.operators.audience",
         ],
         "sensors": ["airflow_provider_crowdtwist.sensors.crowdtwist"],
         "triggers": ["airflow_provider_crowdtwist.triggers.crowdtwist"],
