@@ -144,3 +144,40 @@ def test_segment_file_through_the_sftp_providers_connection(
         directory / f"vip_{day}_0001.csv"
     ).read_bytes() == b"email_address\ns1@example.com\ns2@example.com\n"
     assert summary["counts"]["entered"] == 2 and summary["requests_sent"] == 0
+
+
+def test_lineage_names_the_sql_tables_and_the_audience(
+    conn: Any, tmp_path: Any, client_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip(
+        "airflow.providers.openlineage", reason="the openlineage provider is in the test group"
+    )
+    import sqlite3
+
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE buyers (email TEXT)")
+        connection.executemany("INSERT INTO buyers VALUES (?)", [("l0@example.com",), ("l1@example.com",)])
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AUDIENCE_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(db)})
+    )
+    client = client_for(conn)
+    client.create_user(
+        {"email_address": "l0@example.com", "first_name": "L", "last_name": "N", "postal_code": "02134"}
+    )
+    op = operator(
+        rows=None,
+        sql="SELECT email FROM buyers",
+        sql_conn_id="audience_warehouse",
+        state_path=str(tmp_path / "state.sqlite"),
+        rejects_path=str(tmp_path / "rejects.jsonl"),
+    )
+    summary = op.execute({"ti": FakeTaskInstance()})
+    assert (summary["counts"]["entered"], summary["counts"]["rejected"]) == (1, 1)  # l1 is unknown
+    lineage = op.get_openlineage_facets_on_complete(None)
+    (source,) = lineage.inputs
+    assert source.name == "buyers"
+    program, rejected = lineage.outputs
+    assert program.name == "audiences/recent_buyer"
+    assert program.outputFacets["outputStatistics"].rowCount == 1
+    assert rejected.name == str(tmp_path / "rejects.jsonl")
