@@ -308,3 +308,38 @@ def test_a_failed_upload_stops_before_the_traits(sandbox, client_for, tmp_path, 
 
 def test_the_readings_name_their_values():
     assert by_name("custom_boolean_string").sync["values"] == ("true", "false")
+
+
+def test_failed_writes_are_resent_next_run_and_a_stop_keeps_what_was_answered(sandbox, client_for, tmp_path):
+    import threading
+
+    client = client_for(sandbox)
+    create_members(client, range(60))
+    cfg = config(tmp_path, max_exit_ratio=1.0)
+    sync_audience(client, audience(range(50)), cfg, LOG)
+    # CrowdTwist answers every PUT with a 500: the exits and entries fail (resendable), the state holds
+    sandbox.admin.set_faults(error_rate=1.0, error_status=500, fault_routes=["update"])
+    with pytest.raises(Exception, match="failed"):
+        sync_audience(client, audience([*range(5, 50), 50, 51]), cfg, LOG)
+    sandbox.admin.set_faults(error_rate=0.0)
+    healed = sync_audience(client, audience([*range(5, 50), 50, 51]), cfg, LOG)
+    assert (healed.counts["exited"], healed.counts["entered"], healed.counts["unchanged"]) == (5, 2, 45)
+    assert {trait_values(sandbox)[email(i)] for i in range(5)} == {False}
+    # a stop (on_kill) in the middle: what CrowdTwist answered is kept, the rest is resent next run
+    sandbox.admin.set_faults(latency_ms=200)
+    stop = threading.Event()
+    timer = threading.Timer(0.4, stop.set)
+    timer.start()
+    with pytest.raises(SyncAbortedError) as stopped:
+        sync_audience(
+            client, audience([*range(5, 60)]), config(tmp_path, max_workers=2, stop_event=stop), LOG
+        )
+    timer.cancel()
+    sandbox.admin.set_faults(latency_ms=0)
+    first = stopped.value.summary
+    assert first.counts["entered"] + first.counts["failed"] == 8 and first.counts["failed"] > 0
+    rest = sync_audience(client, audience([*range(5, 60)]), cfg, LOG)
+    assert (
+        rest.counts["entered"] == first.counts["failed"]
+        and rest.counts["unchanged"] == 47 + first.counts["entered"]
+    )
