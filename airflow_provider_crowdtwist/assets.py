@@ -1,5 +1,6 @@
 """CrowdTwist assets: one per program and object, ``crowdtwist://<host>/members``,
-``crowdtwist://<host>/activities[/<activity_id>]``, ``crowdtwist://<host>/purchases`` and ``/returns``.
+``crowdtwist://<host>/activities[/<activity_id>]``, ``crowdtwist://<host>/purchases`` and ``/returns``,
+and ``crowdtwist://<host>/audiences/<name>``.
 
 A downstream DAG can be scheduled on "members synced into this program" without inventing a URI:
 the sync operators emit events for exactly these assets (see ``operators/_outcome.py``), and the
@@ -19,6 +20,7 @@ MEMBERS = "members"
 ACTIVITIES = "activities"
 PURCHASES = "purchases"
 RETURNS = "returns"
+AUDIENCES = "audiences"
 #: The host part of the live push assets: a landed feed is not one program's API host.
 LIVE_PUSH_HOST = "live-push"
 LIVE_PUSH_FEEDS = ("profile", "activity")
@@ -58,6 +60,11 @@ def pos_asset_uri(base_url: str, what: str) -> str:
     return f"{SCHEME}://{program_host(base_url)}/{what}"
 
 
+def audience_asset_uri(base_url: str, name: str) -> str:
+    """``crowdtwist://<host>/audiences/<name>``: an audience (its attribute or segment name)."""
+    return f"{SCHEME}://{program_host(base_url)}/{AUDIENCES}/{quote(str(name), safe='')}"
+
+
 def live_push_database(conn_type: str, host: str | None, port: int | None, database: str | None) -> str:
     """The database part of a live push asset URI, one path segment, from the warehouse connection.
 
@@ -83,8 +90,9 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     """Airflow's URI normalizer for the ``crowdtwist`` scheme.
 
     Host lower-cased, the default port (443) dropped, a trailing slash dropped; the path must name an
-    object this provider emits (``/members``, ``/activities``, ``/activities/<id>``, or for the host
-    ``live-push`` a loaded feed, ``/<feed>/<database>/<table>``). Anything else
+    object this provider emits (``/members``, ``/activities``, ``/activities/<id>``, ``/purchases``,
+    ``/returns``, ``/audiences/<name>``, or for the host ``live-push`` a loaded feed,
+    ``/<feed>/<database>/<table>``). Anything else
     raises ``ValueError``, which Airflow reports as an invalid asset URI.
     """
     if not uri.hostname:
@@ -103,11 +111,11 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
         return SplitResult(SCHEME, host, "/" + "/".join(segments), "", "")
     if not (
         segments in ([MEMBERS], [ACTIVITIES], [PURCHASES], [RETURNS])
-        or (len(segments) == 2 and segments[0] == ACTIVITIES)
+        or (len(segments) == 2 and segments[0] in (ACTIVITIES, AUDIENCES))
     ):
         raise ValueError(
             f"crowdtwist:// asset path {uri.path!r} must be /{MEMBERS}, /{ACTIVITIES}, "
-            f"/{ACTIVITIES}/<activity_id>, /{PURCHASES} or /{RETURNS}"
+            f"/{ACTIVITIES}/<activity_id>, /{PURCHASES}, /{RETURNS} or /{AUDIENCES}/<name>"
         )
     if len(segments) == 2:
         segments[1] = quote(unquote(segments[1]), safe="")
@@ -115,7 +123,12 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
 
 
 def create_asset(
-    *, host: str, object: str = MEMBERS, activity_id: str | None = None, extra: dict | None = None
+    *,
+    host: str,
+    object: str = MEMBERS,
+    activity_id: str | None = None,
+    name: str | None = None,
+    extra: dict | None = None,
 ) -> Any:
     """Airflow's asset factory for the scheme: ``create_asset(host="api1.crowdtwist.com")`` is the
     program's members asset, ``object="activities", activity_id="purchase"`` one activity's credits.
@@ -131,9 +144,12 @@ def create_asset(
         uri = activity_asset_uri(host, activity_id)
     elif object in (PURCHASES, RETURNS):
         uri = pos_asset_uri(host, object)
+    elif object == AUDIENCES and name:
+        uri = audience_asset_uri(host, name)
     else:
         raise ValueError(
-            f"object must be one of {MEMBERS}, {ACTIVITIES}, {PURCHASES}, {RETURNS}, got {object!r}"
+            f"object must be one of {MEMBERS}, {ACTIVITIES}, {PURCHASES}, {RETURNS} or {AUDIENCES} "
+            f"(with name=), got {object!r}"
         )
     return Asset(uri=uri, extra=extra)
 

@@ -197,6 +197,7 @@ PROVIDER_INFO: dict[str, Any] = {
         "airflow_provider_crowdtwist.operators.purchase",
         "airflow_provider_crowdtwist.operators.returns",
         "airflow_provider_crowdtwist.operators.live_push",
+        "airflow_provider_crowdtwist.operators.audience",
     ),
     "sensors": _modules("airflow_provider_crowdtwist.sensors.crowdtwist"),
     "triggers": _modules("airflow_provider_crowdtwist.triggers.crowdtwist"),

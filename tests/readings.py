@@ -33,6 +33,8 @@ class Reading:
     open_point: str
     sandbox: dict[str, Any] = field(default_factory=dict)
     client: dict[str, Any] = field(default_factory=dict)
+    #: sync settings that must match the reading (the audience sync's ``values``), like ``client``
+    sync: dict[str, Any] = field(default_factory=dict)
 
 
 READINGS: tuple[Reading, ...] = (
@@ -88,6 +90,36 @@ READINGS: tuple[Reading, ...] = (
 AWARD_LAG = Reading("award_lag_2s", "award queue", {"award_lag_s": 2.0})
 
 
+# OPEN: custom attributes are typed per program; what a boolean takes (JSON true/false, 1/0 or strings),
+# and whether a wrong type is refused at all. Only typed custom attributes feel these readings (the
+# audience sync's boolean traits), so they are kept out of READINGS: every other test would run three
+# more times for nothing. ``sync`` carries the ``values`` the user would configure for that program.
+CUSTOM_TYPE_READINGS: tuple[Reading, ...] = (
+    Reading("custom_boolean_json", "boolean custom attribute", {}, {}, {"values": (True, False)}),
+    Reading(
+        "custom_boolean_number",
+        "boolean custom attribute",
+        {"custom_boolean_values": "number"},
+        {},
+        {"values": (1, 0)},
+    ),
+    Reading(
+        "custom_boolean_string",
+        "boolean custom attribute",
+        {"custom_boolean_values": "string"},
+        {},
+        {"values": ("true", "false")},
+    ),
+    Reading(
+        "custom_types_not_enforced",
+        "boolean custom attribute",
+        {"custom_attribute_types": "not_enforced", "custom_boolean_values": "number"},
+        {},
+        {"values": (True, False)},
+    ),
+)
+
+
 def readings_for(*open_points: str) -> tuple[Reading, ...]:
     """The baseline plus the readings of the named OPEN points (``Reading.open_point``)."""
     unknown = set(open_points) - {r.open_point for r in READINGS}
@@ -97,7 +129,7 @@ def readings_for(*open_points: str) -> tuple[Reading, ...]:
 
 
 def by_name(name: str) -> Reading:
-    for reading in (*READINGS, AWARD_LAG):
+    for reading in (*READINGS, AWARD_LAG, *CUSTOM_TYPE_READINGS):
         if reading.name == name:
             return reading
     raise KeyError(name)

@@ -29,6 +29,8 @@ from airflow_provider_crowdtwist.sandbox.push import RETRY_INTERVAL_S, RETRY_WIN
 from airflow_provider_crowdtwist.sandbox.settings import (
     AUTH_MODES,
     BAD_CREDENTIALS_STATUSES,
+    CUSTOM_BOOLEAN_VALUES,
+    CUSTOM_TYPE_CHECKS,
     DEFAULT_API_KEY,
     DEFAULT_CUSTOM_ATTRIBUTES,
     DEFAULT_HMAC_PRIVATE_KEY,
@@ -119,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--null-values", choices=NULL_VALUES, default="clear", help="a null on update clears or is ignored"
     )
     g.add_argument(
+        "--custom-attribute-types",
+        choices=CUSTOM_TYPE_CHECKS,
+        default="enforced",
+        help="a custom_data value of the wrong type is refused, or stored as sent",
+    )
+    g.add_argument(
+        "--custom-boolean-values",
+        choices=CUSTOM_BOOLEAN_VALUES,
+        default="json",
+        help='a boolean custom attribute takes JSON true/false, 1/0, or "true"/"false"',
+    )
+    g.add_argument(
         "--dedupe-window-s",
         type=float,
         default=10.0,
@@ -136,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--custom-attributes",
         type=_csv,
         default=DEFAULT_CUSTOM_ATTRIBUTES,
-        help="comma-separated custom_data keys configured for the program; '' for none",
+        help="comma-separated custom_data keys configured for the program, each NAME or NAME:TYPE "
+        "(boolean, number, string); '' for none",
     )
     g.add_argument(
         "--activity",
@@ -222,6 +237,8 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         deletion_status_path=args.deletion_status_path,
         history_envelope=args.history_envelope,
         null_values=args.null_values,
+        custom_attribute_types=args.custom_attribute_types,
+        custom_boolean_values=args.custom_boolean_values,
         award_lag_s=args.award_lag_s,
         deletion_lag_s=args.deletion_lag_s,
         activity_date_enabled=not args.no_activity_date,

@@ -25,6 +25,11 @@ BAD_CREDENTIALS_STATUSES = (401, 403)
 DELETION_STATUS_PATHS = ("users/delete", "user_deletion")
 HISTORY_ENVELOPES = ("list", "paged")
 NULL_VALUES = ("clear", "ignore")
+# Custom attributes are typed per program (a custom attribute is declared ``name:type``; a bare name
+# takes any scalar). OPEN: which JSON a boolean takes, and whether a wrong type is refused at all.
+CUSTOM_ATTRIBUTE_TYPES = ("boolean", "number", "string")
+CUSTOM_TYPE_CHECKS = ("enforced", "not_enforced")
+CUSTOM_BOOLEAN_VALUES = ("json", "number", "string")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ DEFAULT_CUSTOM_ATTRIBUTES: tuple[str, ...] = (
     "loyalty_segment",
     "preferred_channel",
     "lifetime_value",
+    # boolean traits, as an audience sync sets them (issue 25)
+    "recent_buyer:boolean",
+    "churn_risk:boolean",
 )
 
 # Settings ``POST /_admin/settings`` may change on a running sandbox (besides every fault knob). Keys,
@@ -89,6 +97,8 @@ RUNTIME_SETTINGS = (
     "award_lag_s",
     "deletion_lag_s",
     *POS_RUNTIME_SETTINGS,
+    "custom_attribute_types",
+    "custom_boolean_values",
 )
 
 _ACTIVITY_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -119,6 +129,10 @@ class SandboxSettings:
     history_envelope: str = "list"
     # OPEN: a null in an optional field clears it, or is ignored.
     null_values: str = "clear"
+    # OPEN: a custom_data value of the wrong type is refused ("enforced") or stored as sent.
+    custom_attribute_types: str = "enforced"
+    # OPEN: what a boolean custom attribute takes: JSON true/false, 1/0, or the strings "true"/"false".
+    custom_boolean_values: str = "json"
     # Awards are queued (O:UserActivityCredit): answered at once, applied this many seconds later.
     award_lag_s: float = 0.0
     # Deletions are queued too (O:UserDelete): the member is gone this many seconds after the DELETE.
@@ -152,6 +166,8 @@ class SandboxSettings:
             ("deletion_status_path", DELETION_STATUS_PATHS),
             ("history_envelope", HISTORY_ENVELOPES),
             ("null_values", NULL_VALUES),
+            ("custom_attribute_types", CUSTOM_TYPE_CHECKS),
+            ("custom_boolean_values", CUSTOM_BOOLEAN_VALUES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -172,9 +188,14 @@ class SandboxSettings:
             ):
                 raise ValueError(f"activities: points of {activity.id!r} must be an integer >= 0")
             seen.add(activity.id)
-        for name in self.custom_attributes:
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"custom_attributes: invalid attribute name {name!r}")
+        for entry in self.custom_attributes:
+            if not isinstance(entry, str) or not entry.partition(":")[0].strip():
+                raise ValueError(f"custom_attributes: invalid attribute name {entry!r}")
+            kind = entry.partition(":")[2]
+            if kind and kind not in CUSTOM_ATTRIBUTE_TYPES:
+                raise ValueError(
+                    f"custom_attributes: type of {entry!r} must be one of {CUSTOM_ATTRIBUTE_TYPES}"
+                )
         self.faults.validate()
         self.push.validate()
         self.pos.validate()
@@ -219,6 +240,14 @@ class SandboxSettings:
         """The settings a test may change at runtime (``POST /_admin/settings``): all but keys and lists."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in RUNTIME_SETTINGS}
         return {**out, **self.pos.readings(), **self.faults.as_dict()}
+
+    def custom_attribute_kinds(self) -> dict[str, str | None]:
+        """The program's custom attributes: name -> type (None: untyped, any scalar)."""
+        kinds: dict[str, str | None] = {}
+        for entry in self.custom_attributes:
+            name, _, kind = entry.partition(":")
+            kinds[name] = kind or None
+        return kinds
 
     def activity(self, activity_id: str) -> ActivityDef | None:
         for activity in self.activities:

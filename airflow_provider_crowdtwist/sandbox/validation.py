@@ -139,13 +139,38 @@ def _check_value(name: str, value: Any, settings: SandboxSettings) -> Any:
 def _check_custom_data(data: Mapping[str, Any], settings: SandboxSettings) -> None:
     if not data:
         return
-    if not settings.custom_attributes:
+    kinds = settings.custom_attribute_kinds()
+    if not kinds:
         raise input_error(NO_CUSTOM_ATTRIBUTES)
     for key, value in data.items():
-        if key not in settings.custom_attributes:
+        if key not in kinds:
             raise input_error(UNRECOGNIZED_ATTRIBUTE)
         if isinstance(value, (dict, list)):
             raise input_error(f"custom_data.{key} must be a scalar value")
+        kind = kinds[key]
+        if value is not None and kind and settings.custom_attribute_types == "enforced":
+            _check_custom_type(key, value, kind, settings.custom_boolean_values)
+
+
+def _check_custom_type(key: str, value: Any, kind: str, boolean_values: str) -> None:
+    """Custom attributes are typed per program: a value of another type is refused (one OPEN reading)."""
+    if kind == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    elif kind == "string":
+        ok = isinstance(value, str)
+        expected = "a string"
+    elif boolean_values == "json":
+        ok = isinstance(value, bool)
+        expected = "a boolean (true or false)"
+    elif boolean_values == "number":
+        ok = _is_int(value) and value in (0, 1)
+        expected = "a boolean (1 or 0)"
+    else:
+        ok = isinstance(value, str) and value.lower() in ("true", "false")
+        expected = 'a boolean ("true" or "false")'
+    if not ok:
+        raise input_error(f"custom_data.{key} must be {expected}, got {value!r}")
 
 
 def _check_location(attrs: Mapping[str, Any]) -> None:

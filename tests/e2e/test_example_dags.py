@@ -45,6 +45,7 @@ EXAMPLE_DAG_IDS = {
     "crowdtwist_after_member_sync",  # run by tests/e2e/test_assets_and_alerts.py
     "crowdtwist_member_sync_alerts",  # run by tests/e2e/test_assets_and_alerts.py
     "crowdtwist_purchases_sync",
+    "crowdtwist_audience_sync",  # run by tests/e2e/test_audience_dag.py
 }
 # The live push load runs hourly (pushes arrive all day); the syncs run daily.
 HOURLY_DAG_IDS = {"crowdtwist_live_push_load"}

@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_crowdtwist.assets import (
     activity_asset_uri,
+    audience_asset_uri,
     member_asset_uri,
     program_host,
     sanitize_uri,
@@ -34,6 +35,9 @@ def test_uris() -> None:
     assert activity_asset_uri("https://a.example.com", "refer a/friend") == (
         "crowdtwist://a.example.com/activities/refer%20a%2Ffriend"
     )
+    assert audience_asset_uri("https://A.example.com", "recent_buyer") == (
+        "crowdtwist://a.example.com/audiences/recent_buyer"
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,6 +50,7 @@ def test_uris() -> None:
             "crowdtwist://LIVE-PUSH/profile/warehouse@db:5432/members_live/",
             "crowdtwist://live-push/profile/warehouse@db:5432/members_live",
         ),
+        ("crowdtwist://H/audiences/recent_buyer/", "crowdtwist://h/audiences/recent_buyer"),
     ],
 )
 def test_sanitize_uri(uri: str, normal: str) -> None:
@@ -59,6 +64,7 @@ def test_sanitize_uri(uri: str, normal: str) -> None:
         "crowdtwist://h/users",
         "crowdtwist://h/members?x=1",
         "crowdtwist://h/",
+        "crowdtwist://h/audiences",
         "crowdtwist://live-push/members",
         "crowdtwist://live-push/redemption/db/t",
         "crowdtwist://live-push/profile/members_live",  # before the database was in the URI

@@ -58,6 +58,7 @@ def test_listed_modules_exist() -> None:
             "airflow_provider_crowdtwist.operators.purchase",
             "airflow_provider_crowdtwist.operators.returns",
             "airflow_provider_crowdtwist.operators.live_push",
+            "airflow_provider_crowdtwist.operators.audience",
         ],
         "sensors": ["airflow_provider_crowdtwist.sensors.crowdtwist"],
         "triggers": ["airflow_provider_crowdtwist.triggers.crowdtwist"],

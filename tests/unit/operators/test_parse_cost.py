@@ -24,6 +24,7 @@ PARSE = textwrap.dedent(
     """
     import json, sys
     from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
+    from airflow_provider_crowdtwist.operators.audience import CrowdTwistAudienceSyncOperator
     from airflow_provider_crowdtwist.operators.user_sync import CrowdTwistUserSyncOperator
     from airflow_provider_crowdtwist.sensors.crowdtwist import CrowdTwistApiSensor
 
@@ -36,7 +37,12 @@ PARSE = textwrap.dedent(
         points_column="points", dedupe_key_column="event_id", ledger_path="/tmp/ledger.sqlite",
     )
     CrowdTwistApiSensor(task_id="wait")
-    print("LOADED=" + json.dumps(sorted(m for m in ("pandas", "numpy", "pyarrow") if m in sys.modules)))
+    CrowdTwistAudienceSyncOperator(
+        task_id="audience", sql="SELECT 1", sql_conn_id="warehouse", attribute="vip",
+        state_path="/tmp/audience.sqlite", mode="both", segment_name="vip", sftp_conn_id="sftp",
+    )
+    heavy = ("pandas", "numpy", "pyarrow", "paramiko")
+    print("LOADED=" + json.dumps(sorted(m for m in heavy if m in sys.modules)))
     """
 )
 

@@ -1,0 +1,1 @@
+"""The audience sync: a warehouse audience as a member trait (custom_data) and as a Client Defined Segment."""
