@@ -77,7 +77,7 @@ from airflow_provider_crowdtwist.client.models import (
     parse_deletion,
     parse_error_body,
 )
-from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.client.ratelimit import Pacer, RateLimiter
 from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
 from airflow_provider_crowdtwist.client.retry import (
     AttemptResult,
@@ -207,7 +207,7 @@ class CrowdTwistClient:
         self,
         config: ClientConfig,
         *,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Pacer | None = None,
         session: requests.Session | None = None,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
