@@ -14,10 +14,14 @@ tasks of two DAGs on several workers would run -- in two modes, in the same run:
   here on loopback, tests/redis_server.py), at the whole configured cap, learning together.
 
 Counted by the sandbox: the API requests in the busiest 60 s window (its arrival counts, sliding by
-0.1 s), the requests answered 429, and the accepted requests a minute over the run (first start to
-last end) as a share of the real limit. Targets (issue 26), for ``shared``: at most ``--real-limit``
-requests in every 60 s window, >= 95% of the real limit used, <= 2% of requests answered 429; the
-members and credits in the sandbox equal the source. Nothing is asserted; it prints a table.
+0.1 s), the requests answered 429, and the accepted requests a minute while the program was served
+(``served_s``: its first request to its last) as a share of the real limit (``of_limit``). ``span_s``
+and ``rows_per_s`` are the processes' view (first start to last end), which also holds their start-up
+and wind-down on CPU: on a loaded 2-core machine, eight Python processes take seconds for those.
+
+Targets (issue 26), for ``shared``: at most ``--real-limit`` requests in every 60 s window, >= 95% of
+the real limit used, <= 2% of requests answered 429; the members and credits in the sandbox equal the
+source. Nothing is asserted; it prints a table.
 """
 
 from __future__ import annotations
@@ -151,6 +155,23 @@ def collect(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
     return outputs
 
 
+def print_timeline(admin: Any, since_tick: int, outputs: list[dict[str, Any]], start_at: float) -> None:
+    """Requests per 5 s from the first arrival, and when each child started and ended (stderr)."""
+    tick_s, counts = admin.arrivals()
+    counts = {t: n for t, n in counts.items() if t >= since_tick}
+    if not counts:
+        return
+    first = min(counts)
+    per = round(5 / tick_s)
+    bins: dict[int, int] = {}
+    for tick, n in counts.items():
+        bins[(tick - first) // per] = bins.get((tick - first) // per, 0) + n
+    line = " ".join(f"{bins.get(i, 0)}" for i in range(max(bins) + 1))
+    print(f"requests per 5 s: {line}", file=sys.stderr)
+    spans = sorted((o["started"] - start_at, o["ended"] - start_at) for o in outputs)
+    print("children (s after start): " + ", ".join(f"{a:.1f}-{b:.1f}" for a, b in spans), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1800, help="member rows (one PUT each)")
@@ -160,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--workers", type=int, default=16, help="max_workers of each process")
     parser.add_argument("--modes", default="per-process,shared", help="which runs, in this order")
+    parser.add_argument("--timeline", action="store_true", help="print requests per 5 s of each run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="members", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
@@ -208,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             outputs = collect(procs)
             after = admin.stats()
             busiest = admin.busiest_window(60.0, since_tick)
+            tick_s, arrivals = admin.arrivals()
+            ticks = [t for t in arrivals if t >= since_tick]
+            served = (max(ticks) - min(ticks) + 1) * tick_s  # first request to last, by the sandbox
+            if args.timeline:
+                print_timeline(admin, since_tick, outputs, start_at)
             admin.set_faults(rate_limit_per_minute=0, latency_ms=0)
             span = max(o["ended"] for o in outputs) - min(o["started"] for o in outputs)
             requests = after["total"] - before["total"]
@@ -223,19 +250,24 @@ def main(argv: list[str] | None = None) -> int:
                 if str((c.get("extra_data") or {}).get("order_id", "")).startswith(f"{tag}-")
             )
             fallbacks = sum(1 for o in outputs if o["limiter"].get("shared_limiter_fallback"))
+            learned = [o["limiter"].get("learned_requests_per_minute") for o in outputs]
+            learned = [x for x in learned if x]
             results.append(
                 {
                     "run": f"{mode}: 8 processes",
                     "span_s": span,
+                    "served_s": served,
+                    "rows_per_s": (args.members + args.credits) / span,
                     "requests": requests,
                     "busiest_60s": busiest,
-                    "of_limit": (requests - limited) / span * 60 / args.real_limit,
+                    "of_limit": (requests - limited) / served * 60 / args.real_limit,
                     "answered_429": limited,
                     "share_429": limited / requests if requests else 0.0,
                     "end_state": "yes"
                     if members_ok == args.members and credited == args.credits
                     else f"no ({members_ok} members, {credited} credits)",
                     "fallbacks": fallbacks,
+                    "learned": f"{min(learned)}-{max(learned)}" if learned else None,
                 }
             )
             row = results[-1]
@@ -263,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             ("run", ""),
             ("span_s", ".1f"),
+            ("rows_per_s", ".1f"),
+            ("served_s", ".1f"),
             ("requests", "d"),
             ("busiest_60s", "d"),
             ("of_limit", ".1%"),
@@ -270,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             ("share_429", ".2%"),
             ("end_state", ""),
             ("fallbacks", "d"),
+            ("learned", ""),
             ("meets_target", ""),
         ],
         results,

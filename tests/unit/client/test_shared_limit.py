@@ -97,6 +97,22 @@ def test_retry_after_from_one_limiter_pauses_the_other(redis_db: Any) -> None:
     assert b.stats()["program_pauses"] == 1
 
 
+def test_429s_of_requests_in_flight_do_not_stretch_the_pause(redis_db: Any) -> None:
+    a, b, c = (shared(redis_db, 6000) for _ in range(3))
+    a.acquire()
+    b.acquire()  # both in flight
+    a.record_rate_limited(retry_after=2.0)
+    time.sleep(1.0)
+    b.record_rate_limited(retry_after=2.0)  # sent before the pause began: says the same, later
+    started = time.monotonic()
+    c.acquire()
+    assert time.monotonic() - started < 1.6  # the first pause's end (~1 s), not b's (~2 s)
+    assert c.stats()["program_pauses"] == 1
+    # a request sent after the pause gets a pause of its own
+    c.record_rate_limited(retry_after=1.0)
+    assert c.stats()["program_pauses"] == 2
+
+
 def test_a_sleeping_slot_is_voided_by_a_pause(redis_db: Any) -> None:
     # 60/min: the second slot is ~1 s ahead; a 2 s pause that comes meanwhile must hold it back.
     a, b = shared(redis_db, 60, adaptive=False), shared(redis_db, 60, adaptive=False)
@@ -129,7 +145,8 @@ def test_a_429_cuts_the_pace_of_every_limiter(redis_db: Any, caplog: pytest.LogC
 
 
 def test_learns_the_real_rate_from_successes_of_every_limiter(redis_db: Any) -> None:
-    a, b = shared(redis_db, 6000), shared(redis_db, 6000)
+    # probe 50%/s of the learned rate, hold 1.5 s: the climb back and the hold show within seconds
+    a, b = (shared(redis_db, 6000, probe_fraction=0.5, hold_seconds=1.5) for _ in range(2))
     a.acquire()
     a.record_rate_limited()  # first episode: halves, marks the start
     time.sleep(0.1)
@@ -143,6 +160,13 @@ def test_learns_the_real_rate_from_successes_of_every_limiter(redis_db: Any) -> 
     a.record_rate_limited()
     learned = b.stats()["learned_requests_per_minute"]
     assert learned is not None and 500 <= learned <= 700, learned  # 60 in ~5.3 s = ~680/min
+    # cut to 97% of it; climbing back at 50%/s of it, it stops at that hold level...
+    assert b.stats()["paced_requests_per_minute"] == pytest.approx(learned * 0.97, rel=0.03)
+    time.sleep(0.6)
+    assert b.stats()["paced_requests_per_minute"] == pytest.approx(learned * 0.97, rel=0.03)
+    # ...until the hold ends, then probes above it
+    time.sleep(1.5)
+    assert b.stats()["paced_requests_per_minute"] > learned * 1.1
 
 
 def test_keys_expire(redis_db: Any) -> None:
