@@ -84,6 +84,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "The program's rate cap (CrowdTwist: 10000). 0 means no limit.",
         "schema": {"type": ["integer", "null"], "default": 10000, "minimum": 0},
     },
+    "rate_limit_conn_id": {
+        "label": "Shared rate limit (Redis connection id)",
+        "description": "An Airflow Redis connection: every task of this program, on every worker, "
+        "then shares one pace (docs/scale-out.md). Empty: each task paces on its own.",
+        "schema": {"type": ["string", "null"]},
+    },
     "verify": {
         "label": "Verify TLS",
         "description": "true, false, or the path of a CA bundle file.",
@@ -114,6 +120,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "timeout": "30",
         "connect_timeout": "5",
         "requests_per_minute": "10000",
+        "rate_limit_conn_id": "crowdtwist_rate (optional)",
         "verify": "true",
     },
 }

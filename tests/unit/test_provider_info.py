@@ -88,6 +88,7 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
         "timeout",
         "connect_timeout",
         "requests_per_minute",
+        "rate_limit_conn_id",
         "verify",
     }
     for name, field in CONN_FIELDS.items():
