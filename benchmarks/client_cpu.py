@@ -83,7 +83,7 @@ def child(args: argparse.Namespace) -> int:
     from airflow_provider_crowdtwist.client.client import CrowdTwistClient
     from airflow_provider_crowdtwist.client.config import ClientConfig
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
     if args.bare:
         return bare_child(args)

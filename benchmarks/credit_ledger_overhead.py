@@ -33,8 +33,8 @@ from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditIntent, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
 
 MEMBERS = 500
 CAP_PER_S = 10_000 / 60

@@ -30,8 +30,8 @@ import pandas as pd
 from credit_ledger_overhead import baseline, bench_config, client_for, create_members, make_rows, quiet_log
 
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
-from airflow_provider_crowdtwist.sync.credit_sync import sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.sync import sync_credits
 
 AMBIGUOUS = (0.0, 0.01, 0.05)
 

@@ -96,7 +96,7 @@ class InstantClient:
 
 def child(phase: str, rows: int, state_path: str) -> dict[str, Any]:
     """One phase in this process; returns its figures."""
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
     started = time.perf_counter()
     for _ in source(rows, phase):

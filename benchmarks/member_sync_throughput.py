@@ -34,7 +34,7 @@ from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.sandbox.process import SandboxProcess
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
 
 def make_rows(n: int, generation: int) -> pd.DataFrame:

@@ -45,7 +45,7 @@ def child(args: argparse.Namespace) -> int:
 
     from airflow_provider_crowdtwist.client.client import CrowdTwistClient
     from airflow_provider_crowdtwist.client.config import ClientConfig
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
     from airflow_provider_crowdtwist.sync.partition import Partition
 
     partition = Partition(args.index, args.count) if args.count > 1 else None

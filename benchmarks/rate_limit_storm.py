@@ -46,7 +46,7 @@ def child(args: argparse.Namespace) -> int:
     from airflow_provider_crowdtwist.client.client import CrowdTwistClient
     from airflow_provider_crowdtwist.client.config import ClientConfig
     from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
     config = ClientConfig(
         base_url=args.base_url,

@@ -86,8 +86,8 @@ def child(args: argparse.Namespace) -> int:
 
     from airflow_provider_crowdtwist.client.client import CrowdTwistClient
     from airflow_provider_crowdtwist.client.config import ClientConfig
-    from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+    from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
     from airflow_provider_crowdtwist.sync.partition import Partition
 
     logging.basicConfig(level=logging.ERROR)

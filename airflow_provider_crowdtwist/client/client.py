@@ -11,8 +11,8 @@ Design points (see docs/architecture.md for the contract):
   ``Retry-After`` honoured, total wait capped) in a plain loop.
 * The hot path does per run what can be done per run (see docs/performance.md): the header template
   (with the API key), the environment's proxy and CA-bundle settings, the retry plans. Requests go
-  over :class:`~.transport.DirectTransport` (kept-alive ``http.client`` connections: ~0.6 of the
-  client's CPU per request over ``Session.send``, ``benchmarks/transport_cpu.py``) unless a proxy
+  over :class:`~.transport.DirectTransport` (kept-alive ``http.client`` connections: less CPU a
+  request than ``Session.send``, figures in docs/performance.md) unless a proxy
   is configured for the host, the caller passed a session of its own, or ``Session.send`` is patched
   (``requests_mock``); then the client builds the ``PreparedRequest`` itself and hands it to
   ``Session.send``, skipping ``Session.request``'s re-parsing, hook and environment lookups.

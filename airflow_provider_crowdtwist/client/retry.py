@@ -12,7 +12,7 @@ The rules, from the API contract and from what users of similar providers asked 
 * for activity credits, once an attempt was *ambiguous* (it may have been applied), nothing is resent:
   CrowdTwist has no idempotency key and no documented duplicate window, so a blind resend could award
   twice. The ambiguous error goes to the credit sync, which looks the credit up in the member's
-  activity history before it decides (see ``sync/credit_verify.py``). Failures that were certainly
+  activity history before it decides (see ``sync/credits/verify.py``). Failures that were certainly
   not applied (429, a refused connection) are retried as for any other call.
 
 This module holds the decisions as plain functions and a small :class:`RetryPlan`; the client's

@@ -1,13 +1,11 @@
 """The client's direct HTTP/1.1 transport: persistent ``http.client`` connections, reused LIFO.
 
-Why not ``requests`` for every request (issue 16, docs/performance.md, ``benchmarks/transport_cpu.py``):
-at 64 worker threads the CPU a request costs the client process was measured against the sandbox at
-0.52 ms through the already-trimmed ``Session.send`` path, 0.34 ms through a bare ``urllib3`` pool, and
-0.21 ms through ``http.client`` with one kept-alive connection per worker. The engine's own bookkeeping and
-the client's (rate limiter, counters, retry decisions) come on top, so only the last one leaves room
-under the 0.6 ms a row target. ``http.client`` is the standard library's HTTP client, which ``urllib3``
-itself builds its connections on; what is left here is only the part ``requests`` and ``urllib3`` add
-that a single-host JSON API needs:
+Why not ``requests`` for every request: at 64 worker threads, of the CPU a request costs the client
+process, ``http.client`` with one kept-alive connection per worker is the only path that leaves room
+for the engine's and the client's own bookkeeping under the per-row target (the figures, measured with
+``benchmarks/transport_cpu.py``, are in docs/performance.md). ``http.client`` is the standard
+library's HTTP client, which ``urllib3`` itself builds its connections on; what is left here is only
+the part ``requests`` and ``urllib3`` add that a single-host JSON API needs:
 
 * a small stack of idle keep-alive connections, each checked for a close by the server before it is
   reused (as ``urllib3`` does), so a stale connection never turns a request into an ambiguous one;

@@ -85,7 +85,7 @@ _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_json(raw: bytes) -> Any:
-    """``json.loads(raw)``, ~1.5 µs a line cheaper: a million lines is the benchmark.
+    """``json.loads(raw)``, cheaper a line (docs/performance.md): a million lines is the benchmark.
 
     A UTF-8 line that starts with ``{`` (every landed line) is scanned directly; whatever else, and
     whatever does not scan, goes through ``json.loads`` itself, so every value and every error

@@ -24,9 +24,9 @@ first bad column in table order, so no message depends on the grouping. A proper
 ``build`` equal to ``reference_row`` for arbitrary pushes.
 
 ``null`` is what the row carries for "no value": ``None``, or for SQLite ``float("nan")``. SQLite
-stores a NaN double as NULL, and CPython's ``sqlite3`` binds a float about ten times faster than
-``None`` (Python 3.11 sends ``None`` through its adaptation protocol: ~0.45 µs a parameter, and a
-profile has ~20 nulls).
+stores a NaN double as NULL, and CPython's ``sqlite3`` binds a float much faster than ``None``
+(Python 3.11 sends ``None`` through its adaptation protocol; a profile has many nulls; figures in
+docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,22 +1,17 @@
-"""What the sync operators share: a rate-limited client from the connection, and failure reporting.
+"""What the sync operators share: argument checks, the summary XCom, and failure reporting.
 
-Kept here so that both operators build their client the same way (ONE client, ONE ``RateLimiter``
-for all workers of the task, an HTTP pool as large as the worker count) and turn engine errors into
-Airflow task failures the same way (summary still pushed to XCom, a clear message, no retry where a
-retry cannot help).
+Kept here so that both operators turn engine errors into Airflow task failures the same way (summary
+still pushed to XCom, a clear message, no retry where a retry cannot help). Their client comes from
+the hook (``CrowdTwistHook.new_client``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
-from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
-from airflow_provider_crowdtwist.sync.alerts import summary_text
-from airflow_provider_crowdtwist.sync.partition import Partition
-from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError, summary_text
 
 SUMMARY_XCOM_KEY = "summary"
 
@@ -25,26 +20,6 @@ def validate_requests_per_minute(value: Any) -> None:
     """``requests_per_minute`` must be ``None`` (the connection's) or an integer >= 0 (0 = no limit)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"requests_per_minute must be an integer >= 0 (0 = no limit) or None, got {value!r}")
-
-
-def build_client(
-    hook: Any, *, requests_per_minute: int | None, max_workers: int, partition: Partition | None = None
-) -> CrowdTwistClient:
-    """A client for ``hook``'s connection with one shared rate limiter and a pool for ``max_workers``.
-
-    ``requests_per_minute`` given on the task overrides the connection's extra; one ``partition``
-    of ``n`` paces at the cap divided by ``n``, so the partitions together stay under it. Bad
-    connection settings raise ``CrowdTwistConfigError`` here, before the first request.
-    """
-    overrides: dict[str, Any] = {}
-    if requests_per_minute is not None:
-        overrides["requests_per_minute"] = requests_per_minute
-    config = hook.get_client_config(**overrides)
-    if config.pool_size < max_workers:
-        config = dataclasses.replace(config, pool_size=max_workers)
-    if partition is not None:
-        config = dataclasses.replace(config, requests_per_minute=partition.share(config.requests_per_minute))
-    return CrowdTwistClient(config)  # it builds its one limiter from config.requests_per_minute
 
 
 def push_summary(context: Any, summary: dict[str, Any]) -> None:

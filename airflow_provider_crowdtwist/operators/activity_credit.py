@@ -1,9 +1,9 @@
 """``CrowdTwistActivityCreditOperator``: warehouse rows -> activity credits, exactly once per dedupe key.
 
 A thin adapter, like the member operator: it checks arguments, turns the source arguments into
-DataFrame chunks (``_source.py``), builds ONE rate-limited client from the connection, opens the credit
-ledger (``sync/ledger.py``; a local file or an object-storage URL) and calls the engine
-(``sync.credit_sync.sync_credits``). It returns the engine's summary as its XCom: counts by outcome
+DataFrame chunks (``_source.py``), gets ONE rate-limited client from the hook and calls the engine
+(``sync.credits.sync.sync_credits``) with the ledger's location (a local file or an object-storage URL),
+which the engine opens. It returns the engine's summary as its XCom: counts by outcome
 (``credited``, ``skipped``, ``rejected``, ``failed``, ``unknown``), the ledger location and counts, and
 the first ``unknown`` dedupe keys -- never rows.
 
@@ -21,11 +21,11 @@ from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.credit_mapping import DEFAULT_DEDUPE_EXTRA_KEY
-from airflow_provider_crowdtwist.sync.credit_settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
-from airflow_provider_crowdtwist.sync.partition import ledger_location
+from airflow_provider_crowdtwist.sync.credits.config import ledger_problem
+from airflow_provider_crowdtwist.sync.credits.ledger import LedgerError
+from airflow_provider_crowdtwist.sync.credits.mapping import DEFAULT_DEDUPE_EXTRA_KEY
+from airflow_provider_crowdtwist.sync.credits.settle import DEFAULT_VERIFY_DELAY, DEFAULT_VERIFY_RESENDS
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
 
@@ -80,6 +80,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         ``unknown``, at the cost of one upload of the ledger file per batch.
     :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
     :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
+    :param rate_limit_conn_id: a Redis connection: every task of the program shares one pace at the
+        whole cap (docs/scale-out.md); default: the connection's extra; ``""``: this task alone.
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
@@ -142,22 +144,14 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         """Fail at DAG parse time on arguments that are not template fields (those wait for execute)."""
         self._validate_shared_arguments()
         self._check_ledger_given()
-        parse_time_config(self._sync_config(self.id_type or "email", parse_time=True))
+        parse_time_config(self._sync_config(self.id_type, parse_time=True))
 
     def _check_ledger_given(self) -> None:
-        if not isinstance(self.allow_duplicates, bool):
-            raise ValueError(f"allow_duplicates must be True or False, got {self.allow_duplicates!r}")
-        location = self._ledger_location()
-        if location is None and not self.allow_duplicates:
-            raise ValueError(
-                "ledger_path is required: the ledger keeps each credit exactly once across retries and "
-                "reruns (CrowdTwist has no idempotency key). Give a local path or an object-storage URL, "
-                "or set allow_duplicates=True explicitly to credit without one"
-            )
-        if location is not None and self.allow_duplicates:
-            raise ValueError("allow_duplicates=True and a ledger_path contradict each other; give one")
+        problem = ledger_problem(self._ledger_location(), self.allow_duplicates)
+        if problem:
+            raise ValueError(problem)
 
-    def _sync_config(self, id_type: str, *, parse_time: bool = False) -> CreditSyncConfig:
+    def _sync_config(self, id_type: str | None, *, parse_time: bool = False) -> CreditSyncConfig:
         """The engine's config; at parse time without the template fields' content (not rendered yet)."""
         activity_id = self.activity_id
         if parse_time and activity_id is not None:
@@ -215,48 +209,31 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         self._stop = threading.Event()
         try:
             self._check_ledger_given()
+            config = self._sync_config(self.id_type)
+            config.run_id = self._run_id(context)
+            location = self._ledger_location()
+            config.ledger_path = resolve_path(location) if location is not None else None
             client = self._build_client()
+            chunks = self._source_chunks()
         except ValueError as exc:
             raise fail_task(exc, context) from None
         with client:
-            try:
-                config = self._sync_config(self.id_type or client.config.id_type)
-                config.run_id = self._run_id(context)
-                location = self._ledger_location()
-                if location is not None:
-                    # this partition's ledger; refused before any request if kept under another layout
-                    location = ledger_location(resolve_path(location), config.part)
-                chunks = self._source_chunks()
-            except ValueError as exc:
-                raise fail_task(exc, context) from None
-            try:
-                ledger = (
-                    CreditLedger.open(location, run_id=config.run_id, log=self.log)
-                    if location is not None
-                    else None
-                )
-            except LedgerError as exc:
-                # Not a configuration error: the ledger may be busy or storage briefly down; a retry helps.
-                raise AirflowException(str(exc)) from None
             self.log.info(
-                "Crediting CrowdTwist activities: id_type=%s, max_workers=%d, %s requests/min, ledger %s%s",
-                config.id_type,
+                "Crediting CrowdTwist activities: max_workers=%d, %s, ledger %s%s",
                 self.max_workers,
-                client.config.requests_per_minute or "unlimited",
-                ledger.location if ledger is not None else "none (allow_duplicates=True)",
+                self._pace_text(client),
+                location if location is not None else "none (allow_duplicates=True)",
                 ", dry run" if self.dry_run else "",
             )
             try:
-                summary = sync_credits(client, chunks, config, ledger, self.log)
+                summary = sync_credits(client, chunks, config, log=self.log)
             except (SyncError, ValueError) as exc:
                 # The summary goes to XCom first; thresholds (and unknown credits) are ordinary
                 # failures, aborts and bad configuration fail without retry.
                 raise fail_task(exc, context) from None
             except LedgerError as exc:
+                # Not a configuration error: the ledger may be busy or storage briefly down; a retry helps.
                 raise AirflowException(str(exc)) from None
-            finally:
-                if ledger is not None:
-                    ledger.close()
         return self._complete(summary.to_dict(), context)
 
     def _asset_uri(self, base_url: str) -> str:

@@ -2,7 +2,7 @@
 
 A thin adapter: it checks arguments, turns the source arguments into DataFrame chunks
 (``_source.py``), builds ONE rate-limited client from the connection, and calls the engine
-(``sync.member_sync.sync_members``), which has no Airflow import. It returns the engine's small
+(``sync.members.sync.sync_members``), which has no Airflow import. It returns the engine's small
 summary (counts by outcome, duration, requests, rejects location) as its XCom -- never rows.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
 from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
 from airflow_provider_crowdtwist.operators._source import resolve_path
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.paths import FileInUseError
 from airflow_provider_crowdtwist.sync.summary import SyncError
 
@@ -36,6 +36,8 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param mode: ``upsert`` (PUT, then POST on 404), ``insert`` (POST only) or ``update`` (PUT only).
     :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
     :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
+    :param rate_limit_conn_id: a Redis connection: every task of the program shares one pace at the
+        whole cap (docs/scale-out.md); default: the connection's extra; ``""``: this task alone.
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
@@ -142,11 +144,10 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         with client:
             try:
                 self.log.info(
-                    "Syncing members to CrowdTwist: mode=%s, id_type=%s, max_workers=%d, %s requests/min%s",
+                    "Syncing members to CrowdTwist: mode=%s, max_workers=%d, %s%s",
                     self.mode,
-                    self.id_type or client.config.id_type,
                     self.max_workers,
-                    client.config.requests_per_minute or "unlimited",
+                    self._pace_text(client),
                     ", dry run" if self.dry_run else "",
                 )
                 summary = sync_members(client, self._source_chunks(), config, self.log)

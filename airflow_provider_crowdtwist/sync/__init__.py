@@ -1,8 +1,7 @@
 """The sync engine: plain Python, no Airflow import, so it is fast to test and reusable anywhere.
 
-``run`` is the skeleton every sync drives (settings, summary, rejects, progress, abort/stop, the one
-error -> outcome place); ``outcomes``, ``summary``, ``sources``, ``convert``, ``sender``, ``progress``,
-``rejects`` and ``paths`` (working copies, locks) serve it. Member sync: ``attributes``, ``validation``,
-``member_mapping``, ``spool``, ``state``, ``member_sync``. Credits: ``ledger``, ``credit_mapping``,
-``credit_sync``. The contract is ``docs/architecture.md``.
+``run`` is the frame (``SyncRun.execute``: the one loop), ``protocol`` what it needs of a plug-in and
+of the client; ``config``, ``outcomes``, ``summary``, ``sources``, ``convert``, ``sender``, ``rejects``,
+``partition`` and ``paths`` serve it. ``members/`` and ``credits/`` are the two plug-ins. The
+contract is ``docs/architecture.md``; the reasons are in ``docs/sync-design.md``.
 """

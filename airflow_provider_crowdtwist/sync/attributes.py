@@ -1,10 +1,6 @@
 """The CrowdTwist member attribute catalogue: which attributes exist and what kind of value each takes.
 
-Written from the contract (``crowdtwist-api.md``, "Bodies"). The kind decides the converter
-(``convert.CONVERTERS``): flags travel as 0/1, dates as epoch seconds (a birth date checked for
-plausibility), ids and codes as text (a phone number that went through a float column must not arrive
-as ``5551234.0``), passwords and tokens exactly as given (``secret``). An attribute outside this
-catalogue in ``field_mapping`` is a configuration error, found before the first request.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/attributes.py``.
 """
 
 from __future__ import annotations

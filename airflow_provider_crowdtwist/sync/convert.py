@@ -1,17 +1,6 @@
 """Value conversion: from whatever a warehouse, a DataFrame or a file gives to what the API takes.
 
-CrowdTwist wants booleans as 0/1, dates as integer epoch seconds (UTC) and plain JSON. Sources give
-numpy scalars, pandas timestamps, ``Decimal``s from database drivers, floats where an integer column
-had a NULL, and ``NaN``/``None``/``NaT`` for missing values. The rules here are the single place where
-that is decided:
-
-* a missing value (``None``, ``NaN``, ``NaT``, ``pd.NA``, an empty or blank string) means "leave the
-  field out" -- never ``null`` and never the string ``"nan"``;
-* a value that cannot be read raises :class:`ConversionError` with a reason a person understands;
-  the caller adds the row number and field name.
-
-Every function is per value and cheap (no pandas operation in the common path), because it runs once
-per field of every row.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/convert.py``.
 """
 
 from __future__ import annotations
@@ -67,11 +56,7 @@ _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 def is_missing(value: Any) -> bool:
-    """True when ``value`` means "no value": None, NaN, NaT, pd.NA, or an empty/blank string.
-
-    Blank strings count as missing because CSV files and many warehouses use them for "no value",
-    and sending ``""`` would overwrite (or fail to validate) a CrowdTwist field.
-    """
+    """True when ``value`` means "no value": None, NaN, NaT, pd.NA, or an empty/blank string."""
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float):  # includes np.float64
@@ -94,13 +79,7 @@ def _integral_float_to_int(value: float) -> int | float:
 
 
 def to_plain(value: Any) -> Any:
-    """Convert a value to plain JSON (str, int, float, bool, list, dict), or :data:`MISSING`.
-
-    numpy scalars become Python numbers; integral floats become ints (a pandas integer column with a
-    NULL turns into floats, and ``5.0`` should travel as ``5``); ``Decimal``s become numbers; dates
-    and timestamps become epoch seconds; mappings and sequences are converted recursively, with
-    missing entries left out of mappings.
-    """
+    """Convert a value to plain JSON (str, int, float, bool, list, dict), or :data:`MISSING`."""
     if is_missing(value):
         return MISSING
     if isinstance(value, str):
@@ -139,11 +118,7 @@ def to_plain(value: Any) -> Any:
 
 
 def to_text(value: Any) -> Any:
-    """Convert to a stripped string, or :data:`MISSING`.
-
-    Numbers are rendered without a spurious ``.0`` (a phone number or id that passed through a float
-    column must not become ``"5551234.0"``).
-    """
+    """Convert to a stripped string, or :data:`MISSING`."""
     if is_missing(value):
         return MISSING
     if isinstance(value, str):
@@ -163,12 +138,7 @@ def to_text(value: Any) -> Any:
 
 
 def to_secret(value: Any) -> Any:
-    """A password or token: sent exactly as given (never stripped), or :data:`MISSING` when empty.
-
-    The member owns the value: ``"  pass word  "`` is a different password from ``"pass word"``. A
-    value of only spaces is refused rather than dropped, because leaving the field out would look
-    like a success. No message ever shows the value.
-    """
+    """A password or token: sent exactly as given (never stripped), or :data:`MISSING` when empty."""
     if isinstance(value, str):
         if not value:
             return MISSING
@@ -190,21 +160,13 @@ def to_secret(value: Any) -> Any:
 
 
 class DigitsFromNumber(str):
-    """The text of a whole number read from a numeric column, whose leading zeros may be lost.
-
-    A warehouse that typed a ZIP column as an integer stores 02134 as 2134; only once the country is
-    known (see :func:`zero_pad_us_postal_code`) can the mapping tell whether zeros must come back.
-    """
+    """The text of a whole number read from a numeric column, whose leading zeros may be lost."""
 
     __slots__ = ()
 
 
 def to_postal_code(value: Any) -> Any:
-    """Convert a postal code to text, or :data:`MISSING`; numbers become :class:`DigitsFromNumber`.
-
-    Text is sent as given (stripped). A whole number (an ``int``, or a float/``Decimal`` from a numeric
-    column with NULLs) is a code whose leading zeros a numeric column may have dropped.
-    """
+    """Convert a postal code to text, or :data:`MISSING`; numbers become :class:`DigitsFromNumber`."""
     if is_missing(value):
         return MISSING
     if isinstance(value, (bool, np.bool_)):
@@ -218,10 +180,7 @@ def to_postal_code(value: Any) -> Any:
 
 
 def zero_pad_us_postal_code(digits: str) -> str:
-    """Put back the leading zeros an integer column dropped from a US ZIP: to 5 digits, or to 9 (ZIP+4).
-
-    ``2134`` -> ``02134``; ``21341234`` -> ``021341234``. Five or nine digits stay as they are.
-    """
+    """Put back the leading zeros an integer column dropped from a US ZIP: to 5 digits, or to 9 (ZIP+4)."""
     if not digits.isdigit():
         return digits
     if len(digits) < 5:
@@ -232,10 +191,7 @@ def zero_pad_us_postal_code(digits: str) -> str:
 
 
 def to_bool01(value: Any) -> Any:
-    """Convert a boolean-ish value to ``0``/``1`` (how CrowdTwist takes booleans), or :data:`MISSING`.
-
-    Accepts bools, 0/1 numbers and the usual words (true/false, yes/no, y/n, on/off, t/f).
-    """
+    """Convert a boolean-ish value to ``0``/``1`` (how CrowdTwist takes booleans), or :data:`MISSING`."""
     if is_missing(value):
         return MISSING
     if isinstance(value, (bool, np.bool_)):
@@ -286,12 +242,7 @@ _COMPACT_DATE = range(10_000_000, 100_000_000)  # 8 digits: YYYYMMDD
 
 
 def _number_to_seconds(number: int | float, value: Any) -> int:
-    """A bare number (or digit string) as epoch seconds: the unit by magnitude, 8 digits as a date.
-
-    A warehouse gives epoch milliseconds (Java, JavaScript, Kafka) as often as seconds, and date keys
-    as ``YYYYMMDD`` integers; read as seconds they land in the year 22365 or in August 1970 and the
-    member's birthday is silently wrong. Sub-second parts are dropped (the API takes whole seconds).
-    """
+    """A bare number (or digit string) as epoch seconds: the unit by magnitude, 8 digits as a date."""
     if isinstance(number, int) and number in _COMPACT_DATE:
         year, month, day = number // 10_000, number // 100 % 100, number % 100
         try:
@@ -358,17 +309,7 @@ def to_activity_date(value: Any) -> Any:
 
 
 def to_epoch_seconds(value: Any) -> Any:
-    """Convert a date-like value to integer epoch seconds (UTC), or :data:`MISSING`.
-
-    Accepts ``datetime`` (naive = UTC), ``date`` (midnight UTC), pandas ``Timestamp``,
-    ``numpy.datetime64``, ISO 8601 strings (``1990-05-17``, ``1990-05-17T10:00:00Z``,
-    ``1990-05-17 10:00:00+02:00``) and numbers or digit strings, read by :func:`_number_to_seconds`
-    (epoch seconds, milliseconds, microseconds or nanoseconds by magnitude; 8 digits = ``YYYYMMDD``).
-    Other text formats are refused rather than guessed: ``01/02/1990`` means different days in
-    different countries. Dates before 1970 give negative numbers (birth dates). The table of every
-    input form is in ``docs/member-sync.md`` ("Dates"); whether the date is plausible for its field
-    is :func:`to_birth_date` / :func:`to_activity_date`.
-    """
+    """Convert a date-like value to integer epoch seconds (UTC), or :data:`MISSING`."""
     if is_missing(value):
         return MISSING
     if isinstance(value, pd.Timestamp):
@@ -415,10 +356,7 @@ def to_epoch_seconds(value: Any) -> Any:
 
 
 def to_object(value: Any) -> Any:
-    """Convert to a JSON object (dict) for ``custom_data``/``extra_data``, or :data:`MISSING`.
-
-    A JSON string holding an object is accepted (warehouses often store these as text).
-    """
+    """Convert to a JSON object (dict) for ``custom_data``/``extra_data``, or :data:`MISSING`."""
     if is_missing(value):
         return MISSING
     if isinstance(value, str):

@@ -1,10 +1,6 @@
 """A stand-in for a heavy module (pandas, numpy) until the first time the code really uses it.
 
-Airflow imports every DAG file again and again, and each import of a sync operator used to import
-pandas and numpy (about 0.3 s) although parsing a DAG never reads a row. The modules that convert and
-read rows bind ``pd``/``np`` to a :class:`LazyModule` instead; the first attribute access imports the
-real module and puts it in the importing module's globals in place of the stand-in, so every later
-``pd.DataFrame`` is an ordinary global lookup with no overhead.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/lazy.py``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,22 @@
 """What happened to one row: the outcome vocabulary shared by every sync.
 
-Every row read from a source ends in exactly one :class:`Outcome`. Keeping the vocabulary in one
-small module lets the member sync, the activity-credit sync, the summary and the rejects writer agree
-on it without importing each other.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/outcomes.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from airflow_provider_crowdtwist.formats import TextEnum
 
 #: What a row's outcome may be: an :class:`Outcome`, or a member of a sync's own ``str`` enum of extra
 #: outcomes (declared to :class:`~.run.SyncRun`, e.g. ``deactivated``), or its plain string value.
 OutcomeLike = Union["Outcome", Enum, str]
+_R = TypeVar("_R", bound="RowResult")
+#: What ``column_of`` is asked for the member identifier (a "member not found" names its column).
+IDENTIFIER = "<identifier>"
 
 
 def outcome_key(outcome: OutcomeLike) -> str:
@@ -24,10 +25,7 @@ def outcome_key(outcome: OutcomeLike) -> str:
 
 
 class Outcome(TextEnum):
-    """The final state of one source row.
-
-    A ``str`` enum so that values serialise to plain strings in XComs, JSON lines and log tables.
-    """
+    """The final state of one source row."""
 
     CREATED = "created"
     UPDATED = "updated"
@@ -55,14 +53,19 @@ OUTCOME_ORDER: tuple[Outcome, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What one request ended in, before it is a row's result (whose message gets ``row N: ``)."""
+
+    outcome: Outcome
+    message: str | None = None
+    code: str | None = None
+    status: int | None = None
+
+
 @dataclass
 class RowResult:
-    """The outcome of one row, with enough context to explain it.
-
-    ``row_number`` is 1-based in source order (the first data row is 1) so that a person can find the
-    row in the source. ``payload`` is what was (or would have been) sent; the rejects writer masks
-    secrets in it, so it may hold the raw values here.
-    """
+    """The outcome of one row, with enough context to explain it."""
 
     row_number: int
     identifier: str | None
@@ -75,13 +78,13 @@ class RowResult:
 
     @classmethod
     def at(
-        cls,
+        cls: type[_R],
         row_number: int,
         identifier: str | None,
         outcome: OutcomeLike,
         reason: str | None = None,
         **fields: Any,
-    ) -> RowResult:
+    ) -> _R:
         """A result whose message (if any) starts with ``row N: `` like every message of a sync."""
         message = f"row {row_number}: {reason}" if reason is not None else None
         return cls(row_number, identifier, outcome, message=message, **fields)

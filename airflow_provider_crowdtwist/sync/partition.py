@@ -1,23 +1,6 @@
 """Partitions: one sync split into ``n`` disjoint parts by a stable hash of the member identifier.
 
-One worker saturates one program's standard cap with CPU to spare (docs/performance.md); a program
-with a higher negotiated cap, or many programs, need more than one worker. Airflow's own executors
-(Celery, Kubernetes) already spread tasks over workers, so a sync splits into *mapped tasks*, each
-given ``partition=(i, n)``:
-
-* every partition reads the whole source and keeps the rows whose member identifier hashes to ``i``
-  (``blake2b`` of the identifier as the mapping reads it, emails lower-cased: the same member is always
-  in the same partition, in every process, on every run, whatever the row order). A row without a
-  usable identifier belongs to partition 0, so it is rejected exactly once. Rows keep their numbers
-  in the source (``SyncRun.rows``), so a rejects file names the row a user can find;
-* every partition has its own state, ledger and rejects file (``name.part-i-of-n.ext``), so partitions
-  never wait for each other's file lock;
-* every partition paces itself at ``cap // n``: together they stay under the program's cap;
-* :func:`combine_summaries` adds the partitions' summaries into one.
-
-A credit ledger partitioned ``n`` ways cannot be read by a run partitioned another way: a credit sent
-under one layout would not be found under the other and could be awarded twice. So a run refuses to
-start when the ledger exists under another layout (:func:`check_layout`), before the first request.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/partition.py``.
 """
 
 from __future__ import annotations
@@ -124,11 +107,7 @@ def partitions(count: int) -> list[tuple[int, int]]:
 
 def expand_arguments(count: int, **per_program: Sequence[Any]) -> list[dict[str, Any]]:
     """The argument of ``.expand_kwargs(...)``: every program (``crowdtwist_conn_id=[...]`` and any other
-    per-program argument list, all the same length) times every partition.
-
-    ``expand_arguments(2, crowdtwist_conn_id=["eu", "us"])`` gives four task instances:
-    eu 0/2, eu 1/2, us 0/2, us 1/2.
-    """
+    per-program argument list, all the same length) times every partition."""
     lengths = {name: len(values) for name, values in per_program.items()}
     if len(set(lengths.values())) > 1:
         raise PartitionError(f"per-program argument lists must have the same length, got {lengths}")
@@ -138,11 +117,13 @@ def expand_arguments(count: int, **per_program: Sequence[Any]) -> list[dict[str,
 
 
 def check_layout(location: Any, partition: Partition | None) -> None:
-    """Refuse a ledger already kept under another partition layout (see the module docstring).
+    """Refuse a ledger already kept under another partition layout (docs/scale-out.md).
 
     Only local ledgers can be listed; for an object-storage ledger the rule is documented instead.
     """
-    if location is None or not _is_local_path(location):
+    from airflow_provider_crowdtwist.sync.paths import is_local  # paths is not needed to parse a DAG
+
+    if location is None or not is_local(location):
         return
     folder, name = os.path.split(os.fspath(location))
     folder = folder or "."
@@ -170,22 +151,8 @@ def check_layout(location: Any, partition: Partition | None) -> None:
         )
 
 
-def ledger_location(location: Any, partition: Partition | None) -> Any:
-    """Where this partition's credit ledger lives, after :func:`check_layout` (before any request)."""
-    check_layout(location, partition)
-    return partition.path(location) if partition is not None else location
-
-
 def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """One summary for the partitions of one sync (their XComs), whatever sync they come from.
-
-    Whole numbers add up (rows, requests, rejects written, a credit sync's own counters) and so do
-    the dicts of them (counts by outcome, request and ledger counts, the rate limits: each partition
-    paced at and learned its share); lists are joined; ``duration_seconds`` is the longest
-    partition's (they run side by side), so ``rows_per_second`` is the combined rate. A location
-    (``rejects_path``, ``ledger_path``) becomes the list of the partitions' (``rejects_paths``, ...);
-    ``aborted`` joins the reasons; ``partitions`` says how many summaries were combined.
-    """
+    """One summary for the partitions of one sync (their XComs), whatever sync they come from."""
     items = [dict(s) for s in summaries if s]
     combined: dict[str, Any] = {"partitions": len(items)}
     for item in items:
@@ -222,11 +189,7 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def combined_violation(
     combined: Mapping[str, Any], *, max_failed_rows: int | None = None, max_failed_ratio: float | None = None
 ) -> str | None:
-    """Why the partitions *together* failed the sync's thresholds (same rule as one sync), or None.
-
-    A partition holds ``1/n`` of the rows, so its share of bad rows scatters around the sync's: judge
-    the ratio on the combined summary, not partition by partition (docs/scale-out.md).
-    """
+    """Why the partitions *together* failed the sync's thresholds (same rule as one sync), or None."""
     from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation
 
     return threshold_violation(SyncSummary.from_dict(combined), max_failed_rows, max_failed_ratio)
@@ -272,12 +235,6 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def _is_local_path(location: Any) -> bool:
-    from airflow_provider_crowdtwist.sync.paths import is_local
-
-    return is_local(location)
-
-
 def _name_of(location: Any) -> str:
     if isinstance(location, str):
         return posixpath.basename(location.rstrip("/"))
@@ -300,7 +257,6 @@ __all__ = [
     "combine_summaries",
     "combined_violation",
     "expand_arguments",
-    "ledger_location",
     "member_key",
     "partition_of",
     "partitions",

@@ -1,13 +1,6 @@
 """The rejects file: every rejected, failed or unknown row as one JSON line, secrets masked.
 
-The file is how a person fixes bad rows: it names the row number (1-based, source order), the
-identifier, the outcome, CrowdTwist's error code and message, and the payload that was (or would have
-been) sent -- with ``password`` and other secret-looking fields masked, because this file is copied
-around, attached to tickets and kept in buckets.
-
-The target is a local path or any path-like object with ``.open()`` (``ObjectStoragePath``). Object
-storage does not take appends, so remote targets are written to a local temporary file and uploaded
-once on :meth:`RejectsWriter.close`.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/rejects.py``.
 """
 
 from __future__ import annotations
@@ -49,12 +42,7 @@ def mask_secrets(value: Any) -> Any:
 
 
 class RejectsWriter:
-    """Writes :class:`RowResult` problems as JSON lines; a context manager.
-
-    ``redact`` (optional) is applied to every message before it is written, as a last line of
-    defence against a secret echoed in an error text. The file is created even when no row is bad,
-    so a downstream task can rely on it existing.
-    """
+    """Writes :class:`RowResult` problems as JSON lines; a context manager."""
 
     def __init__(self, target: Any, *, redact: Callable[[str], str] | None = None) -> None:
         self._copy = WorkingCopy(target, name="rejects.jsonl", download=False)

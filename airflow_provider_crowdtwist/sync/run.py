@@ -1,37 +1,17 @@
-"""The run skeleton both syncs drive: everything a sync does that is not its mapping, work or state.
+"""The frame: ``SyncRun.execute``, the one loop every sync plug-in runs in, and what it does for them.
 
-A sync is three things: its **mapping** (row -> request or rejection), its **per-row work** (one
-function run on a worker thread, returning a :class:`RowResult`) and its **state** (the member state
-or the credit ledger). Everything else lives here, once:
-
-* settings shared by every sync, validated once (:class:`RunConfig`, :func:`validate_config`, with
-  ``Literal`` choices and ranges read from the dataclass fields);
-* the source's chunks as the sync sees them (:meth:`SyncRun.chunks`): repeated column names refused
-  before the first request, unreadable file lines rejected (or fatal, ``on_bad_lines``);
-* the summary, rows numbered as read (:meth:`SyncRun.read_row`), the rejects file, the progress log,
-  the first problems in the task log, timing and the request count;
-* redaction (the client's :class:`~..client.redact.Redactor`);
-* THE one place where a client error becomes an outcome (:meth:`SyncRun.error_result`), which also
-  aborts the run on a credential failure (401, or 403 "Invalid API key");
-* the concurrent sending (:meth:`SyncRun.send`): the stop event (``on_kill``), the abort, and a
-  "not sent" result for every row that never went out;
-* the end (:meth:`SyncRun.finish`): summary table, then :class:`SyncAbortedError` or the threshold.
-
-No Airflow import; see ``docs/architecture.md`` for how a sync plugs in.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/run.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import threading
 import time
-import types
-import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistError,
@@ -39,31 +19,32 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
 )
-from airflow_provider_crowdtwist.client.redact import Redactor
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, OutcomeLike, RowResult
-from airflow_provider_crowdtwist.sync.partition import Partition, active_partition, member_key
-from airflow_provider_crowdtwist.sync.progress import ProgressReporter, summary_table
+from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Answer, Outcome, OutcomeLike, RowResult
+from airflow_provider_crowdtwist.sync.partition import member_key
 from airflow_provider_crowdtwist.sync.rejects import open_rejects
-from airflow_provider_crowdtwist.sync.sender import SendFailure, check_max_workers, send_all
+from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
 from airflow_provider_crowdtwist.sync.sources import (
     BadLine,
-    OnBadLines,
     SourceError,
     chunk_records,
     duplicate_columns,
 )
 from airflow_provider_crowdtwist.sync.summary import (
+    ProgressReporter,
     SyncAbortedError,
     SyncConfigError,
     SyncSummary,
     ThresholdExceededError,
+    summary_table,
     threshold_violation,
-    validate_thresholds,
 )
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from airflow_provider_crowdtwist.sync.config import RunConfig
+    from airflow_provider_crowdtwist.sync.protocol import Sync, SyncClient
 else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see sync/lazy.py)
     np = LazyModule("numpy", globals(), "np")
 
@@ -72,111 +53,15 @@ else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see
 NOT_SENT = "not_sent"
 #: Error code of a row whose work raised something that is not a client error (a bug).
 INTERNAL = "internal"
-#: What ``column_of`` is asked for the member identifier (a "member not found" names its column).
-IDENTIFIER = "<identifier>"
 #: Error code of a line of a source file that could not be read as a row (``on_bad_lines="reject"``).
 BAD_LINE = "bad_line"
 #: How many problems are logged one by one; the rest are only in the rejects file.
 MAX_LOGGED_PROBLEMS = 20
 
 T = TypeVar("T")
-
-
-@dataclass(kw_only=True)
-class RunConfig:
-    """Settings every sync has. A sync's config subclasses it and adds its own typed fields.
-
-    ``max_failed_rows`` and ``max_failed_ratio`` both ``None`` means: fail on any failed row,
-    tolerate rejected rows. ``stop_event``: set it from another thread (the operator's ``on_kill``)
-    to stop sending; rows not sent end as ``failed`` ("not sent") and the report is still written.
-    ``on_bad_lines``: a line of a CSV / JSON-lines source that cannot be read fails the sync naming
-    the line (``fail``), or is a rejected row and the rest of the file is synced (``reject``).
-    """
-
-    max_workers: int = 16
-    max_failed_rows: int | None = None
-    max_failed_ratio: float | None = None
-    rejects_path: Any = None
-    dry_run: bool = False
-    progress_interval: float = 10.0
-    stop_event: threading.Event | None = None
-    on_bad_lines: OnBadLines = "fail"
-    #: ``(index, count)``: this run syncs only the members that hash to ``index`` of ``count``, with its
-    #: own state / ledger / rejects files (docs/scale-out.md). None: the whole source.
-    partition: Any = None
-
-    @property
-    def part(self) -> Partition | None:
-        """``partition`` as a :class:`Partition` (None when unpartitioned); checked by :meth:`validate`."""
-        return active_partition(self.partition)
-
-    def partition_path(self, location: Any) -> Any:
-        """This partition's file for ``location`` (``name.part-i-of-n.ext``); unchanged when unpartitioned."""
-        part = self.part
-        return part.path(location) if part is not None else location
-
-    def validate(self) -> None:
-        """The shared rules, each field against its type (:func:`validate_config`), the sync's own."""
-        for name, check in (
-            ("max_workers", lambda: check_max_workers(self.max_workers)),
-            ("max_failed_rows", lambda: validate_thresholds(self.max_failed_rows, None)),
-            ("max_failed_ratio", lambda: validate_thresholds(None, self.max_failed_ratio)),
-            ("partition", lambda: Partition.parse(self.partition)),
-        ):
-            try:
-                check()
-            except ValueError as exc:
-                raise SyncConfigError(str(exc), name) from None
-        validate_config(self)
-        if self.progress_interval <= 0:
-            raise SyncConfigError(
-                f"progress_interval must be > 0 seconds, got {self.progress_interval!r}", "progress_interval"
-            )
-        self.validate_sync()
-
-    def validate_sync(self) -> None:
-        """The sync's own checks (mapping arguments...); raise :class:`SyncConfigError`."""
-
-
-def validate_config(config: Any) -> None:
-    """Check each dataclass field of ``config`` against its annotation; raise naming the field.
-
-    ``Literal[...]`` -> one of the choices; ``bool`` -> True or False; ``int`` -> a whole number (not a
-    bool); ``float`` -> a number; ``X | None`` accepts None. Other annotations are not checked here.
-    """
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        problem = _type_problem(hints.get(f.name, Any), value)
-        if problem is not None and problem.startswith("one of "):
-            raise SyncConfigError(f"{f.name} {value!r} is not {problem}", f.name)
-        if problem is not None:
-            raise SyncConfigError(f"{f.name} must be {problem}, got {value!r}", f.name)
-
-
-def _type_problem(hint: Any, value: Any) -> str | None:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        problems = [_type_problem(h, value) for h in options if h is not type(None)]
-        if any(p is None for p in problems):
-            return None
-        return " or ".join(p for p in problems if p) + (" or None" if type(None) in options else "")
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        return None if value in choices else "one of " + ", ".join(str(c) for c in choices)
-    if hint is bool:
-        return None if isinstance(value, bool) else "True or False"
-    if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else "a number"
-    if hint is str:
-        return None if isinstance(value, str) else "a string"
-    return None
+W = TypeVar("W")
+S = TypeVar("S", bound=SyncSummary)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -200,12 +85,7 @@ def _names(name: str, text: str) -> bool:
 
 
 def refused_attributes(message: str | None, payload: Mapping[str, Any] | None) -> list[str]:
-    """The attributes of ``payload`` that CrowdTwist's refusal ``message`` is about.
-
-    An attribute is named in the message (``postal_code``, ``custom_data.vip``, or a custom key on its
-    own); for "Unrecognized attribute name" without a name, the custom keys sent are the suspects.
-    Keys of objects come as ``custom_data.<key>`` / ``extra_data.<key>``.
-    """
+    """The attributes of ``payload`` that CrowdTwist's refusal ``message`` is about."""
     if not message or not payload:
         return []
     found: list[str] = []
@@ -227,27 +107,12 @@ def refused_attributes(message: str | None, payload: Mapping[str, Any] | None) -
     return found
 
 
-def redactor_for(client: Any) -> Callable[[str], str]:
-    """The client's own redaction; for a stand-in client, a :class:`Redactor` of its config secrets."""
-    redact = getattr(client, "redact", None)
-    if callable(redact):
-        return redact
-    config = getattr(client, "config", None)
-    secrets = [getattr(config, "api_key", None), getattr(config, "hmac_private_key", None)]
-    return Redactor([s for s in secrets if isinstance(s, str)]).redact
-
-
-class SyncRun(Generic[T]):
-    """One run of a sync. Results are handed to :meth:`record` on the calling thread only.
-
-    ``summary`` is the sync's summary object (a :class:`SyncSummary` or a subclass). ``label`` names
-    the rows in progress lines ("rows", "credits"). ``outcomes``: extra outcomes this sync uses
-    beyond :class:`Outcome` (any ``str`` enum); they are counted and listed in the summary table.
-    """
+class SyncRun:
+    """One run of a sync. Results are handed to :meth:`record` on the calling thread only."""
 
     def __init__(
         self,
-        client: Any,
+        client: SyncClient,
         config: RunConfig,
         summary: SyncSummary,
         log: logging.Logger | logging.LoggerAdapter,
@@ -261,7 +126,7 @@ class SyncRun(Generic[T]):
         self.summary = summary
         self.log = log
         self.title = title + (" (dry run)" if config.dry_run else "")
-        self.redact = redactor_for(client)
+        self.redact = client.redact
         summary.dry_run = config.dry_run
         for outcome in outcomes:
             summary.declare(outcome)
@@ -284,13 +149,7 @@ class SyncRun(Generic[T]):
     # ------------------------------------------------------------------ rows in, outcomes out
 
     def chunks(self, items: Iterable[Any]) -> Iterator[Any]:
-        """The source's DataFrame chunks; its unreadable lines (:class:`BadLine`) become rows here.
-
-        A bad line takes the next row number, so rows keep their file order and the counts add up;
-        with ``on_bad_lines="fail"`` it raises :class:`SourceError` naming the line instead. Its member
-        cannot be read, so of a partitioned sync only partition 0 reports it (the others number it).
-        A chunk whose column names repeat (exactly, or as pandas' ``name.1``) is a configuration error.
-        """
+        """The source's DataFrame chunks; its unreadable lines (:class:`BadLine`) become rows here."""
         for item in items:
             if isinstance(item, BadLine):
                 if self.config.on_bad_lines != "reject":
@@ -317,11 +176,7 @@ class SyncRun(Generic[T]):
         return self._source_rows
 
     def rows(self, chunk: Any, id_column: str, *, lower: bool) -> Iterator[tuple[int, dict[str, Any]]]:
-        """``(row number, record)`` for the rows of ``chunk`` this run syncs (its partition's members).
-
-        Rows of other partitions are passed over: not counted, but numbered, so that a row keeps its
-        number in the source in every partition's rejects file.
-        """
+        """``(row number, record)`` for the rows of ``chunk`` this run syncs (its partition's members)."""
         part = self.part
         for record in chunk_records(chunk):
             if part is not None and not part.owns(member_key(record.get(id_column), lower=lower)):
@@ -376,15 +231,16 @@ class SyncRun(Generic[T]):
     def error_result(
         self, row: RowRef, exc: BaseException, *, ambiguous: Outcome = Outcome.FAILED, **extra: Any
     ) -> RowResult:
-        """THE one place where an error becomes a row's outcome (safe on worker threads).
+        """The row's result for the error ``exc`` (:meth:`answer`), its message prefixed ``row N: ``."""
+        answer = self.answer(row, exc, ambiguous=ambiguous)
+        return self.result(
+            row, answer.outcome, answer.message, code=answer.code, status=answer.status, extra=extra
+        )
 
-        ``ambiguous`` is the outcome of a request that may have been applied (``exc.ambiguous``):
-        ``failed`` for members (an upsert may be repeated), ``unknown`` for credits (not resent).
-        A credential failure (:attr:`CrowdTwistError.credential_failure`) also aborts the run.
-        """
+    def answer(self, row: RowRef, exc: BaseException, *, ambiguous: Outcome = Outcome.FAILED) -> Answer:
+        """THE one place where an error becomes an outcome (safe on worker threads)."""
         if not isinstance(exc, CrowdTwistError):  # a bug or an unexpected library error
-            message = f"{type(exc).__name__}: {exc}"
-            return self._error(row, ambiguous, INTERNAL, message, None, extra)
+            return self._answer(row, ambiguous, INTERNAL, f"{type(exc).__name__}: {exc}", None)
         if exc.credential_failure:
             self.abort(
                 self.redact(
@@ -394,33 +250,27 @@ class SyncRun(Generic[T]):
             )
         # ``ambiguous`` first: even a final 400 after an earlier dropped attempt may have been applied.
         if exc.ambiguous and ambiguous is not Outcome.FAILED:
-            return self._error(row, ambiguous, exc.code or "ambiguous", f"unresolved: {exc}", exc, extra)
+            return self._answer(row, ambiguous, exc.code or "ambiguous", f"unresolved: {exc}", exc)
         if exc.credential_failure:
-            return self._error(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc, extra)
+            return self._answer(row, Outcome.FAILED, exc.code or "unauthorized", exc.message, exc)
         if isinstance(exc, CrowdTwistNotFoundError):
             message = f"member not found ({exc.message}){self.columns_named([IDENTIFIER])}"
-            return self._error(row, Outcome.REJECTED, exc.code or "not_found", message, exc, extra)
+            return self._answer(row, Outcome.REJECTED, exc.code or "not_found", message, exc)
         if isinstance(exc, (CrowdTwistForbiddenError, CrowdTwistValidationError)):
             # Refused for its content or the member's status (e.g. "User is inactive."): not applied.
-            return self._error(row, Outcome.REJECTED, exc.code, exc.message, exc, extra)
-        return self._error(row, Outcome.FAILED, exc.code, str(exc), exc, extra)
+            return self._answer(row, Outcome.REJECTED, exc.code, exc.message, exc)
+        return self._answer(row, Outcome.FAILED, exc.code, str(exc), exc)
 
-    def _error(
-        self,
-        row: RowRef,
-        outcome: Outcome,
-        code: str | None,
-        message: str,
-        exc: CrowdTwistError | None,
-        extra: dict[str, Any],
-    ) -> RowResult:
+    def _answer(
+        self, row: RowRef, outcome: Outcome, code: str | None, message: str, exc: CrowdTwistError | None
+    ) -> Answer:
         password = (row.payload or {}).get("password")
         if isinstance(password, str) and password:
             message = message.replace(password, "***")
         if exc is not None and outcome is Outcome.REJECTED and not isinstance(exc, CrowdTwistNotFoundError):
             message += self.columns_named(refused_attributes(message, row.payload))
         status = exc.status if exc is not None else None
-        return self.result(row, outcome, self.redact(message), code=code, status=status, extra=extra)
+        return Answer(outcome, self.redact(message), code, status)
 
     def columns_named(self, attributes: Iterable[str]) -> str:
         """`` (column 'x')`` for the source columns behind ``attributes`` (a refusal's), or ``""``."""
@@ -456,45 +306,106 @@ class SyncRun(Generic[T]):
             return f"the sync was aborted ({self.abort_reason})"
         return "the sync was stopped before every row was sent (task killed)"
 
+    # ------------------------------------------------------------------ the frame
+
+    @classmethod
+    def execute(
+        cls,
+        sync: Sync[W, S],
+        chunks: Iterable[Any],
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> S:
+        """THE loop of every sync: ``sync`` is a plug-in (:class:`~.protocol.Sync`), this is the order.
+
+        ``sync.config`` (its ``id_type`` resolved once, by the plug-in) is validated before anything
+        opens; the rejects file opens; ``sync.open(run)``; per chunk ``sync.plan(chunk)`` and its waves
+        sent and recorded (a stop ends the reading); ``sync.after_source()`` and its waves;
+        ``sync.close()`` then the run's files, on every exit path; the summary table, then
+        :class:`SyncAbortedError` or :class:`ThresholdExceededError` (``sync.violation``).
+        """
+        config = sync.config
+        config.validate()
+        client = sync.client
+        run = cls(
+            client,
+            config,
+            sync.summary,
+            log or logging.getLogger(type(sync).__module__),
+            title=sync.title,
+            label=sync.label,
+            outcomes=sync.outcomes,
+        )
+        run.log.info("%s: id_type=%s", run.title, config.id_type)
+        try:
+            try:
+                sync.open(run)
+                for chunk in run.chunks(chunks):
+                    run.deliver(sync, sync.plan(chunk))
+                    if run.stop.is_set():
+                        break
+                run.deliver(sync, sync.after_source())
+            finally:
+                sync.close()
+        finally:
+            run.close()
+        run.finish(sync.violation, sync.notes())
+        return sync.summary
+
+    def deliver(self, sync: Sync[W, Any], waves: Iterable[Iterable[W]]) -> None:
+        """Send each wave (``sync.work`` on the workers) and record every result (``sync.recorded``)."""
+        try:
+            for wave in waves:
+                for item, result in self.send(wave, sync.work, sync.ref, ambiguous=sync.ambiguous):
+                    kept = sync.recorded(item, result)
+                    if kept is not None:
+                        self.record(kept)
+        finally:
+            if isinstance(waves, Generator):  # its ``finally``/``with`` blocks run now, not at GC
+                waves.close()
+
     # ------------------------------------------------------------------ sending
 
-    def send(
-        self,
-        items: Iterable[T],
-        work: Callable[[T], RowResult],
-        row_of: Callable[[T], RowRef],
-        *,
-        ambiguous: Outcome = Outcome.FAILED,
-    ) -> Iterator[tuple[T, RowResult]]:
-        """Run ``work`` on ``max_workers`` threads; yield ``(item, result)`` for EVERY item.
-
-        A ``work`` that raises gets :meth:`error_result`; items never sent (the stop event was set:
-        ``on_kill`` or an abort) come last with :meth:`not_sent`. The caller updates its state and
-        calls :meth:`record`. May be called several times (e.g. once per chunk).
-        """
+    def map(
+        self, items: Iterable[W], work: Callable[[W], R]
+    ) -> Iterator[tuple[W, R | SendFailure[W] | None]]:
+        """Run ``work`` on ``max_workers`` threads; ``(item, result)`` for EVERY item: a
+        :class:`SendFailure` when it raised, ``None`` when it never started (the run was stopped)."""
         pending = iter(items)
-
-        def guarded(item: T) -> RowResult:  # queued before a stop, started after it: not sent
-            return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
-
         if not self.stop.is_set():
-            for item, outcome in send_all(
+            yield from send_all(
                 pending,
-                guarded,
+                work,
                 max_workers=self.config.max_workers,
                 stop=self.stop,
                 heartbeat=self.progress.maybe_log,
-            ):
-                if isinstance(outcome, SendFailure):
-                    outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
-                yield item, outcome
+            )
         for item in pending:
-            yield item, self.not_sent(row_of(item))
+            yield item, None
+
+    def send(
+        self,
+        items: Iterable[W],
+        work: Callable[[W], RowResult],
+        row_of: Callable[[W], RowRef],
+        *,
+        ambiguous: Outcome = Outcome.FAILED,
+    ) -> Iterator[tuple[W, RowResult]]:
+        """Run ``work`` on ``max_workers`` threads; yield ``(item, result)`` for EVERY item."""
+
+        def guarded(item: W) -> RowResult:  # queued before a stop, started after it: not sent
+            return self.not_sent(row_of(item)) if self.stop.is_set() else work(item)
+
+        for item, outcome in self.map(items, guarded):
+            if outcome is None:
+                outcome = self.not_sent(row_of(item))
+            elif isinstance(outcome, SendFailure):
+                outcome = self.error_result(row_of(item), outcome.error, ambiguous=ambiguous)
+            yield item, outcome
 
     # ------------------------------------------------------------------ the end
 
     def _requests(self) -> int:
-        return int(getattr(self.client, "requests_sent", 0) or 0)
+        return self.client.requests_sent
 
     def close(self) -> None:
         """Close the rejects file; fix the duration and request count. Called on every exit path."""
@@ -508,10 +419,12 @@ class SyncRun(Generic[T]):
 
     def _rate_limit(self) -> dict[str, Any] | None:
         """The client's limiter figures (configured, learned, 429s), logged when it learned anything."""
-        stats = getattr(getattr(self.client, "rate_limiter", None), "stats", None)
-        if not callable(stats):
+        limiter = self.client.rate_limiter
+        if limiter is None:
             return None
-        figures = dict(stats())
+        figures = dict(limiter.stats())
+        if figures.get("shared_limiter_fallback"):
+            self.log.warning("Shared rate limit not used to the end: %s", figures["shared_limiter_fallback"])
         if figures.get("rate_limited"):
             self.log.warning(
                 "CrowdTwist answered 429 to %d request(s); the real limit was measured at %s requests/min "
@@ -524,10 +437,7 @@ class SyncRun(Generic[T]):
         return figures
 
     def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
-        """Log the summary table (and ``notes``); raise on abort or a threshold violation.
-
-        ``violation`` replaces the default threshold rule (the credit sync judges ``unknown`` apart).
-        """
+        """Log the summary table (and ``notes``); raise on abort or a threshold violation."""
         if self.stop.is_set() and self.abort_reason is None:
             self.summary.aborted = self.abort_reason = (
                 "the sync was stopped before every row was sent (task killed)"

@@ -1,23 +1,6 @@
 """The concurrent sender: run one function over many items with a bounded number in flight.
 
-CrowdTwist has no bulk endpoint, so throughput comes from concurrency: with 100 ms per request, one
-thread does 10 requests a second and 64 threads do 640 -- more than the program's cap, which the
-shared ``RateLimiter`` inside the client enforces. This module only knows about threads: it is
-generic so that the member sync and the activity-credit sync share it.
-
-Design points:
-
-* at most ``max_in_flight`` items are submitted at a time (default ``2 * max_workers``), so the
-  item iterator (a spool cursor) is consumed lazily and memory stays flat for any row count;
-* results are yielded to the *calling* thread as they complete, so counting, writing the rejects file
-  and logging progress need no locks;
-* a ``stop`` event ends the submission of new items (e.g. after a 401); items already in flight
-  finish. Items never submitted stay in the caller's iterator, so the caller can give them an outcome;
-* ``heartbeat`` runs on the calling thread about once a second even when nothing completes (a long
-  429 pause), so progress keeps being logged;
-* completed futures arrive through a queue fed by their done-callbacks: ``concurrent.futures.wait``
-  over all in-flight futures locks each of them on every call, a cost per row that grows with
-  ``max_workers`` (it was the engine's largest item in the profile at 64 workers).
+Why it is built this way: ``docs/sync-design.md``, section ``sync/sender.py``.
 """
 
 from __future__ import annotations
@@ -71,15 +54,7 @@ def send_all(
     heartbeat_interval: float = 1.0,
     thread_name_prefix: str = "crowdtwist-sender",
 ) -> Iterator[tuple[T, R | SendFailure[T]]]:
-    """Run ``work(item)`` for each item on ``max_workers`` threads; yield ``(item, result)``.
-
-    Results come in completion order, not input order. If ``work`` raises, the pair holds a
-    :class:`SendFailure` instead of a result, so one broken item never stops the others (the caller
-    decides the row's outcome). With ``max_workers == 1`` the work runs on a single worker thread,
-    still through the same path, so behaviour does not change with the setting.
-
-    Closing the generator early (``break``) stops submitting and waits for the in-flight items.
-    """
+    """Run ``work(item)`` for each item on ``max_workers`` threads; yield ``(item, result)``."""
     check_max_workers(max_workers)
     limit = max_in_flight if max_in_flight is not None else 2 * max_workers
     if limit < 1:

@@ -1,20 +1,6 @@
 """Sources: everything a sync reads becomes an iterator of pandas DataFrame chunks.
 
-One shape for every source keeps the engines simple and memory flat: a SQL query read with
-``get_df_by_chunks``, a DataFrame, a list of dicts from an XCom, or a CSV / JSON-lines / Parquet file
-(local, or any path-like object with ``.open()`` such as Airflow's ``ObjectStoragePath``) all come
-out as DataFrames of at most ``chunksize`` rows. Files are read chunk by chunk, never whole.
-
-Text files are read with every column as text: a postal code ``02134`` or a phone number must not be
-turned into an integer by type inference. The converters in ``convert.py`` turn text into numbers,
-booleans and dates where the CrowdTwist attribute needs one.
-
-CSV and JSON lines are read line by line (the ``csv`` and ``json`` modules, not pandas' readers) so
-that a line that cannot be read -- a byte that is not UTF-8, a row with more fields than the header,
-an unterminated quote, a JSON line that is not an object -- is known by its line number. With
-``on_bad_lines="fail"`` (the default) it stops the read with that line number; with ``"reject"`` it
-comes out between the chunks as a :class:`BadLine`, which the sync turns into a rejected row
-(``SyncRun.chunks``), and the rest of the file is still read.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/sources.py``.
 """
 
 from __future__ import annotations
@@ -80,12 +66,7 @@ _RENAMED_DUPLICATE = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9]\d*)$")
 
 
 def duplicate_columns(columns: Sequence[Any]) -> list[str]:
-    """Column names that occur twice, exactly or as pandas' renaming (``first_name``, ``first_name.1``).
-
-    With two columns of one name, a row has two values for one attribute and one of them would be
-    dropped silently; pandas' CSV reader renames the second to ``name.1``, which then travels as a
-    custom attribute nobody configured. Both are configuration errors of the source.
-    """
+    """Column names that occur twice, exactly or as pandas' renaming (``first_name``, ``first_name.1``)."""
     names = [str(c) for c in columns]
     present = set(names)
     seen: set[str] = set()
@@ -121,10 +102,7 @@ def frame_chunks(frame: pd.DataFrame, chunksize: int = DEFAULT_CHUNKSIZE) -> Ite
 def records_chunks(
     records: Iterable[Mapping[str, Any]], chunksize: int = DEFAULT_CHUNKSIZE
 ) -> Iterator[pd.DataFrame]:
-    """Group an iterable of dicts (e.g. an XCom) into DataFrame chunks.
-
-    Values are kept as given (``dtype=object``) so that ids and postal codes keep their exact form.
-    """
+    """Group an iterable of dicts (e.g. an XCom) into DataFrame chunks."""
     _check_chunksize(chunksize)
     batch: list[Mapping[str, Any]] = []
     for i, record in enumerate(records, start=1):
@@ -180,13 +158,7 @@ def file_chunks(
     file_format: str | None = None,
     on_bad_lines: OnBadLines = "fail",
 ) -> Iterator[SourceItem]:
-    """Read a CSV, TSV, JSON-lines or Parquet file in chunks.
-
-    ``path`` is a local path or any object with ``.open(mode)`` (``ObjectStoragePath``, ``UPath``);
-    the file is streamed, so a file larger than memory is fine. Text columns stay text. A line that
-    cannot be read raises :class:`SourceError` naming it, or with ``on_bad_lines="reject"`` is
-    yielded as a :class:`BadLine` between the chunks.
-    """
+    """Read a CSV, TSV, JSON-lines or Parquet file in chunks."""
     _check_chunksize(chunksize)
     _check_on_bad_lines(on_bad_lines)
     fmt, compression = detect_format(path, file_format)
@@ -240,14 +212,7 @@ def _undecodable(values: Iterable[str], names: Sequence[str] | None = None) -> s
 
 
 class _CsvRecords:
-    """CSV records as lists of values (empty cells ``None``), or :class:`BadLine`; the header is line 1.
-
-    A record may span lines (a quoted newline) and is named by its first line. It is bad when it holds
-    a byte that is not UTF-8, has more fields than the header (fewer are padded, as pandas does), or
-    ``csv`` refuses it (``strict``: an unterminated quote, a stray quote after a quoted field).
-    ``header`` is known once the first record is read; a header that cannot be read fails the source
-    whatever ``on_bad_lines``. Line numbers come from the reader's own count: memory stays flat.
-    """
+    """CSV records as lists of values (empty cells ``None``), or :class:`BadLine`; the header is line 1."""
 
     def __init__(self, text: io.TextIOWrapper, delimiter: str) -> None:
         self.text = text
@@ -377,12 +342,7 @@ def iter_chunks(
     file_format: str | None = None,
     on_bad_lines: OnBadLines = "fail",
 ) -> Iterator[SourceItem]:
-    """Turn any supported source into DataFrame chunks of at most ``chunksize`` rows.
-
-    Accepts a DataFrame, a list/tuple of dicts, a dict of columns (``DataFrame.to_dict("list")``),
-    an iterable of DataFrames (SQL chunks, passed through and re-sliced if too big), or a file path /
-    path-like object. Empty chunks are dropped. A file's unreadable lines: see :func:`file_chunks`.
-    """
+    """Turn any supported source into DataFrame chunks of at most ``chunksize`` rows."""
     _check_chunksize(chunksize)
     if isinstance(source, pd.DataFrame):
         yield from frame_chunks(source, chunksize)

@@ -1,16 +1,17 @@
-"""The summary of one sync run and the failure thresholds applied to it.
+"""The report of one sync run: its summary, the thresholds, progress in the log, the volume checks.
 
-The summary is what an operator returns as its XCom, so it holds counts and a location, never rows,
-payloads or secrets: small enough for any XCom backend, safe to show in the UI.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/summary.py``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,10 +38,7 @@ class SyncConfigError(ValueError):
 
 
 class SyncError(Exception):
-    """A sync could not finish as asked (aborted, or too many bad rows).
-
-    Carries the summary so that callers (the operator) can still report what happened.
-    """
+    """A sync could not finish as asked (aborted, or too many bad rows)."""
 
     def __init__(self, message: str, summary: SyncSummary | None = None) -> None:
         super().__init__(message)
@@ -160,10 +158,7 @@ class SyncSummary:
 
 
 def validate_thresholds(max_failed_rows: int | None, max_failed_ratio: float | None) -> None:
-    """Check threshold settings before any work, naming the bad field.
-
-    Raises ``ValueError`` because a bad threshold is a configuration error.
-    """
+    """Check threshold settings before any work, naming the bad field."""
     if max_failed_rows is not None and (
         isinstance(max_failed_rows, bool) or not isinstance(max_failed_rows, int) or max_failed_rows < 0
     ):
@@ -185,14 +180,7 @@ def check_ratio(name: str, value: Any) -> None:
 def threshold_violation(
     summary: SyncSummary, max_failed_rows: int | None = None, max_failed_ratio: float | None = None
 ) -> str | None:
-    """Return why the run should fail, or ``None`` when it is within the thresholds.
-
-    With neither threshold set, the default is the issue's: any ``failed`` (or ``unknown``) row fails
-    the run, ``rejected`` rows are tolerated (they are bad input, written to the rejects file). Once a
-    threshold is set, it applies to all bad rows together (rejected + failed + unknown): the row
-    count must not exceed ``max_failed_rows`` and the share of rows read must not exceed
-    ``max_failed_ratio``.
-    """
+    """Return why the run should fail, or ``None`` when it is within the thresholds."""
     failed = summary.count(Outcome.FAILED) + summary.count(Outcome.UNKNOWN)
     bad = summary.bad_rows
     if max_failed_rows is None and max_failed_ratio is None:
@@ -212,3 +200,162 @@ def threshold_violation(
                 f"more than max_failed_ratio={max_failed_ratio}"
             )
     return None
+
+
+# ------------------------------------------------------------------ progress and the final table
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``1h02m05s``; short and unambiguous in a log line."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+class ProgressReporter:
+    """Counts finished rows and logs ``done/total, rows/s, ETA, counts`` at most every ``interval`` s."""
+
+    def __init__(
+        self,
+        log: logging.Logger | logging.LoggerAdapter,
+        *,
+        total: int | None = None,
+        interval: float = 10.0,
+        label: str = "rows",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log = log
+        self.total = total
+        self.interval = interval
+        self.label = label
+        self.clock = clock
+        self.started = clock()
+        self.last_logged = self.started
+        self.done = 0
+        self.counts: dict[str, int] = {}
+
+    def set_total(self, total: int | None) -> None:
+        """Set the number of rows expected (for ``done/total`` and the ETA)."""
+        self.total = total
+
+    def record(self, outcome: OutcomeLike, n: int = 1) -> None:
+        """Count ``n`` finished rows and log if the interval has passed."""
+        key = outcome_key(outcome)
+        self.counts[key] = self.counts.get(key, 0) + n
+        self.done += n
+        self.maybe_log()
+
+    def maybe_log(self) -> bool:
+        """Log a progress line if ``interval`` seconds passed since the last one; return whether it did."""
+        now = self.clock()
+        if now - self.last_logged < self.interval:
+            return False
+        self.last_logged = now
+        self.log.info("%s", self.line(now))
+        return True
+
+    def rate(self, now: float | None = None) -> float:
+        """Rows finished per second since the start."""
+        elapsed = (self.clock() if now is None else now) - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self, now: float | None = None) -> str:
+        """One progress line: ``Progress: 1200/10000 rows (12.0%), 160.2 rows/s, ETA 55s; created=...``."""
+        now = self.clock() if now is None else now
+        rate = self.rate(now)
+        if self.total:
+            pct = 100.0 * self.done / self.total
+            eta = format_duration((self.total - self.done) / rate) if rate > 0 else "unknown"
+            head = (
+                f"Progress: {self.done}/{self.total} {self.label} ({pct:.1f}%), "
+                f"{rate:.1f} {self.label}/s, ETA {eta}"
+            )
+        else:
+            head = f"Progress: {self.done} {self.label}, {rate:.1f} {self.label}/s"
+        counts = ", ".join(f"{k}={v}" for k, v in ordered_counts(self.counts) if v)
+        return f"{head}; {counts}" if counts else head
+
+
+def summary_table(summary: SyncSummary, title: str = "CrowdTwist sync summary") -> str:
+    """A plain-text table of the summary for the end of the task log."""
+    rows: list[tuple[str, str]] = [(k, str(v)) for k, v in ordered_counts(summary.counts) if v]
+    rows.append(("rows read", str(summary.rows_read)))
+    if summary.rows_removed:
+        rows.append(("rows removed from the source", str(summary.rows_removed)))
+    rows += [(f"{name} requests", str(n)) for name, n in summary.request_counts.items()]
+    rows.append(("requests sent", str(summary.requests_sent)))
+    rows.append(("requests / row", f"{summary.requests_per_row:.3f}"))
+    rows.append(("duration", format_duration(summary.duration_seconds)))
+    rows.append(("rows / s", f"{summary.rows_per_second:.1f}"))
+    if summary.dry_run:
+        rows.append(("dry run", "yes (no writes sent)"))
+    if summary.rejects_path:
+        rows.append(("rejects", f"{summary.rejects_written} row(s) in {summary.rejects_path}"))
+    if summary.aborted:
+        rows.append(("aborted", summary.aborted))
+    width = max(len(k) for k, _ in rows)
+    vwidth = max(len(v) for _, v in rows)
+    rule = "+" + "-" * (width + 2) + "+" + "-" * (vwidth + 2) + "+"
+    lines = [title, rule]
+    lines += [f"| {k.ljust(width)} | {v.rjust(vwidth)} |" for k, v in rows]
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ volume checks and the one line
+
+MIN_ROWS_ACTIONS = ("warn", "fail")
+
+
+def validate_volume_checks(min_rows: Any, min_rows_action: Any, max_rejected_ratio: Any) -> None:
+    """Raise ``ValueError`` naming the argument when a volume check is set up wrong."""
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 0:
+        raise ValueError(f"min_rows must be an integer >= 0, got {min_rows!r}")
+    if min_rows_action not in MIN_ROWS_ACTIONS:
+        raise ValueError(
+            f"min_rows_action must be one of {', '.join(MIN_ROWS_ACTIONS)}, got {min_rows_action!r}"
+        )
+    check_ratio("max_rejected_ratio", max_rejected_ratio)
+
+
+def too_few_rows(summary: Mapping[str, Any], min_rows: int) -> str | None:
+    """Why the source gave too few rows, or ``None``."""
+    rows = int(summary.get("rows_read", 0))
+    if rows >= min_rows:
+        return None
+    return f"the source gave {rows} row(s), fewer than min_rows={min_rows}"
+
+
+def too_many_rejected(summary: Mapping[str, Any], max_rejected_ratio: float | None) -> str | None:
+    """Why too large a share of the rows was rejected, or ``None``."""
+    rows = int(summary.get("rows_read", 0))
+    if max_rejected_ratio is None or rows == 0:
+        return None
+    rejected = int(dict(summary.get("counts", {})).get("rejected", 0))
+    if rejected / rows <= max_rejected_ratio:
+        return None
+    return (
+        f"{rejected} of {rows} row(s) were rejected ({rejected / rows:.1%}), "
+        f"more than max_rejected_ratio={max_rejected_ratio}"
+    )
+
+
+def summary_text(
+    label: str, summary: Mapping[str, Any], problem: str | None = None, warning: str | None = None
+) -> str:
+    """One line for a human: what ran, how it ended, the counts, and where the rejected rows went."""
+    counts = {k: int(v) for k, v in dict(summary.get("counts", {})).items() if int(v)}
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to do"
+    status = f"FAILED ({problem})" if problem else (f"ok, WARNING ({warning})" if warning else "ok")
+    text = f"{label}: {status}: {int(summary.get('rows_read', 0))} rows read: {parts}"
+    if summary.get("dry_run"):
+        text += " (dry run)"
+    written = int(summary.get("rejects_written", 0))
+    if written and summary.get("rejects_path"):
+        text += f"; {written} row(s) to look at in {summary['rejects_path']}"
+    return text

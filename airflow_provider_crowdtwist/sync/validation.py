@@ -1,21 +1,6 @@
 """Row checks done before any request, kept to what the contract proves CrowdTwist refuses.
 
-Every rule here has a documented source (see ``docs/contract.md``, "Pre-send audit"); where the
-contract is silent or ambiguous the row is sent and CrowdTwist's answer is recorded, because a row
-CrowdTwist would have accepted and we refused is lost data:
-
-* names (O:UserCreate prints ``/^[-\\\u2019 \\p{L}0-9- _@\\.,]+$/u``): letters, digits, space and
-  ``-'\u2019_@.,`` -- both apostrophes, the backslash being the escape of an ASCII ``'``;
-* a create needs ``first_name``, ``last_name``, ``email_address`` and a location: a US postal code
-  (its first five characters digits: "only the first 5 are validated", so ZIP+4 with or without the
-  hyphen passes), ``country_code=CA`` with a ``LXL XLX`` postal code, or another country with a city;
-* on any write, a postal code sent with ``country_code`` US must start with five digits and one sent
-  with ``CA`` must look Canadian. Without a country nothing is checked outside a create: a partial
-  update may change the postal code of a member whose (foreign) country is already stored.
-
-Not checked, because no documented rule proves a refusal: the form of an email address, the form of a
-country code, postal codes of other countries. Each function returns ``None`` when the value is fine,
-or a reason (without the row number, which the caller adds).
+Why it is built this way: ``docs/sync-design.md``, section ``sync/validation.py``.
 """
 
 from __future__ import annotations
@@ -53,7 +38,7 @@ def is_us_zip(postal: Any) -> bool:
 
 
 def check_name(value: Any) -> str | None:
-    """Reason why ``value`` is not an acceptable name (see the module docstring), or ``None``."""
+    """Reason why ``value`` is not an acceptable name (``docs/sync-design.md``), or ``None``."""
     if not isinstance(value, str) or not value.strip():
         return "must be non-empty text"
     bad = sorted({c for c in value if not (c.isalnum() or c in _NAME_EXTRA)})
@@ -66,10 +51,7 @@ def check_name(value: Any) -> str | None:
 
 
 def check_postal_code(postal: Any, country: Any) -> str | None:
-    """Reason why ``postal`` does not fit ``country`` (US: starts with 5 digits; CA: ``L#L #L#``).
-
-    No country, or another country: not checked (see the module docstring).
-    """
+    """Reason why ``postal`` does not fit ``country`` (US: starts with 5 digits; CA: ``L#L #L#``)."""
     if postal is None or not isinstance(country, str):
         return None
     country_u = country.strip().upper()
@@ -95,11 +77,7 @@ def check_location_for_create(payload: Mapping[str, Any]) -> str | None:
 
 
 def check_create(payload: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(field, reason)`` for the first rule a create would break, or ``None``.
-
-    Used up front in ``insert`` mode, and in ``upsert`` mode right before the POST that follows a
-    404 (a member that exists needs none of this).
-    """
+    """``(field, reason)`` for the first rule a create would break, or ``None``."""
     for name in CREATE_REQUIRED:
         if payload.get(name) in (None, ""):
             return name, f"{name} is required to create a member"

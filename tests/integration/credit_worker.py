@@ -18,8 +18,8 @@ from typing import Any
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 
 WORKER_CONFIG: dict[str, Any] = {

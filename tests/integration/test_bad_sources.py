@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.sources import SourceError, iter_chunks
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_repeated_columns_fail_before_the_first_request(
 
 
 def _memory_ledger() -> Any:
-    from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+    from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
 
     return CreditLedger(":memory:", run_id="t", lock=False)
 

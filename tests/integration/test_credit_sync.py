@@ -18,13 +18,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.credit_sync import (
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, LedgerError
+from airflow_provider_crowdtwist.sync.credits.sync import (
     CreditSyncConfig,
     CreditSyncSummary,
     credit_threshold_violation,
     sync_credits,
 )
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerError
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 from tests.integration.credit_worker import WORKER_CONFIG, FileRemote
 from tests.integration.sigkill import kill_when

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
 from tests.integration.test_credit_sync import (
     applied_per_key,
     config,

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.sources import iter_chunks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

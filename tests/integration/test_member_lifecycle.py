@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
-from airflow_provider_crowdtwist.sync.state import StateInUseError
+from airflow_provider_crowdtwist.sync.members.state import StateInUseError
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
 from tests.conftest import client_for
 
@@ -271,7 +271,7 @@ def test_a_killed_sync_resends_at_most_the_rows_in_flight(sandbox: Any, tmp_path
         import pandas as pd
         from airflow_provider_crowdtwist.client.client import CrowdTwistClient
         from airflow_provider_crowdtwist.client.config import ClientConfig
-        from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+        from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
         class Dying(CrowdTwistClient):
             lock = threading.Lock()

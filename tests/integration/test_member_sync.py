@@ -21,7 +21,7 @@ import pytest
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
 

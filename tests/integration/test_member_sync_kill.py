@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.spool import Spool
+from airflow_provider_crowdtwist.sync.members.spool import Spool
 from tests.integration.sigkill import kill_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

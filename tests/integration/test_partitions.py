@@ -18,14 +18,13 @@ import pytest
 
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
-from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig, sync_credits
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, ledger_location
+from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig, sync_credits
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.partition import (
     Partition,
     PartitionError,
     combine_summaries,
-    ledger_location,
 )
 
 from .test_member_sync import assert_end_state_equals_source, sqlite_chunks, write_sqlite

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
 from .test_member_sync import assert_end_state_equals_source, counts, make_client, sqlite_chunks, write_sqlite
 

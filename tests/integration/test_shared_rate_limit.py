@@ -27,7 +27,7 @@ from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.client.shared_limit import SharedRateLimiter, program_key
 from airflow_provider_crowdtwist.sandbox.admin import busiest_window
 from airflow_provider_crowdtwist.sandbox.server import SandboxServer
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 
 from .test_member_sync import assert_end_state_equals_source, sqlite_chunks, write_sqlite
 

@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_crowdtwist._compat import AirflowException, AirflowFailException
 from airflow_provider_crowdtwist.operators.activity_credit import CrowdTwistActivityCreditOperator
-from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditIntent, CreditLedger
 
 CONN_ID = "crowdtwist_credit_test"
 

@@ -248,7 +248,7 @@ def test_missing_source_file_fails_clearly(conn, tmp_path):
 
 
 def test_requests_per_minute_and_pool_follow_the_task(conn, monkeypatch):
-    from airflow_provider_crowdtwist.operators import _common
+    from airflow_provider_crowdtwist.hooks import crowdtwist as _common  # the hook builds the client
 
     seen = {}
     original = _common.CrowdTwistClient
@@ -331,7 +331,7 @@ def test_operator_can_be_deep_copied_and_killed_before_running():
 
 
 def test_a_partition_paces_at_its_share_of_the_cap_and_syncs_only_its_members(conn, monkeypatch, tmp_path):
-    from airflow_provider_crowdtwist.operators import _common
+    from airflow_provider_crowdtwist.hooks import crowdtwist as _common  # the hook builds the client
     from airflow_provider_crowdtwist.sync.partition import Partition, member_key
 
     seen = {}

@@ -14,8 +14,8 @@ import pytest
 
 from airflow_provider_crowdtwist.sync import convert
 from airflow_provider_crowdtwist.sync.convert import MISSING, ConversionError, to_epoch_seconds
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditMapping, CreditRequest
-from airflow_provider_crowdtwist.sync.member_mapping import MappedRow, MemberMapping
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditMapping, CreditRequest
+from airflow_provider_crowdtwist.sync.members.mapping import MappedRow, MemberMapping
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 
 

@@ -8,9 +8,9 @@ import pathlib
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import CreditLedger, LedgerInUseError
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, LedgerInUseError
+from airflow_provider_crowdtwist.sync.members.state import MemberState, StateInUseError
 from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy
-from airflow_provider_crowdtwist.sync.state import MemberState, StateInUseError
 
 
 def test_a_ledger_opened_through_a_symlink_takes_the_same_lock(tmp_path: pathlib.Path) -> None:

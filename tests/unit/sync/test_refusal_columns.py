@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditMapping
-from airflow_provider_crowdtwist.sync.member_mapping import MemberMapping
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditMapping
+from airflow_provider_crowdtwist.sync.members.mapping import MemberMapping
 from airflow_provider_crowdtwist.sync.run import IDENTIFIER, refused_attributes
 
 PAYLOAD = {

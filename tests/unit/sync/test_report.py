@@ -9,7 +9,6 @@ import logging
 import pytest
 
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.progress import ProgressReporter, format_duration, summary_table
 from airflow_provider_crowdtwist.sync.rejects import (
     MASK,
     NullRejectsWriter,
@@ -18,7 +17,14 @@ from airflow_provider_crowdtwist.sync.rejects import (
     mask_secrets,
     open_rejects,
 )
-from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation, validate_thresholds
+from airflow_provider_crowdtwist.sync.summary import (
+    ProgressReporter,
+    SyncSummary,
+    format_duration,
+    summary_table,
+    threshold_violation,
+    validate_thresholds,
+)
 
 
 def summary_with(**counts: int) -> SyncSummary:

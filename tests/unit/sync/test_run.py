@@ -11,16 +11,29 @@ from typing import Literal
 import pytest
 
 from airflow_provider_crowdtwist.client import errors as ct
+from airflow_provider_crowdtwist.sync.config import RunConfig
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
-from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, RunConfig, SyncRun
+from airflow_provider_crowdtwist.sync.run import NOT_SENT, RowRef, SyncRun
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, SyncConfigError, SyncSummary
 
 LOG = logging.getLogger("test_run")
 ROW = RowRef(7, "a@b.co", {"email": "a@b.co", "password": "s3cret-pw"})
 
 
+class StubClient:
+    """What the frame reads of a client (``SyncClient``): nothing sent, no secrets, no limiter."""
+
+    config = None
+    requests_sent = 0
+    rate_limiter = None
+
+    @staticmethod
+    def redact(text: object) -> str:
+        return str(text)
+
+
 def new_run(**settings: object) -> SyncRun[int]:
-    return SyncRun(object(), RunConfig(**settings), SyncSummary(), LOG, title="test")  # type: ignore[arg-type]
+    return SyncRun(StubClient(), RunConfig(**settings), SyncSummary(), LOG, title="test")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +84,7 @@ def test_rows_are_numbered_across_chunks_and_extra_outcomes_are_counted():
     class Lifecycle(str, Enum):
         DEACTIVATED = "deactivated"
 
-    run = SyncRun(object(), RunConfig(), SyncSummary(), LOG, title="t", outcomes=[Lifecycle.DEACTIVATED])
+    run = SyncRun(StubClient(), RunConfig(), SyncSummary(), LOG, title="t", outcomes=[Lifecycle.DEACTIVATED])  # type: ignore[arg-type]
     assert [run.read_row() for _ in range(3)] == [1, 2, 3]
     run.summary.rows_removed = 1
     for n in (1, 2, 3):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from airflow_provider_crowdtwist.sync.members.spool import Spool
 from airflow_provider_crowdtwist.sync.sender import SendFailure, send_all
-from airflow_provider_crowdtwist.sync.spool import Spool
 
 
 def test_spool_last_row_wins_and_losers_are_listed(tmp_path):
@@ -121,8 +121,8 @@ def test_sender_refuses_bad_worker_counts(workers):
 
 @pytest.mark.parametrize("bad", [0, -1, 257, 1.5, True, "8", None])
 def test_one_max_workers_rule_for_sender_and_both_syncs(bad):
-    from airflow_provider_crowdtwist.sync.credit_sync import CreditSyncConfig
-    from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig
+    from airflow_provider_crowdtwist.sync.credits.sync import CreditSyncConfig
+    from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig
     from airflow_provider_crowdtwist.sync.sender import check_max_workers
 
     with pytest.raises(ValueError, match="max_workers must be an integer from 1 to 256"):
@@ -137,7 +137,7 @@ def test_one_max_workers_rule_for_sender_and_both_syncs(bad):
 def test_unchanged_rows_take_part_in_last_wins_but_are_never_sent(tmp_path):
     import numpy as np
 
-    from airflow_provider_crowdtwist.sync.row_hash import member_keys
+    from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
 
     with Spool(str(tmp_path)) as spool:
         spool.add_many([(1, "a", "A", '{"v":1}'), (2, "b", "B", '{"v":2}')])
@@ -156,7 +156,7 @@ def test_unchanged_rows_take_part_in_last_wins_but_are_never_sent(tmp_path):
 def test_last_wins_matches_a_plain_dict_on_random_rows(tmp_path):
     import numpy as np
 
-    from airflow_provider_crowdtwist.sync.row_hash import member_keys
+    from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
 
     rng = np.random.default_rng(7)
     names = [f"k{int(v)}" for v in rng.integers(0, 300, 2000)]

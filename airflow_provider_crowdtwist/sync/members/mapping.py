@@ -1,12 +1,6 @@
 """From a source row to a CrowdTwist member payload, or to a row-level rejection.
 
-``MemberMapping`` holds the mapping settings (``id_column``, ``id_type``, ``field_mapping``,
-``unmapped_columns``, ``mode``). Settings are checked by :meth:`MemberMapping.validate` and the
-source's columns by :meth:`MemberMapping.plan`, both before the first request: a typo in a mapping
-must fail the task, not reject ten thousand rows one by one.
-
-Per row, :meth:`MemberMapping.map_record` only walks a precompiled plan (column -> attribute ->
-converter); no pandas work happens per row.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/mapping.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +18,7 @@ from airflow_provider_crowdtwist.sync.attributes import (
     attribute_kind,
     is_attribute,
 )
+from airflow_provider_crowdtwist.sync.config import validate_config
 from airflow_provider_crowdtwist.sync.convert import (
     CONVERTERS,
     MISSING,
@@ -34,8 +29,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     to_text,
     zero_pad_us_postal_code,
 )
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import IDENTIFIER, validate_config
+from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Outcome, RowResult
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 from airflow_provider_crowdtwist.sync.validation import check_create, check_fields, is_us
 
@@ -102,7 +96,7 @@ class _Plan:
 
 @dataclass
 class MemberMapping:
-    """Mapping settings for member rows; see the module docstring."""
+    """Mapping settings for member rows (``docs/sync-design.md``)."""
 
     id_column: str = "user_id"
     id_type: str = "email"
@@ -168,11 +162,7 @@ class MemberMapping:
         return ID_TYPE_ATTRIBUTES.get(self.id_type)
 
     def plan(self, columns: Sequence[str]) -> _Plan:
-        """Compile (and cache) the column plan for a chunk's columns; raise on column-level config errors.
-
-        The first chunk is checked strictly: ``id_column`` and every ``field_mapping`` column must be
-        present. Later chunks (JSON lines can differ) only add new columns.
-        """
+        """Compile (and cache) the column plan for a chunk's columns; raise on column-level config errors."""
         key = tuple(columns)
         cached = self._plans.get(key)
         if cached is not None:
@@ -229,11 +219,7 @@ class MemberMapping:
     # ---- rows ------------------------------------------------------------------------------
 
     def column_of(self, attribute: str) -> str | None:
-        """The source column an attribute of a payload came from (``custom_data.<key>`` for custom keys).
-
-        Lets a message that names an attribute -- CrowdTwist's refusal, a create rule -- name the
-        column the user has to fix. ``None`` when no column of the source sent it.
-        """
+        """The source column an attribute of a payload came from (``custom_data.<key>`` for custom keys)."""
         key = attribute[len(CUSTOM_DATA_PREFIX) :] if attribute.startswith(CUSTOM_DATA_PREFIX) else None
         whole_custom = None
         for plan in list(self._plans.values()):
@@ -336,11 +322,7 @@ class MemberMapping:
         return MappedRow(row_number, identifier, self.dedupe_key(identifier), payload)
 
     def _restore_zip_zeros(self, payload: dict[str, Any]) -> None:
-        """A numeric postal code of a US (or country-less, i.e. domestic) member gets its zeros back.
-
-        Other countries' codes are sent as the number's digits: their lengths vary (4 in Austria),
-        so padding there would be a guess.
-        """
+        """A numeric postal code of a US (or country-less, i.e. domestic) member gets its zeros back."""
         postal = payload.get("postal_code")
         if not isinstance(postal, DigitsFromNumber):
             return

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistNotFoundError, CrowdTwistValidationError
-from airflow_provider_crowdtwist.sync.member_mapping import MemberSyncConfigError
-from tests.unit.sync.test_member_sync import FakeClient, member, run
+from airflow_provider_crowdtwist.sync.members.mapping import MemberSyncConfigError
+from tests.unit.sync.members.test_sync import FakeClient, member, run
 
 
 class RemovingClient(FakeClient):

@@ -1,14 +1,6 @@
 """Members who left the source: who they are, the guard, the preview, and the request that removes one.
 
-A member has *left the source* when the member state (:mod:`.state`) knows it from an earlier
-successful sync and this run's source, read to the end, did not mention it -- not even in a rejected
-row. What happens to it is ``on_removed``: ``ignore`` (default), ``deactivate`` (``PUT`` with
-``is_active: 0``, and ``remove_points: 1`` when ``remove_points_on_deactivate``) or ``delete`` (the
-queued ``DELETE``). ``delete`` also deletes members an earlier run deactivated.
-
-The guard exists because an empty or broken query must never deactivate a whole program: a run that
-would remove more than ``max_removed_ratio`` of the members in the state fails before sending
-anything, and a source with zero rows removes nothing unless ``allow_empty_source_removal``.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/removal.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +12,8 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
+from airflow_provider_crowdtwist.sync.members.state import DEACTIVATED, MemberState
 from airflow_provider_crowdtwist.sync.paths import WorkingCopy
-from airflow_provider_crowdtwist.sync.state import DEACTIVATED, MemberState
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,10 +38,7 @@ class RemovedMember:
 
 
 def removed_members(state: MemberState, on_removed: str) -> tuple[int, Callable[[], Iterator[RemovedMember]]]:
-    """How many members left the source, and a way to list them (read from the state file lazily).
-
-    Call only after the source was read completely: "not seen" means nothing before that.
-    """
+    """How many members left the source, and a way to list them (read from the state file lazily)."""
     positions = state.unseen(include_deactivated=on_removed == "delete")
 
     def members() -> Iterator[RemovedMember]:
@@ -99,12 +88,7 @@ def preview_target(rejects_path: Any) -> Any:
 
 class RemovalsList:
     """The members a run removed -- or a dry run would remove -- one JSON line each, in a file beside the
-    rejects file (``x.jsonl`` -> ``x.removals.jsonl``); without ``rejects_path``, in the task log.
-
-    A line: ``identifier``, ``action`` (``deactivate`` / ``delete``), ``outcome`` (what happened, or in
-    a dry run what a real run would try for; ``null`` when the guard stopped the run), ``message``.
-    A dry run and the real run after it list the same identifiers. A context manager.
-    """
+    rejects file (``x.jsonl`` -> ``x.removals.jsonl``); without ``rejects_path``, in the task log."""
 
     def __init__(self, rejects_path: Any, action: str, log: Any, *, dry_run: bool) -> None:
         self.action = action

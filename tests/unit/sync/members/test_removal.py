@@ -6,7 +6,7 @@ import json
 import logging
 import pathlib
 
-from airflow_provider_crowdtwist.sync.member_removal import (
+from airflow_provider_crowdtwist.sync.members.removal import (
     RemovalsList,
     RemovedMember,
     guard_violation,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditMapping, CreditRequest, default_dedupe_key
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditMapping, CreditRequest, default_dedupe_key
 from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
 
 
@@ -250,7 +250,7 @@ def test_default_key_is_stable_across_processes() -> None:
     args = ("email", "ünïcode@example.com", "purchase", 5, 86_400, {"b": 1, "a": "x"})
     here = default_dedupe_key(*args)
     code = (
-        "from airflow_provider_crowdtwist.sync.credit_mapping import default_dedupe_key as k;"
+        "from airflow_provider_crowdtwist.sync.credits.mapping import default_dedupe_key as k;"
         f"print(k(*{args!r}))"
     )
     out = subprocess.run(

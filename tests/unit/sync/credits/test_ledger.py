@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import (
+from airflow_provider_crowdtwist.sync.credits.ledger import (
     LEDGER_STATES,
     CreditIntent,
     CreditLedger,
@@ -180,7 +180,7 @@ def test_sigkill_after_commit_loses_nothing(tmp_path: pathlib.Path) -> None:
     script = textwrap.dedent(
         f"""
         import os, signal
-        from airflow_provider_crowdtwist.sync.ledger import CreditLedger, CreditIntent
+        from airflow_provider_crowdtwist.sync.credits.ledger import CreditLedger, CreditIntent
         ledger = CreditLedger.open({str(path)!r}, run_id="victim")
         ledger.mark_pending([CreditIntent(f"k{{i}}") for i in range(100)])
         for i in range(60):

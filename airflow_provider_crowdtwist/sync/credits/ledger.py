@@ -8,7 +8,7 @@ award points twice. The ledger is the memory that survives task retries, DAG rer
   in-flight keys ``pending``; the next run turns them into ``unknown`` (the request may or may not have
   landed) instead of resending them.
 * ``unknown`` keys are settled by the credit sync, not by a human: it looks each one up in the member's
-  activity history (``sync/credit_verify.py``) -- found: ``credited``; not there after the settle
+  activity history (``sync/credits/verify.py``) -- found: ``credited``; not there after the settle
   delay: sent again. For that the ledger keeps what verification needs: the whole request (to find the
   member and to resend it identically), when it was first and last sent, how often, when it became
   ``unknown`` and how many look-ups it had. Only what verification cannot settle stays ``unknown``.
@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_crowdtwist.sync.partition import Partition, check_layout
 from airflow_provider_crowdtwist.sync.paths import (
     FileInUseError,
     FileLock,
@@ -82,6 +83,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerError",
     "LedgerInUseError",
+    "ledger_location",
 ]
 
 PENDING = "pending"
@@ -568,3 +570,9 @@ class CreditLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerError(f"the credit ledger {self.location} is closed")
+
+
+def ledger_location(location: Any, partition: Partition | None) -> Any:
+    """Where this partition's credit ledger lives, after :func:`check_layout` (before any request)."""
+    check_layout(location, partition)
+    return partition.path(location) if partition is not None else location

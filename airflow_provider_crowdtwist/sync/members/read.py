@@ -1,34 +1,27 @@
 """Reading member rows into the spool: map and validate, or -- with a state -- skip what did not change.
 
-Without a member state every row is mapped and validated (:class:`~.member_mapping.MemberMapping`);
-rejections are handed back at once and good rows go to the :class:`~.spool.Spool`.
-
-With a state, each chunk is first looked at whole: the rows' member keys and keyed fingerprints are
-computed column-wise (:mod:`.row_hash`) and looked up in the state in one vectorised step. A row
-whose fingerprint equals the one recorded when CrowdTwist last accepted the member is ``unchanged``:
-it is never mapped, validated or serialised -- which is what makes a rerun of a million unchanged
-members take seconds. Every other row is mapped as without a state, and carries what the state knows
-(``known`` for "create first or update first", ``reactivate`` for a member an earlier run
-deactivated). Every member the source mentions -- rejected rows included: a member with a bad ZIP
-code has not left the source -- is marked seen, which is how removals are found once the source was
-read completely.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/read.py``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.convert import MISSING, ConversionError, to_text
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.member_mapping import MappedRow, MemberMapping
+from airflow_provider_crowdtwist.sync.members.mapping import MappedRow, MemberMapping
+from airflow_provider_crowdtwist.sync.members.row_hash import (
+    chunk_fingerprints,
+    member_keys,
+    payload_fingerprint,
+)
+from airflow_provider_crowdtwist.sync.members.spool import RowState, Spool
+from airflow_provider_crowdtwist.sync.members.state import ACTIVE, DEACTIVATED, MemberState
 from airflow_provider_crowdtwist.sync.outcomes import RowResult
-from airflow_provider_crowdtwist.sync.row_hash import chunk_fingerprints, member_keys, payload_fingerprint
 from airflow_provider_crowdtwist.sync.sources import chunk_records
-from airflow_provider_crowdtwist.sync.spool import RowState, Spool
-from airflow_provider_crowdtwist.sync.state import ACTIVE, DEACTIVATED, MemberState
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,12 +58,7 @@ def mapping_domain(mapping: MemberMapping) -> str:
 
 @dataclass
 class MemberReader:
-    """Reads chunks into ``spool``; ``reject`` receives each row rejected by mapping or validation.
-
-    ``take(chunk)`` returns the rows of the chunk this run syncs (its partition's) and their row
-    numbers in the source, counting them as read. ``state`` may be ``None``; ``full_refresh`` ignores
-    its "unchanged" verdict (every row is mapped and sent).
-    """
+    """Reads chunks into ``spool``; ``reject`` receives each row rejected by mapping or validation."""
 
     mapping: MemberMapping
     spool: Spool
@@ -82,18 +70,16 @@ class MemberReader:
     def __post_init__(self) -> None:
         self._domain = mapping_domain(self.mapping)
 
-    def read(self, chunks: Iterable[pd.DataFrame], after_chunk: Callable[[], None] = lambda: None) -> None:
-        """Read every chunk (``after_chunk`` runs after each, e.g. to log progress)."""
-        for chunk in chunks:
-            plan = self.mapping.plan([str(c) for c in chunk.columns])  # column checks, even when empty
-            chunk, numbers = self.take(chunk)
-            if len(chunk) == 0:
-                continue
-            if self.state is None:
-                self._read_plain(chunk, numbers, plan)
-            else:
-                self._read_with_state(chunk, numbers, plan, self.state)
-            after_chunk()
+    def read(self, chunk: pd.DataFrame) -> None:
+        """Read one chunk: its columns checked (even when empty), its rows spooled or rejected."""
+        plan = self.mapping.plan([str(c) for c in chunk.columns])
+        chunk, numbers = self.take(chunk)
+        if len(chunk) == 0:
+            return
+        if self.state is None:
+            self._read_plain(chunk, numbers, plan)
+        else:
+            self._read_with_state(chunk, numbers, plan, self.state)
 
     # ------------------------------------------------------------------ without a state
 
@@ -181,13 +167,7 @@ _ASCII_WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 
 
 def dedupe_keys(column: pd.Series, mapping: MemberMapping) -> pd.Series:
-    """Each row's dedupe key exactly as the mapping computes it (``None``/NaN: no usable identifier).
-
-    A column of ASCII text is done column-wise: stripping these characters and lower-casing ASCII is
-    exactly what ``to_text`` and ``dedupe_key`` do per value. Anything else (numbers, non-ASCII
-    text, whose case rules differ between libraries) goes through those functions one by one, so a
-    member's key never depends on which path computed it.
-    """
+    """Each row's dedupe key exactly as the mapping computes it (``None``/NaN: no usable identifier)."""
     if pd.api.types.is_string_dtype(column.dtype) and not pd.api.types.is_object_dtype(column.dtype):
         ascii_only = column.str.isascii().fillna(True).astype(bool).all()
         if ascii_only:

@@ -14,8 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_provider_crowdtwist.sync.row_hash import chunk_fingerprints, member_keys, payload_fingerprint
-from airflow_provider_crowdtwist.sync.state import DEACTIVATED, MemberState, StateError
+from airflow_provider_crowdtwist.sync.members.row_hash import (
+    chunk_fingerprints,
+    member_keys,
+    payload_fingerprint,
+)
+from airflow_provider_crowdtwist.sync.members.state import DEACTIVATED, MemberState, StateError
 
 SECRET = b"connection-api-key"
 
@@ -139,8 +143,8 @@ def test_a_killed_writer_leaves_every_committed_result_and_a_sound_file(tmp_path
     script = textwrap.dedent(
         f"""
         import os, time
-        from airflow_provider_crowdtwist.sync.row_hash import member_keys
-        from airflow_provider_crowdtwist.sync.state import MemberState
+        from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
+        from airflow_provider_crowdtwist.sync.members.state import MemberState
         state = MemberState({str(path)!r}, id_type="email", secret=b"k")
         k1, k2 = member_keys([f"m{{i}}@x.com" for i in range(2500)])
         for i in range(2500):
@@ -168,8 +172,8 @@ def test_a_killed_writer_leaves_every_committed_result_and_a_sound_file(tmp_path
 @pytest.mark.parametrize("id_type", ["email", "third_party_id"])
 def test_column_wise_dedupe_keys_equal_the_mappings_own(id_type):
     from airflow_provider_crowdtwist.sync.convert import MISSING, to_text
-    from airflow_provider_crowdtwist.sync.member_mapping import MemberMapping
-    from airflow_provider_crowdtwist.sync.member_read import dedupe_keys
+    from airflow_provider_crowdtwist.sync.members.mapping import MemberMapping
+    from airflow_provider_crowdtwist.sync.members.read import dedupe_keys
 
     mapping = MemberMapping(id_type=id_type)
     values = [" A@X.com\t", "b@x.com", "", "   ", None, "C@x.COM\x1c", "Ünï@x.com", "x\u2003"]

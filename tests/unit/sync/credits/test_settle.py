@@ -12,12 +12,12 @@ import pytest
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistServerError
 from airflow_provider_crowdtwist.client.models import ActivityHistoryItem
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditRequest
-from airflow_provider_crowdtwist.sync.credit_settle import CreditSettler, SendAnswer, Unsettled
-from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier
-from airflow_provider_crowdtwist.sync.ledger import CreditIntent, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.ledger import CreditIntent, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
+from airflow_provider_crowdtwist.sync.credits.settle import CreditSettler, SendAnswer, Unsettled
+from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier
 from airflow_provider_crowdtwist.sync.outcomes import Outcome
-from tests.unit.sync.test_credit_verify import FakeTime
+from tests.unit.sync.credits.test_verify import FakeTime
 
 KEY_FIELD = "ct_dedupe_key"
 

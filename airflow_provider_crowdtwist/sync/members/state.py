@@ -58,8 +58,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
+from airflow_provider_crowdtwist.sync.members.row_hash import derive_key, member_keys
 from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, transaction
-from airflow_provider_crowdtwist.sync.row_hash import derive_key, member_keys
 
 if TYPE_CHECKING:
     import numpy as np

@@ -13,7 +13,7 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistServerError,
 )
 from airflow_provider_crowdtwist.client.models import ActivityHistoryItem
-from airflow_provider_crowdtwist.sync.credit_verify import (
+from airflow_provider_crowdtwist.sync.credits.verify import (
     CLOCK_MARGIN,
     CreditVerifier,
     SettleQueue,

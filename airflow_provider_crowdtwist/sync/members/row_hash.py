@@ -1,26 +1,6 @@
 """Hashes of source rows for the member state: who a row is (its key) and what it says (its fingerprint).
 
-Why the state hashes *source rows* and not payloads: deciding that a row is ``unchanged`` must cost
-far less than mapping it, or a nightly export of a million members spends its time mapping rows that
-are then not sent. A chunk's fingerprints are computed column-wise (pandas' keyed SipHash over whole
-columns), so an unchanged row is never mapped, validated or serialised at all.
-
-* **Key**: two 64-bit SipHash values of the row's dedupe key (the identifier as the sync compares it:
-  stripped, lower-cased for emails), with two fixed hash keys. 128 bits, so two members colliding is
-  out of reach (about 1e-27 for a million members). Identifiers are not secret (the state stores them
-  in clear to list and send removals), so these keys need not be secret either -- and must not be: the
-  key decides which members are "no longer in the source".
-* **Fingerprint**: a 64-bit SipHash of the row's mapped columns (and its dedupe key), keyed with a
-  secret the state file does not hold (see :mod:`.state`). Every column is hashed as text with the key,
-  so a fingerprint reveals nothing testable without the key (a password cannot be guessed from a word
-  list). The key also covers the mapping settings and the columns' names and dtypes: change the
-  mapping and every row is sent once more.
-
-A fingerprint only has to say "same as last time" correctly: equal fingerprints must mean an equal
-payload (the mapping is a deterministic function of the row and the settings). A spurious
-difference (a column that came back as float instead of int) merely sends the row once. Columns whose
-values are not plain (a column of dicts, Decimals or dates mixed with text) are not hashed column-wise:
-such a chunk gets ``None`` and the sync hashes each row's payload instead (:func:`payload_fingerprint`).
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/row_hash.py``.
 """
 
 from __future__ import annotations
@@ -48,10 +28,7 @@ _TEXT_INFERRED = frozenset({"string", "empty"})
 
 
 def member_keys(dedupe_keys: Sequence[str] | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit).
-
-    A text ``Series`` and a list of the same strings hash alike (pandas hashes the characters).
-    """
+    """The 128-bit keys of ``dedupe_keys`` as two ``int64`` arrays (SQLite stores signed 64-bit)."""
     series = dedupe_keys if isinstance(dedupe_keys, pd.Series) else pd.Series(list(dedupe_keys), dtype=object)
     k1 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[0]).to_numpy()
     k2 = pd.util.hash_pandas_object(series, index=False, hash_key=_KEY_HASH_KEYS[1]).to_numpy()
@@ -89,13 +66,7 @@ def _hashable(column: pd.Series) -> pd.Series | None:
 def chunk_fingerprints(
     chunk: pd.DataFrame, positions: Sequence[int], key: bytes, domain: str
 ) -> np.ndarray | None:
-    """Keyed fingerprints (``int64``) of the columns at ``positions`` of every row, or ``None``.
-
-    ``positions`` include the identifier's column. ``domain`` names everything else the payload
-    depends on (mapping settings); the columns' names and dtypes are added here, so a chunk that
-    arrives with other dtypes is simply "changed". ``None`` means a column holds values that do not
-    hash exactly: fingerprint the payloads instead.
-    """
+    """Keyed fingerprints (``int64``) of the columns at ``positions`` of every row, or ``None``."""
     parts: dict[str, pd.Series] = {}
     described: list[str] = []
     for i, pos in enumerate(positions):

@@ -1,24 +1,6 @@
 """Activity credits: one source row -> one credit request (or a clear rejection), and its dedupe key.
 
-Everything that can be decided without CrowdTwist is decided here, before anything is sent: a row
-with no member identifier, no activity, points that are not a whole number, or a date that cannot
-be read is rejected with a reason naming the row and the column (each rule is in the pre-send audit of
-``docs/contract.md``; a negative number of points is sent, since no documented rule refuses it).
-A thousand rows with a typo in the activity id give a thousand clear messages instead of a thousand
-HTTP 400s (when the program's active activities are known, see ``known_activities``).
-
-The dedupe key is what the ledger stores to keep a credit exactly-once. It is either the value of
-``dedupe_key_column`` (an order id, an event id: the best choice, because it is what the business
-means by "the same credit"), or a SHA-256 over a canonical JSON of everything that is sent — id type,
-member identifier, activity, points, date and extra data (keys sorted). The hash is stable across
-processes and Python versions (no ``hash()``), so a rerun next week computes the same keys.
-
-Every credit also *carries* its dedupe key, in ``extra_data`` under one reserved key
-(``dedupe_extra_key``, default ``ct_dedupe_key``), merged with the user's own extra data. CrowdTwist
-stores ``extra_data`` and returns it in the member's activity history, so the key is what proves
-later that a credit landed (``sync/credit_verify.py``), and two distinct credits never have identical
-bodies. The hash above is taken over the user's extra data only, so adding the reserved key changed no
-key of an existing ledger.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/mapping.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +20,7 @@ from airflow_provider_crowdtwist.sync.convert import (
     to_plain,
     to_text,
 )
-from airflow_provider_crowdtwist.sync.outcomes import Outcome, RowResult
-from airflow_provider_crowdtwist.sync.run import IDENTIFIER
+from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Outcome, RowResult
 from airflow_provider_crowdtwist.sync.summary import SyncConfigError
 
 __all__ = ["DEFAULT_DEDUPE_EXTRA_KEY", "CreditMapping", "CreditRequest", "default_dedupe_key"]
@@ -58,11 +39,7 @@ def default_dedupe_key(
     activity_date: int | None,
     extra_data: Mapping[str, Any] | None,
 ) -> str:
-    """SHA-256 (hex) of a canonical JSON of the credit: the same credit gives the same key anywhere.
-
-    ``sort_keys`` makes the order of ``extra_data`` keys irrelevant; compact separators and
-    ``ensure_ascii`` remove every formatting freedom ``json.dumps`` has.
-    """
+    """SHA-256 (hex) of a canonical JSON of the credit: the same credit gives the same key anywhere."""
     canonical = json.dumps(
         {
             "id_type": id_type,
@@ -195,11 +172,7 @@ def _reserved_key(key: str | None, extra_columns: Mapping[str, str]) -> str | No
 
 
 class CreditMapping:
-    """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects.
-
-    All arguments are checked in ``__init__`` (bad configuration fails before the first request, with
-    the argument named); the columns are checked against the first chunk by :meth:`check_columns`.
-    """
+    """Turns source rows into :class:`CreditRequest` objects or rejected :class:`RowResult` objects."""
 
     def __init__(
         self,
@@ -253,11 +226,7 @@ class CreditMapping:
             self.set_known_activities(known_activities)
 
     def set_known_activities(self, activity_ids: Collection[str]) -> None:
-        """Use the program's active activities to reject unknown ids before sending.
-
-        A fixed ``activity_id`` that is not active is a configuration error: it would reject every
-        row, so it fails at once with one message.
-        """
+        """Use the program's active activities to reject unknown ids before sending."""
         self.known_activities = frozenset(str(a) for a in activity_ids)
         if self.activity_id is not None and self.activity_id not in self.known_activities:
             raise SyncConfigError(

@@ -25,8 +25,9 @@ from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistServerError,
     CrowdTwistValidationError,
 )
-from airflow_provider_crowdtwist.sync.member_mapping import MemberSyncConfigError
-from airflow_provider_crowdtwist.sync.member_sync import MemberSyncConfig, sync_members
+from airflow_provider_crowdtwist.client.redact import Redactor
+from airflow_provider_crowdtwist.sync.members.mapping import MemberSyncConfigError
+from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER
 from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 
@@ -52,6 +53,8 @@ class FakeClient:
         self.calls: list[tuple[str, str, dict[str, Any] | None]] = []
         self.behaviour = behaviour
         self.lock = threading.Lock()
+        self.rate_limiter = None
+        self.redact = Redactor([API_KEY]).redact  # a stand-in for the client's own redaction
 
     @property
     def requests_sent(self) -> int:
@@ -506,7 +509,7 @@ def test_upsert_order_turns_back_to_put_first_when_members_exist():
 
 
 def test_upsert_order_only_learns_for_email_identifiers():
-    from airflow_provider_crowdtwist.sync.member_sync import UpsertOrder
+    from airflow_provider_crowdtwist.sync.members.send import UpsertOrder
 
     email = UpsertOrder(enabled=True)
     other = UpsertOrder(enabled=False)

@@ -1,23 +1,6 @@
 """Settling ``unknown`` credits: wait, look in the activity history, resend only what is verified absent.
 
-A credit becomes ``unknown`` when its answer was ambiguous (a timeout, a dropped connection, a 5xx
-after the request left) or "Event already processed". :class:`CreditSettler` settles each one in
-cycles, on the sync's worker threads and through its rate limiter:
-
-1. wait the settle delay (``verify_delay``) after the ambiguous answer, so an award CrowdTwist queued
-   has had time to appear ("generally within seconds", O:UserActivityCredit);
-2. look for the dedupe key in the member's activity history (:class:`~.credit_verify.CreditVerifier`):
-   found -> ``credited`` (verified); history unreadable -> stays ``unknown``;
-3. not found -> sent again, identically (same key), at most ``verify_resends`` times in one run; an
-   ambiguous answer to that resend starts the next cycle, any other answer is final.
-
-What the cycles cannot settle stays ``unknown`` in the ledger, with its time and attempt count, and the
-next run starts by settling it again (the credit sync's reconcile phase). ``resend_unknown`` keeps its
-meaning where verification cannot work: a credit that does not carry its key (``dedupe_extra_key``
-turned off) or whose member's history cannot be read is resent without proof only when it is set.
-
-No Airflow import. The settler owns the decisions; the credit sync gives it the send (the client call
-and how its answer becomes an outcome, written once there) and the parallel map (the run skeleton).
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/settle.py``.
 """
 
 from __future__ import annotations
@@ -30,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airflow_provider_crowdtwist.sync.credit_mapping import CreditRequest
-from airflow_provider_crowdtwist.sync.credit_verify import CreditVerifier, SettleQueue, Verdict
-from airflow_provider_crowdtwist.sync.ledger import CREDITED, UNKNOWN, CreditLedger
-from airflow_provider_crowdtwist.sync.outcomes import Outcome
+from airflow_provider_crowdtwist.sync.credits.ledger import CREDITED, UNKNOWN, CreditLedger
+from airflow_provider_crowdtwist.sync.credits.mapping import CreditRequest
+from airflow_provider_crowdtwist.sync.credits.verify import CreditVerifier, SettleQueue, Verdict
+from airflow_provider_crowdtwist.sync.outcomes import Answer, Outcome
 
 __all__ = [
     "DEFAULT_VERIFY_DELAY",
@@ -83,14 +66,11 @@ class Unsettled:
 
 
 @dataclass(frozen=True)
-class SendAnswer:
+class SendAnswer(Answer):
     """What one send of a credit ended in (the credit sync classifies the client's answer)."""
 
-    outcome: Outcome
-    message: str | None = None
-    code: str | None = None
-    status: int | None = None
     already_processed: bool = False
+    not_awarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,12 +94,7 @@ class _Step:
 
 
 class CreditSettler:
-    """Settles ``unknown`` credits in bounded verify-then-resend cycles (see the module docstring).
-
-    ``send(req)`` sends one credit *now* and records its ledger state (the key was already turned
-    ``pending`` by :meth:`CreditLedger.mark_resend`); ``parallel(items, work)`` runs ``work`` on the
-    sync's workers and yields ``(item, result)``. Counters are read by the sync for its summary.
-    """
+    """Settles ``unknown`` credits in bounded verify-then-resend cycles (``docs/sync-design.md``)."""
 
     def __init__(
         self,
@@ -160,11 +135,7 @@ class CreditSettler:
         self.queue.add(item, since + self.verify_delay)
 
     def settle(self, *, wait: bool) -> Iterator[Settled]:
-        """Settle queued credits; yield each final state. ``wait=False``: only those already due.
-
-        With ``wait=True`` this returns when the queue is empty or the run was stopped; what is still
-        queued then is yielded ``unknown`` ("not verified: stopped").
-        """
+        """Settle queued credits; yield each final state. ``wait=False``: only those already due."""
         while len(self.queue) and not self.stop.is_set():
             if not wait and self.queue.due_in() > 0:
                 return

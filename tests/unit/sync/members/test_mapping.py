@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_crowdtwist.sync.member_mapping import (
+from airflow_provider_crowdtwist.sync.members.mapping import (
     CREATE_REQUIREMENTS,
     INVALID_VALUE,
     MISSING_IDENTIFIER,

@@ -1,23 +1,6 @@
 """Verifying a credit by looking, not by believing: is its dedupe key in the member's activity history?
 
-CrowdTwist has no idempotency key, and no Oracle page documents a duplicate window. What Oracle does
-document makes a proof possible: a credit's ``extra_data`` is stored and returned by
-``GET /v2/users/{id}/activity_history`` (O:UserActivityHistory), and awards are queued and applied
-"generally within seconds" (O:UserActivityCredit). Every credit carries its dedupe key in
-``extra_data`` (``CreditMapping``, reserved key ``ct_dedupe_key``), so after a settle delay:
-
-* the key is in the history -> the credit landed: ``credited`` (verified);
-* it is not -> it did not land (or not yet, if the award took longer than the settle delay): it is
-  sent again with the same key, and checked again after the next settle delay, a bounded number of
-  times (see :class:`SettleQueue` and the credit sync);
-* the history cannot be read (errors after the client's retries, too many pages) -> nothing is proven:
-  the credit stays ``unknown`` and the next run tries again.
-
-The look-up reads the history only back to :func:`look_back_start`: the first send of the credit, or
-its ``activity_date`` if that is earlier (CrowdTwist may date a back-dated credit by its activity
-date), minus a clock margin (our clock and CrowdTwist's may differ; HMAC tolerates 15 minutes).
-
-No Airflow import; the client is duck-typed (``activity_history``), so unit tests pass a stand-in.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/credits/verify.py``.
 """
 
 from __future__ import annotations
@@ -26,12 +9,13 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from airflow_provider_crowdtwist.client.errors import CrowdTwistError, CrowdTwistNotFoundError
+from airflow_provider_crowdtwist.client.models import ActivityHistoryItem
 
 __all__ = [
     "CLOCK_MARGIN",
@@ -47,6 +31,14 @@ __all__ = [
 CLOCK_MARGIN = 15 * 60.0
 
 T = TypeVar("T")
+
+
+class HistoryClient(Protocol):
+    """The one call verification makes (``CrowdTwistClient.activity_history``; a stand-in in tests)."""
+
+    def activity_history(
+        self, user_id: str, id_type: str | None = None, *, since: float | None = None
+    ) -> Iterator[ActivityHistoryItem]: ...
 
 
 class Verdict(str, Enum):
@@ -68,10 +60,7 @@ class Check:
 def look_back_start(
     first_sent_at: float | None, activity_date: int | None = None, margin: float = CLOCK_MARGIN
 ) -> float | None:
-    """How far back the history must be read to see a credit first sent at ``first_sent_at``.
-
-    None (read it all) when the send time is not known, e.g. a key left ``unknown`` by an old ledger.
-    """
+    """How far back the history must be read to see a credit first sent at ``first_sent_at``."""
     if first_sent_at is None:
         return None
     start = first_sent_at if activity_date is None else min(first_sent_at, float(activity_date))
@@ -81,7 +70,7 @@ def look_back_start(
 class CreditVerifier:
     """Looks a credit's dedupe key up in its member's activity history (thread-safe: no own state)."""
 
-    def __init__(self, client: Any, *, margin: float = CLOCK_MARGIN) -> None:
+    def __init__(self, client: HistoryClient, *, margin: float = CLOCK_MARGIN) -> None:
         self.client = client
         self.margin = margin
 
@@ -125,12 +114,7 @@ class _Due(Generic[T]):
 
 
 class SettleQueue(Generic[T]):
-    """Items waiting for their settle delay, handed out in batches once due.
-
-    The credit sync puts each ``unknown`` credit here with the time it may be looked up (its
-    ``unknown_since`` plus ``verify_delay``); :meth:`next_batch` sleeps until the earliest is due
-    (waking early when the stop event is set) and returns every item due by then.
-    """
+    """Items waiting for their settle delay, handed out in batches once due."""
 
     def __init__(
         self,

@@ -11,7 +11,12 @@ import pathlib
 
 import pytest
 
-from airflow_provider_crowdtwist.sync.ledger import PENDING, CreditIntent, CreditLedger, LedgerInUseError
+from airflow_provider_crowdtwist.sync.credits.ledger import (
+    PENDING,
+    CreditIntent,
+    CreditLedger,
+    LedgerInUseError,
+)
 
 
 @pytest.mark.parametrize("alias", ["file-symlink", "directory-symlink", "dot-dot"])

@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 
-from airflow_provider_crowdtwist.sync import spool as spool_module
-from airflow_provider_crowdtwist.sync.spool import Spool
+from airflow_provider_crowdtwist.sync.members import spool as spool_module
+from airflow_provider_crowdtwist.sync.members.spool import Spool
 
 SECRET = "  s3cret pass  "
 
@@ -28,7 +28,7 @@ def test_payloads_are_encrypted_on_disk_and_read_back_exactly(tmp_path: pathlib.
 
 def test_only_spools_whose_owner_died_are_removed(tmp_path: pathlib.Path) -> None:
     code = (
-        "import os, signal, sys; from airflow_provider_crowdtwist.sync.spool import Spool; "
+        "import os, signal, sys; from airflow_provider_crowdtwist.sync.members.spool import Spool; "
         f"s = Spool({str(tmp_path)!r}); print(s.path, flush=True); os.kill(os.getpid(), signal.SIGKILL)"
     )
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[3])}

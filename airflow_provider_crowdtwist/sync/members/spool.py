@@ -1,21 +1,6 @@
 """The spool between reading and sending: payloads on disk, "last row wins" in numpy.
 
-Why spool instead of sending while reading:
-
-* duplicates resolve *last wins* without holding the source in memory: per member, the latest row
-  is sent and the earlier ones are reported as ``skipped`` -- so one member is never written twice in
-  one run, whatever the source's order;
-* the source is read exactly once (a SQL query is not re-run), the total is known before sending
-  starts (progress and ETA mean something), and removals are decided only after a complete read;
-* memory stays flat: payloads live in a SQLite file in a temp directory, removed on close. What stays
-  in memory is 25 bytes a row (row number, the member's 128-bit key, a flag), so that resolving
-  duplicates among a million rows is one ``lexsort`` instead of a million SQLite upserts.
-
-Rows the member state found ``unchanged`` take part in "last wins" (:meth:`Spool.add_unchanged`) but
-have no payload: they are never sent, and never mapped.
-
-The spool is used from one thread (the sync's calling thread); the sender's workers only get the
-rows it yields.
+Why it is built this way: ``docs/sync-design.md``, section ``sync/members/spool.py``.
 """
 
 from __future__ import annotations
@@ -32,8 +17,8 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
+from airflow_provider_crowdtwist.sync.members.row_hash import member_keys
 from airflow_provider_crowdtwist.sync.paths import fcntl, transaction
-from airflow_provider_crowdtwist.sync.row_hash import member_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,13 +28,7 @@ else:  # imported on first use: parsing a DAG must not pay for numpy/pandas (see
 
 @dataclass(frozen=True)
 class SpooledRow:
-    """A row waiting to be sent.
-
-    ``key``/``key2``: the member's key (:func:`.row_hash.member_keys`); ``fingerprint``: what the
-    member state records when CrowdTwist accepts the row; ``known``: ``None`` without a state, else
-    whether the state knows the member (a known member is updated first, a new one created first);
-    ``reactivate``: the state has the member as deactivated by an earlier run.
-    """
+    """A row waiting to be sent."""
 
     row_number: int
     identifier: str
@@ -68,10 +47,7 @@ class SpooledRow:
 
 @dataclass(frozen=True)
 class SupersededRow:
-    """A row replaced by a later row for the same member (reported as ``skipped``).
-
-    ``identifier`` and ``payload_json`` are ``None`` for a row that was ``unchanged`` (never mapped).
-    """
+    """A row replaced by a later row for the same member (reported as ``skipped``)."""
 
     row_number: int
     identifier: str | None
@@ -107,13 +83,7 @@ def _take_lock(path: str) -> IO[Any] | None:
 
 
 def remove_dead_spools(directory: str | None = None) -> list[str]:
-    """Remove the spool directories in ``directory`` (default: the temp dir) whose owner is gone.
-
-    Payloads carry passwords, and a killed task (SIGKILL, out of memory) never cleans up. Only a
-    directory whose ``owner.lock`` exists and can be locked is removed: the kernel released its
-    owner's ``flock`` when the process died (the lock file is put in place already locked, so a spool
-    being created right now is never taken for a dead one). Returns the removed paths.
-    """
+    """Remove the spool directories in ``directory`` (default: the temp dir) whose owner is gone."""
     if fcntl is None:  # pragma: no cover - Windows: no flock, nothing is removed
         return []
     removed = []
@@ -162,12 +132,7 @@ class Spool:
         self._resolved: _Resolution | None = None
 
     def add_many(self, rows: Iterable[tuple[int, str, str, str]], state: RowState | None = None) -> int:
-        """Add ``(row_number, dedupe_key, identifier, payload_json)`` tuples in source order.
-
-        Row numbers must increase across calls: "last wins" means the highest row number wins.
-        ``state``, aligned with ``rows``, carries the member state's view of each row; without it the
-        keys are computed here from the dedupe keys.
-        """
+        """Add ``(row_number, dedupe_key, identifier, payload_json)`` tuples in source order."""
         batch = list(rows)
         if not batch:
             return 0
