@@ -35,12 +35,14 @@ from tests.e2e.conftest import (
     WarehouseRows,
     airflow_major,
     api_key_conn,
+    assert_no_secrets,
     explain,
+    files_under,
     free_port,
 )
 from tests.e2e.test_example_dags import assert_members_in_sandbox, expected_members
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DAG_ID = "crowdtwist_partitioned_sync"
 PARTITIONS = 4
@@ -87,8 +89,9 @@ def wait_for_run(env: AirflowEnv, extra_env: dict[str, str], run_id: str, timeou
     state = "unknown"
     while time.monotonic() < deadline:
         proc = env.run("dags", "list-runs", DAG_ID, "-o", "json", extra_env=extra_env)
-        if proc.returncode == 0 and proc.stdout.strip().startswith("["):
-            runs = {r["run_id"]: r["state"] for r in json.loads(proc.stdout)}
+        tables = [line for line in proc.stdout.splitlines() if line.startswith("[")]  # warnings first
+        if proc.returncode == 0 and tables:
+            runs = {r["run_id"]: r["state"] for r in json.loads(tables[-1])}
             state = runs.get(run_id, "missing")
             if state in ("success", "failed"):
                 return state
@@ -190,3 +193,4 @@ def test_partitioned_dag_under_a_scheduler_shares_one_pace(
     assert redis_db.client().exists(f"crowdtwist:rate:{host}") == 1
     clean, _rejected, _superseded = expected_members(warehouse_rows.members)
     assert_members_in_sandbox(e2e_sandbox, clean)
+    assert_no_secrets(json.dumps(summaries), paths=files_under(work, logs, home / "logs"))
