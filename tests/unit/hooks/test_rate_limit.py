@@ -83,3 +83,33 @@ def test_an_unreachable_redis_falls_back_instead_of_failing(
     assert shared.fallback.requests_per_minute == 2_500
     assert "2500 requests/min (10000/min / 4 partitions)" in caplog.text
     assert "pw-x9" not in caplog.text and "pw-x9" not in str(shared.stats())
+
+
+def test_the_extra_must_be_a_connection_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+    extra = {"rate_limit_conn_id": 5}
+    set_conn(monkeypatch, "ct_bad_rate", conn_type="crowdtwist", host=BASE, password="k-123", extra=extra)
+    with pytest.raises(CrowdTwistConfigError, match="extra 'rate_limit_conn_id' must be a connection id"):
+        CrowdTwistHook("ct_bad_rate").new_client()
+
+
+@pytest.mark.redis
+def test_the_hook_s_clients_share_the_program_s_limiter(
+    monkeypatch: pytest.MonkeyPatch, redis_db: Any
+) -> None:
+    from airflow_provider_crowdtwist.client.shared_limit import SharedRateLimiter
+    from airflow_provider_crowdtwist.hooks.crowdtwist import CrowdTwistHook
+
+    set_conn(monkeypatch, "rl_redis", conn_type="redis", host=redis_db.host, port=redis_db.port)
+    extra = {"rate_limit_conn_id": " rl_redis ", "requests_per_minute": 4000}
+    set_conn(monkeypatch, "ct_shared", conn_type="crowdtwist", host=BASE, password="k-123", extra=extra)
+    hook = CrowdTwistHook("ct_shared")
+    with hook.new_client(pace=lambda cap: cap // 4) as client:
+        limiter = client.rate_limiter
+        assert isinstance(limiter, SharedRateLimiter)
+        assert limiter.requests_per_minute == 4000  # the program's whole cap
+        assert limiter.fallback.requests_per_minute == 1000  # the partition's share, if Redis goes
+        assert client.config.requests_per_minute == 1000
+    with hook.new_client(rate_limit_conn_id="") as client:
+        assert not isinstance(client.rate_limiter, SharedRateLimiter)
