@@ -90,6 +90,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "(https://{env}pos{client_id}.crowdtwist.com). It takes the API key only (no HMAC).",
         "schema": {"type": ["string", "null"]},
     },
+    "rate_limit_conn_id": {
+        "label": "Shared rate limit (Redis connection id)",
+        "description": "An Airflow Redis connection: every task of this program, on every worker, "
+        "then shares one pace (docs/scale-out.md). Empty: each task paces on its own.",
+        "schema": {"type": ["string", "null"]},
+    },
     "verify": {
         "label": "Verify TLS",
         "description": "true, false, or the path of a CA bundle file.",
@@ -142,6 +148,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "timeout": "30",
         "connect_timeout": "5",
         "requests_per_minute": "10000",
+        "rate_limit_conn_id": "crowdtwist_rate (optional)",
         "verify": "true",
         "max_answer_bytes": "8388608",
         "attempt_deadline": "connect + read timeout",

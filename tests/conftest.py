@@ -131,3 +131,40 @@ def client_for_fixture() -> Iterator[Callable[..., Any]]:
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real ``redis-server`` on a free loopback port for the session (tests/redis_server.py).
+
+    Fails under ``CI=true`` and skips elsewhere when Debian's ``redis-server`` is missing. Prefer
+    ``redis_db``, which empties it first; a test that kills Redis takes ``own_redis_server``.
+    """
+    from tests.redis_server import RedisServer, require_redis_server
+
+    server = RedisServer(require_redis_server()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_server: Any) -> Any:
+    """The session's Redis, emptied (``FLUSHALL``): a test starts with no limiter state."""
+    client = redis_server.client()
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[Any]:
+    """A Redis server of this test's own, which it may kill; stopped afterwards whatever happens."""
+    from tests.redis_server import RedisServer, require_redis_server
+
+    server = RedisServer(require_redis_server()).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -35,7 +35,7 @@ from airflow_provider_crowdtwist.client.errors import (
 )
 from airflow_provider_crowdtwist.client.models import parse_error_body
 from airflow_provider_crowdtwist.client.observe import Call, CallObserver
-from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.client.ratelimit import Pacer, RateLimiter
 from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
 from airflow_provider_crowdtwist.client.retry import (
     AttemptResult,
@@ -87,7 +87,7 @@ class Caller:
         self,
         config: ClientConfig,
         *,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Pacer | None = None,
         transport: TransportLike | None = None,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -98,7 +98,9 @@ class Caller:
         config.validate()
         self.config, self.log, self._root = config, logger or logging.getLogger(__name__), config.api_root
         # Every client honours the program's cap: without a shared limiter given, it paces itself.
-        self.rate_limiter = RateLimiter(config.requests_per_minute) if rate_limiter is None else rate_limiter
+        self.rate_limiter: Pacer = (
+            RateLimiter(config.requests_per_minute) if rate_limiter is None else rate_limiter
+        )
         self._sleep, self._clock, self._wall_clock = sleep, clock, wall_clock
         self._redactor = Redactor([config.api_key, config.hmac_private_key])
         for secret in (config.api_key, config.hmac_private_key):

@@ -26,7 +26,7 @@ from airflow_provider_crowdtwist.client.client import CrowdTwistClient, quote_pa
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError, CrowdTwistError
 from airflow_provider_crowdtwist.client.observe import CallObserver
-from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+from airflow_provider_crowdtwist.client.ratelimit import Pacer
 
 #: Reasons of the POS error envelope (O:VoidReturn-PostVoid) that say "this id was already used".
 DUPLICATE_REASONS = ("not_unique",)
@@ -97,7 +97,7 @@ class CrowdTwistPosClient:
         config: ClientConfig,
         pos_host: str | None,
         *,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Pacer | None = None,
         logger: logging.Logger | None = None,
         labels: Mapping[str, str] | None = None,
         **client_options: Any,
@@ -113,7 +113,7 @@ class CrowdTwistPosClient:
         return f"CrowdTwistPosClient(pos_host={self.config.base_url!r})"
 
     @property
-    def rate_limiter(self) -> RateLimiter:
+    def rate_limiter(self) -> Pacer:
         return self._client.rate_limiter
 
     @property

@@ -41,6 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 _LOG = logging.getLogger(__name__)
 
@@ -49,6 +50,24 @@ _EPISODE_QUIET_S = 5.0
 #: The accepted rate is trusted once measured over at least this long and this many successes.
 _MEASURE_MIN_S = 0.5
 _MEASURE_MIN_COUNT = 10
+
+
+@runtime_checkable
+class Pacer(Protocol):
+    """What the client needs from a limiter: this process's :class:`RateLimiter`, or the
+    :class:`~airflow_provider_crowdtwist.client.shared_limit.SharedRateLimiter` that paces every task
+    of a program together. ``sent_at`` is the caller's clock; a limiter keeping its own time may ignore it.
+    """
+
+    def acquire(self) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def record_success(self) -> None: ...
+
+    def record_rate_limited(self, retry_after: float | None = None, sent_at: float | None = None) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 class RateLimiter:
@@ -297,7 +316,7 @@ class RateLimiter:
         rate = self.rate_per_second
         return None if math.isinf(rate) else rate * 60.0
 
-    def stats(self) -> dict[str, float | int | None]:
+    def stats(self) -> dict[str, Any]:
         """What a summary shows: the configured cap, the learned rate, the 429s and cuts."""
         learned = self.learned_requests_per_minute
         current = self.current_requests_per_minute
@@ -313,4 +332,4 @@ class RateLimiter:
         return f"RateLimiter(requests_per_minute={self.requests_per_minute:g}, burst={self.burst})"
 
 
-__all__ = ["RateLimiter"]
+__all__ = ["Pacer", "RateLimiter"]

@@ -42,7 +42,7 @@ from airflow_provider_crowdtwist.provider_info import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
+    from airflow_provider_crowdtwist.client.ratelimit import Pacer
 
 _MASK = "***"
 
@@ -72,7 +72,9 @@ class CrowdTwistHook(BaseHook):
         ``{"max_retries": 0}`` for a sensor whose poke interval is the retry, or a task-level
         ``requests_per_minute``. Unknown field names fail with a clear message.
     :param rate_limiter: shared limiter for every request of this hook's client (a sync passes one
-        limiter shared by all its workers).
+        limiter shared by all its workers). Without one, a ``rate_limit_conn_id`` (the connection's
+        extra, or :meth:`new_client`'s argument) gives the program's shared limiter in Redis
+        (docs/scale-out.md); else each client paces itself.
     """
 
     conn_name_attr = "crowdtwist_conn_id"
@@ -85,7 +87,7 @@ class CrowdTwistHook(BaseHook):
         crowdtwist_conn_id: str = default_conn_name,
         *,
         client_overrides: Mapping[str, Any] | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Pacer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -389,7 +391,12 @@ class CrowdTwistHook(BaseHook):
     # ------------------------------------------------------------------ client
 
     def new_client(
-        self, *, max_workers: int | None = None, pace: Callable[[int], int] | None = None, **overrides: Any
+        self,
+        *,
+        max_workers: int | None = None,
+        pace: Callable[[int], int] | None = None,
+        rate_limit_conn_id: str | None = None,
+        **overrides: Any,
     ) -> CrowdTwistClient:
         """A fresh client (not cached), e.g. one without retries for a probe; the caller closes it.
 
@@ -397,32 +404,76 @@ class CrowdTwistHook(BaseHook):
         passes ``max_workers`` (the HTTP pool holds that many connections) and, for one partition of
         ``n``, ``pace`` (the cap -> its share, so the partitions together stay under the cap). Without
         a shared ``rate_limiter`` the client builds its one limiter from ``requests_per_minute``.
+
+        ``rate_limit_conn_id`` (default: the connection's extra; ``""`` turns it off): a Redis
+        connection holding the program's one pace for every task. The client then paces at the whole
+        cap together with every other task of the program, and ``pace`` only sets its fallback for
+        when Redis cannot be reached. A name that is no Redis connection fails here, before any request.
         """
+        config, limiter = self._paced_config(max_workers, pace, rate_limit_conn_id, overrides)
+        return CrowdTwistClient(config, rate_limiter=limiter)
+
+    def _paced_config(
+        self,
+        max_workers: int | None,
+        pace: Callable[[int], int] | None,
+        rate_limit_conn_id: str | None,
+        overrides: dict[str, Any],
+    ) -> tuple[ClientConfig, Pacer | None]:
+        """The client settings for a sync, and its limiter: the hook's, the program's shared one
+        (keyed by the API host, so purchases and member writes share the program's one bucket), or
+        None (the client paces itself at ``requests_per_minute``)."""
         config = self.get_client_config(**overrides)
         if max_workers is not None and config.pool_size < max_workers:
             config = dataclasses.replace(config, pool_size=max_workers)
+        cap = config.requests_per_minute
         if pace is not None:
-            config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
-        return CrowdTwistClient(config, rate_limiter=self.rate_limiter)
+            config = dataclasses.replace(config, requests_per_minute=pace(cap))
+        limiter: Pacer | None = self.rate_limiter
+        shared_id = self.rate_limit_conn_id if rate_limit_conn_id is None else rate_limit_conn_id.strip()
+        if limiter is None and shared_id:
+            from airflow_provider_crowdtwist.hooks.rate_limit import shared_rate_limiter
+
+            share = config.requests_per_minute
+            limiter = shared_rate_limiter(
+                shared_id,
+                base_url=config.base_url,
+                requests_per_minute=cap,
+                fallback_requests_per_minute=share,
+                fallback_note=f"this task's share of {cap}/min" if share != cap else "",
+                logger=self.log,
+            )
+        return config, limiter
+
+    @property
+    def rate_limit_conn_id(self) -> str | None:
+        """The connection's ``rate_limit_conn_id`` extra: the Redis connection of the shared limiter."""
+        value = self._extras().get("rate_limit_conn_id")
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._fail(f"extra 'rate_limit_conn_id' must be a connection id (text), got {show(value)}")
+        return value.strip() or None
 
     def new_pos_client(
-        self, *, max_workers: int | None = None, pace: Callable[[int], int] | None = None, **overrides: Any
+        self,
+        *,
+        max_workers: int | None = None,
+        pace: Callable[[int], int] | None = None,
+        rate_limit_conn_id: str | None = None,
+        **overrides: Any,
     ) -> CrowdTwistPosClient:
         """A client of the POS host (extra ``pos_host``) for purchases and returns; the caller closes it.
 
         Settings as :meth:`new_client`. The POS host takes the API key header only: an HMAC connection,
         or one without ``pos_host``, fails here, before any request, naming why.
         """
-        config = self.get_client_config(**overrides)
-        if max_workers is not None and config.pool_size < max_workers:
-            config = dataclasses.replace(config, pool_size=max_workers)
-        if pace is not None:
-            config = dataclasses.replace(config, requests_per_minute=pace(config.requests_per_minute))
+        config, limiter = self._paced_config(max_workers, pace, rate_limit_conn_id, overrides)
         try:
             return CrowdTwistPosClient(
                 config,
                 self._extras().get("pos_host"),
-                rate_limiter=self.rate_limiter,
+                rate_limiter=limiter,
                 labels=CONNECTION_FIELD_LABELS,
             )
         except CrowdTwistConfigError as exc:

@@ -40,6 +40,7 @@ from airflow_provider_crowdtwist.sync.summary import (
 
 SOURCE_TEMPLATE_FIELDS: tuple[str, ...] = (
     "crowdtwist_conn_id",
+    "rate_limit_conn_id",
     "sql",
     "sql_conn_id",
     "sql_hook_params",
@@ -62,6 +63,10 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
     ``partition=(i, n)``: sync only the members that hash to ``i`` of ``n``, with this partition's own
     state / ledger / rejects files and ``1/n`` of the cap; for ``.expand(partition=partitions(n))``
     (docs/scale-out.md).
+
+    ``rate_limit_conn_id``: a Redis connection (conn type ``redis``) through which every task of the
+    program shares one pace at the whole cap, partitions included (docs/scale-out.md); default: the
+    CrowdTwist connection's ``rate_limit_conn_id`` extra; ``""``: this task paces on its own.
 
     Source (exactly one): ``sql`` + ``sql_conn_id`` (any common.sql connection; ``.sql`` files
     allowed; read in chunks), ``rows`` (a DataFrame, a list of dicts, or an XCom), or ``source_path``
@@ -93,6 +98,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         id_type: str | None = None,
         max_workers: int = 16,
         requests_per_minute: int | None = None,
+        rate_limit_conn_id: str | None = None,
         max_failed_rows: int | None = None,
         max_failed_ratio: float | None = None,
         rejects_path: Any = None,
@@ -128,6 +134,7 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.id_type = id_type
         self.max_workers = max_workers
         self.requests_per_minute = requests_per_minute
+        self.rate_limit_conn_id = rate_limit_conn_id
         self.max_failed_rows = max_failed_rows
         self.max_failed_ratio = max_failed_ratio
         self.rejects_path = rejects_path
@@ -170,6 +177,10 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
             chunksize=self.chunksize,
         )
         validate_requests_per_minute(self.requests_per_minute)
+        if self.rate_limit_conn_id is not None and not isinstance(self.rate_limit_conn_id, str):
+            raise ValueError(
+                f"rate_limit_conn_id must be a connection id (text) or None, got {self.rate_limit_conn_id!r}"
+            )
         validate_volume_checks(self.min_rows, self.min_rows_action, self.max_rejected_ratio)
         validate_log_arguments(self.log_table_prefix, self.calls_per_class)
         # partition, progress_interval and the other engine settings: the engine config's own
@@ -184,10 +195,23 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         # requests_per_minute on the task overrides the connection's extra; a partition paces at its share
         given = {} if self.requests_per_minute is None else {"requests_per_minute": self.requests_per_minute}
         client = hook.new_client(
-            max_workers=self.max_workers, pace=part.share if part is not None else None, **given
+            max_workers=self.max_workers,
+            pace=part.share if part is not None else None,
+            rate_limit_conn_id=self.rate_limit_conn_id,
+            **given,
         )
         self._base_url = client.config.base_url
         return client
+
+    @staticmethod
+    def _pace_text(client: CrowdTwistClient) -> str:
+        """How the task is paced, for its first log line: its own cap, or the program's shared one."""
+        limiter = client.rate_limiter
+        stats = limiter.stats() if limiter is not None else {}
+        if stats.get("shared_limiter") and not stats.get("shared_limiter_fallback"):
+            cap = stats.get("configured_requests_per_minute")
+            return f"{cap} requests/min shared by every task of the program ({stats['shared_limiter']})"
+        return f"{client.config.requests_per_minute or 'unlimited'} requests/min"
 
     def _source_chunks(self) -> Iterator[SourceItem]:
         """The rendered source arguments -> DataFrame chunks (nothing is read until iterated)."""

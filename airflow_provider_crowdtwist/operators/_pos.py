@@ -92,7 +92,10 @@ class CrowdTwistPosOperatorBase(CrowdTwistSyncOperatorBase):
         part = active_partition(self.partition)
         given = {} if self.requests_per_minute is None else {"requests_per_minute": self.requests_per_minute}
         client = hook.new_pos_client(
-            max_workers=self.max_workers, pace=part.share if part is not None else None, **given
+            max_workers=self.max_workers,
+            pace=part.share if part is not None else None,
+            rate_limit_conn_id=self.rate_limit_conn_id,  # one bucket with the program's other syncs
+            **given,
         )
         self._base_url = client.program_url
         return client

@@ -86,6 +86,8 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
         ``unknown``, at the cost of one upload of the ledger file per batch.
     :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
     :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
+    :param rate_limit_conn_id: a Redis connection: every task of the program shares one pace at the
+        whole cap (docs/scale-out.md); default: the connection's extra; ``""``: this task alone.
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
@@ -227,9 +229,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             raise fail_task(exc, context) from None
         with client:
             self.log.info(
-                "Crediting CrowdTwist activities: max_workers=%d, %s requests/min, ledger %s%s",
+                "Crediting CrowdTwist activities: max_workers=%d, %s, ledger %s%s",
                 self.max_workers,
-                client.config.requests_per_minute or "unlimited",
+                self._pace_text(client),
                 location if location is not None else "none (allow_duplicates=True)",
                 ", dry run" if self.dry_run else "",
             )

@@ -37,6 +37,8 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param mode: ``upsert`` (PUT, then POST on 404), ``insert`` (POST only) or ``update`` (PUT only).
     :param max_workers: concurrent requests (default 16), all paced by one rate limiter.
     :param requests_per_minute: the rate cap; default: the connection's extra (10,000 if unset).
+    :param rate_limit_conn_id: a Redis connection: every task of the program shares one pace at the
+        whole cap (docs/scale-out.md); default: the connection's extra; ``""``: this task alone.
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
@@ -146,10 +148,10 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
         with client:
             try:
                 self.log.info(
-                    "Syncing members to CrowdTwist: mode=%s, max_workers=%d, %s requests/min%s",
+                    "Syncing members to CrowdTwist: mode=%s, max_workers=%d, %s%s",
                     self.mode,
                     self.max_workers,
-                    client.config.requests_per_minute or "unlimited",
+                    self._pace_text(client),
                     ", dry run" if self.dry_run else "",
                 )
                 summary = sync_members(client, self._source_chunks(), config, self.log)

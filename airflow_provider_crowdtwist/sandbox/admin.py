@@ -127,6 +127,18 @@ class SandboxAdmin:
         """How many API requests named this user identifier (path segment, or email on create)."""
         return int(self.stats()["by_user"].get(user, 0))
 
+    def arrivals(self) -> tuple[float, dict[int, int]]:
+        """API requests by arrival time: ``(tick seconds, {tick: count})`` (the sandbox's clock)."""
+        answer = self._call("GET", "arrivals")
+        return float(answer["tick_s"]), {int(t): int(n) for t, n in answer["counts"].items()}
+
+    def busiest_window(self, window_s: float = 60.0, since_tick: int | None = None) -> int:
+        """The most API requests that arrived in any ``window_s`` window (sliding, tick by tick)."""
+        tick_s, counts = self.arrivals()
+        if since_tick is not None:
+            counts = {t: n for t, n in counts.items() if t >= since_tick}
+        return busiest_window(counts, round(window_s / tick_s))
+
     def faults(self) -> dict[str, Any]:
         return self._call("GET", "faults")
 
@@ -140,3 +152,19 @@ class SandboxAdmin:
 
     def health(self) -> bool:
         return bool(self._call("GET", "health").get("ok"))
+
+
+def busiest_window(counts: dict[int, int], width: int) -> int:
+    """The largest sum of ``counts`` over ``width`` consecutive ticks."""
+    if not counts:
+        return 0
+    best = running = 0
+    ticks = sorted(counts)
+    start = 0
+    for tick in ticks:
+        running += counts[tick]
+        while ticks[start] <= tick - width:
+            running -= counts[ticks[start]]
+            start += 1
+        best = max(best, running)
+    return best

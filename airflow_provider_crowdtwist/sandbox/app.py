@@ -33,6 +33,7 @@ from airflow_provider_crowdtwist.sandbox.pos import POS_PREFIX, PosApi
 from airflow_provider_crowdtwist.sandbox.push import LivePusher
 from airflow_provider_crowdtwist.sandbox.settings import RUNTIME_SETTINGS, SandboxSettings
 from airflow_provider_crowdtwist.sandbox.state import (
+    ARRIVAL_TICK_S,
     CREDIT_ID_TYPES,
     DELETION_QUEUED,
     ID_TYPES,
@@ -547,6 +548,11 @@ class SandboxApp:
         if method == "GET" and action == "stats":
             return Response.json(
                 200, {**self.state.stats.as_dict(), "pending_credits": len(self.state.pending)}
+            )
+        if method == "GET" and action == "arrivals":
+            counts = dict(self.state.stats.arrivals)
+            return Response.json(
+                200, {"tick_s": ARRIVAL_TICK_S, "counts": {str(t): n for t, n in counts.items()}}
             )
         if method == "GET" and action == "faults":
             return Response.json(200, self.faults.settings.as_dict())

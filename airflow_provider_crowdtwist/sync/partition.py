@@ -168,6 +168,8 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 combined[key] = bool(combined.get(key, False)) or value
             elif isinstance(value, int):
                 combined[key] = int(combined.get(key, 0)) + value
+            elif key == "rate_limit" and isinstance(value, Mapping):
+                combined[key] = _merge_rate_limit(combined.get(key), value)
             elif isinstance(value, Mapping):
                 merged = combined.setdefault(key, {})
                 for name, number in value.items():
@@ -191,6 +193,39 @@ def combined_violation(
     from airflow_provider_crowdtwist.sync.summary import SyncSummary, threshold_violation
 
     return threshold_violation(SyncSummary.from_dict(combined), max_failed_rows, max_failed_ratio)
+
+
+#: What a shared limiter reports for the whole program, alike in every partition: never added up.
+_PROGRAM_FIGURES = (
+    "configured_requests_per_minute",
+    "learned_requests_per_minute",
+    "paced_requests_per_minute",
+    "rate_decreases",
+    "program_pauses",
+)
+
+
+def _merge_rate_limit(merged: Mapping[str, Any] | None, value: Mapping[str, Any]) -> dict[str, Any]:
+    """Two partitions' limiter figures as one. Each partition's own limiter (its share of the cap):
+    added up. A shared limiter (``shared_limiter`` present): the program's figures are the largest
+    seen, the 429s each task saw add up, and ``shared_limiter`` / ``shared_limiter_fallback`` become
+    the lists of the distinct texts (the fallback's None when no task fell back)."""
+    out = dict(merged or {})
+    shared = "shared_limiter" in value or "shared_limiter" in out
+    for name, figure in value.items():
+        if shared and name in ("shared_limiter", "shared_limiter_fallback"):
+            texts = list(out.get(name) or [])
+            if figure and figure not in texts:
+                texts.append(figure)
+            out[name] = texts or None
+        elif name not in out:
+            out[name] = figure
+        elif shared and name in _PROGRAM_FIGURES:
+            known = [f for f in (out[name], figure) if f is not None]
+            out[name] = max(known) if known else None
+        else:
+            out[name] = _add(out[name], figure)
+    return out
 
 
 def _add(a: Any, b: Any) -> Any:

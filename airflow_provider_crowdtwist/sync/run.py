@@ -500,6 +500,8 @@ class SyncRun:
         if limiter is None:
             return None
         figures = dict(limiter.stats())
+        if figures.get("shared_limiter_fallback"):
+            self.log.warning("Shared rate limit not used to the end: %s", figures["shared_limiter_fallback"])
         if figures.get("rate_limited"):
             self.log.warning(
                 "CrowdTwist answered 429 to %d request(s); the real limit was measured at %s requests/min "

@@ -92,6 +92,7 @@ def test_conn_fields_are_valid_json_schemas_with_valid_defaults() -> None:
         "connect_timeout",
         "requests_per_minute",
         "pos_host",
+        "rate_limit_conn_id",
         "verify",
         "max_answer_bytes",
         "attempt_deadline",

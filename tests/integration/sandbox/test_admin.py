@@ -84,3 +84,19 @@ def test_admin_answers_loopback_peers_only():
     assert _is_loopback(("::1", 5000, 0, 0))
     assert not _is_loopback(("10.1.2.3", 5000))
     assert not _is_loopback(None)
+
+
+def test_arrivals_count_every_api_request_by_time(sandbox, client_for):
+    from airflow_provider_crowdtwist.sandbox.admin import busiest_window
+
+    client = client_for(sandbox)
+    for i in range(7):
+        client.create_user(member(f"arr{i}@example.com"))
+    tick_s, counts = sandbox.admin.arrivals()
+    assert tick_s == 0.1
+    assert sum(counts.values()) == sandbox.admin.stats()["total"] == 7
+    assert sandbox.admin.busiest_window(60.0) == 7
+    # the sliding window: ticks 5..10 hold 3 + 2, ticks 6..11 hold 2 + 7
+    assert busiest_window({0: 5, 5: 3, 10: 2, 11: 7}, 6) == 9
+    assert busiest_window({0: 5, 5: 3, 10: 2, 11: 7}, 7) == 12
+    assert busiest_window({}, 600) == 0

@@ -166,6 +166,37 @@ def test_combine_summaries_adds_up() -> None:
     }
 
 
+def test_combine_summaries_does_not_add_up_a_shared_limiter_s_program_figures() -> None:
+    def shared(rate_limited: int, fallback: str | None) -> dict:
+        return {
+            "rate_limit": {
+                "configured_requests_per_minute": 10_000,  # the program's whole cap, in every partition
+                "learned_requests_per_minute": 2_963 if fallback is None else None,
+                "paced_requests_per_minute": 2_874,
+                "rate_decreases": 3,
+                "program_pauses": 2,
+                "rate_limited": rate_limited,  # this task's own 429s
+                "shared_limiter": "redis://r:6379/0 crowdtwist:rate:acme",
+                "shared_limiter_fallback": fallback,
+            }
+        }
+
+    gone = "Redis redis://r:6379/0 unreachable mid-run (ConnectionError: refused); paced alone at 2500"
+    combined = combine_summaries([shared(4, None), shared(1, gone), shared(2, None), shared(0, gone)])
+    assert combined["rate_limit"] == {
+        "configured_requests_per_minute": 10_000,
+        "learned_requests_per_minute": 2_963,
+        "paced_requests_per_minute": 2_874,
+        "rate_decreases": 3,
+        "program_pauses": 2,
+        "rate_limited": 7,
+        "shared_limiter": ["redis://r:6379/0 crowdtwist:rate:acme"],
+        "shared_limiter_fallback": [gone],
+    }
+    healthy = combine_summaries([shared(1, None), shared(1, None)])["rate_limit"]
+    assert healthy["shared_limiter_fallback"] is None and healthy["rate_limited"] == 2
+
+
 def test_thresholds_are_judged_on_the_combined_summary() -> None:
     one = {"counts": {"created": 94, "rejected": 6}, "rows_read": 100}  # 6% alone
     other = {"counts": {"created": 100}, "rows_read": 100}
