@@ -22,6 +22,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_crowdtwist import _compat
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
@@ -56,8 +57,6 @@ def mask_secret(secret: str) -> None:
 
     Resolved lazily through ``_compat`` (common-compat < 1.23 has no ``mask_secret`` in ``sdk``).
     """
-    from airflow_provider_crowdtwist import _compat
-
     _compat.mask_secret(secret)
 
 
@@ -310,6 +309,8 @@ class CrowdTwistHook(BaseHook):
             api_key=password if auth_type == "api_key" else None,
             hmac_public_key=login if auth_type == "hmac" else None,
             hmac_private_key=password if auth_type == "hmac" else None,
+            # Airflow's rule for short secrets, applied to member passwords by the client and the engine
+            min_length_masked_secret=_compat.min_length_masked_secret(),
         )
         for name, value in {**self.client_overrides, **overrides}.items():
             if name not in known:
