@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--null-values", choices=NULL_VALUES, default="clear", help="a null on update clears or is ignored"
     )
     g.add_argument(
+        "--location-optional",
+        action="store_true",
+        help="a create without any location is accepted (the 2026-04 release as a secondary source reads "
+        "it); default: refused with 'US zip code or country/city combo is required'",
+    )
+    g.add_argument(
         "--dedupe-window-s",
         type=float,
         default=10.0,
@@ -220,6 +226,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         deletion_status_path=args.deletion_status_path,
         history_envelope=args.history_envelope,
         null_values=args.null_values,
+        location_optional=args.location_optional,
         award_lag_s=args.award_lag_s,
         deletion_lag_s=args.deletion_lag_s,
         activity_date_enabled=not args.no_activity_date,

@@ -611,7 +611,8 @@ def test_member_password_masking_follows_airflows_min_length_masked_secret(
     """The hook reads [logging] min_length_masked_secret and hands the number to the client."""
     set_json_conn(monkeypatch, "ct_minlen", host="https://api.example.com", password=API_KEY)
     monkeypatch.delenv("AIRFLOW__LOGGING__MIN_LENGTH_MASKED_SECRET", raising=False)
-    assert CrowdTwistHook("ct_minlen").get_client_config().min_length_masked_secret == 5  # Airflow 3's default
+    # Airflow 3's default
+    assert CrowdTwistHook("ct_minlen").get_client_config().min_length_masked_secret == 5
     monkeypatch.setenv("AIRFLOW__LOGGING__MIN_LENGTH_MASKED_SECRET", "2")
     assert CrowdTwistHook("ct_minlen").get_client_config().min_length_masked_secret == 2
     # a task may still choose for itself
