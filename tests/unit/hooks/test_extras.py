@@ -62,8 +62,10 @@ def test_the_definitions_cover_what_they_claim() -> None:
         "max_answer_bytes",
         "attempt_deadline",
     } <= set(RANGED)
-    # every extra sets a ClientConfig field, except the one the hook folds into the base URL
-    assert {e for e in CONN_FIELDS if config_name(e) not in CONFIG_FIELDS} == {"scheme"}
+    # every extra sets a ClientConfig field of its name (or EXTRA_CONFIG_NAMES'), except the hook's own:
+    # scheme (folded into the base URL) and, where present, the POS host and the rate limit connection
+    hook_own = {e for e in CONN_FIELDS if config_name(e) not in CONFIG_FIELDS}
+    assert "scheme" in hook_own and hook_own <= {"scheme", "pos_host", "rate_limit_conn_id"}
 
 
 @pytest.mark.parametrize("extra", WITH_DEFAULT)
