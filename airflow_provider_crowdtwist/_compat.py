@@ -74,3 +74,21 @@ def airflow_version(version: str | None = None) -> tuple[int, int]:
     pieces = [*str(version).split("."), "0"][:2]
     major, minor = (int("".join(c for c in p if c.isdigit()) or 0) for p in pieces)
     return major, minor
+
+
+def min_length_masked_secret() -> int:
+    """Airflow's ``[logging] min_length_masked_secret``: a secret shorter than this is not masked.
+
+    Read here, in the Airflow layer, and handed to the client as a number (``ClientConfig``), so the
+    client and the sync engine follow Airflow's rule for member passwords without importing Airflow.
+    Airflow 3.0-3.3 default it to 5. Airflow 2.11 has no such option (its masker hides secrets of any
+    length); there Airflow 3's default applies unless the option is set (``[logging]`` or
+    ``AIRFLOW__LOGGING__MIN_LENGTH_MASKED_SECRET``).
+    """
+    from airflow_provider_crowdtwist.client.config import DEFAULT_MIN_LENGTH_MASKED_SECRET
+
+    # A value that is no number raises Airflow's own configuration error, as Airflow's masker does.
+    value = resolve("conf").getint(
+        "logging", "min_length_masked_secret", fallback=DEFAULT_MIN_LENGTH_MASKED_SECRET
+    )
+    return max(int(value), 0)

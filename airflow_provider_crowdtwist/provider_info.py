@@ -135,22 +135,15 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "login": "HMAC public key",
         "password": "API key / HMAC private key",
     },
+    # An extra's placeholder is its default; the extras without one say what empty means.
     "placeholders": {
         "host": "https://sbapi123.crowdtwist.com",
         "port": "443",
         "login": "only for auth type hmac",
         "password": "API key, or HMAC private key",
-        "auth_type": "api_key",
-        "key_placement": "header",
-        "hmac_timestamp_unit": "s",
-        "id_type": "email",
+        **{name: str(f["schema"]["default"]) for name, f in CONN_FIELDS.items() if "default" in f["schema"]},
         "scheme": "https",
-        "timeout": "30",
-        "connect_timeout": "5",
-        "requests_per_minute": "10000",
         "rate_limit_conn_id": "crowdtwist_rate (optional)",
-        "verify": "true",
-        "max_answer_bytes": "8388608",
         "attempt_deadline": "connect + read timeout",
         "client_cert": "/path/to/client.pem (optional)",
         "client_key": "/path/to/client.key (optional)",
@@ -229,24 +222,19 @@ PROVIDER_INFO: dict[str, Any] = {
 }
 
 
+#: The ClientConfig field an extra sets where its name is not the extra's own. Every other extra sets
+#: the ClientConfig field of its name, or, when ClientConfig has none (``scheme``), is the hook's own.
+#: With CONN_FIELDS this is the whole definition of an extra: ``hooks/extras.py`` reads choices,
+#: defaults and ranges from the field's schema.
+EXTRA_CONFIG_NAMES: dict[str, str] = {"key_placement": "api_key_in", "timeout": "read_timeout"}
+
 #: How each ClientConfig field is known to a user who configured an Airflow connection (the hook
-#: passes these to ``ClientConfig.validate`` so its messages name the connection field).
+#: passes these to ``ClientConfig.validate`` so its messages name the connection field). The extras'
+#: labels are derived, so an extra's message always names the extra the user set.
 CONNECTION_FIELD_LABELS: dict[str, str] = {
     "base_url": "connection host (API base URL)",
-    "auth_type": "connection extra 'auth_type'",
     "api_key": "password (API key)",
-    "api_key_in": "connection extra 'key_placement'",
     "hmac_public_key": "login (HMAC public key)",
     "hmac_private_key": "password (HMAC private key)",
-    "hmac_timestamp_unit": "connection extra 'hmac_timestamp_unit'",
-    "pos_host": "connection extra 'pos_host' (POS base URL)",
-    "id_type": "connection extra 'id_type'",
-    "connect_timeout": "connection extra 'timeout' (connect_timeout)",
-    "read_timeout": "connection extra 'timeout' (read_timeout)",
-    "verify": "connection extra 'verify'",
-    "requests_per_minute": "connection extra 'requests_per_minute'",
-    "max_answer_bytes": "connection extra 'max_answer_bytes'",
-    "attempt_deadline": "connection extra 'attempt_deadline'",
-    "client_cert": "connection extra 'client_cert'",
-    "client_key": "connection extra 'client_key'",
+    **{EXTRA_CONFIG_NAMES.get(extra, extra): f"connection extra '{extra}'" for extra in CONN_FIELDS},
 }

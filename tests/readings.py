@@ -40,7 +40,8 @@ class Reading:
 READINGS: tuple[Reading, ...] = (
     Reading(
         "baseline",
-        "none: every point at its default (401, users/delete, bare list, nulls clear, dedupe on, no limit)",
+        "none: every point at its default (401, users/delete, bare list, nulls clear, location required, "
+        "dedupe on, no limit)",
     ),
     Reading(
         "hmac_timestamp_s",
@@ -60,6 +61,7 @@ READINGS: tuple[Reading, ...] = (
     ),
     Reading("history_paged", "activity history envelope", {"history_envelope": "paged"}),
     Reading("nulls_ignored", "null in an optional field", {"null_values": "ignore"}),
+    Reading("location_optional", "location on create", {"location_optional": True}),
     Reading("dedupe_off", "duplicate credit detection", {"dedupe_window_s": 0}),
     Reading(
         "rate_limit_bucket_retry_after",

@@ -36,7 +36,12 @@ from airflow_provider_crowdtwist.client.errors import (
 from airflow_provider_crowdtwist.client.models import parse_error_body
 from airflow_provider_crowdtwist.client.observe import Call, CallObserver
 from airflow_provider_crowdtwist.client.ratelimit import Pacer, RateLimiter
-from airflow_provider_crowdtwist.client.redact import GLOBAL_REDACTOR, Redactor, install_urllib3_filter
+from airflow_provider_crowdtwist.client.redact import (
+    GLOBAL_REDACTOR,
+    Redactor,
+    install_urllib3_filter,
+    maskable,
+)
 from airflow_provider_crowdtwist.client.retry import (
     AttemptResult,
     ResponseLike,
@@ -231,7 +236,9 @@ class Caller:
         if not path.startswith("/"):
             path = "/" + path
         clean_params = {k: str(v) for k, v in params.items() if v is not None} if params else None
-        extras = tuple(s for s in extra_secrets if isinstance(s, str) and s)
+        # a member's password shorter than Airflow's minimum is not masked (client/redact.maskable)
+        minimum = self.config.min_length_masked_secret
+        extras = tuple(s for s in extra_secrets if isinstance(s, str) and maskable(s, minimum))
         query = self._encode_query(clean_params) if clean_params else ""
         shown = path + ("?" + query if query else "")
         if self._auth_query:

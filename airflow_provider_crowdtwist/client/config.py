@@ -51,6 +51,9 @@ ID_TYPE_ATTRIBUTES: dict[str, str] = {
     "mobile_phone_number": "mobile_phone_number",
 }
 
+#: Airflow 3's default of ``[logging] min_length_masked_secret`` (see ``ClientConfig``).
+DEFAULT_MIN_LENGTH_MASKED_SECRET = 5
+
 AUTH_TYPES = ("api_key", "hmac")
 API_KEY_LOCATIONS = ("header", "query")
 TIMESTAMP_UNITS = ("s", "ms")
@@ -105,6 +108,10 @@ class ClientConfig:
     #: A client certificate (PEM), with its key in ``client_key`` when that is a file apart.
     client_cert: str | None = None
     client_key: str | None = None
+    #: A member's password (a secret of one request) shorter than this is not masked in messages:
+    #: masking a 1-character password would turn every such letter of a message into ``***``. Airflow's
+    #: own rule, ``[logging] min_length_masked_secret``, whose value the hook passes (default 5).
+    min_length_masked_secret: int = DEFAULT_MIN_LENGTH_MASKED_SECRET
 
     def __repr__(self) -> str:
         shown = []
@@ -146,6 +153,7 @@ class ClientConfig:
         self._check_int("max_retries", minimum=0)
         self._check_int("pool_size", minimum=1)
         self._check_int("max_answer_bytes", minimum=1024)
+        self._check_int("min_length_masked_secret", minimum=0)
         if self.attempt_deadline is not None:
             self._check_number("attempt_deadline", positive=True)
         for name in ("client_cert", "client_key"):  # (the key alone is no certificate)
@@ -262,6 +270,7 @@ def id_type_problem(id_type: object, allowed: tuple[str, ...] = ID_TYPES) -> str
 
 __all__ = [
     "CREDIT_ID_TYPES",
+    "DEFAULT_MIN_LENGTH_MASKED_SECRET",
     "ID_TYPES",
     "ID_TYPE_ATTRIBUTES",
     "PII_FREE_ID_TYPES",

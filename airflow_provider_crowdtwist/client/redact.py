@@ -30,6 +30,17 @@ URLLIB3_LOGGERS = (
 )
 
 
+def maskable(secret: str | None, min_length: int) -> bool:
+    """Whether a per-request secret is masked: non-empty and at least ``min_length`` characters.
+
+    Airflow's secrets masker skips secrets shorter than ``[logging] min_length_masked_secret`` (default
+    5): masking a 1-character member password would replace that letter everywhere in a message
+    ("chec*** the host"), destroying the message while protecting nothing. The connection's own keys
+    are always masked (:meth:`Redactor.add`); only per-request secrets follow this rule.
+    """
+    return bool(secret) and len(secret or "") >= min_length
+
+
 class Redactor:
     """Replaces registered secrets, their URL-encoded forms and ``api_key=`` values with ``***``."""
 
@@ -53,7 +64,8 @@ class Redactor:
         """Return ``text`` as a string with every known secret masked.
 
         ``extra`` holds per-call secrets (e.g. a member's ``password`` in the request body) that
-        must not be registered for the client's whole life.
+        must not be registered for the client's whole life (the caller drops those :func:`maskable`
+        refuses).
         """
         out = text if isinstance(text, str) else str(text)
         secrets = self._secrets
@@ -113,4 +125,4 @@ def install_urllib3_filter() -> None:
         _installed = True
 
 
-__all__ = ["GLOBAL_REDACTOR", "MASK", "Redactor", "SecretLogFilter", "install_urllib3_filter"]
+__all__ = ["GLOBAL_REDACTOR", "MASK", "Redactor", "SecretLogFilter", "install_urllib3_filter", "maskable"]

@@ -16,27 +16,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_crowdtwist import _compat
 from airflow_provider_crowdtwist.client.client import CrowdTwistClient
 from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.errors import CrowdTwistConfigError
 from airflow_provider_crowdtwist.client.pos import CrowdTwistPosClient
 from airflow_provider_crowdtwist.client.redact import Redactor
-from airflow_provider_crowdtwist.formats import NO_WORDS, YES_WORDS, show
+from airflow_provider_crowdtwist.formats import show
+from airflow_provider_crowdtwist.hooks.extras import ExtraError, config_name, read_extras
 from airflow_provider_crowdtwist.hooks.health import ApiCheck, CheckStatus, CheckTarget, check_api, error_text
 from airflow_provider_crowdtwist.provider_info import (
     CONN_FIELDS,
     CONN_TYPE,
     CONNECTION_FIELD_LABELS,
     HOOK_NAME,
-    ID_TYPES,
     LEGACY_EXTRAS,
     UI_FIELD_BEHAVIOUR,
 )
@@ -59,8 +58,6 @@ def mask_secret(secret: str) -> None:
 
     Resolved lazily through ``_compat`` (common-compat < 1.23 has no ``mask_secret`` in ``sdk``).
     """
-    from airflow_provider_crowdtwist import _compat
-
     _compat.mask_secret(secret)
 
 
@@ -231,62 +228,19 @@ class CrowdTwistHook(BaseHook):
                 )
             extras.setdefault(current, value)
 
-    def _choice(self, extras: Mapping[str, Any], name: str, allowed: Sequence[str], default: str) -> str:
-        value = extras.get(name, default)
-        text = str(value).strip().lower() if isinstance(value, str) else value
-        if text not in allowed:
-            raise self._fail(
-                f"extra '{name}' must be one of {', '.join(repr(a) for a in allowed)}, got {show(value)}"
-            )
-        return text
-
-    def _number(self, extras: Mapping[str, Any], name: str, default: float) -> float:
-        value = extras.get(name, default)
-        if isinstance(value, bool):
-            raise self._fail(f"extra '{name}' must be a number of seconds, got {show(value)}")
+    def _settings(self) -> dict[str, Any]:
+        """Every extra, checked and defaulted by its definition in ``CONN_FIELDS`` (``hooks/extras.py``)."""
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise self._fail(f"extra '{name}' must be a number of seconds, got {show(value)}") from None
-        if not math.isfinite(number) or number <= 0:
-            raise self._fail(f"extra '{name}' must be a positive number of seconds, got {show(value)}")
-        return number
+            return read_extras(self._extras())
+        except ExtraError as exc:
+            raise self._fail(str(exc)) from None
 
-    def _integer(self, extras: Mapping[str, Any], name: str, default: int) -> int:
-        value = extras.get(name, default)
-        if isinstance(value, bool):
-            raise self._fail(f"extra '{name}' must be a whole number, got {show(value)}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise self._fail(f"extra '{name}' must be a whole number, got {show(value)}") from None
-        if not math.isfinite(number) or number != int(number) or number < 0:
-            raise self._fail(f"extra '{name}' must be a whole number >= 0, got {show(value)}")
-        return int(number)
-
-    def _verify(self, extras: Mapping[str, Any]) -> bool | str:
-        value = extras.get("verify", True)
-        if isinstance(value, bool):
-            return value
-        if not isinstance(value, str):
-            raise self._fail(f"extra 'verify' must be true, false or a CA bundle path, got {show(value)}")
-        text = value.strip()
-        if text.lower() in YES_WORDS:
-            return True
-        if text.lower() in NO_WORDS:
-            return False
-        if not os.path.exists(text):
-            raise self._fail(f"extra 'verify': CA bundle file {text!r} does not exist")
-        return text
-
-    def _base_url(self, extras: Mapping[str, Any]) -> str:
+    def _base_url(self, scheme_extra: str | None) -> str:
+        """The API base URL from host, port and schema; ``scheme_extra`` is the extra 'scheme', if set."""
         conn = self.connection
         host = (conn.host or "").strip()
         if not host:
             raise self._fail("host (the API base URL, e.g. https://sbapi123.crowdtwist.com) is empty")
-        scheme_extra = None
-        if "scheme" in extras:
-            scheme_extra = self._choice(extras, "scheme", ("https", "http"), "https")
         if "://" in host:
             parts = urlsplit(host)
             scheme = parts.scheme.lower()
@@ -331,13 +285,12 @@ class CrowdTwistHook(BaseHook):
         Raises :class:`CrowdTwistConfigError` naming the connection and the field to fix.
         """
         conn = self.connection
-        extras = self._extras()
-        auth_type_given = "auth_type" in extras
-        auth_type = self._choice(extras, "auth_type", ("api_key", "hmac"), "api_key")
+        settings = self._settings()
+        auth_type = settings["auth_type"]
         login = (conn.login or "").strip() or None
         password = conn.password or None
         if auth_type == "api_key":
-            if not auth_type_given and login:
+            if "auth_type" not in self._extras() and login:
                 raise self._fail(
                     "login (the HMAC public key) is set but extra 'auth_type' is not; set "
                     "auth_type to 'hmac' (login + private key in password) or 'api_key' (key in password)"
@@ -349,31 +302,19 @@ class CrowdTwistHook(BaseHook):
                 raise self._fail("login (the HMAC public key) is empty; extra 'auth_type' is 'hmac'")
             if not password:
                 raise self._fail("password (the HMAC private key) is empty; extra 'auth_type' is 'hmac'")
-        id_type = extras.get("id_type", "email")
-        id_type = id_type.strip() if isinstance(id_type, str) else id_type
-        if id_type not in ID_TYPES:
-            raise self._fail(f"extra 'id_type' must be one of {', '.join(ID_TYPES)}, got {show(id_type)}")
-        fields: dict[str, Any] = {
-            "base_url": self._base_url(extras),
-            "auth_type": auth_type,
-            "api_key": password if auth_type == "api_key" else None,
-            "api_key_in": self._choice(extras, "key_placement", ("header", "query"), "header"),
-            "hmac_public_key": login if auth_type == "hmac" else None,
-            "hmac_private_key": password if auth_type == "hmac" else None,
-            "hmac_timestamp_unit": self._choice(extras, "hmac_timestamp_unit", ("s", "ms"), "s"),
-            "id_type": id_type,
-            "connect_timeout": self._number(extras, "connect_timeout", 5.0),
-            "read_timeout": self._number(extras, "timeout", 30.0),
-            "verify": self._verify(extras),
-            "requests_per_minute": self._integer(extras, "requests_per_minute", 10_000),
-            "max_answer_bytes": self._integer(extras, "max_answer_bytes", 8 * 1024 * 1024),
-            "attempt_deadline": (
-                self._number(extras, "attempt_deadline", 1.0) if "attempt_deadline" in extras else None
-            ),
-            "client_cert": extras.get("client_cert"),
-            "client_key": extras.get("client_key"),
-        }
         known = {f.name for f in dataclasses.fields(ClientConfig)}
+        # every extra that names a ClientConfig field sets it; the others (scheme) are the hook's own
+        fields: dict[str, Any] = {
+            config_name(extra): value for extra, value in settings.items() if config_name(extra) in known
+        }
+        fields.update(
+            base_url=self._base_url(settings["scheme"]),
+            api_key=password if auth_type == "api_key" else None,
+            hmac_public_key=login if auth_type == "hmac" else None,
+            hmac_private_key=password if auth_type == "hmac" else None,
+            # Airflow's rule for short secrets, applied to member passwords by the client and the engine
+            min_length_masked_secret=_compat.min_length_masked_secret(),
+        )
         for name, value in {**self.client_overrides, **overrides}.items():
             if name not in known:
                 raise _config_error(
@@ -557,14 +498,13 @@ class CrowdTwistHook(BaseHook):
 
     def _auth_type(self) -> str:
         try:
-            value = self._extras().get("auth_type", "api_key")
+            return str(self._settings()["auth_type"])
         except Exception:
             return "api_key"
-        return str(value).strip().lower()
 
     def _base_url_or_host(self) -> str:
         try:
-            return self._base_url(self._extras())
+            return self._base_url(self._settings()["scheme"])
         except Exception:
             return repr(getattr(self._connection, "host", None))
 

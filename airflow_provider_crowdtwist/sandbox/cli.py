@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='a boolean custom attribute takes JSON true/false, 1/0, or "true"/"false"',
     )
     g.add_argument(
+        "--location-optional",
+        action="store_true",
+        help="a create without any location is accepted (the 2026-04 release as a secondary source reads "
+        "it); default: refused with 'US zip code or country/city combo is required'",
+    )
+    g.add_argument(
         "--dedupe-window-s",
         type=float,
         default=10.0,
@@ -239,6 +245,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         null_values=args.null_values,
         custom_attribute_types=args.custom_attribute_types,
         custom_boolean_values=args.custom_boolean_values,
+        location_optional=args.location_optional,
         award_lag_s=args.award_lag_s,
         deletion_lag_s=args.deletion_lag_s,
         activity_date_enabled=not args.no_activity_date,

@@ -94,6 +94,7 @@ RUNTIME_SETTINGS = (
     "deletion_status_path",
     "history_envelope",
     "null_values",
+    "location_optional",
     "award_lag_s",
     "deletion_lag_s",
     *POS_RUNTIME_SETTINGS,
@@ -133,6 +134,10 @@ class SandboxSettings:
     custom_attribute_types: str = "enforced"
     # OPEN: what a boolean custom attribute takes: JSON true/false, 1/0, or the strings "true"/"false".
     custom_boolean_values: str = "json"
+    # OPEN: O:UserCreate requires a location; a secondary source reads Oracle's 2026-04 release as
+    # "User Create no longer requires country or city". True: a create (or an update) with no location
+    # field at all is accepted; a location that is given is checked as ever.
+    location_optional: bool = False
     # Awards are queued (O:UserActivityCredit): answered at once, applied this many seconds later.
     award_lag_s: float = 0.0
     # Deletions are queued too (O:UserDelete): the member is gone this many seconds after the DELETE.
@@ -171,6 +176,8 @@ class SandboxSettings:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.location_optional, bool):
+            raise ValueError(f"location_optional must be true or false, got {self.location_optional!r}")
         for name in ("award_lag_s", "deletion_lag_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:

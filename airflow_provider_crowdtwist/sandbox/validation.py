@@ -173,12 +173,16 @@ def _check_custom_type(key: str, value: Any, kind: str, boolean_values: str) -> 
         raise input_error(f"custom_data.{key} must be {expected}, got {value!r}")
 
 
-def _check_location(attrs: Mapping[str, Any]) -> None:
+def _check_location(attrs: Mapping[str, Any], settings: SandboxSettings) -> None:
     """US: ``postal_code`` alone; Canada: ``CA`` + ``L#L #L#``; elsewhere a country with a city.
 
     Anything else gets the contract's message; a US postal code sent with a city or a country (even
     ``US``) is refused as CrowdTwist does ("for domestic addresses ONLY postal_code can be provided").
+    Under the OPEN point's lenient reading (``location_optional``) no location at all is accepted; a
+    location that is given is checked all the same.
     """
+    if settings.location_optional and all(attrs.get(name) is None for name in LOCATION_FIELDS):
+        return
     country = attrs.get("country_code")
     postal = attrs.get("postal_code")
     if country in (None, "US"):
@@ -220,7 +224,7 @@ def validate_create(body: Any, settings: SandboxSettings) -> dict[str, Any]:
     for name in UPDATE_ONLY_FIELDS & body.keys():
         if body[name] is not None:
             _check_value(name, body[name], settings)
-    _check_location(attrs)
+    _check_location(attrs, settings)
     return attrs
 
 
@@ -245,7 +249,7 @@ def validate_update(body: Any, current: Mapping[str, Any], settings: SandboxSett
     if any(name in changes for name in LOCATION_FIELDS):
         merged = {name: current.get(name) for name in LOCATION_FIELDS}
         merged.update({k: v for k, v in changes.items() if k in LOCATION_FIELDS})
-        _check_location(merged)
+        _check_location(merged, settings)
     return changes
 
 

@@ -52,7 +52,7 @@ UPDATE_ONLY_ATTRIBUTES: dict[str, str] = dict.fromkeys(UPDATE_ONLY_FIELDS, "bool
 #: Every attribute a member payload may carry.
 MEMBER_ATTRIBUTES: dict[str, str] = {**CREATE_ATTRIBUTES, **UPDATE_ONLY_ATTRIBUTES}
 
-#: Attributes required to create a member (plus a location, see ``validation.check_create``).
+#: Attributes required to create a member (O:UserCreate; a location is OPEN: see ``validation.check_create``).
 CREATE_REQUIRED: tuple[str, ...] = ("first_name", "last_name", "email_address")
 
 #: Left out of a US member's payload: "for domestic addresses ONLY postal_code can be provided"

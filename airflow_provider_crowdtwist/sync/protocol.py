@@ -29,7 +29,8 @@ Waves = Iterable[Iterable[Item]]
 
 
 class ClientSettings(Protocol):
-    """The client's settings the frame reads: the default ``id_type`` and the secrets to redact."""
+    """The client's settings the frame reads: the default ``id_type``, the secrets to redact and the
+    shortest member password that is masked (Airflow's ``min_length_masked_secret``)."""
 
     @property
     def id_type(self) -> str: ...
@@ -37,6 +38,8 @@ class ClientSettings(Protocol):
     def api_key(self) -> str | None: ...
     @property
     def hmac_private_key(self) -> str | None: ...
+    @property
+    def min_length_masked_secret(self) -> int: ...
 
 
 class LimiterStats(Protocol):

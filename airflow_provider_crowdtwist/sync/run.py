@@ -13,12 +13,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_crowdtwist.client.config import DEFAULT_MIN_LENGTH_MASKED_SECRET
 from airflow_provider_crowdtwist.client.errors import (
     CrowdTwistError,
     CrowdTwistForbiddenError,
     CrowdTwistNotFoundError,
     CrowdTwistValidationError,
 )
+from airflow_provider_crowdtwist.client.redact import maskable
 from airflow_provider_crowdtwist.sync.calls import CallSampler
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.outcomes import IDENTIFIER, Answer, Outcome, OutcomeLike, RowResult
@@ -317,7 +319,9 @@ class SyncRun:
         self, row: RowRef, outcome: Outcome, code: str | None, message: str, exc: CrowdTwistError | None
     ) -> Answer:
         password = (row.payload or {}).get("password")
-        if isinstance(password, str) and password:
+        # Airflow's minimum length, passed in the client's config (client/redact.maskable)
+        minimum = getattr(self.client.config, "min_length_masked_secret", DEFAULT_MIN_LENGTH_MASKED_SECRET)
+        if isinstance(password, str) and maskable(password, minimum):
             message = message.replace(password, "***")
         if exc is not None and outcome is Outcome.REJECTED and not isinstance(exc, CrowdTwistNotFoundError):
             message += self.columns_named(refused_attributes(message, row.payload))

@@ -124,6 +124,70 @@ def test_member_table_syncs_with_no_pre_send_rejection(sandbox_reading: Any, tmp
     assert_sandbox_holds_the_table(sandbox_reading.sandbox.admin)
 
 
+@pytest.fixture(params=readings_for("location on create"), ids=lambda r: r.name)
+def location_reading(request: pytest.FixtureRequest, sandbox: Any) -> Iterator[Any]:
+    """A location required on create (O:UserCreate, the baseline) and optional (the 2026-04 release)."""
+    yield from switched(request, sandbox)
+
+
+@pytest.mark.parametrize("mode", ["upsert", "insert"])
+def test_a_create_without_a_location_is_sent_and_answered_by_crowdtwist(
+    location_reading: Any, sandbox: Any, client_for: Any, tmp_path: pathlib.Path, mode: str
+) -> None:
+    """OPEN: a location on create. Never refused before sending; CrowdTwist's answer is the outcome.
+
+    Strict: the sandbox answers 400 with CrowdTwist's message and the row is ``rejected`` with it.
+    Lenient: the member is created. Under both, a malformed location that is given is still refused
+    (before sending where a documented rule proves it: a domestic postal code that is no US ZIP), and
+    a missing last name still is.
+    """
+    lenient = location_reading.name == "location_optional"
+    rows = pd.DataFrame(
+        [
+            {"user_id": "nowhere@example.com", "first_name": "No", "last_name": "Where"},
+            {
+                "user_id": "badzip@example.com",
+                "first_name": "Bad",
+                "last_name": "Zip",
+                "postal_code": "ABCDE",
+            },
+            {"user_id": "nocity@example.com", "first_name": "No", "last_name": "City", "country_code": "GB"},
+            {"user_id": "noname@example.com", "first_name": "No", "last_name": None, "postal_code": "02134"},
+        ]
+    )
+    rejects = tmp_path / "rejects.jsonl"
+    with client_for(sandbox) as client:
+        summary = sync_members(
+            client, [rows], MemberSyncConfig(max_workers=2, mode=mode, rejects_path=str(rejects)), LOG
+        )
+    lines = {r["row_number"]: r for r in map(json.loads, rejects.read_text().splitlines())}
+    # sent: the row without a location, and the country without a city (a location given, but not
+    # malformed by any documented rule: under the lenient reading its city may default to 'unknown')
+    if lenient:
+        assert sandbox.admin.member("nowhere@example.com")["first_name"] == "No"
+        assert 1 not in lines
+    else:
+        assert sandbox.admin.member("nowhere@example.com") is None
+        assert lines[1]["message"] == "row 1: US zip code or country/city combo is required"
+        assert (lines[1]["outcome"], lines[1]["status"], lines[1]["error_code"]) == (
+            "rejected",
+            400,
+            "input_error",
+        )
+    assert (
+        lines[3]["status"] == 400 and "US zip code or country/city combo is required" in lines[3]["message"]
+    )
+    assert sandbox.admin.member("nocity@example.com") is None
+    # refused before sending, under both readings
+    assert lines[2]["error_code"] == "create_requirements" and lines[2]["status"] is None
+    assert "'ABCDE' is not a US ZIP code" in lines[2]["message"]
+    assert lines[4]["error_code"] in ("create_requirements", "invalid_value") and lines[4]["status"] is None
+    assert summary.count("created") == (1 if lenient else 0)
+    assert summary.count("rejected") == (3 if lenient else 4)
+    # upsert: a PUT (404) for every row, then a POST for the two that may be created; insert: the POSTs
+    assert summary.requests_sent == (6 if mode == "upsert" else 2)
+
+
 def test_deactivation_with_remove_points_is_a_flag(sandbox_reading: Any) -> None:
     """remove_points travels as 1 with is_active 0 and wipes the points (O:UserUpdate)."""
     client = sandbox_reading.client()

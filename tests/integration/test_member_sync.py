@@ -235,6 +235,7 @@ def test_row_outcomes_and_rejects_file_against_the_sandbox(sandbox, tmp_path, ca
     with make_client(sandbox) as client, caplog.at_level(logging.INFO):
         summary = sync_members(client, [pd.DataFrame(small_rows())], config, LOG)
     assert counts(summary) == {"created": 2, "skipped": 1, "rejected": 5}
+    # (under the default reading; with a location optional the row without one is created)
     lines = {r["row_number"]: r for r in map(json.loads, rejects.read_text().splitlines())}
     assert sorted(lines) == [2, 3, 4, 5, 6]
     # Sent (no documented email rule, so no pre-send rejection): the refusal is CrowdTwist's own answer.
@@ -244,7 +245,9 @@ def test_row_outcomes_and_rejects_file_against_the_sandbox(sandbox, tmp_path, ca
     # CrowdTwist's own message, and the source column it is about
     assert lines[4]["message"] == "row 4: Unrecognized attribute name (column 'shoe_size')"
     assert lines[4]["error_code"] == "input_error" and lines[4]["status"] == 400
-    assert lines[5]["error_code"] == "create_requirements"
+    # A location on create is OPEN: the row is sent, and the refusal is CrowdTwist's own answer.
+    assert lines[5]["message"] == "row 5: US zip code or country/city combo is required"
+    assert (lines[5]["error_code"], lines[5]["status"]) == ("input_error", 400)
     assert lines[6]["error_code"] == "missing_identifier"
     stored = sandbox.admin.member("ok1@example.com")
     assert stored["last_name"] == "Again"  # the last duplicate won
@@ -312,8 +315,9 @@ def test_dry_run_sends_no_writes(sandbox):
         summary = sync_members(client, [pd.DataFrame(small_rows())], MemberSyncConfig(dry_run=True), LOG)
         after = sandbox.admin.stats()["by_route"]
     # A dry run cannot know CrowdTwist's own verdicts (the unknown custom attribute, the identifier that
-    # is not an email address, neither proven wrong by a documented rule): it would create both.
-    assert counts(summary) == {"created": 3, "updated": 1, "skipped": 1, "rejected": 3}
+    # is not an email address, the member without a location -- OPEN --, none proven wrong by a
+    # documented rule): it would create all three.
+    assert counts(summary) == {"created": 4, "updated": 1, "skipped": 1, "rejected": 2}
     writes = ("POST /v2/users", "PUT /v2/users/{user_id}")
     assert all(after.get(w, 0) == before.get(w, 0) for w in writes)
     assert after["GET /v2/users/{user_id}"] > before.get("GET /v2/users/{user_id}", 0)

@@ -167,7 +167,9 @@ class MemberSender:
             return self._ok(row, Outcome.CREATED)
 
     def _cannot_create(self, row: SpooledRow, payload: dict[str, Any]) -> RowResult | None:
-        """A member that is not there can only be created with the create rules met (location...)."""
+        """A member that is not there is created only with the documented create rules met: the names
+        and email address, and a postal code that fits (``check_create``). A location that is missing
+        is not one of them (OPEN): the create is sent and CrowdTwist's answer is the row's outcome."""
         problem = check_create(payload)
         if not problem:
             return None

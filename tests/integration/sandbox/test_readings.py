@@ -34,6 +34,7 @@ def test_every_open_point_has_its_readings_once():
         "deletion status path",
         "activity history envelope",
         "null in an optional field",
+        "location on create",
         "duplicate credit detection",
         "rate limit",
     } <= points
@@ -202,6 +203,35 @@ def test_rate_limit_as_a_leaky_bucket(sandbox):
     assert codes == [200, 200, 429]
     time.sleep(0.15)  # one token drips back in 0.1 s (a window would wait a whole minute)
     assert raw(sandbox, "GET", "/v2/activities", headers=API_KEY_HEADER).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("location", "required", "optional"),
+    [
+        ({}, False, True),  # no location at all: the one thing the lenient reading changes
+        ({"postal_code": "10001"}, True, True),
+        ({"postal_code": "1001"}, False, False),  # a malformed location that is given
+        ({"country_code": "CA", "postal_code": "10001"}, False, False),
+        ({"country_code": "FR"}, False, False),  # a partial one is checked as ever
+    ],
+)
+def test_location_on_create_required_or_optional(sandbox, location, required, optional):
+    """OPEN: O:UserCreate requires a location; the 2026-04 release, per a secondary source, does not."""
+    for reading, accepted in ((False, required), (True, optional)):
+        sandbox.admin.configure(location_optional=reading)
+        body = {k: v for k, v in member(f"loc-{reading}@example.com").items() if k != "postal_code"}
+        body.update(location)
+        answer = raw(sandbox, "POST", "/v2/users", headers={**API_KEY_HEADER, **JSON}, json=body)
+        if accepted:
+            assert answer.status_code == 200, answer.text
+            assert sandbox.admin.member(body["email_address"]) is not None
+        else:
+            assert (answer.status_code, answer.json()) == (
+                400,
+                {"error": "input_error", "message": "US zip code or country/city combo is required"},
+            )
+    with pytest.raises(SandboxAdminError, match="location_optional"):
+        sandbox.admin.configure(location_optional="yes")
 
 
 def test_runtime_settings_are_validated_whole_and_reset_restores_them(sandbox):

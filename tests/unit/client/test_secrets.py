@@ -169,3 +169,38 @@ def test_no_secret_anywhere(server_url: str, mode: str, caplog: Any) -> None:
     assert any("/v2/activities" in line for line in urllib3_lines), "urllib3 DEBUG lines were not captured"
     if mode == "query":
         assert any("api_key=***" in line for line in urllib3_lines)
+
+
+@pytest.mark.parametrize(
+    ("password", "minimum", "masked"),
+    [
+        ("c", 5, False),  # Airflow 3's default: shorter than 5 is not masked
+        ("abcd", 5, False),
+        ("abcde", 5, True),
+        ("c", 1, True),  # min_length_masked_secret = 1: everything is masked again
+        ("c", 0, True),
+    ],
+)
+def test_member_passwords_follow_airflows_minimum_length(
+    server_url: str, password: str, minimum: int, masked: bool
+) -> None:
+    """A short member password masked everywhere would mangle the message ("chec*** the host")."""
+    config = ClientConfig(
+        base_url=server_url, api_key=API_KEY, max_retries=0, min_length_masked_secret=minimum
+    )
+    with CrowdTwistClient(config) as client, pytest.raises(CrowdTwistError) as info:
+        client.create_user({"first_name": "check the host", "password": password})
+    message = info.value.message
+    assert ('"password":"***"' in message) is masked
+    assert (f'"password":"{password}"' in message) is not masked
+    # unmasked, the message is whole; masked, a 1-character password takes its letter everywhere
+    assert ('"first_name":"check the host"' in message) is (not masked or len(password) > 1)
+    assert API_KEY not in message  # the connection's key is masked whatever its length
+
+
+def test_the_minimum_length_is_a_checked_setting() -> None:
+    with pytest.raises(Exception, match="min_length_masked_secret"):
+        ClientConfig(
+            base_url="https://api.example.com", api_key=API_KEY, min_length_masked_secret=-1
+        ).validate()
+    assert ClientConfig(base_url="https://api.example.com").min_length_masked_secret == 5

@@ -603,3 +603,18 @@ def test_key_placement_is_not_a_name_airflow_masks() -> None:
     assert should_hide("api_key_in") is True
     for name in CONN_FIELDS:
         assert should_hide(name) is False, name
+
+
+def test_member_password_masking_follows_airflows_min_length_masked_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hook reads [logging] min_length_masked_secret and hands the number to the client."""
+    set_json_conn(monkeypatch, "ct_minlen", host="https://api.example.com", password=API_KEY)
+    monkeypatch.delenv("AIRFLOW__LOGGING__MIN_LENGTH_MASKED_SECRET", raising=False)
+    # Airflow 3's default
+    assert CrowdTwistHook("ct_minlen").get_client_config().min_length_masked_secret == 5
+    monkeypatch.setenv("AIRFLOW__LOGGING__MIN_LENGTH_MASKED_SECRET", "2")
+    assert CrowdTwistHook("ct_minlen").get_client_config().min_length_masked_secret == 2
+    # a task may still choose for itself
+    hook = CrowdTwistHook("ct_minlen", client_overrides={"min_length_masked_secret": 1})
+    assert hook.get_client_config().min_length_masked_secret == 1

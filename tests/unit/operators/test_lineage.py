@@ -49,6 +49,37 @@ def stats(dataset: Any) -> int:
     return dataset.outputFacets["outputStatistics"].rowCount
 
 
+def serialized(facet: Any) -> dict[str, Any]:
+    """A facet or dataset as the OpenLineage client sends it (its own serializer, ``Serde``).
+
+    The spec's JSON schemas ship in no installed package (openlineage-python carries generated classes
+    that name their schema by URL, not the schema files), so the emitted JSON is checked field by field:
+    the facet's ``_schemaURL`` names the spec facet, ``_producer`` is set, and the fields are there.
+    """
+    from openlineage.client.serde import Serde
+
+    return json.loads(json.dumps(Serde.to_dict(facet)))
+
+
+def assert_rows_read(dataset: Any, rows: int) -> None:
+    data = serialized(dataset)
+    facet = data["inputFacets"]["inputStatistics"]
+    assert facet["rowCount"] == rows
+    assert facet["_schemaURL"].startswith("https://openlineage.io/spec/facets/")
+    assert (
+        "/InputStatisticsInputDatasetFacet.json#/$defs/InputStatisticsInputDatasetFacet"
+        in facet["_schemaURL"]
+    )
+    assert facet["_producer"]
+    assert {"namespace", "name", "facets", "inputFacets"} <= set(data)
+
+
+def assert_sql_facet(lineage: Any, query: str) -> None:
+    facet = serialized(lineage.job_facets["sql"])
+    assert facet["query"] == query
+    assert "/SQLJobFacet.json#/$defs/SQLJobFacet" in facet["_schemaURL"] and facet["_producer"]
+
+
 def test_member_sync_from_sql(conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "warehouse.db"
     with sqlite3.connect(db) as connection:
@@ -70,10 +101,41 @@ def test_member_sync_from_sql(conn: Any, tmp_path: Path, monkeypatch: pytest.Mon
     lineage = op.get_openlineage_facets_on_complete(None)
     (source,) = lineage.inputs
     assert source.name == "crm_members" and source.namespace == f"sqlite://{db}"
+    assert_rows_read(source, 4)  # every row the query gave, the refused one included
+    assert_sql_facet(lineage, "SELECT user_id, first_name, last_name, postal_code FROM crm_members")
     program, rejected = lineage.outputs
     assert program.namespace == f"crowdtwist://{conn.base_url.split('://')[1]}"
     assert program.name == "members" and stats(program) == 3
     assert (rejected.namespace, rejected.name, stats(rejected)) == ("file", str(rejects), 1)
+
+
+def test_a_join_names_every_table_and_claims_no_row_count_for_either(
+    conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE people (email TEXT, first_name TEXT, last_name TEXT)")
+        connection.execute("CREATE TABLE addresses (email TEXT, zip TEXT)")
+        connection.executemany(
+            "INSERT INTO people VALUES (?, ?, ?)", [(f"j{i}@example.com", "J", "N") for i in range(3)]
+        )
+        connection.executemany(
+            "INSERT INTO addresses VALUES (?, ?)", [(f"j{i}@example.com", "02134") for i in range(3)]
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_LINEAGE_JOIN", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    sql = (
+        "SELECT p.email AS user_id, p.first_name, p.last_name, a.zip AS postal_code "
+        "FROM people p JOIN addresses a ON a.email = p.email"
+    )
+    op = CrowdTwistUserSyncOperator(
+        task_id="lineage", crowdtwist_conn_id=CONN_ID, sql=sql, sql_conn_id="lineage_join"
+    )
+    assert op.execute({"ti": FakeTaskInstance()})["rows_read"] == 3
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert sorted(d.name for d in lineage.inputs) == ["addresses", "people"]
+    # the 3 rows are the join's, not either table's: no count is claimed for one
+    assert all("inputStatistics" not in serialized(d)["inputFacets"] for d in lineage.inputs)
+    assert_sql_facet(lineage, sql)
 
 
 def test_credit_sync_from_a_file(conn: Any, client_for: Any, tmp_path: Path) -> None:
@@ -97,6 +159,8 @@ def test_credit_sync_from_a_file(conn: Any, client_for: Any, tmp_path: Path) -> 
     lineage = op.get_openlineage_facets_on_complete(None)
     (inp,) = lineage.inputs
     assert (inp.namespace, inp.name) == ("file", str(source))
+    assert_rows_read(inp, 4)
+    assert "sql" not in lineage.job_facets  # no query: no SQL job facet
     (program,) = lineage.outputs  # nothing rejected: no rejects dataset
     assert program.name == "activities/purchase" and stats(program) == 4
 

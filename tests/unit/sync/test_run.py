@@ -60,6 +60,27 @@ def test_one_place_turns_an_error_into_an_outcome(error, ambiguous, outcome, abo
     assert run.stop.is_set() is aborts and (run.abort_reason is not None) is aborts
 
 
+@pytest.mark.parametrize(
+    ("password", "minimum", "message"),
+    [
+        ("c", 5, "row 7: check the host c"),  # shorter than the minimum: left, the message is whole
+        ("s3cret-pw", 5, "row 7: check the host ***"),
+        ("c", 1, "row 7: ***he***k the host ***"),  # what every length masked did
+    ],
+)
+def test_member_passwords_are_masked_from_airflows_minimum_length(password, minimum, message):
+    @dataclass
+    class Settings:  # the client's config, as the hook builds it from Airflow's [logging] setting
+        min_length_masked_secret: int
+
+    client = StubClient()
+    client.config = Settings(minimum)  # type: ignore[assignment]
+    run = SyncRun(client, RunConfig(), SyncSummary(), LOG, title="test")  # type: ignore[arg-type]
+    row = RowRef(7, "a@b.co", {"email": "a@b.co", "password": password})
+    error = ct.CrowdTwistValidationError(f"check the host {password}", status=400)
+    assert run.error_result(row, error).message == message
+
+
 def test_send_yields_every_item_and_marks_the_rest_not_sent_after_an_abort():
     run = new_run(max_workers=1)
 

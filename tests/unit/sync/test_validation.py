@@ -1,4 +1,5 @@
-"""Row checks from the contract: names, US/CA/other locations -- and nothing the contract does not prove."""
+"""Row checks from the contract: names, US/CA postal codes, create's required fields -- and nothing the
+contract does not prove (a location on create is OPEN: never required before sending)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pytest
 from airflow_provider_crowdtwist.sync.validation import (
     check_create,
     check_fields,
-    check_location_for_create,
     check_name,
     check_postal_code,
     is_us_zip,
@@ -57,9 +57,13 @@ def test_not_a_us_zip(zip_code):
     assert not is_us_zip(zip_code)
 
 
+NAMES = {"first_name": "F", "last_name": "L", "email_address": "a@b.co"}
+
+
 @pytest.mark.parametrize(
-    "payload",
+    "location",
     [
+        {},  # OPEN whether a create needs a location: sent, CrowdTwist's answer decides
         {"postal_code": "02134"},
         {"postal_code": "02134-1234", "country_code": "US"},
         {"postal_code": "021341234", "country_code": "us"},
@@ -67,26 +71,19 @@ def test_not_a_us_zip(zip_code):
         {"postal_code": "K1A0B1", "country_code": "CA"},  # the contract shows the form, not a refusal
         {"country_code": "GB", "city_name": "London"},
         {"country_code": "FR", "city_id": "123"},
-    ],
-)
-def test_locations_that_allow_a_create(payload):
-    assert check_location_for_create(payload) is None
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        {},
-        {"postal_code": "2134"},
-        {"postal_code": "ABCDE"},
-        {"postal_code": "02134", "country_code": "CA"},
-        {"country_code": "GB"},
+        {"country_code": "GB"},  # a country without a city: under one reading its city is 'unknown'
         {"city_name": "London"},
     ],
 )
-def test_locations_that_do_not(payload):
-    reason = check_location_for_create(payload)
-    assert reason is not None and "location is required" in reason
+def test_locations_a_create_is_sent_with(location):
+    assert check_create({**NAMES, **location}) is None
+
+
+@pytest.mark.parametrize("postal", ["2134", "ABCDE", "0213"])
+def test_a_malformed_domestic_postal_code_is_refused_on_create(postal):
+    """Present and malformed is refused under every reading: a member without a country is US."""
+    field, reason = check_create({**NAMES, "postal_code": postal})
+    assert field == "postal_code" and "is not a US ZIP code" in reason and "domestic" in reason
 
 
 def test_postal_code_checked_against_a_given_country_only():
@@ -105,8 +102,14 @@ def test_check_create_names_the_first_missing_field():
         "first_name",
         "first_name is required to create a member",
     )
-    field, reason = check_create({"first_name": "F", "last_name": "L", "email_address": "a@b.co"})
-    assert field == "location" and "US postal_code" in reason
+    assert check_create({"first_name": "F", "email_address": "a@b.co"}) == (
+        "last_name",
+        "last_name is required to create a member",
+    )
+    assert check_create({"first_name": "F", "last_name": "L", "email_address": ""})[0] == "email_address"
+    assert (
+        check_create({"first_name": "F", "last_name": "L", "email_address": "a@b.co"}) is None
+    )  # no location
     assert (
         check_create({"first_name": "F", "last_name": "L", "email_address": "a@b.co", "postal_code": "02134"})
         is None

@@ -184,10 +184,16 @@ def test_renamed_column_is_named_in_the_reason():
 
 def test_insert_mode_checks_create_requirements_up_front():
     mapping = MemberMapping(mode="insert")
-    result = mapped(mapping, {"user_id": "a@b.co", "first_name": "A", "last_name": "B"})
-    assert result.code == CREATE_REQUIREMENTS and "location" in result.message
+    result = mapped(mapping, {"user_id": "a@b.co", "first_name": "A"})
+    assert result.code == CREATE_REQUIREMENTS and "last_name is required" in result.message
+    padded = mapped(mapping, {"user_id": "a@b.co", "first_name": "A", "last_name": "B", "postal_code": 1234})
+    assert isinstance(padded, MappedRow) and padded.payload["postal_code"] == "01234"  # a numeric ZIP column
+    bad = mapped(mapping, {"user_id": "a@b.co", "first_name": "A", "last_name": "B", "postal_code": "ABCDE"})
+    assert bad.code == CREATE_REQUIREMENTS and "is not a US ZIP code" in bad.message
     ok = mapped(mapping, {"user_id": "a@b.co", "first_name": "A", "last_name": "B", "postal_code": "02134"})
     assert isinstance(ok, MappedRow)
+    # a location on create is OPEN: a row without one is sent, and CrowdTwist's answer decides
+    assert isinstance(mapped(mapping, {"user_id": "a@b.co", "first_name": "A", "last_name": "B"}), MappedRow)
 
 
 def test_upsert_and_update_do_not_require_create_fields():

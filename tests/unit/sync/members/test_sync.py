@@ -226,6 +226,27 @@ def test_upsert_404_without_create_fields_is_rejected_without_a_post(tmp_path):
     assert "last_name is required" in record["message"]
 
 
+def test_upsert_404_without_a_location_is_sent_and_crowdtwists_answer_is_the_outcome(tmp_path):
+    """OPEN: whether a create needs a location. The POST is sent; CrowdTwist's refusal is the reason."""
+
+    def strict(method: str, identifier: str) -> None:
+        if method == "POST":
+            raise CrowdTwistValidationError(
+                "US zip code or country/city combo is required", status=400, code="input_error"
+            )
+
+    row = {"user_id": "new@ex.com", "first_name": "A", "last_name": "B"}
+    rejects = tmp_path / "r.jsonl"
+    summary = run(FakeClient(strict), [row], rejects_path=str(rejects))
+    assert counts(summary) == {"rejected": 1} and summary.requests_sent == 2
+    record = json.loads(rejects.read_text())
+    assert record["message"] == "row 1: US zip code or country/city combo is required"
+    assert (record["error_code"], record["status"]) == ("input_error", 400)
+    lenient = FakeClient()  # the 2026-04 release's reading: the member is created
+    assert counts(run(lenient, [row])) == {"created": 1}
+    assert [m for m, _, _ in lenient.calls] == ["PUT", "POST"]
+
+
 def test_post_already_taken_after_404_falls_back_to_one_put():
     # Our own earlier POST landed without an answer: the member exists although the PUT said 404.
     client = FakeClient()
