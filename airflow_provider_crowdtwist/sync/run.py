@@ -36,6 +36,7 @@ from airflow_provider_crowdtwist.sync.summary import (
     SyncConfigError,
     SyncSummary,
     ThresholdExceededError,
+    judge_run,
     summary_table,
     threshold_violation,
 )
@@ -445,14 +446,22 @@ class SyncRun:
             self.log.error(
                 "Row accounting mismatch: %d rows, %d outcomes", summary.rows_expected, summary.total_outcomes
             )
-        table = summary_table(self.summary, self.title)
-        self.log.info("%s", f"{table}\n{notes}" if notes else table)
-        if self.abort_reason:
-            raise SyncAbortedError(self.abort_reason, self.summary)
         config = self.config
         rule = violation or (
             lambda s: threshold_violation(s, config.max_failed_rows, config.max_failed_ratio)
         )
-        problem = rule(self.summary)
+        # The status (ok / degraded / failed) is judged here, for every plug-in (summary.judge_run).
+        problem = judge_run(
+            summary,
+            self.abort_reason or rule(summary),
+            degraded_rejected_ratio=config.degraded_rejected_ratio,
+            fail_when_nothing_landed=config.fail_when_nothing_landed,
+        )
+        table = summary_table(self.summary, self.title)
+        self.log.info("%s", f"{table}\n{notes}" if notes else table)
+        if self.abort_reason:
+            raise SyncAbortedError(self.abort_reason, self.summary)
         if problem:
             raise ThresholdExceededError(problem, self.summary)
+        if summary.status == "degraded":
+            self.log.warning("%s: status degraded: %s", self.title, summary.status_reason)
