@@ -44,6 +44,7 @@ EXAMPLE_DAG_IDS = {
     "crowdtwist_multi_program_sync",
     "crowdtwist_after_member_sync",  # run by tests/e2e/test_assets_and_alerts.py
     "crowdtwist_member_sync_alerts",  # run by tests/e2e/test_assets_and_alerts.py
+    "crowdtwist_member_sync_slack_alerts",  # run by tests/e2e/test_assets_and_alerts.py
 }
 # The live push load runs hourly (pushes arrive all day); the syncs run daily.
 HOURLY_DAG_IDS = {"crowdtwist_live_push_load"}
