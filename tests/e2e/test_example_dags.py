@@ -194,6 +194,8 @@ def run_loyalty_sync(
     assert members["counts"]["rejected"] == rejected
     assert members["counts"]["skipped"] == superseded
     assert members["counts"]["failed"] == 0
+    # the status: ok up to 10 % rejected (the demo: 54 of 2001), degraded above (degraded_rejected_ratio)
+    assert members["status"] == ("degraded" if rejected / len(rows.members) > 0.1 else "ok"), members
     assert_members_in_sandbox(sandbox, clean)
 
     rejects = Path(members["rejects_path"])
