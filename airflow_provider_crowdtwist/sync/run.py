@@ -436,7 +436,8 @@ class SyncRun:
         return figures
 
     def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
-        """Log the summary table (and ``notes``); raise on abort or a threshold violation."""
+        """Judge the status (``summary.judge_run``: ok / degraded / failed), log the summary table (and
+        ``notes``); raise on abort, a threshold violation or a run in which nothing landed."""
         if self.stop.is_set() and self.abort_reason is None:
             self.summary.aborted = self.abort_reason = (
                 "the sync was stopped before every row was sent (task killed)"
