@@ -6,10 +6,12 @@ one message when the status changes (``ok`` -> ``degraded`` -> ``failed``), one 
 when the sync is ``ok`` again, and nothing while the status repeats (see ``status.py`` for the rule).
 
 The previous status comes from Airflow itself: the operator reads the previous run's ``summary`` XCom
-when it starts and records its status in its own summary as ``previous_status`` -- a callback cannot
-read a run other than its own in Airflow 3, an operator can. The wrapped notifier's templates see
-``crowdtwist_alert`` in their context: ``kind`` (``failed`` | ``degraded`` | ``recovered``),
-``status``, ``previous_status`` and ``text`` (the summary's one-line account of the run).
+(``operators/_common.previous_status``, just before it pushes its own) and records its status in its
+own summary as ``previous_status`` -- a callback cannot read a run other than its own in Airflow 3, an
+operator can. Airflow clears a task instance's XComs when a try starts, so for a retry "previous" is
+the previous DAG run, never an earlier try of the same run: messages follow how runs finally end.
+The wrapped notifier's templates see ``crowdtwist_alert`` in their context: ``kind`` (``failed`` |
+``degraded`` | ``recovered``), ``status``, ``previous_status`` and ``text`` (the summary's one line).
 
 .. seealso:: ``docs/airflow-integration.md`` (alerts) and the example DAG
    ``crowdtwist_member_sync_alerts``.

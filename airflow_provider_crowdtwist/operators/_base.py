@@ -32,6 +32,7 @@ from airflow_provider_crowdtwist.operators.links import CrowdTwistRunLink
 from airflow_provider_crowdtwist.sync.partition import active_partition
 from airflow_provider_crowdtwist.sync.sources import DEFAULT_CHUNKSIZE, SourceItem
 from airflow_provider_crowdtwist.sync.summary import (
+    DEFAULT_DEGRADED_REJECTED_RATIO,
     summary_text,
     too_few_rows,
     too_many_rejected,
@@ -73,6 +74,13 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
     (CSV / JSON lines / Parquet, local or an object-storage URL; read in chunks). ``on_bad_lines``:
     a CSV / JSON-lines line that cannot be read fails the task naming the line (``fail``, the
     default) or is a rejected row while the rest of the file is synced (``reject``).
+
+    How a run ends (the summary's ``status``: ``ok``, ``degraded`` or ``failed``, judged by the
+    engine): ``fail_when_nothing_landed=True`` (default) fails a run in which every row was rejected
+    or failed; a run that succeeds with more than ``degraded_rejected_ratio`` (default 0.1) of its rows
+    rejected, or with failed rows tolerated, is ``degraded``. ``max_rejected_ratio`` fails the task
+    above its share of rejected rows. The summary also carries ``previous_status``, the status of the
+    task's previous run (``_common.push_summary``), for ``CrowdTwistAlertNotifier``.
     """
 
     template_ext: Sequence[str] = (".sql",)
@@ -115,6 +123,8 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         calls_path: Any = None,
         calls_per_class: int = 10,
         calls_pii: bool = False,
+        degraded_rejected_ratio: float | None = DEFAULT_DEGRADED_REJECTED_RATIO,
+        fail_when_nothing_landed: bool = True,
         **kwargs: Any,
     ) -> None:
         # Our asset event only for the outlets we chose: a user's own outlets get Airflow's own events.
@@ -153,6 +163,8 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         self.calls_path = calls_path
         self.calls_per_class = calls_per_class
         self.calls_pii = calls_pii
+        self.degraded_rejected_ratio = degraded_rejected_ratio
+        self.fail_when_nothing_landed = fail_when_nothing_landed
         # Set in execute, read by _complete and the OpenLineage method.
         self._base_url: str | None = None
         self._summary: dict[str, Any] | None = None
@@ -185,6 +197,21 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         validate_log_arguments(self.log_table_prefix, self.calls_per_class)
         # partition, progress_interval and the other engine settings: the engine config's own
         # validation, called by each operator's parse_time_config (one rule, one message)
+
+    def _run_config_kwargs(self, *, parse_time: bool = False) -> dict[str, Any]:
+        """The :class:`~..sync.config.RunConfig` settings every sync operator passes the same way."""
+        return {
+            "max_workers": self.max_workers,
+            "max_failed_rows": self.max_failed_rows,
+            "max_failed_ratio": self.max_failed_ratio,
+            "degraded_rejected_ratio": self.degraded_rejected_ratio,
+            "fail_when_nothing_landed": self.fail_when_nothing_landed,
+            "dry_run": self.dry_run,
+            "on_bad_lines": self.on_bad_lines,
+            "partition": self.partition,
+            "progress_interval": self.progress_interval,
+            "stop_event": None if parse_time else self._stop,
+        }
 
     def _build_client(self) -> CrowdTwistClient:
         """ONE client with ONE rate limiter for all workers of this task, from the connection."""
@@ -251,6 +278,8 @@ class CrowdTwistSyncOperatorBase(BaseOperator):
         elif few:
             self.log.warning("%s: %s (min_rows_action='warn')", self.task_id, few)
             summary["warnings"] = [few]
+        if problem:
+            summary["status"], summary["status_reason"] = "failed", problem
         summary["text"] = summary_text(self.task_id, summary, problem, None if problem else few)
         self._summary = summary
         push_summary(context, summary)

@@ -73,15 +73,8 @@ class CrowdTwistPosOperatorBase(CrowdTwistSyncOperatorBase):
             timezone="UTC" if parse_time else self.timezone,
             ledger_path=None if parse_time or ledger is None else resolve_path(ledger),
             max_resends=self.max_resends,
-            max_workers=self.max_workers,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_ratio=self.max_failed_ratio,
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
-            dry_run=self.dry_run,
-            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
-            partition=self.partition,
-            progress_interval=self.progress_interval,
-            stop_event=None if parse_time else self._stop,
+            **self._run_config_kwargs(parse_time=parse_time),
         )
 
     def _build_client(self) -> CrowdTwistPosClient:  # type: ignore[override]

@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow_provider_crowdtwist.assets import ACTIVITIES, activity_asset_uri
 from airflow_provider_crowdtwist.operators._base import SOURCE_TEMPLATE_FIELDS, CrowdTwistSyncOperatorBase
-from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config
+from airflow_provider_crowdtwist.operators._common import fail_task, parse_time_config, push_failure
 from airflow_provider_crowdtwist.operators._source import resolve_path
 from airflow_provider_crowdtwist.operators._synclog import with_run_services
 from airflow_provider_crowdtwist.sync.credits.config import ledger_problem
@@ -91,6 +91,11 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
+    :param fail_when_nothing_landed: fail the task when every row (at least one) was rejected or
+        failed, whatever the thresholds say (default True).
+    :param degraded_rejected_ratio: a run that succeeds with more than this share of its rows
+        rejected (or with failed rows tolerated) ends with status ``degraded`` (default 0.1; ``None``:
+        the ratio is off).
     :param rejects_path: where to write rejected/failed/unknown rows as JSON lines.
     :param dry_run: map, validate and look up the ledger, but send nothing and write no credit.
     :param chunksize: rows per chunk read from the source (default 10,000).
@@ -181,16 +186,9 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
             rebuild_ledger=self.rebuild_ledger,
             resend_unknown=self.resend_unknown,
             allow_duplicates=self.allow_duplicates,
-            max_workers=self.max_workers,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_ratio=self.max_failed_ratio,
             fail_on_unknown=self.fail_on_unknown,
             rejects_path=resolve_path(self.rejects_path) if self.rejects_path and not parse_time else None,
-            dry_run=self.dry_run,
-            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
-            partition=self.partition,
-            progress_interval=self.progress_interval,
-            stop_event=None if parse_time else self._stop,
+            **self._run_config_kwargs(parse_time=parse_time),
         )
 
     @staticmethod
@@ -245,6 +243,7 @@ class CrowdTwistActivityCreditOperator(CrowdTwistSyncOperatorBase):
                 raise fail_task(exc, context) from None
             except LedgerError as exc:
                 # Not a configuration error: the ledger may be busy or storage briefly down; a retry helps.
+                push_failure(context, exc)
                 raise AirflowException(str(exc)) from None
         return self._complete(summary.to_dict(), context)
 

@@ -127,15 +127,8 @@ class CrowdTwistAudienceSyncOperator(CrowdTwistSyncOperatorBase):
             segment_name=("segment" if self.segment_name else None) if parse_time else self.segment_name,
             segment_dir="" if parse_time else self.segment_dir,
             sftp=sftp if segment else None,
-            max_workers=self.max_workers,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_ratio=self.max_failed_ratio,
             rejects_path=None if parse_time else path(self.rejects_path),
-            dry_run=self.dry_run,
-            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]
-            partition=self.partition,
-            progress_interval=self.progress_interval,
-            stop_event=None if parse_time else self._stop,
+            **self._run_config_kwargs(parse_time=parse_time),
         )
 
     def _asset_uri(self, base_url: str) -> str:

@@ -42,6 +42,11 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
     :param max_failed_rows: fail the task when failed + rejected rows exceed this.
     :param max_failed_ratio: fail the task when (failed + rejected) / rows read exceeds this.
         With neither set: any failed row fails the task, rejected rows are tolerated.
+    :param fail_when_nothing_landed: fail the task when every row (at least one) was rejected or
+        failed, whatever the thresholds say (default True).
+    :param degraded_rejected_ratio: a run that succeeds with more than this share of its rows
+        rejected (or with failed rows tolerated) ends with status ``degraded`` (default 0.1; ``None``:
+        the ratio is off).
     :param rejects_path: where to write rejected/failed rows as JSON lines (local or object storage).
     :param state_path: optional SQLite file remembering the members synced; unchanged rows are not
         resent, new members are created first, and members who left the source can be removed.
@@ -117,23 +122,16 @@ class CrowdTwistUserSyncOperator(CrowdTwistSyncOperatorBase):
             field_mapping=None if parse_time else self.field_mapping,
             unmapped_columns=self.unmapped_columns,  # type: ignore[arg-type]  # checked by the engine
             mode=self.mode,  # type: ignore[arg-type]
-            max_workers=self.max_workers,
-            max_failed_rows=self.max_failed_rows,
-            max_failed_ratio=self.max_failed_ratio,
             rejects_path=path(self.rejects_path),
             # At parse time only whether there is one matters (on_removed and full_refresh need it).
             state_path=(self.state_path or None) if parse_time else path(self.state_path),
-            dry_run=self.dry_run,
-            on_bad_lines=self.on_bad_lines,  # type: ignore[arg-type]  # checked by the engine
             on_removed=self.on_removed,  # type: ignore[arg-type]  # checked by the engine
             remove_points_on_deactivate=self.remove_points_on_deactivate,
             max_removed_ratio=self.max_removed_ratio,
             allow_empty_source_removal=self.allow_empty_source_removal,
             full_refresh=self.full_refresh,
             null_values=self.null_values,  # type: ignore[arg-type]
-            partition=self.partition,
-            progress_interval=self.progress_interval,
-            stop_event=None if parse_time else self._stop,
+            **self._run_config_kwargs(parse_time=parse_time),
         )
 
     def execute(self, context: Any) -> dict[str, Any]:

@@ -220,6 +220,8 @@ def _summary_section(run: TaskRun) -> str:
     if s.get("aborted"):
         notes.append(f"Aborted: {s['aborted']}")
     notes.extend(str(w) for w in s.get("warnings") or [])
+    if s.get("previous_status"):  # what CrowdTwistAlertNotifier compared this run's status with
+        notes.append(f"Status of the previous run: {s['previous_status']}")
     text = f"<p class='mono'>{escape(str(s['text']))}</p>" if s.get("text") else ""
     note_html = "".join(f"<p class='muted'>{escape(n)}</p>" for n in notes)
     return (

@@ -16,7 +16,12 @@ from typing import Any, Literal, TypeVar
 from airflow_provider_crowdtwist.sync.partition import Partition, active_partition
 from airflow_provider_crowdtwist.sync.sender import check_max_workers
 from airflow_provider_crowdtwist.sync.sources import OnBadLines
-from airflow_provider_crowdtwist.sync.summary import SyncConfigError, validate_thresholds
+from airflow_provider_crowdtwist.sync.summary import (
+    DEFAULT_DEGRADED_REJECTED_RATIO,
+    SyncConfigError,
+    check_ratio,
+    validate_thresholds,
+)
 
 _C = TypeVar("_C", bound="RunConfig")
 
@@ -30,6 +35,10 @@ class RunConfig:
     to stop sending; rows not sent end as ``failed`` ("not sent") and the report is still written.
     ``on_bad_lines``: a line of a CSV / JSON-lines source that cannot be read fails the sync naming
     the line (``fail``), or is a rejected row and the rest of the file is synced (``reject``).
+    ``fail_when_nothing_landed``: a run in which every row (at least one) was rejected or failed
+    fails, whatever the thresholds say. ``degraded_rejected_ratio``: a run that succeeds with more than
+    this share of its rows rejected (or with failed rows tolerated) has the status ``degraded``
+    (``sync/summary.py`` ``judge_run``); ``None`` turns the ratio off.
     """
 
     max_workers: int = 16
@@ -52,6 +61,8 @@ class RunConfig:
     calls_path: Any = None
     calls_per_class: int = 10
     calls_pii: bool = False
+    degraded_rejected_ratio: float | None = DEFAULT_DEGRADED_REJECTED_RATIO
+    fail_when_nothing_landed: bool = True
 
     def resolved(self: _C, default_id_type: str | None) -> _C:
         """This config with ``id_type`` set (None takes ``default_id_type``, else ``email``)."""
@@ -74,6 +85,7 @@ class RunConfig:
             ("max_failed_rows", lambda: validate_thresholds(self.max_failed_rows, None)),
             ("max_failed_ratio", lambda: validate_thresholds(None, self.max_failed_ratio)),
             ("partition", lambda: Partition.parse(self.partition)),
+            ("degraded_rejected_ratio", self._check_degraded_ratio),
         ):
             try:
                 check()
@@ -88,6 +100,9 @@ class RunConfig:
                 f"progress_interval must be > 0 seconds, got {self.progress_interval!r}", "progress_interval"
             )
         self.validate_sync()
+
+    def _check_degraded_ratio(self) -> None:
+        check_ratio("degraded_rejected_ratio", self.degraded_rejected_ratio)
 
     def validate_sync(self) -> None:
         """The sync's own checks (mapping arguments...); raise :class:`SyncConfigError`."""

@@ -161,9 +161,11 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 continue
             if key == "duration_seconds":
                 combined[key] = max(float(combined.get(key, 0.0)), float(value or 0.0))
-            elif key == "aborted":
+            elif key in ("aborted", "status_reason"):
                 reasons = [r for r in (combined.get(key), value) if r]
                 combined[key] = "; ".join(str(r) for r in reasons) or None
+            elif key in ("status", "previous_status"):  # the sync is as bad as its worst partition
+                combined[key] = _worst([combined.get(key), value])
             elif isinstance(value, bool):
                 combined[key] = bool(combined.get(key, False)) or value
             elif isinstance(value, int):
@@ -226,6 +228,12 @@ def _merge_rate_limit(merged: Mapping[str, Any] | None, value: Mapping[str, Any]
         else:
             out[name] = _add(out[name], figure)
     return out
+
+
+def _worst(statuses: list[Any]) -> str | None:
+    from airflow_provider_crowdtwist.sync.summary import STATUSES, worst_status
+
+    return worst_status(statuses) if any(s in STATUSES for s in statuses) else None
 
 
 def _add(a: Any, b: Any) -> Any:

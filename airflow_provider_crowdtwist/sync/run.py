@@ -41,6 +41,7 @@ from airflow_provider_crowdtwist.sync.summary import (
     SyncLogIncompleteError,
     SyncSummary,
     ThresholdExceededError,
+    judge_run,
     summary_table,
     threshold_violation,
 )
@@ -518,7 +519,8 @@ class SyncRun:
         return figures
 
     def finish(self, violation: Callable[[SyncSummary], str | None] | None = None, notes: str = "") -> None:
-        """Log the summary table (and ``notes``); raise on abort or a threshold violation."""
+        """Judge the status (``summary.judge_run``: ok / degraded / failed), log the summary table (and
+        ``notes``); raise on abort, a threshold violation or a run in which nothing landed."""
         if self.stop.is_set() and self.abort_reason is None:
             self.summary.aborted = self.abort_reason = (
                 "the sync was stopped before every row was sent (task killed)"
@@ -528,21 +530,28 @@ class SyncRun:
             self.log.error(
                 "Row accounting mismatch: %d rows, %d outcomes", summary.rows_expected, summary.total_outcomes
             )
-        table = summary_table(self.summary, self.title)
-        self.log.info("%s", f"{table}\n{notes}" if notes else table)
         config = self.config
         rule = violation or (
             lambda s: threshold_violation(s, config.max_failed_rows, config.max_failed_ratio)
         )
-        problem = None if self.abort_reason else rule(self.summary)
-        error = self.abort_reason or problem
-        missing = self._finish_log("failed" if error else "ok", error)
+        # The status (ok / degraded / failed) is judged here, for every plug-in (summary.judge_run).
+        problem = judge_run(
+            summary,
+            self.abort_reason or rule(summary),
+            degraded_rejected_ratio=config.degraded_rejected_ratio,
+            fail_when_nothing_landed=config.fail_when_nothing_landed,
+        )
+        table = summary_table(self.summary, self.title)
+        self.log.info("%s", f"{table}\n{notes}" if notes else table)
+        missing = self._finish_log(summary.status, self.abort_reason or problem)
         if self.abort_reason:
             raise SyncAbortedError(self.abort_reason, self.summary)
         if problem:
             raise ThresholdExceededError(problem, self.summary)
         if missing:
             raise SyncLogIncompleteError(missing, self.summary)
+        if summary.status == "degraded":
+            self.log.warning("%s: status degraded: %s", self.title, summary.status_reason)
 
     def _finish_log(self, status: str, error: str | None) -> str | None:
         """Complete the run's row in the sync log; what it could not record goes into the summary."""

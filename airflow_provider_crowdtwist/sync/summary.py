@@ -11,14 +11,22 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER, Outcome, OutcomeLike, outcome_key
 
 _REQUEST_COUNTS_LOCK = threading.Lock()
 _S = TypeVar("_S", bound="SyncSummary")
+
+#: How a run ended, in the summary (``status``), the log, the sync log and the alerts: ``ok``; ``degraded``
+#: (it succeeded, but above the ``degraded_rejected_ratio`` threshold or with failed rows tolerated);
+#: ``failed`` (the task failed). The live-push load uses the same words.
+RunStatus = Literal["ok", "degraded", "failed"]
+STATUSES: tuple[RunStatus, ...] = ("ok", "degraded", "failed")
+#: The default share of rejected rows above which a run that succeeds is ``degraded``.
+DEFAULT_DEGRADED_REJECTED_RATIO = 0.1
 
 
 def ordered_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -88,6 +96,10 @@ class SyncSummary:
     #: The sync log's runs table when ``log_conn_id`` is set, and what it could not record.
     log_table: str | None = None
     log_missing: str | None = None
+    #: How the run ended (:data:`STATUSES`), set by the frame's finish (:func:`judge_run`).
+    status: str = "ok"
+    #: Why the status is not ``ok`` (the degraded threshold crossed, the rule that failed the run).
+    status_reason: str | None = None
 
     def declare(self, outcome: OutcomeLike) -> None:
         """Make an extra outcome of a sync known (counted from 0, listed in the table)."""
@@ -212,6 +224,73 @@ def threshold_violation(
     return None
 
 
+def nothing_landed(summary: SyncSummary) -> str | None:
+    """Why nothing of the run landed: every row (at least one) was rejected or failed; else ``None``.
+
+    ``unknown`` rows are not counted as not landed: they may have been applied (credits judge them
+    with ``fail_on_unknown``). Rows the run skipped or found unchanged are fine, so a run of only
+    those landed everything it had to.
+    """
+    total = summary.total_outcomes
+    bad = summary.count(Outcome.REJECTED) + summary.count(Outcome.FAILED)
+    if total == 0 or bad < total:
+        return None
+    return (
+        f"every row was rejected or failed ({summary.count(Outcome.REJECTED)} rejected, "
+        f"{summary.count(Outcome.FAILED)} failed of {total}): nothing landed in CrowdTwist "
+        "(fail_when_nothing_landed=False tolerates it)"
+    )
+
+
+def degraded_reason(summary: SyncSummary, degraded_rejected_ratio: float | None) -> str | None:
+    """Why a run that succeeded is ``degraded``, or ``None`` (it is ``ok``).
+
+    Degraded: more than ``degraded_rejected_ratio`` of the rows read were rejected (``None`` turns
+    this off), or rows failed / stayed unknown and a threshold tolerated them (they did not land).
+    """
+    rows = summary.rows_read
+    rejected = summary.count(Outcome.REJECTED)
+    if degraded_rejected_ratio is not None and rows > 0 and rejected / rows > degraded_rejected_ratio:
+        return (
+            f"{rejected} of {rows} row(s) were rejected ({rejected / rows:.1%}), "
+            f"more than degraded_rejected_ratio={degraded_rejected_ratio}"
+        )
+    tolerated = summary.count(Outcome.FAILED) + summary.count(Outcome.UNKNOWN)
+    if tolerated:
+        return f"{tolerated} row(s) failed or are unknown (tolerated by the thresholds)"
+    return None
+
+
+def judge_run(
+    summary: SyncSummary,
+    problem: str | None,
+    *,
+    degraded_rejected_ratio: float | None = DEFAULT_DEGRADED_REJECTED_RATIO,
+    fail_when_nothing_landed: bool = True,
+) -> str | None:
+    """Set ``summary.status`` (and ``status_reason``); return why the run fails, or ``None``.
+
+    ``problem`` is the sync's own threshold verdict. Then, with ``fail_when_nothing_landed``, a run in
+    which every row was rejected or failed fails; a run that passes is ``degraded`` above
+    ``degraded_rejected_ratio`` (:func:`degraded_reason`), else ``ok``. THE rule every sync's end
+    goes through (``SyncRun.finish``), so every plug-in reports the same three statuses.
+    """
+    if problem is None and fail_when_nothing_landed:
+        problem = nothing_landed(summary)
+    if problem is not None:
+        summary.status, summary.status_reason = "failed", problem
+        return problem
+    reason = degraded_reason(summary, degraded_rejected_ratio)
+    summary.status, summary.status_reason = ("degraded", reason) if reason else ("ok", None)
+    return None
+
+
+def worst_status(statuses: Iterable[Any]) -> RunStatus:
+    """The worst of several runs' statuses (partitions of one sync): ``failed`` > ``degraded`` > ``ok``."""
+    known = [s for s in statuses if s in STATUSES]
+    return max(known, key=STATUSES.index) if known else "ok"
+
+
 # ------------------------------------------------------------------ progress and the final table
 
 
@@ -308,6 +387,7 @@ def summary_table(summary: SyncSummary, title: str = "CrowdTwist sync summary") 
         rows.append(("rejects", f"{summary.rejects_written} row(s) in {summary.rejects_path}"))
     if summary.aborted:
         rows.append(("aborted", summary.aborted))
+    rows.append(("status", summary.status))
     width = max(len(k) for k, _ in rows)
     vwidth = max(len(v) for _, v in rows)
     rule = "+" + "-" * (width + 2) + "+" + "-" * (vwidth + 2) + "+"
@@ -361,7 +441,13 @@ def summary_text(
     """One line for a human: what ran, how it ended, the counts, and where the rejected rows went."""
     counts = {k: int(v) for k, v in dict(summary.get("counts", {})).items() if int(v)}
     parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to do"
-    status = f"FAILED ({problem})" if problem else (f"ok, WARNING ({warning})" if warning else "ok")
+    if problem:
+        status = f"FAILED ({problem})"
+    elif summary.get("status") == "degraded":
+        status = f"DEGRADED ({summary.get('status_reason') or 'see the summary'})"
+        status += f", WARNING ({warning})" if warning else ""
+    else:
+        status = f"ok, WARNING ({warning})" if warning else "ok"
     text = f"{label}: {status}: {int(summary.get('rows_read', 0))} rows read: {parts}"
     if summary.get("dry_run"):
         text += " (dry run)"

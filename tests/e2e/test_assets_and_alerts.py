@@ -219,3 +219,86 @@ def test_a_mostly_rejected_sync_mails_its_summary_through_the_smtp_notifier(
     )
     assert rejects.read_text().count("\n") == 3
     assert_no_secrets(proc.stdout, proc.stderr, text)
+
+
+def alert_env(sandbox: Any, smtp: SmtpServer, export: Path, work: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_CONN_CROWDTWIST_DEFAULT": api_key_conn(sandbox),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 10},
+            }
+        ),
+        "CROWDTWIST_DEMO_DIR": str(work),
+        "CROWDTWIST_MEMBERS_URL": export.resolve().as_uri(),
+        "CROWDTWIST_ALERT_TO": "oncall@example.com",
+        "CROWDTWIST_ALERT_FROM": "airflow@example.com",
+    }
+
+
+def test_alerts_fire_on_a_change_of_status_only_failed_then_recovered(
+    airflow_env: AirflowEnv, e2e_sandbox: Any, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """Three daily runs: fails, fails again, succeeds -> exactly two mails: failed, then recovered.
+
+    The previous run's status comes from Airflow (the previous run's ``summary`` XCom, read by the
+    operator). The dates are before RUN_DATE, so the other alert test's run (RUN_DATE, same DAG, same
+    Airflow home) is never a "previous run" of these, whichever test runs first.
+    """
+    export, work = tmp_path / "members.csv", tmp_path / "work"
+    env = alert_env(e2e_sandbox, smtp_server, export, work)
+    good = [(f"recover{i}@example.com", "Re", "Cover", "02134") for i in range(3)]
+    broken = [(f"broken{i}", "B", "C", "02134") for i in range(3)]
+    runs = [
+        ("2026-10-01", [*good[:1], *broken], False),  # 3 of 4 rejected: above max_rejected_ratio
+        ("2026-10-02", broken, False),  # every row rejected: failed again, no mail
+        ("2026-10-03", good, True),  # all good: recovered
+    ]
+    for date, rows, succeeds in runs:
+        write_members(export, rows)
+        proc = airflow_env.dags_test("crowdtwist_member_sync_alerts", extra_env=env, run_date=date)
+        assert (proc.returncode == 0) is succeeds, explain(proc)
+        assert_no_secrets(proc.stdout, proc.stderr)
+    subjects = [m["Subject"] for m in smtp_server.messages]
+    assert subjects == [
+        "CrowdTwist sync failed: crowdtwist_member_sync_alerts.sync_members (2026-10-01)",
+        "CrowdTwist sync recovered: crowdtwist_member_sync_alerts.sync_members (2026-10-03)",
+    ], subjects
+    failed, recovered = (body_text(m) for m in smtp_server.messages)
+    assert failed.startswith("<p>sync_members: FAILED (3 of 4 row(s) were rejected (75.0%)"), failed
+    assert recovered.startswith("<p>sync_members: ok: 3 rows read: "), recovered
+    for message in smtp_server.messages:
+        assert message["To"] == "oncall@example.com"
+
+
+def test_the_slack_example_runs_without_the_slack_provider_and_logs_the_alert(
+    airflow_env: AirflowEnv, e2e_sandbox: Any, tmp_path: Path
+) -> None:
+    """``crowdtwist_member_sync_slack_alerts`` with no Slack provider installed: the sync runs, fails
+    (every row rejected) and the alert it would have posted is in the task log, with what to install."""
+    try:
+        import airflow.providers.slack  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the Slack provider is installed here: the fallback is not used")
+    export, work = tmp_path / "members.csv", tmp_path / "work"
+    write_members(export, [(f"slackbroken{i}", "B", "C", "02134") for i in range(2)])
+    env = {
+        "AIRFLOW_CONN_CROWDTWIST_DEFAULT": api_key_conn(e2e_sandbox),
+        "CROWDTWIST_DEMO_DIR": str(work),
+        "CROWDTWIST_MEMBERS_URL": export.resolve().as_uri(),
+    }
+    proc = airflow_env.dags_test("crowdtwist_member_sync_slack_alerts", extra_env=env)
+    assert proc.returncode != 0, "every row rejected must fail the task"
+    logs = "".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in (airflow_env.home / "logs").rglob("*")
+        if p.is_file() and "crowdtwist_member_sync_slack_alerts" in str(p)
+    )
+    output = proc.stdout + proc.stderr + logs
+    assert "apache-airflow-providers-slack is not installed" in output, explain(proc)
+    assert "CrowdTwist sync failed: sync_members: FAILED (every row was rejected or failed" in output

@@ -46,6 +46,7 @@ EXAMPLE_DAG_IDS = {
     "crowdtwist_member_sync_alerts",  # run by tests/e2e/test_assets_and_alerts.py
     "crowdtwist_purchases_sync",
     "crowdtwist_audience_sync",  # run by tests/e2e/test_audience_dag.py
+    "crowdtwist_member_sync_slack_alerts",  # run by tests/e2e/test_assets_and_alerts.py
 }
 # The live push load runs hourly (pushes arrive all day); the syncs run daily.
 HOURLY_DAG_IDS = {"crowdtwist_live_push_load"}
@@ -198,6 +199,8 @@ def run_loyalty_sync(
     assert members["counts"]["rejected"] == rejected
     assert members["counts"]["skipped"] == superseded
     assert members["counts"]["failed"] == 0
+    # the status: ok up to 10 % rejected (the demo: 54 of 2001), degraded above (degraded_rejected_ratio)
+    assert members["status"] == ("degraded" if rejected / len(rows.members) > 0.1 else "ok"), members
     assert_members_in_sandbox(sandbox, clean)
 
     rejects = Path(members["rejects_path"])

@@ -23,7 +23,7 @@ import pytest
 
 from airflow_provider_crowdtwist.sync.members.state import StateInUseError
 from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
-from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.integration
@@ -228,10 +228,12 @@ def test_null_values_clear_or_skip_a_field(sandbox: Any, tmp_path: Any, reading:
     assert [stored[email(i)].get("middle_name") for i in (2, 3)] == [expected, expected]
     # a null where CrowdTwist requires a value is a rejection naming the field, nothing sent
     before = sandbox.admin.stats()["total"]
-    rejected = sync(
-        sandbox, frame([0]).assign(first_name=[None]), tmp_path / "fourth.sqlite", null_values="clear"
-    )
-    assert rejected.count("rejected") == 1 and sandbox.admin.stats()["total"] == before
+    # (the run's only row: nothing landed, so the run fails -- with the row's outcome in its summary)
+    with pytest.raises(ThresholdExceededError, match="nothing landed") as failed:
+        sync(sandbox, frame([0]).assign(first_name=[None]), tmp_path / "fourth.sqlite", null_values="clear")
+    rejected = failed.value.summary
+    assert rejected is not None and rejected.count("rejected") == 1
+    assert sandbox.admin.stats()["total"] == before
 
 
 def test_a_second_sync_on_the_same_state_fails_at_once(sandbox: Any, tmp_path: Any) -> None:

@@ -23,7 +23,7 @@ from airflow_provider_crowdtwist.client.config import ClientConfig
 from airflow_provider_crowdtwist.client.ratelimit import RateLimiter
 from airflow_provider_crowdtwist.sync.members.sync import MemberSyncConfig, sync_members
 from airflow_provider_crowdtwist.sync.outcomes import OUTCOME_ORDER
-from airflow_provider_crowdtwist.sync.summary import SyncAbortedError
+from airflow_provider_crowdtwist.sync.summary import SyncAbortedError, ThresholdExceededError
 
 pytestmark = pytest.mark.integration
 
@@ -264,11 +264,14 @@ def test_insert_twice_rejects_taken_emails_and_update_rejects_unknown(sandbox):
         assert counts(sync_members(client, [pd.DataFrame(rows)], MemberSyncConfig(mode="insert"), LOG)) == {
             "created": 20
         }
-        again = sync_members(client, [pd.DataFrame(rows)], MemberSyncConfig(mode="insert"), LOG)
-        assert counts(again) == {"rejected": 20}
+        # every row rejected: the run fails by default (nothing landed), with the counts in its summary
+        with pytest.raises(ThresholdExceededError, match="nothing landed") as again:
+            sync_members(client, [pd.DataFrame(rows)], MemberSyncConfig(mode="insert"), LOG)
+        assert again.value.summary is not None and counts(again.value.summary) == {"rejected": 20}
         unknown = [{"user_id": "nobody@example.com", "first_name": "X"}]
-        upd = sync_members(client, [pd.DataFrame(unknown)], MemberSyncConfig(mode="update"), LOG)
-        assert counts(upd) == {"rejected": 1}
+        tolerant = MemberSyncConfig(mode="update", fail_when_nothing_landed=False)
+        upd = sync_members(client, [pd.DataFrame(unknown)], tolerant, LOG)
+        assert counts(upd) == {"rejected": 1} and upd.status == "degraded"
     assert len(sandbox.admin.members()) == 20
 
 

@@ -103,8 +103,11 @@ def test_success_pushes_the_summary_with_a_text_under_the_summary_key(conn: Any,
     result = member_op(rows=rows, rejects_path=str(rejects)).execute(ctx)
     pushed = ctx["ti"].xcom["summary"]
     assert pushed == result
+    # 1 of 4 rejected is above the default degraded threshold (10 %): a success, degraded
+    assert pushed["status"] == "degraded" and pushed["previous_status"] is None
     assert pushed["text"] == (
-        f"sync_members: ok: 4 rows read: 3 created, 1 rejected; 1 row(s) to look at in {rejects}"
+        "sync_members: DEGRADED (1 of 4 row(s) were rejected (25.0%), more than "
+        f"degraded_rejected_ratio=0.1): 4 rows read: 3 created, 1 rejected; 1 row(s) to look at in {rejects}"
     )
 
 

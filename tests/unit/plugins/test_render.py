@@ -94,6 +94,16 @@ def test_tab_shows_the_summary_counts_figures_and_text() -> None:
     assert "No calls recorded" in html
 
 
+def test_tab_shows_the_summarys_status_and_the_previous_one() -> None:
+    degraded = summary(status="degraded", previous_status="ok", text="sync: DEGRADED (2 of 12 rejected)")
+    html = render_task_tab(run(degraded), FileRead(None), [], FileRead(None))
+    assert "<span class='status degraded'>degraded</span>" in html
+    assert "Status of the previous run: ok" in html and "DEGRADED (2 of 12 rejected)" in html
+    failed = run(summary(status="failed"), state="failed")
+    assert failed.status == "failed"
+    assert run(summary(), state="success").status == "success"  # an older summary without a status
+
+
 def test_tab_lists_top_reject_reasons_with_an_example_row(tmp_path: Path) -> None:
     path = tmp_path / "rejects.jsonl"
     write_rejects(path, 9)

@@ -217,7 +217,10 @@ def test_update_mode_404_is_rejected_member_not_found():
 def test_upsert_404_without_create_fields_is_rejected_without_a_post(tmp_path):
     client = FakeClient()
     summary = run(
-        client, [{"user_id": "new@ex.com", "first_name": "A"}], rejects_path=str(tmp_path / "r.jsonl")
+        client,
+        [{"user_id": "new@ex.com", "first_name": "A"}],
+        rejects_path=str(tmp_path / "r.jsonl"),
+        fail_when_nothing_landed=False,  # this one row is all there is
     )
     assert counts(summary) == {"rejected": 1}
     assert [m for m, _, _ in client.calls] == ["PUT"]
@@ -376,8 +379,13 @@ def test_secrets_never_reach_logs_or_rejects(tmp_path, caplog):
         )
 
     client = FakeClient(behaviour, existing=("m0@ex.com",))
-    with caplog.at_level(logging.DEBUG):
-        summary = run(client, [member(0, password=PASSWORD)], rejects_path=str(tmp_path / "r.jsonl"))
+    with (
+        caplog.at_level(logging.DEBUG),
+        pytest.raises(ThresholdExceededError, match="nothing landed") as info,
+    ):
+        run(client, [member(0, password=PASSWORD)], rejects_path=str(tmp_path / "r.jsonl"))
+    summary = info.value.summary
+    assert PASSWORD not in str(info.value) and API_KEY not in str(info.value)
     text = (tmp_path / "r.jsonl").read_text()
     for secret in (PASSWORD, API_KEY):
         assert secret not in text
@@ -408,7 +416,7 @@ def test_id_type_id_upsert_never_creates():
         raise CrowdTwistNotFoundError("User does not exist.", status=404, code="page_not_found")
 
     client.update_user = update_user
-    summary = run(client, [{"user_id": 100001, "first_name": "A"}])
+    summary = run(client, [{"user_id": 100001, "first_name": "A"}], fail_when_nothing_landed=False)
     assert counts(summary) == {"rejected": 1}
     assert [m for m, _, _ in client.calls] == ["PUT"]
 
@@ -484,7 +492,7 @@ def test_property_every_row_gets_exactly_one_outcome(rows, fates, mode):
     frame = pd.DataFrame(
         rows, columns=["user_id", "first_name", "last_name", "postal_code", "date_of_birth", "extra"]
     )
-    config = MemberSyncConfig(mode=mode, max_workers=3, max_failed_ratio=1.0)
+    config = MemberSyncConfig(mode=mode, max_workers=3, max_failed_ratio=1.0, fail_when_nothing_landed=False)
     summary = sync_members(client, [frame.astype(object)], config, logging.getLogger("test.prop"))
     assert summary.rows_read == len(rows)
     assert summary.is_consistent()
@@ -562,5 +570,8 @@ def test_a_403_naming_the_key_aborts_and_an_inactive_member_is_a_row_problem(tmp
         assert info.value.summary.count("failed") == 50 and info.value.summary.is_consistent()
         assert len(client.calls) <= 2 * 2 + 1
     else:
-        summary = run(client, rows, max_workers=2)
-        assert summary.count("rejected") == 50 and summary.aborted is None
+        # every row rejected: the run fails (nothing landed), but it is not an abort
+        with pytest.raises(ThresholdExceededError, match="nothing landed") as rejected:
+            run(client, rows, max_workers=2)
+        summary = rejected.value.summary
+        assert summary.count("rejected") == 50 and summary.aborted is None and summary.status == "failed"
