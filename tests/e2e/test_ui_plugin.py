@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -134,6 +135,9 @@ def read_run(db: Path, dag_id: str) -> tuple[str, dict[str, Any]]:
 def ui_airflow(e2e_sandbox_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiAirflow]:
     e2e_sandbox_server.reset()
     root = tmp_path_factory.mktemp("ui_plugin")
+    auth_dir = root / "auth"
+    auth_dir.mkdir()
+    shutil.copy(REPO / "tests" / "e2e" / "ui_auth_manager.py", auth_dir / "ui_auth_manager.py")
     home, dags, work = root / "airflow_home", root / "dags", root / "work"
     for d in (home, dags, work):
         d.mkdir()
@@ -150,7 +154,7 @@ def ui_airflow(e2e_sandbox_server: Any, tmp_path_factory: pytest.TempPathFactory
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.ui_auth_manager.OneDagDeniedAuthManager",
+            "AIRFLOW__CORE__AUTH_MANAGER": "ui_auth_manager.OneDagDeniedAuthManager",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,outsider:viewer",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__API__BASE_URL": url,
@@ -158,7 +162,10 @@ def ui_airflow(e2e_sandbox_server: Any, tmp_path_factory: pytest.TempPathFactory
             "CROWDTWIST_UI_DENY": "outsider:ct_ui_sync",
             "CT_UI_WORK": str(work),
             "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+            # Only the test's auth manager, not the checkout: a checkout holds the editable install's
+            # egg-info, and Airflow, reading every distribution on the path, would load our plugin
+            # entry point twice ("already registered") -- which no installed wheel does.
+            "PYTHONPATH": os.pathsep.join(p for p in (str(auth_dir), os.environ.get("PYTHONPATH", "")) if p),
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         }
     )
