@@ -174,6 +174,7 @@ def test_return_rules_checked_before_sending_and_refusals_named(sandbox: Any, tm
                     return_type_column="return_type",
                     user_attributes={"email_address": "email"},
                     max_failed_ratio=1.0,
+                    fail_when_nothing_landed=False,  # every return is refused: the reasons are the point
                     rejects_path=rejects,
                 ),
             )
