@@ -21,7 +21,9 @@ AIRFLOW_3_VERSION="3.3.2"
 AIRFLOW_2_VERSION="2.11.0"
 # Airflow 2.x's ObjectStoragePath refuses every URL with universal-pathlib 0.3 (what pip picks without
 # Airflow's constraints file); Airflow 2's constraints pin the 0.2 line, so the 2.x legs do too.
-AIRFLOW_2_EXTRA_PINS="universal-pathlib<0.3"
+# cryptography 51 made MultiFernet a Rust class that takes no new attributes, and Airflow 2's get_fernet()
+# sets one (`is_encrypted`), so every connection from an environment variable fails to load there.
+AIRFLOW_2_EXTRA_PINS="universal-pathlib<0.3 cryptography<51"
 # pandas 2.1 (the declared floor) is built against numpy 1.x and crashes on import with numpy 2; its
 # metadata does not say so, Airflow 2.10's constraints pin numpy 1.26, and so does the min leg.
 # pyarrow at the parquet extra's floor too: pyarrow >= 18 refuses numpy 1.x.
