@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 try:  # POSIX advisory locks keep two runs from sharing one local state or ledger at the same time.
@@ -270,3 +270,39 @@ def transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+class BatchedWrites:
+    """Results queued per SQL statement and committed together, every ``rows`` results or ``seconds``.
+
+    A state records one result per row on the sending path: one transaction (one fsync) per row
+    would cost more than the request. The member state and the audience state share this one queue.
+    """
+
+    def __init__(self, statements: Iterable[str], *, rows: int = 1000, seconds: float = 0.1) -> None:
+        self._pending: dict[str, list[tuple[Any, ...]]] = {sql: [] for sql in statements}
+        self._rows, self._seconds = rows, seconds
+        self.queued = 0
+        self._first = 0.0
+
+    def add(self, *writes: tuple[str, tuple[Any, ...]]) -> bool:
+        """Queue one result's writes; True when the batch is due (the caller then calls :meth:`flush`)."""
+        if not self.queued:
+            self._first = time.monotonic()
+        for sql, params in writes:
+            self._pending[sql].append(params)
+        self.queued += 1
+        return self.queued >= self._rows or time.monotonic() - self._first >= self._seconds
+
+    def flush(self, db: sqlite3.Connection) -> bool:
+        """Commit the queued writes in one transaction; False when there was nothing to write."""
+        if not self.queued:
+            return False
+        with transaction(db):
+            for sql, rows in self._pending.items():
+                if rows:
+                    db.executemany(sql, rows)
+        for rows in self._pending.values():
+            rows.clear()
+        self.queued = 0
+        return True

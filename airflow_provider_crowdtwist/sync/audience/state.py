@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, FileLock, WorkingCopy, transaction
+from airflow_provider_crowdtwist.sync.paths import (
+    BatchedWrites,
+    FileInUseError,
+    FileLock,
+    WorkingCopy,
+    transaction,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,9 +94,7 @@ class AudienceState:
         self._copy = WorkingCopy(target, name="audience.sqlite")
         self.location = self._copy.location
         self._lock: FileLock | None = None
-        self._pending: dict[str, list[tuple[Any, ...]]] = {_JOURNAL: [], _ENTER: [], _LEAVE: []}
-        self._queued = 0
-        self._first_pending = 0.0
+        self._writes = BatchedWrites((_JOURNAL, _ENTER, _LEAVE), rows=FLUSH_ROWS, seconds=FLUSH_SECONDS)
         self._journaled = False
         try:
             if read_only:
@@ -204,26 +207,13 @@ class AudienceState:
     def _queue(self, *writes: tuple[str, tuple[Any, ...]]) -> None:
         if self.read_only:
             raise RuntimeError("a read-only audience state (dry run) is never written")
-        if not self._queued:
-            self._first_pending = time.monotonic()
-        for sql, params in writes:
-            self._pending[sql].append(params)
-        self._queued += 1
-        if self._queued >= FLUSH_ROWS or time.monotonic() - self._first_pending >= FLUSH_SECONDS:
+        if self._writes.add(*writes):
             self.flush()
 
     def flush(self) -> None:
-        """Commit the queued results in one transaction."""
-        if not self._queued:
-            return
-        with transaction(self._db):
-            for sql, rows in self._pending.items():
-                if rows:
-                    self._db.executemany(sql, rows)
-        for rows in self._pending.values():
-            rows.clear()
-        self._queued = 0
-        self._journaled = True
+        """Commit the queued results in one transaction (``paths.BatchedWrites``)."""
+        if self._writes.flush(self._db):
+            self._journaled = True
 
     def _fold(self) -> None:
         db = self._db

@@ -61,7 +61,6 @@ import contextlib
 import os
 import secrets as _secrets
 import sqlite3
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +74,7 @@ from airflow_provider_crowdtwist.sync.file_guard import (
 )
 from airflow_provider_crowdtwist.sync.lazy import LazyModule
 from airflow_provider_crowdtwist.sync.members.row_hash import derive_key, member_keys
-from airflow_provider_crowdtwist.sync.paths import FileInUseError, WorkingCopy, transaction
+from airflow_provider_crowdtwist.sync.paths import BatchedWrites, FileInUseError, WorkingCopy, transaction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,9 +189,7 @@ class MemberState:
         self.location = self._copy.location
         self._guard: GuardedFile | None = None
         self._db_open = False  # self._db is set by _connect
-        self._pending: dict[str, list[tuple[Any, ...]]] = {_JOURNAL: [], _WHO: [], _FORGET: []}
-        self._queued = 0
-        self._first_pending = 0.0
+        self._writes = BatchedWrites((_JOURNAL, _WHO, _FORGET), rows=FLUSH_ROWS, seconds=FLUSH_SECONDS)
         try:
             self._open(secret, rebuild_broken)
         except BaseException:
@@ -425,27 +422,13 @@ class MemberState:
     def _queue(self, *writes: tuple[str, tuple[Any, ...]]) -> None:
         if self.read_only:
             raise RuntimeError("a read-only member state (dry run) is never written")
-        if not self._queued:
-            self._first_pending = time.monotonic()
-        for sql, params in writes:
-            self._pending[sql].append(params)
-        self._queued += 1
-        if self._queued >= FLUSH_ROWS or time.monotonic() - self._first_pending >= FLUSH_SECONDS:
+        if self._writes.add(*writes):
             self.flush()
 
     def flush(self) -> None:
-        """Commit the queued results in one transaction (called on its own every 1,000 or 0.1 s)."""
-        if not self._queued:
-            return
-        db = self._db
-        with transaction(db):
-            for sql, rows in self._pending.items():
-                if rows:
-                    db.executemany(sql, rows)
-        for rows in self._pending.values():
-            rows.clear()
-        self._queued = 0
-        self._journaled = True
+        """Commit the queued results in one transaction (``paths.BatchedWrites``)."""
+        if self._writes.flush(self._db):
+            self._journaled = True
 
     def _fold(self) -> None:
         """Replace snapshot + journal by the new snapshot (one transaction); give the space back."""
