@@ -25,7 +25,6 @@ class Call:
     attempt: int  # 1 for the first try of a request, 2 for its first retry...
     ambiguous: bool  # the request may have been applied although no usable answer came back
     error_code: str | None = None  # CrowdTwist's "error" field, or the transport problem
-    host: str = ""  # "api" or "pos": which CrowdTwist host answered
 
 
 CallObserver = Callable[[Call], None]

@@ -151,8 +151,6 @@ class CallSampler:
             "attempt": call.attempt,
             "ambiguous": call.ambiguous,
         }
-        if call.host:
-            record["host"] = call.host
         if first:
             record["first"] = first
         return record
